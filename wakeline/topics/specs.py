@@ -1,0 +1,32 @@
+"""The topics wakeline uses, and their specs."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from wakeline.topics.port import TopicSpec
+
+KEEP_FOREVER = {"retention.ms": "-1", "retention.bytes": "-1", "cleanup.policy": "delete"}
+
+
+@dataclass(frozen=True, slots=True)
+class Topics:
+    """Topic names.  ``commands`` and ``events`` must have the same partition count: a run's
+    commands and its journal live on the same partition index, owned by one worker."""
+
+    commands: str = "wakeline.commands"
+    events: str = "wakeline.events"
+    notices: str = "wakeline.notices"
+    deadletter: str = "wakeline.deadletter"
+
+    def specs(self, partitions: int, replication: int = 1) -> list[TopicSpec]:
+        """Journals are kept forever (a run resumes from its whole journal)."""
+        return [
+            TopicSpec(self.commands, partitions, replication, {"retention.ms": "604800000"}),
+            TopicSpec(self.events, partitions, replication, dict(KEEP_FOREVER)),
+            TopicSpec(self.notices, partitions, replication, dict(KEEP_FOREVER)),
+            TopicSpec(self.deadletter, 1, replication, dict(KEEP_FOREVER)),
+        ]
+
+
+DEFAULT_TOPICS = Topics()
