@@ -1,0 +1,69 @@
+"""Python mirrors of ``command.avsc`` (commands topic) and ``notice.avsc`` (notices topic)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class StartRun:
+    agent: str
+    input: str
+    tenant: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class CancelRun:
+    reason: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class ResumeRun:
+    pass
+
+
+CommandPayload = StartRun | CancelRun | ResumeRun
+COMMAND_TYPES: tuple[type[CommandPayload], ...] = (StartRun, CancelRun, ResumeRun)
+
+
+@dataclass(frozen=True, slots=True)
+class Command:
+    command_id: str
+    run_id: str
+    time_ms: int
+    issuer: str
+    payload: CommandPayload
+
+    @property
+    def type(self) -> str:
+        return type(self.payload).__name__
+
+
+@dataclass(frozen=True, slots=True)
+class RunDrifted:
+    seq: int
+    recorded: str
+    requested: str
+    message: str
+
+
+@dataclass(frozen=True, slots=True)
+class CommandRejected:
+    command_id: str
+    reason: str
+
+
+NoticePayload = RunDrifted | CommandRejected
+NOTICE_TYPES: tuple[type[NoticePayload], ...] = (RunDrifted, CommandRejected)
+
+
+@dataclass(frozen=True, slots=True)
+class Notice:
+    run_id: str
+    time_ms: int
+    writer: str
+    payload: NoticePayload
+
+    @property
+    def type(self) -> str:
+        return type(self.payload).__name__

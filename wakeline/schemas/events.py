@@ -1,0 +1,210 @@
+"""Python mirrors of ``event.avsc``: the journal's event types.
+
+``event.avsc`` is the source of truth; ``tests/test_schemas.py`` proves these classes have the
+same fields, in the same order, with matching types.  JSON-valued fields (``input``,
+``request``, ``message``, ``result`` ...) hold canonical JSON text
+(:func:`wakeline.jsonutil.dumps`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Literal
+
+from wakeline.providers.base import Usage
+
+ValueKind = Literal["CLOCK", "UUID", "RANDOM"]
+
+
+@dataclass(frozen=True, slots=True)
+class RunStarted:
+    agent: str
+    input: str
+    tenant: str = ""
+    command_id: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class RunCompleted:
+    output: str
+
+
+@dataclass(frozen=True, slots=True)
+class RunFailed:
+    error_type: str
+    message: str
+
+
+@dataclass(frozen=True, slots=True)
+class RunCancelled:
+    reason: str
+    by: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class ModelCallRequested:
+    provider: str
+    model: str
+    request_digest: str
+    request: str
+    stream: bool = False
+    attempt: int = 1
+
+
+@dataclass(frozen=True, slots=True)
+class ModelCallCompleted:
+    step: int
+    provider: str
+    model: str
+    response_id: str
+    response_model: str
+    finish_reason: str
+    message: str
+    usage: Usage
+    cost_usd: Decimal | None
+    latency_us: int
+
+
+@dataclass(frozen=True, slots=True)
+class ModelCallFailed:
+    step: int
+    error_type: str
+    message: str
+    retriable: bool
+    status_code: int | None = None
+    latency_us: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class ToolCallRequested:
+    tool: str
+    args: str
+    args_digest: str
+    idempotency_key: str
+    idempotent: bool
+
+
+@dataclass(frozen=True, slots=True)
+class ToolCallCompleted:
+    step: int
+    result: str
+    latency_us: int
+
+
+@dataclass(frozen=True, slots=True)
+class ToolCallFailed:
+    step: int
+    error_type: str
+    message: str
+    retriable: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class StepRequested:
+    name: str
+
+
+@dataclass(frozen=True, slots=True)
+class StepCompleted:
+    step: int
+    result: str
+
+
+@dataclass(frozen=True, slots=True)
+class StepFailed:
+    step: int
+    error_type: str
+    message: str
+
+
+@dataclass(frozen=True, slots=True)
+class ValueRecorded:
+    kind: ValueKind
+    value: str
+
+
+@dataclass(frozen=True, slots=True)
+class TimerScheduled:
+    fire_at_ms: int
+    duration_ms: int
+    purpose: str = "sleep"
+
+
+@dataclass(frozen=True, slots=True)
+class TimerFired:
+    step: int
+
+
+EventPayload = (
+    RunStarted
+    | RunCompleted
+    | RunFailed
+    | RunCancelled
+    | ModelCallRequested
+    | ModelCallCompleted
+    | ModelCallFailed
+    | ToolCallRequested
+    | ToolCallCompleted
+    | ToolCallFailed
+    | StepRequested
+    | StepCompleted
+    | StepFailed
+    | ValueRecorded
+    | TimerScheduled
+    | TimerFired
+)
+
+EVENT_TYPES: tuple[type[EventPayload], ...] = (
+    RunStarted,
+    RunCompleted,
+    RunFailed,
+    RunCancelled,
+    ModelCallRequested,
+    ModelCallCompleted,
+    ModelCallFailed,
+    ToolCallRequested,
+    ToolCallCompleted,
+    ToolCallFailed,
+    StepRequested,
+    StepCompleted,
+    StepFailed,
+    ValueRecorded,
+    TimerScheduled,
+    TimerFired,
+)
+
+REQUEST_TYPES = (ModelCallRequested, ToolCallRequested, StepRequested, TimerScheduled)
+"""Events that open a step; their ``seq`` is the step's id."""
+
+RESULT_TYPES = (
+    ModelCallCompleted,
+    ModelCallFailed,
+    ToolCallCompleted,
+    ToolCallFailed,
+    StepCompleted,
+    StepFailed,
+    TimerFired,
+)
+"""Events that close a step: inputs to the agent, never produced by its code."""
+
+TERMINAL_TYPES = (RunCompleted, RunFailed, RunCancelled)
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """One journal entry.  ``seq`` is dense per run from 0 (``RunStarted``)."""
+
+    run_id: str
+    seq: int
+    time_ms: int
+    writer: str
+    payload: EventPayload
+
+    @property
+    def type(self) -> str:
+        return type(self.payload).__name__
+
+    @property
+    def is_terminal(self) -> bool:
+        return isinstance(self.payload, TERMINAL_TYPES)
