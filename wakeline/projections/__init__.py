@@ -1,0 +1,31 @@
+"""Projections: state folded from the log into RocksDB (:mod:`rocksdict`).
+
+The log is the only source of truth.  A projection store can be deleted at any time and rebuilt
+from offset 0 (:func:`wakeline.projections.rebuild.rebuild`).  Every fold writes the state it
+produced *and* the next offset of every partition it read in one RocksDB ``WriteBatch``, so the
+state and the offsets it reflects never disagree, whatever the moment of a crash.
+
+Projections name the topics they read *logically* (``"events"``, ``"notices"``); a
+``topic_names`` mapping turns those into the physical topic names of a deployment.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from types import MappingProxyType
+
+EVENTS = "events"
+"""Logical name of the events topic (run journals, key = run id)."""
+
+NOTICES = "notices"
+"""Logical name of the notices topic (drift, rejected commands; key = run id)."""
+
+EVENTS_TOPIC = "wakeline.events"
+NOTICES_TOPIC = "wakeline.notices"
+
+DEFAULT_TOPIC_NAMES: Mapping[str, str] = MappingProxyType(
+    {EVENTS: EVENTS_TOPIC, NOTICES: NOTICES_TOPIC}
+)
+"""Logical topic name -> physical topic name."""
+
+__all__ = ["DEFAULT_TOPIC_NAMES", "EVENTS", "EVENTS_TOPIC", "NOTICES", "NOTICES_TOPIC"]
