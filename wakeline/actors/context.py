@@ -1,0 +1,227 @@
+"""``Context``: what agent code calls.  Every call is journaled through the run's core."""
+
+from __future__ import annotations
+
+import uuid as uuidlib
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any
+
+from wakeline import jsonutil
+from wakeline.actors.errors import ModelCallError, StepFailedError, ToolCallError, WakelineError
+from wakeline.app import AgentSpec, RetryPolicy, ToolSpec
+from wakeline.providers.base import ModelRequest, Usage
+from wakeline.schemas.events import (
+    ModelCallCompleted,
+    ModelCallFailed,
+    ModelCallRequested,
+    StepCompleted,
+    StepFailed,
+    StepRequested,
+    TimerScheduled,
+    ToolCallCompleted,
+    ToolCallFailed,
+    ToolCallRequested,
+    ValueRecorded,
+)
+
+if TYPE_CHECKING:
+    from wakeline.actors.core import RunCore
+
+
+@dataclass(frozen=True, slots=True)
+class LLMResult:
+    """A completed model call, as journaled."""
+
+    text: str
+    message: dict[str, Any]
+    usage: Usage
+    cost_usd: Decimal | None
+    model: str
+    provider: str
+    response_id: str
+    finish_reason: str
+    seq: int
+
+    @property
+    def tool_calls(self) -> list[dict[str, Any]]:
+        calls: list[dict[str, Any]] = self.message.get("tool_calls", [])
+        return calls
+
+
+@dataclass(frozen=True, slots=True)
+class StepCall:
+    """A ``ctx.step`` function with its arguments, run by the driver."""
+
+    fn: Callable[..., Any]
+    args: tuple[Any, ...]
+    kwargs: Mapping[str, Any]
+
+
+class UnknownToolError(WakelineError):
+    pass
+
+
+class Context:
+    """Passed to every agent as its first argument."""
+
+    def __init__(self, core: RunCore, spec: AgentSpec) -> None:
+        self._core = core
+        self._spec = spec
+
+    @property
+    def run_id(self) -> str:
+        return self._core.run_id
+
+    @property
+    def agent(self) -> str:
+        return self._spec.name
+
+    @property
+    def is_replaying(self) -> bool:
+        """True while the run re-executes recorded history (e.g. to skip log lines)."""
+        return self._core.replaying
+
+    # -- model calls -----------------------------------------------------------------------
+    async def llm(
+        self,
+        messages: str | Sequence[Mapping[str, Any]],
+        *,
+        model: str | None = None,
+        provider: str | None = None,
+        max_tokens: int | None = None,
+        temperature: float | None = None,
+        tools: Sequence[Mapping[str, Any]] = (),
+        stream: bool = False,
+        retry: RetryPolicy | None = None,
+        **params: Any,
+    ) -> LLMResult:
+        """Call a model once, durably: a recorded call is returned from the journal."""
+        app = self._core.app
+        if isinstance(messages, str):
+            messages = [{"role": "user", "content": messages}]
+        request = ModelRequest(
+            model=model or self._spec.default_model or app.default_model,
+            messages=tuple(dict(m) for m in messages),
+            max_tokens=max_tokens,
+            temperature=temperature,
+            tools=tuple(dict(t) for t in tools),
+            params=dict(params),
+            stream=stream,
+        )
+        provider_name = provider or self._spec.default_provider or app.default_provider
+        text = jsonutil.dumps(request.to_json())
+        digest = jsonutil.digest(text)
+        policy = retry or app.retry
+        attempt = 1
+        while True:
+            requested = ModelCallRequested(
+                provider_name, request.model, digest, text, stream, attempt
+            )
+            event = self._core.emit(requested, request)
+            result = await self._core.wait(event.seq)
+            if isinstance(result, ModelCallCompleted):
+                return LLMResult(
+                    text=str(jsonutil.loads(result.message).get("content") or ""),
+                    message=jsonutil.loads(result.message),
+                    usage=result.usage,
+                    cost_usd=result.cost_usd,
+                    model=result.response_model or result.model,
+                    provider=result.provider,
+                    response_id=result.response_id,
+                    finish_reason=result.finish_reason,
+                    seq=event.seq,
+                )
+            assert isinstance(result, ModelCallFailed)
+            if not result.retriable or attempt >= policy.max_attempts:
+                raise ModelCallError("model call", event.seq, result.error_type, result.message)
+            await self._timer(policy.backoff_s(attempt), "retry")
+            attempt += 1
+
+    # -- tools and steps -------------------------------------------------------------------
+    async def tool(self, tool: str | Callable[..., Any], /, **args: Any) -> Any:
+        """Run a registered tool durably; returns its JSON result."""
+        spec = self._find_tool(tool)
+        text = jsonutil.dumps(args)
+        key = ""
+        attempt = 1
+        while True:
+            seq = self._core.next_seq
+            key = key or f"{self.run_id}:{seq}"
+            requested = ToolCallRequested(
+                spec.name, text, jsonutil.digest(text), key, spec.idempotent
+            )
+            event = self._core.emit(requested, spec)
+            result = await self._core.wait(event.seq)
+            if isinstance(result, ToolCallCompleted):
+                return jsonutil.loads(result.result)
+            assert isinstance(result, ToolCallFailed)
+            policy = self._core.app.retry
+            if not result.retriable or attempt >= policy.max_attempts:
+                raise ToolCallError(
+                    f"tool {spec.name}", event.seq, result.error_type, result.message
+                )
+            await self._timer(policy.backoff_s(attempt), "retry")
+            attempt += 1
+
+    async def step(self, name: str, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
+        """Run ``fn(*args, **kwargs)`` (sync or async) once; its JSON result is journaled."""
+        event = self._core.emit(StepRequested(name), StepCall(fn, args, kwargs))
+        result = await self._core.wait(event.seq)
+        if isinstance(result, StepCompleted):
+            return jsonutil.loads(result.result)
+        assert isinstance(result, StepFailed)
+        raise StepFailedError(f"step {name!r}", event.seq, result.error_type, result.message)
+
+    # -- recorded values and timers ---------------------------------------------------------
+    def now(self) -> datetime:
+        """The activation's time, recorded: the same value on every replay."""
+        value = self._value("CLOCK", lambda: str(self._core.time_ms))
+        return datetime.fromtimestamp(int(value) / 1000, tz=UTC)
+
+    def uuid(self) -> uuidlib.UUID:
+        """A random UUID4, recorded."""
+        return uuidlib.UUID(self._value("UUID", lambda: str(_uuid4(self._core.entropy))))
+
+    def random(self) -> float:
+        """A float in [0, 1), recorded."""
+        value = self._value("RANDOM", lambda: repr(_unit_float(self._core.entropy)))
+        return float(value)
+
+    async def sleep(self, seconds: float) -> None:
+        """A durable timer: survives crashes; the run holds no memory while it waits."""
+        await self._timer(seconds, "sleep")
+
+    # -- helpers ---------------------------------------------------------------------------
+    def _value(self, kind: Any, make: Callable[[], str]) -> str:
+        live = ValueRecorded(kind, "")
+        if not self._core.replaying:
+            live = ValueRecorded(kind, make())
+        event = self._core.emit(live)
+        assert isinstance(event.payload, ValueRecorded)
+        return event.payload.value
+
+    async def _timer(self, seconds: float, purpose: str) -> None:
+        ms = max(0, round(seconds * 1000))
+        event = self._core.emit(TimerScheduled(self._core.time_ms + ms, ms, purpose))
+        await self._core.wait(event.seq)
+
+    def _find_tool(self, tool: str | Callable[..., Any]) -> ToolSpec:
+        tools = self._core.app.tools
+        if isinstance(tool, str):
+            spec = tools.get(tool)
+        else:
+            spec = next((t for t in tools.values() if t.fn is tool), None)
+        if spec is None:
+            raise UnknownToolError(f"tool {tool!r} is not registered with @app.tool")
+        return spec
+
+
+def _uuid4(entropy: Callable[[int], bytes]) -> uuidlib.UUID:
+    return uuidlib.UUID(bytes=entropy(16), version=4)
+
+
+def _unit_float(entropy: Callable[[int], bytes]) -> float:
+    return (int.from_bytes(entropy(7), "big") >> 3) / float(1 << 53)

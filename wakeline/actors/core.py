@@ -1,0 +1,344 @@
+"""The deterministic, I/O-free core of a run.
+
+``RunCore`` maps *(journal so far, new input)* to *(events to append, effects to run)*.  It
+never touches the log, a provider, a tool or the clock: the driver
+(:mod:`wakeline.actors.driver`) owns those, feeds results in as events and appends what the
+core returns before running any effect.
+
+Every activation (start, recovery, one delivered result) runs the agent's coroutines on a
+:class:`DeterministicLoop` until they are all blocked again.  While the journal still has
+recorded events at the current sequence, whatever the code produces is checked against them
+(:class:`NondeterminismError` on a mismatch) and the recorded event is used; past the end of
+the journal the core is live and new events go to the outbox.  Results are delivered one at a
+time in journal order, so replay re-creates exactly the interleaving of the original run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass, field
+from typing import Any, cast
+
+from wakeline import jsonutil
+from wakeline.actors.errors import NondeterminismError, StopRun
+from wakeline.actors.loop import DeterministicLoop
+from wakeline.app import AgentSpec, App, ToolSpec
+from wakeline.schemas.events import (
+    REQUEST_TYPES,
+    RESULT_TYPES,
+    TERMINAL_TYPES,
+    Event,
+    EventPayload,
+    ModelCallRequested,
+    RunCancelled,
+    RunCompleted,
+    RunFailed,
+    RunStarted,
+    StepRequested,
+    TimerScheduled,
+    ToolCallRequested,
+    ValueRecorded,
+)
+
+ResultPayload = Any  # one of RESULT_TYPES
+
+
+@dataclass(frozen=True, slots=True)
+class Effect:
+    """Something the driver must do once the events before it are durable."""
+
+    seq: int
+    request: Event
+    call: Any = None
+    """The live call object: a ModelRequest, a ToolSpec or a step function."""
+
+
+@dataclass(slots=True)
+class Transition:
+    events: list[Event] = field(default_factory=list)
+    effects: list[Effect] = field(default_factory=list)
+    in_doubt: list[Effect] = field(default_factory=list)
+    """Open calls of non-idempotent tools found by recovery: never re-run automatically."""
+
+
+def describe(payload: EventPayload) -> str:
+    """A short human description of an event payload, used in drift reports."""
+    match payload:
+        case ModelCallRequested(provider=p, model=m, request_digest=d):
+            return f"model call {p}/{m} (request {d[:12]})"
+        case ToolCallRequested(tool=t, args_digest=d):
+            return f"tool {t} (args {d[:12]})"
+        case StepRequested(name=n):
+            return f"step {n!r}"
+        case ValueRecorded(kind=k):
+            return f"{k.lower()} read"
+        case TimerScheduled(duration_ms=ms, purpose=p):
+            return f"timer {ms} ms ({p})"
+        case _:
+            return type(payload).__name__
+
+
+def _identity(payload: EventPayload) -> tuple[Any, ...]:
+    """The part of a produced event that must match the journal on replay."""
+    match payload:
+        case ModelCallRequested(provider=p, model=m, request_digest=d, attempt=a):
+            return ("model", p, m, d, a)
+        case ToolCallRequested(tool=t, args_digest=d):
+            return ("tool", t, d)
+        case StepRequested(name=n):
+            return ("step", n)
+        case ValueRecorded(kind=k):
+            return ("value", k)
+        case TimerScheduled(duration_ms=ms, purpose=p):
+            return ("timer", ms, p)
+        case RunCompleted(output=o):
+            return ("completed", o)
+        case RunFailed(error_type=t, message=m):
+            return ("failed", t, m)
+        case _:
+            return (type(payload).__name__,)
+
+
+class RunCore:
+    """One run's deterministic state machine.  Create, then call :meth:`begin` or
+    :meth:`recover` once, then :meth:`deliver` for each result."""
+
+    def __init__(
+        self,
+        run_id: str,
+        app: App,
+        *,
+        journal: list[Event] | None = None,
+        entropy: Callable[[int], bytes] = os.urandom,
+    ) -> None:
+        self.run_id = run_id
+        self.app = app
+        self.journal: list[Event] = journal if journal is not None else []
+        self.entropy = entropy
+        self.drift: NondeterminismError | None = None
+        self.replayed: list[Event] = []
+        self.diverged: Event | None = None
+        """The event the code produced where it parted from the journal (on drift)."""
+        self.open: dict[int, Event] = {}
+        self.calls: dict[int, Any] = {}
+        self.time_ms = 0
+        self.writer = ""
+        self._cursor = 0
+        self._loop = DeterministicLoop()  # type: ignore[abstract]  # only what tasks need
+        self._futures: dict[int, asyncio.Future[Any]] = {}
+        self._main: asyncio.Task[Any] | None = None
+        self._spec: AgentSpec | None = None
+        self._out: Transition = Transition()
+        self._ended: Event | None = None
+
+    # -- status ----------------------------------------------------------------------------
+    @property
+    def terminal(self) -> Event | None:
+        """The run's terminal event once the agent (or a cancel) reached it."""
+        return self._ended
+
+    @property
+    def replaying(self) -> bool:
+        return self._cursor < len(self.journal)
+
+    @property
+    def next_seq(self) -> int:
+        return self._cursor
+
+    # -- inputs ----------------------------------------------------------------------------
+    def begin(self, started: RunStarted, time_ms: int, writer: str) -> Transition:
+        """Start a new run: journal ``RunStarted`` and run the agent to its first wait."""
+        if self.journal:
+            raise RuntimeError(f"run {self.run_id} already has a journal")
+        self._activate(time_ms, writer)
+        self._emit(started)
+        self._start_agent(started)
+        return self._finish()
+
+    def recover(self, time_ms: int, writer: str) -> Transition:
+        """Replay the whole journal, then continue live from its end.
+
+        The transition's effects are the calls that were open at the end of the journal (sent
+        but unanswered: the driver sends them again) plus anything new; ``in_doubt`` lists open
+        calls of non-idempotent tools, which are never re-sent automatically.
+        """
+        if not self.journal or not isinstance(self.journal[0].payload, RunStarted):
+            raise RuntimeError(f"run {self.run_id}: a journal must start with RunStarted")
+        first = self.journal[0]
+        assert isinstance(first.payload, RunStarted)
+        self._activate(first.time_ms, first.writer)
+        self._cursor = 1
+        self._start_agent(first.payload)
+        while self.drift is None and self.terminal is None and self._cursor < len(self.journal):
+            event = self.journal[self._cursor]
+            if not isinstance(event.payload, (*RESULT_TYPES, RunCancelled)):
+                self._record_drift(self._cursor, describe(event.payload), "nothing (it waits)")
+                break
+            self._cursor += 1
+            self._activate(event.time_ms, event.writer)
+            self._apply_result(event)
+        self._activate(time_ms, writer)
+        out = self._finish()
+        if self.drift is None and self.terminal is None:
+            self._reopen(out)
+        return out
+
+    def deliver(self, result: ResultPayload, time_ms: int, writer: str) -> Transition:
+        """Journal the result of an open call and run the agent until it waits again."""
+        if self.replaying:
+            raise RuntimeError("deliver() before the journal was replayed")
+        if self.terminal is not None or self.drift is not None:
+            return Transition()
+        step = int(result.step)
+        if step not in self.open:
+            raise KeyError(f"run {self.run_id}: no open call at seq {step}")
+        self._activate(time_ms, writer)
+        event = self._emit(result)
+        self._apply_result(event)
+        return self._finish()
+
+    def cancel(self, reason: str, by: str, time_ms: int, writer: str) -> Transition:
+        if self.terminal is not None:
+            return Transition()
+        self._activate(time_ms, writer)
+        self._emit(RunCancelled(reason=reason, by=by))
+        self._stop_agent()
+        return self._finish()
+
+    # -- used by Context -------------------------------------------------------------------
+    def emit(self, payload: EventPayload, call: Any = None) -> Event:
+        """Produce an event from agent code (checked against the journal while replaying)."""
+        event = self._emit(payload)
+        if isinstance(payload, REQUEST_TYPES):
+            self.open[event.seq] = event
+            self.calls[event.seq] = call
+            if self._out.events and self._out.events[-1] is event:
+                self._out.effects.append(Effect(event.seq, event, call))
+        return event
+
+    def wait(self, seq: int) -> asyncio.Future[Any]:
+        fut = self._loop.create_future()
+        self._futures[seq] = fut
+        return fut
+
+    # -- internals -------------------------------------------------------------------------
+    def _activate(self, time_ms: int, writer: str) -> None:
+        self.time_ms = time_ms
+        self.writer = writer
+
+    def _emit(self, payload: EventPayload) -> Event:
+        seq = self._cursor
+        if seq < len(self.journal):
+            recorded = self.journal[seq]
+            if _identity(recorded.payload) != _identity(payload):
+                self._record_drift(seq, describe(recorded.payload), describe(payload))
+                self.diverged = Event(self.run_id, seq, recorded.time_ms, recorded.writer, payload)
+                raise StopRun()
+            if isinstance(payload, ValueRecorded):
+                payload = recorded.payload  # the code read a value: the journal supplies it
+            self.replayed.append(
+                Event(self.run_id, seq, recorded.time_ms, recorded.writer, payload)
+            )
+            self._cursor += 1
+            event = recorded
+        else:
+            event = Event(self.run_id, seq, self.time_ms, self.writer, payload)
+            self.journal.append(event)
+            self._cursor += 1
+            self._out.events.append(event)
+        if isinstance(payload, TERMINAL_TYPES):
+            self._ended = event
+        return event
+
+    def _record_drift(self, seq: int, recorded: str, requested: str) -> None:
+        if self.drift is None:
+            self.drift = NondeterminismError(self.run_id, seq, recorded, requested)
+
+    def _start_agent(self, started: RunStarted) -> None:
+        from wakeline.actors.context import Context
+
+        spec = self.app.get_agent(started.agent)
+        if spec is None:
+            known = ", ".join(sorted(self.app.agents)) or "none"
+            self._fail("UnknownAgent", f"no agent {started.agent!r} is registered (known: {known})")
+            return
+        try:
+            value = spec.input_adapter.validate_json(started.input)
+        except ValueError as exc:
+            self._fail("InvalidInput", f"input does not match {spec.name!r}'s schema: {exc}")
+            return
+        self._spec = spec
+        ctx = Context(self, spec)
+        coro = cast(Coroutine[Any, Any, Any], spec.fn(ctx, value))
+        self._main = self._loop.create_task(coro, name=f"agent:{self.run_id}")
+        self._run()
+
+    def _apply_result(self, event: Event) -> None:
+        if isinstance(event.payload, RunCancelled):
+            self._ended = event
+            self._stop_agent()
+            return
+        assert isinstance(event.payload, RESULT_TYPES)
+        step = event.payload.step
+        self.open.pop(step, None)
+        self.calls.pop(step, None)
+        fut = self._futures.pop(step, None)
+        if fut is None:
+            self._record_drift(event.seq, describe(event.payload), "no call waiting for it")
+            return
+        fut.set_result(event.payload)
+        self._run()
+
+    def _run(self) -> None:
+        self._loop.run_until_idle()
+        main = self._main
+        if main is None or not main.done() or self.drift is not None or self._ended:
+            return
+        exc = main.exception() if not main.cancelled() else None
+        if isinstance(exc, StopRun):
+            return
+        if exc is not None:
+            self._fail(type(exc).__name__, str(exc))
+            return
+        assert self._spec is not None
+        try:
+            output = self._spec.output_adapter.dump_python(main.result(), mode="json")
+            text = jsonutil.dumps(output)
+        except Exception as err:  # the agent returned something its type cannot serialize
+            self._fail("InvalidOutput", f"output does not match {self._spec.name!r}: {err}")
+            return
+        self._emit_terminal(RunCompleted(output=text))
+
+    def _fail(self, error_type: str, message: str) -> None:
+        self._emit_terminal(RunFailed(error_type=error_type, message=message))
+
+    def _emit_terminal(self, payload: EventPayload) -> None:
+        with contextlib.suppress(StopRun):
+            self._emit(payload)
+
+    def _stop_agent(self) -> None:
+        self._main = None
+        self._futures.clear()
+        self.open.clear()
+
+    def _reopen(self, out: Transition) -> None:
+        """After recovery: every call still open is re-dispatched, or reported in doubt."""
+        fresh = {e.seq for e in out.effects}
+        for seq, event in sorted(self.open.items()):
+            if seq in fresh:
+                continue
+            effect = Effect(seq, event, self.calls.get(seq))
+            spec = effect.call
+            if isinstance(spec, ToolSpec) and not spec.idempotent:
+                out.in_doubt.append(effect)
+            else:
+                out.effects.append(effect)
+
+    def _finish(self) -> Transition:
+        out, self._out = self._out, Transition()
+        if self.terminal is not None:
+            out.effects.clear()
+        return out

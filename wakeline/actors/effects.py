@@ -1,0 +1,177 @@
+"""Running effects: the only place where agents' model calls, tools and steps do I/O."""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import inspect
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from wakeline import jsonutil
+from wakeline.actors.context import StepCall
+from wakeline.actors.core import Effect
+from wakeline.app import App, ToolSpec
+from wakeline.providers.base import DeltaSink, ModelRequest, ProviderError
+from wakeline.schemas.events import (
+    ModelCallCompleted,
+    ModelCallFailed,
+    ModelCallRequested,
+    StepCompleted,
+    StepFailed,
+    StepRequested,
+    TimerFired,
+    TimerScheduled,
+    ToolCallCompleted,
+    ToolCallFailed,
+    ToolCallRequested,
+)
+
+
+class RetriableToolError(Exception):
+    """Raise from a tool to have the call retried (on a durable timer, same idempotency key)."""
+
+
+@dataclass(frozen=True, slots=True)
+class ToolCall:
+    """What a running tool can know about its call (see :func:`current_tool_call`)."""
+
+    run_id: str
+    seq: int
+    idempotency_key: str
+
+
+_current_tool_call: contextvars.ContextVar[ToolCall | None] = contextvars.ContextVar(
+    "wakeline_tool_call", default=None
+)
+
+
+def current_tool_call() -> ToolCall:
+    """Inside a tool: the call's run, sequence and idempotency key (pass it to payment APIs)."""
+    call = _current_tool_call.get()
+    if call is None:
+        raise RuntimeError("current_tool_call() is only available inside a running tool")
+    return call
+
+
+def _error_text(exc: BaseException) -> str:
+    return str(exc) or type(exc).__name__
+
+
+async def run_effect(
+    app: App, effect: Effect, *, now_ms: Callable[[], int], on_delta: DeltaSink | None = None
+) -> Any:
+    """Run one effect and return the result payload to deliver to the run's core."""
+    payload = effect.request.payload
+    if isinstance(payload, ModelCallRequested):
+        return await _model_call(app, effect, payload, on_delta)
+    if isinstance(payload, ToolCallRequested):
+        return await _tool_call(app, effect, payload)
+    if isinstance(payload, StepRequested):
+        return await _step(effect)
+    if isinstance(payload, TimerScheduled):
+        delay = (payload.fire_at_ms - now_ms()) / 1000
+        if delay > 0:
+            await asyncio.sleep(delay)
+        return TimerFired(effect.seq)
+    raise TypeError(f"not an effect: {type(payload).__name__}")
+
+
+async def _model_call(
+    app: App, effect: Effect, payload: ModelCallRequested, on_delta: DeltaSink | None
+) -> ModelCallCompleted | ModelCallFailed:
+    request = effect.call if isinstance(effect.call, ModelRequest) else _request_from(payload)
+    provider = app.providers.get(payload.provider)
+    if provider is None:
+        known = ", ".join(sorted(app.providers)) or "none"
+        message = f"no provider {payload.provider!r} is configured (known: {known})"
+        return ModelCallFailed(effect.seq, "UnknownProvider", message, False)
+    started = time.perf_counter()
+    try:
+        response = await provider.complete(request, on_delta=on_delta)
+    except ProviderError as exc:
+        latency = int((time.perf_counter() - started) * 1e6)
+        return ModelCallFailed(
+            effect.seq,
+            type(exc).__name__,
+            _error_text(exc),
+            exc.retriable,
+            exc.status_code,
+            latency,
+        )
+    except Exception as exc:  # an adapter bug or an unexpected transport error
+        latency = int((time.perf_counter() - started) * 1e6)
+        return ModelCallFailed(
+            effect.seq, type(exc).__name__, _error_text(exc), True, None, latency
+        )
+    latency = int((time.perf_counter() - started) * 1e6)
+    return ModelCallCompleted(
+        step=effect.seq,
+        provider=payload.provider,
+        model=payload.model,
+        response_id=response.response_id,
+        response_model=response.response_model or payload.model,
+        finish_reason=response.finish_reason,
+        message=jsonutil.dumps(response.message()),
+        usage=response.usage,
+        cost_usd=app.prices.cost(payload.provider, payload.model, response.usage),
+        latency_us=latency,
+    )
+
+
+def _request_from(payload: ModelCallRequested) -> ModelRequest:
+    data = jsonutil.loads(payload.request)
+    return ModelRequest(
+        model=data["model"],
+        messages=tuple(data["messages"]),
+        max_tokens=data.get("max_tokens"),
+        temperature=data.get("temperature"),
+        tools=tuple(data.get("tools", ())),
+        params=data.get("params", {}),
+        stream=payload.stream,
+    )
+
+
+async def _tool_call(
+    app: App, effect: Effect, payload: ToolCallRequested
+) -> ToolCallCompleted | ToolCallFailed:
+    spec = effect.call if isinstance(effect.call, ToolSpec) else app.tools.get(payload.tool)
+    if spec is None:
+        return ToolCallFailed(effect.seq, "UnknownTool", f"no tool {payload.tool!r}", False)
+    call = ToolCall(effect.request.run_id, effect.seq, payload.idempotency_key)
+    args = jsonutil.loads(payload.args)
+    started = time.perf_counter()
+    token = _current_tool_call.set(call)
+    try:
+        result = await _call(spec.fn, (), args)
+        text = jsonutil.dumps(result)
+    except RetriableToolError as exc:
+        return ToolCallFailed(effect.seq, type(exc).__name__, _error_text(exc), True)
+    except Exception as exc:
+        return ToolCallFailed(effect.seq, type(exc).__name__, _error_text(exc), False)
+    finally:
+        _current_tool_call.reset(token)
+    latency = int((time.perf_counter() - started) * 1e6)
+    return ToolCallCompleted(effect.seq, text, latency)
+
+
+async def _step(effect: Effect) -> StepCompleted | StepFailed:
+    call = effect.call
+    if not isinstance(call, StepCall):
+        return StepFailed(effect.seq, "StepUnavailable", "the step function is not known")
+    try:
+        result = await _call(call.fn, call.args, dict(call.kwargs))
+        return StepCompleted(effect.seq, jsonutil.dumps(result))
+    except Exception as exc:
+        return StepFailed(effect.seq, type(exc).__name__, _error_text(exc))
+
+
+async def _call(fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    if inspect.iscoroutinefunction(fn):
+        return await fn(*args, **kwargs)
+    result = await asyncio.to_thread(fn, *args, **kwargs)
+    if inspect.isawaitable(result):
+        return await result
+    return result

@@ -1,0 +1,121 @@
+"""A deterministic asyncio event loop for agent code.
+
+Agent coroutines run on this loop, never on the worker's real one.  It has no clock, no
+sockets and no threads: it only runs ready callbacks, in FIFO order, until none is left
+(:meth:`DeterministicLoop.run_until_idle`).  Given the same sequence of resolved futures it
+therefore runs the same callbacks in the same order, which is what makes replay exact --
+including ``asyncio.gather`` over several model calls.  Anything that would need real time
+(``asyncio.sleep(x > 0)``, timeouts) raises :class:`NonDeterministicCallError`: agents use
+``ctx.sleep`` instead, which is a durable timer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextvars
+from collections.abc import Callable, Coroutine, Generator
+from typing import Any, TypeVar, TypeVarTuple, Unpack
+
+T = TypeVar("T")
+Ts = TypeVarTuple("Ts")
+
+
+class NonDeterministicCallError(RuntimeError):
+    """Agent code used an asyncio feature that depends on real time or I/O."""
+
+
+class DeterministicLoop(asyncio.AbstractEventLoop):
+    def __init__(self) -> None:
+        self._ready: collections.deque[
+            tuple[asyncio.Handle, Callable[..., object], tuple[object, ...], contextvars.Context]
+        ] = collections.deque()
+        self._errors: list[BaseException] = []
+        self._closed = False
+
+    # -- what asyncio.Future / Task / gather need ------------------------------------------
+    def call_soon(
+        self,
+        callback: Callable[[Unpack[Ts]], object],
+        *args: *Ts,
+        context: contextvars.Context | None = None,
+    ) -> asyncio.Handle:
+        ctx = context if context is not None else contextvars.copy_context()
+        handle = asyncio.Handle(callback, args, self, ctx)
+        self._ready.append((handle, callback, args, ctx))
+        return handle
+
+    def create_future(self) -> asyncio.Future[Any]:
+        return asyncio.Future(loop=self)
+
+    def create_task(
+        self,
+        coro: Coroutine[Any, Any, T] | Generator[Any, None, T],
+        *,
+        name: str | None = None,
+        context: contextvars.Context | None = None,
+    ) -> asyncio.Task[T]:
+        return asyncio.Task(coro, loop=self, name=name, context=context)
+
+    def get_debug(self) -> bool:
+        return False
+
+    def is_running(self) -> bool:
+        return True
+
+    def is_closed(self) -> bool:
+        return self._closed
+
+    def close(self) -> None:
+        self._closed = True
+        self._ready.clear()
+
+    def time(self) -> float:
+        return 0.0
+
+    def call_exception_handler(self, context: dict[str, Any]) -> None:
+        exc = context.get("exception")
+        if isinstance(exc, BaseException):
+            self._errors.append(exc)
+
+    def default_exception_handler(self, context: dict[str, Any]) -> None:
+        self.call_exception_handler(context)
+
+    # -- forbidden: these depend on wall-clock time ----------------------------------------
+    def call_later(
+        self,
+        delay: float,
+        callback: Callable[[Unpack[Ts]], object],
+        *args: *Ts,
+        context: contextvars.Context | None = None,
+    ) -> asyncio.TimerHandle:
+        raise NonDeterministicCallError(
+            "agent code may not use asyncio timers (asyncio.sleep, wait_for, timeout); "
+            "use `await ctx.sleep(seconds)`, a durable timer"
+        )
+
+    def call_at(
+        self,
+        when: float,
+        callback: Callable[[Unpack[Ts]], object],
+        *args: *Ts,
+        context: contextvars.Context | None = None,
+    ) -> asyncio.TimerHandle:
+        return self.call_later(when, callback, *args)
+
+    # -- driving ---------------------------------------------------------------------------
+    def run_until_idle(self) -> None:
+        """Run ready callbacks until none is left.  Never blocks."""
+        outer = asyncio._get_running_loop()
+        asyncio._set_running_loop(self)
+        try:
+            while self._ready:
+                handle, callback, args, ctx = self._ready.popleft()
+                if not handle.cancelled():
+                    ctx.run(callback, *args)
+        finally:
+            asyncio._set_running_loop(outer)
+
+    def take_errors(self) -> list[BaseException]:
+        errors, self._errors = self._errors, []
+        return errors

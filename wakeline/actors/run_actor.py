@@ -1,0 +1,137 @@
+"""A run actor: one live run inside a worker.
+
+It owns the run's :class:`RunCore` and processes one message at a time from its inbox -- a
+result from an effect, or a command -- so a run's events are always appended in the order its
+core produced them.  Each message becomes a transition whose events are appended (and durable)
+before its effects are started: nothing external happens that the journal does not show first.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from wakeline.actors.core import Effect, RunCore, Transition
+from wakeline.actors.effects import run_effect
+from wakeline.app import App
+from wakeline.providers.base import DeltaSink
+from wakeline.schemas.events import Event
+from wakeline.topics.port import OffsetCommit
+
+log = logging.getLogger(__name__)
+
+
+class ActorHost(Protocol):
+    """What a run actor needs from its worker (the driver)."""
+
+    @property
+    def worker_id(self) -> str: ...
+
+    @property
+    def app(self) -> App: ...
+
+    def now_ms(self) -> int: ...
+
+    async def append_events(
+        self, partition: int, events: list[Event], commit: OffsetCommit | None = None
+    ) -> None: ...
+
+    def delta_sink(self, run_id: str, seq: int) -> DeltaSink | None: ...
+
+    def actor_stopped(self, actor: RunActor, error: BaseException | None) -> None: ...
+
+
+@dataclass(slots=True)
+class _Command:
+    apply: Callable[[RunCore], Transition]
+    commit: OffsetCommit | None
+    done: asyncio.Future[None] = field(
+        default_factory=lambda: asyncio.get_running_loop().create_future()
+    )
+
+
+class RunActor:
+    def __init__(self, core: RunCore, partition: int, host: ActorHost) -> None:
+        self.core = core
+        self.partition = partition
+        self.host = host
+        self._inbox: asyncio.Queue[Any] = asyncio.Queue()
+        self._effects: set[asyncio.Task[None]] = set()
+        self._task: asyncio.Task[None] | None = None
+
+    @property
+    def run_id(self) -> str:
+        return self.core.run_id
+
+    async def start(self, first: Transition, commit: OffsetCommit | None = None) -> None:
+        """Append the first transition (begin or recovery), then run the actor."""
+        await self._commit(first, commit)
+        if self.finished:
+            self.host.actor_stopped(self, None)
+            return
+        self._task = asyncio.create_task(self._loop(), name=f"run:{self.run_id}")
+
+    @property
+    def finished(self) -> bool:
+        return self.core.terminal is not None or self.core.drift is not None
+
+    def command(
+        self, apply: Callable[[RunCore], Transition], commit: OffsetCommit | None
+    ) -> Awaitable[None]:
+        """Apply a command in the actor's order; the future resolves once it is durable."""
+        message = _Command(apply, commit)
+        self._inbox.put_nowait(message)
+        return message.done
+
+    async def stop(self) -> None:
+        """Stop without writing anything (partition revoked or worker shutting down)."""
+        for task in list(self._effects):
+            task.cancel()
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, *self._effects, return_exceptions=True)
+
+    async def _loop(self) -> None:
+        error: BaseException | None = None
+        try:
+            while not self.finished:
+                message = await self._inbox.get()
+                if isinstance(message, _Command):
+                    await self._apply_command(message)
+                else:
+                    now = self.host.now_ms()
+                    transition = self.core.deliver(message, now, self.host.worker_id)
+                    await self._commit(transition)
+        except asyncio.CancelledError:
+            raise
+        except BaseException as exc:
+            error = exc
+        for task in list(self._effects):
+            task.cancel()
+        self.host.actor_stopped(self, error)
+
+    async def _apply_command(self, message: _Command) -> None:
+        try:
+            await self._commit(message.apply(self.core), message.commit)
+        except BaseException as exc:
+            if not message.done.done():
+                message.done.set_exception(exc)
+            raise
+        if not message.done.done():
+            message.done.set_result(None)
+
+    async def _commit(self, transition: Transition, commit: OffsetCommit | None = None) -> None:
+        if transition.events or commit is not None:
+            await self.host.append_events(self.partition, transition.events, commit)
+        for effect in transition.effects:
+            task = asyncio.create_task(self._run(effect), name=f"effect:{self.run_id}:{effect.seq}")
+            self._effects.add(task)
+            task.add_done_callback(self._effects.discard)
+
+    async def _run(self, effect: Effect) -> None:
+        sink = self.host.delta_sink(self.run_id, effect.seq)
+        result = await run_effect(self.host.app, effect, now_ms=self.host.now_ms, on_delta=sink)
+        self._inbox.put_nowait(result)

@@ -1,0 +1,330 @@
+"""The worker: the driver that owns the log, the journal store, providers and tools.
+
+A worker is a member of the consumer group on the commands topic.  For each partition it is
+assigned it opens the fenced writer of that partition (fencing any older owner), catches its
+journal store up to the end of the events partition, and resumes every run of the partition
+that has not ended.  Then it applies commands in offset order; each command's events and the
+commands offset that covers it are appended in one atomic unit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import socket
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+
+from wakeline.actors.core import RunCore, Transition
+from wakeline.actors.run_actor import RunActor
+from wakeline.app import App
+from wakeline.projections import EVENTS, NOTICES
+from wakeline.projections.journal import JournalProjection
+from wakeline.projections.runner import catch_up
+from wakeline.projections.store import ProjectionStore
+from wakeline.providers.base import DeltaSink
+from wakeline.schemas.codec import DecodeError, command_codec, event_codec, notice_codec
+from wakeline.schemas.commands import (
+    CancelRun,
+    Command,
+    CommandRejected,
+    Notice,
+    NoticePayload,
+    ResumeRun,
+    RunDrifted,
+    StartRun,
+)
+from wakeline.schemas.events import Event, RunStarted
+from wakeline.topics.partitioner import partition_for
+from wakeline.topics.port import (
+    FencedError,
+    GroupConsumer,
+    Log,
+    OffsetCommit,
+    OutRecord,
+    PartitionWriter,
+    Record,
+)
+from wakeline.topics.specs import DEFAULT_TOPICS, Topics
+
+log = logging.getLogger(__name__)
+
+DEFAULT_GROUP = "wakeline-workers"
+
+
+def default_worker_id() -> str:
+    return f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+
+
+class Worker:
+    def __init__(
+        self,
+        app: App,
+        log: Log,
+        *,
+        state_dir: Path,
+        topics: Topics = DEFAULT_TOPICS,
+        group: str = DEFAULT_GROUP,
+        worker_id: str | None = None,
+        session_timeout_s: float = 10.0,
+        max_input_bytes: int = 256 * 1024,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._app = app
+        self._log = log
+        self._topics = topics
+        self._group = group
+        self._worker_id = worker_id or default_worker_id()
+        self._session_timeout_s = session_timeout_s
+        self._max_input_bytes = max_input_bytes
+        self._clock = clock
+        self._store = ProjectionStore(state_dir)
+        self._journal = JournalProjection(self._store)
+        self._topic_names = {EVENTS: topics.events, NOTICES: topics.notices}
+        self._writers: dict[int, PartitionWriter] = {}
+        self._actors: dict[str, RunActor] = {}
+        self._consumer: GroupConsumer | None = None
+        self._partitions = 0
+        self.ready = asyncio.Event()
+
+    # -- ActorHost ------------------------------------------------------------------------
+    @property
+    def worker_id(self) -> str:
+        return self._worker_id
+
+    @property
+    def app(self) -> App:
+        return self._app
+
+    def now_ms(self) -> int:
+        return int(self._clock() * 1000)
+
+    def delta_sink(self, run_id: str, seq: int) -> DeltaSink | None:
+        return None
+
+    async def append_events(
+        self, partition: int, events: list[Event], commit: OffsetCommit | None = None
+    ) -> None:
+        writer = self._writers.get(partition)
+        if writer is None:
+            raise FencedError(f"partition {partition} is not assigned to {self._worker_id}")
+        codec = event_codec()
+        out = [
+            OutRecord(e.run_id.encode(), codec.encode(e), (("type", e.type.encode()),))
+            for e in events
+        ]
+        offsets = await writer.append(self._topics.events, out, commit=commit)
+        folded = [
+            Record(self._topics.events, partition, off, rec.key, rec.value, rec.headers)
+            for off, rec in zip(offsets, out, strict=True)
+        ]
+        if folded:
+            self._store.fold(folded, [self._journal], topic_names=self._topic_names)
+
+    def actor_stopped(self, actor: RunActor, error: BaseException | None) -> None:
+        if self._actors.get(actor.run_id) is actor:
+            del self._actors[actor.run_id]
+        if error is None:
+            return
+        if isinstance(error, FencedError):
+            log.warning("run %s: partition %s fenced: %s", actor.run_id, actor.partition, error)
+            return
+        log.error(
+            "run %s stopped on error; it will resume from its journal", actor.run_id, exc_info=error
+        )
+        asyncio.get_running_loop().call_later(
+            1.0, self._schedule_resume, actor.run_id, actor.partition
+        )
+
+    # -- AssignmentListener ----------------------------------------------------------------
+    async def on_assigned(self, partitions: frozenset[int]) -> None:
+        for partition in sorted(partitions):
+            self._writers[partition] = await self._log.writer(
+                f"{self._group}.p{partition}", partition
+            )
+            await catch_up(
+                self._log,
+                self._store,
+                [self._journal],
+                topic_names=self._topic_names,
+                partitions=[partition],
+            )
+            for run_id in self._journal.open_runs(partition):
+                await self._resume(run_id, partition, None)
+        log.info("%s assigned %s", self._worker_id, sorted(partitions))
+
+    async def on_revoked(self, partitions: frozenset[int]) -> None:
+        doomed = [a for a in self._actors.values() if a.partition in partitions]
+        await asyncio.gather(*(a.stop() for a in doomed))
+        for actor in doomed:
+            self._actors.pop(actor.run_id, None)
+        for partition in partitions:
+            writer = self._writers.pop(partition, None)
+            if writer is not None:
+                await writer.close()
+        log.info("%s revoked %s", self._worker_id, sorted(partitions))
+
+    # -- main loop -------------------------------------------------------------------------
+    async def run(self, stop: asyncio.Event) -> None:
+        """Consume commands until ``stop`` is set, then leave the group at once."""
+        self._partitions = await self._log.partition_count(self._topics.commands)
+        consumer = self._log.consumer(
+            self._group, self._topics.commands, self, session_timeout_s=self._session_timeout_s
+        )
+        self._consumer = consumer
+        try:
+            while not stop.is_set():
+                records = await consumer.poll(0.1)
+                self.ready.set()
+                for record in records:
+                    await self._handle(record)
+        finally:
+            await consumer.close()
+            self._store.close()
+
+    def _is_open(self, run_id: str) -> bool:
+        return self._journal.has_run(run_id) and not self._journal.is_finished(run_id)
+
+    @property
+    def running_runs(self) -> list[str]:
+        return sorted(self._actors)
+
+    # -- commands --------------------------------------------------------------------------
+    async def _handle(self, record: Record) -> None:
+        commit = OffsetCommit(self._group, record.topic, record.partition, record.offset + 1)
+        try:
+            command = command_codec().decode(record.value)
+        except DecodeError as exc:
+            await self._dead_letter(record, f"undecodable command: {exc}")
+            await self._commit_only(record.partition, commit)
+            return
+        problem = self._check(command, record)
+        if problem is not None:
+            await self._dead_letter(record, problem)
+            await self._notice(command.run_id, CommandRejected(command.command_id, problem))
+            await self._commit_only(record.partition, commit)
+            return
+        try:
+            await self._apply(command, record.partition, commit)
+        except FencedError:
+            raise
+        except Exception as exc:
+            log.exception("command %s failed", command.command_id)
+            await self._dead_letter(record, f"command failed: {type(exc).__name__}: {exc}")
+            await self._commit_only(record.partition, commit)
+
+    def _check(self, command: Command, record: Record) -> str | None:
+        if record.key != command.run_id.encode():
+            return f"record key {record.key!r} does not match run id {command.run_id!r}"
+        if partition_for(record.key, self._partitions) != record.partition:
+            return f"run {command.run_id} belongs to another partition"
+        payload = command.payload
+        if isinstance(payload, StartRun) and len(payload.input.encode()) > self._max_input_bytes:
+            size = len(payload.input.encode())
+            return f"input of {size} bytes exceeds the limit of {self._max_input_bytes} bytes"
+        return None
+
+    async def _apply(self, command: Command, partition: int, commit: OffsetCommit) -> None:
+        run_id = command.run_id
+        payload = command.payload
+        actor = self._actors.get(run_id)
+        if isinstance(payload, StartRun):
+            if actor is not None or self._journal.has_run(run_id):
+                await self._commit_only(partition, commit)  # a duplicate start: already running
+                return
+            await self._start(command, payload, partition, commit)
+        elif isinstance(payload, CancelRun):
+            if actor is not None:
+                now, who = self.now_ms(), self._worker_id
+                reason, by = payload.reason, command.issuer
+
+                def cancel(core: RunCore) -> Transition:
+                    return core.cancel(reason, by, now, who)
+
+                await actor.command(cancel, commit)
+                return
+            await self._settle_unknown(command, partition, commit)
+        elif isinstance(payload, ResumeRun):
+            if actor is None and self._is_open(run_id):
+                await self._resume(run_id, partition, commit)
+                return
+            await self._settle_unknown(command, partition, commit)
+
+    async def _settle_unknown(self, command: Command, partition: int, commit: OffsetCommit) -> None:
+        if not self._journal.has_run(command.run_id):
+            await self._notice(
+                command.run_id, CommandRejected(command.command_id, f"unknown run {command.run_id}")
+            )
+        await self._commit_only(partition, commit)
+
+    async def _start(
+        self, command: Command, payload: StartRun, partition: int, commit: OffsetCommit
+    ) -> None:
+        core = RunCore(command.run_id, self._app)
+        started = RunStarted(payload.agent, payload.input, payload.tenant, command.command_id)
+        transition = core.begin(started, self.now_ms(), self._worker_id)
+        actor = RunActor(core, partition, self)
+        self._actors[command.run_id] = actor
+        await actor.start(transition, commit)
+
+    async def _resume(self, run_id: str, partition: int, commit: OffsetCommit | None) -> None:
+        codec = event_codec()
+        events = [codec.decode(raw) for raw in self._journal.load(run_id)]
+        core = RunCore(run_id, self._app, journal=events)
+        transition = core.recover(self.now_ms(), self._worker_id)
+        if core.drift is not None:
+            drift = core.drift
+            log.error("%s", drift)
+            await self._notice(
+                run_id, RunDrifted(drift.seq, drift.recorded, drift.requested, str(drift))
+            )
+            if commit is not None:
+                await self._commit_only(partition, commit)
+            return
+        for effect in transition.in_doubt:
+            log.warning("run %s: tool call at seq %s is in doubt; not re-run", run_id, effect.seq)
+        actor = RunActor(core, partition, self)
+        self._actors[run_id] = actor
+        await actor.start(transition, commit)
+
+    def _schedule_resume(self, run_id: str, partition: int) -> None:
+        if run_id in self._actors or partition not in self._writers:
+            return
+        task = asyncio.ensure_future(self._resume_later(run_id, partition))
+        task.add_done_callback(lambda t: t.exception())
+
+    async def _resume_later(self, run_id: str, partition: int) -> None:
+        await catch_up(
+            self._log,
+            self._store,
+            [self._journal],
+            topic_names=self._topic_names,
+            partitions=[partition],
+        )
+        if self._is_open(run_id):
+            await self._resume(run_id, partition, None)
+
+    # -- side outputs ----------------------------------------------------------------------
+    async def _commit_only(self, partition: int, commit: OffsetCommit) -> None:
+        await self.append_events(partition, [], commit)
+
+    async def _dead_letter(self, record: Record, reason: str) -> None:
+        log.warning(
+            "dead letter from %s/%s@%s: %s", record.topic, record.partition, record.offset, reason
+        )
+        headers = (
+            ("wakeline.reason", reason.encode()),
+            ("wakeline.source", f"{record.topic}/{record.partition}/{record.offset}".encode()),
+            ("wakeline.worker", self._worker_id.encode()),
+        )
+        await self._log.append(
+            self._topics.deadletter, [OutRecord(record.key, record.value, headers)]
+        )
+
+    async def _notice(self, run_id: str, payload: NoticePayload) -> None:
+        notice = Notice(run_id, self.now_ms(), self._worker_id, payload)
+        value = notice_codec().encode(notice)
+        await self._log.append(self._topics.notices, [OutRecord(run_id.encode(), value)])

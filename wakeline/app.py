@@ -1,0 +1,137 @@
+"""``App``: where users register agents, tools and model providers."""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, get_type_hints
+
+from pydantic import TypeAdapter
+
+from wakeline.providers.base import ModelProvider
+from wakeline.providers.pricing import PriceTable
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    """Retries of retriable model and tool failures, each wait a durable timer."""
+
+    max_attempts: int = 4
+    initial_s: float = 1.0
+    multiplier: float = 2.0
+    max_s: float = 60.0
+
+    def backoff_s(self, attempt: int) -> float:
+        """Wait after failed attempt number ``attempt`` (1-based); deterministic, no jitter."""
+        return float(min(self.max_s, self.initial_s * self.multiplier ** (attempt - 1)))
+
+
+@dataclass(frozen=True, slots=True)
+class AgentSpec:
+    name: str
+    fn: Callable[..., Awaitable[Any]]
+    input_adapter: TypeAdapter[Any]
+    output_adapter: TypeAdapter[Any]
+    default_model: str | None = None
+    default_provider: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ToolSpec:
+    """A tool.  ``idempotent=False`` tools are never re-run automatically after a crash."""
+
+    name: str
+    fn: Callable[..., Any]
+    idempotent: bool = True
+    requires_approval: bool = False
+
+
+class AppError(Exception):
+    pass
+
+
+@dataclass
+class App:
+    """The registry a worker runs: agents, tools, providers and prices."""
+
+    name: str = "wakeline"
+    default_provider: str = "mock"
+    default_model: str = "mock-1"
+    providers: dict[str, ModelProvider] = field(default_factory=dict)
+    prices: PriceTable = field(default_factory=PriceTable)
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+    agents: dict[str, AgentSpec] = field(default_factory=dict)
+    tools: dict[str, ToolSpec] = field(default_factory=dict)
+
+    def agent(
+        self,
+        fn: Callable[..., Any] | None = None,
+        /,
+        *,
+        name: str | None = None,
+        model: str | None = None,
+        provider: str | None = None,
+    ) -> Any:
+        """Register ``async def agent(ctx, input: In) -> Out``.  In/Out are typed by pydantic."""
+
+        def register(f: Callable[..., Any]) -> Callable[..., Any]:
+            spec = _agent_spec(f, name or f.__name__, model, provider)
+            if spec.name in self.agents:
+                raise AppError(f"agent {spec.name!r} is registered twice")
+            self.agents[spec.name] = spec
+            return f
+
+        return register(fn) if fn is not None else register
+
+    def tool(
+        self,
+        fn: Callable[..., Any] | None = None,
+        /,
+        *,
+        name: str | None = None,
+        idempotent: bool = True,
+        requires_approval: bool = False,
+    ) -> Any:
+        """Register a tool: a sync or async function taking JSON-able keyword arguments."""
+
+        def register(f: Callable[..., Any]) -> Callable[..., Any]:
+            tool_name = name or f.__name__
+            if tool_name in self.tools:
+                raise AppError(f"tool {tool_name!r} is registered twice")
+            self.tools[tool_name] = ToolSpec(tool_name, f, idempotent, requires_approval)
+            return f
+
+        return register(fn) if fn is not None else register
+
+    def provider(self, name: str, provider: ModelProvider) -> None:
+        self.providers[name] = provider
+
+    def get_agent(self, name: str) -> AgentSpec | None:
+        return self.agents.get(name)
+
+    def with_providers(self, providers: Mapping[str, ModelProvider]) -> App:
+        """A copy of this app whose providers are replaced (used by replay: none reachable)."""
+        return App(
+            name=self.name,
+            default_provider=self.default_provider,
+            default_model=self.default_model,
+            providers=dict(providers),
+            prices=self.prices,
+            retry=self.retry,
+            agents=self.agents,
+            tools=self.tools,
+        )
+
+
+def _agent_spec(
+    fn: Callable[..., Any], name: str, model: str | None, provider: str | None
+) -> AgentSpec:
+    if not inspect.iscoroutinefunction(fn):
+        raise AppError(f"agent {name!r} must be an `async def` function")
+    params = list(inspect.signature(fn).parameters)
+    if len(params) != 2:
+        raise AppError(f"agent {name!r} must take exactly (ctx, input)")
+    hints = get_type_hints(fn)
+    in_type = hints.get(params[1], Any)
+    out_type = hints.get("return", Any)
+    return AgentSpec(name, fn, TypeAdapter(in_type), TypeAdapter(out_type), model, provider)
