@@ -1,0 +1,362 @@
+"""The embedded backend of the log port: one machine, zero services.
+
+The log lives in a data directory, in one SQLite database ``<data_dir>/log.sqlite3`` in WAL
+mode (stdlib :mod:`sqlite3`).  Open it with ``log = await EmbeddedLog.open(data_dir)`` and
+``await log.close()`` it (or ``async with await EmbeddedLog.open(data_dir) as log``).
+
+Durability (``sync``):
+
+* ``"normal"`` (default) -- ``PRAGMA synchronous=NORMAL``: an append that returned is in the
+  WAL file when it returns, so it survives the process being killed (SIGKILL, OOM, crash) at
+  any point.  After a power loss or an OS crash the last commits before it may be lost (the WAL
+  is fsynced at checkpoints only), but the log is never torn or corrupted.
+* ``"full"`` -- ``PRAGMA synchronous=FULL``: the WAL is fsynced on every commit, so an
+  acknowledged append survives power loss too; every append pays an fsync.
+
+A transaction is never read half-written: WAL frames are checksummed and a commit that did not
+complete is ignored on recovery.
+
+Several processes (a worker, the CLI, an API server) may open the same data directory at
+once.  Offsets are dense per (topic, partition) from 0 and assigned inside the ``BEGIN
+IMMEDIATE`` write transaction, so concurrent writers never duplicate or skip one.  A writer
+waits for the database lock (SQLite's busy handler, then retries) and raises
+:class:`LogUnavailableError` after ``lock_timeout_s``.
+
+No SQLite call runs on the event loop: each :class:`EmbeddedLog` has one write thread and one
+read thread, each with its own connection.  A :meth:`EmbeddedLog.read` that finds nothing waits:
+appends of the same :class:`EmbeddedLog` wake it at once, appends of other processes (or other
+:class:`EmbeddedLog` objects) are seen by polling, every 2 ms growing to 50 ms.
+
+Partitioning: a keyed record goes to :func:`~wakeline.topics.partitioner.partition_for` of its
+key, like Kafka's default partitioner; a record whose key is ``None`` goes to partition 0.
+:meth:`EmbeddedLog.create_topics` creates missing topics only: an existing topic keeps its
+partition count even when the spec asks for another one (no error, like ``kafka-topics
+--create --if-not-exists``).  Reads, appends and end offsets of a missing topic, or of a
+partition outside the topic, raise :class:`UnknownTopicError`.  A record larger than
+``max_record_bytes`` (key + value + headers; default 1 MiB like Kafka's
+``message.max.bytes``) raises :class:`RecordTooLargeError` and nothing of its batch is written.
+
+Fencing: ``writer(writer_id, partition)`` bumps the epoch of ``writer_id`` (one row per
+``writer_id``, like a Kafka transactional id: opening it for any partition fences every older
+writer with that id); each fenced append checks the epoch in its own write transaction.
+
+Consumer groups: see :mod:`wakeline.topics.embedded_groups`.
+
+A cancelled ``append`` may still land: the write runs on its thread to the end (the same as a
+Kafka produce whose response was lost).  Timestamps are wall-clock milliseconds at append.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import sqlite3
+from collections.abc import Sequence
+from pathlib import Path
+from types import TracebackType
+from typing import Self
+
+from wakeline.topics.embedded_groups import EmbeddedConsumer
+from wakeline.topics.embedded_store import (
+    Notifier,
+    SqliteStore,
+    SyncMode,
+    TopicMeta,
+    record_size,
+    wait_event,
+)
+from wakeline.topics.partitioner import partition_for
+from wakeline.topics.port import (
+    AssignmentListener,
+    LogError,
+    OffsetCommit,
+    OutRecord,
+    Record,
+    RecordTooLargeError,
+    TopicSpec,
+)
+
+__all__ = ["DB_FILENAME", "EmbeddedConsumer", "EmbeddedLog", "EmbeddedWriter"]
+
+DB_FILENAME = "log.sqlite3"
+DEFAULT_MAX_RECORD_BYTES = 1024 * 1024
+_WAIT_MIN_S = 0.002
+_WAIT_MAX_S = 0.05
+
+
+class EmbeddedLog:
+    """A :class:`~wakeline.topics.port.Log` stored in ``<data_dir>/log.sqlite3``.
+
+    Create it with :meth:`open` (the constructor does no I/O; :meth:`start` opens it) and use
+    it from the event loop it was opened on.
+    """
+
+    def __init__(
+        self,
+        data_dir: str | Path,
+        *,
+        sync: SyncMode = "normal",
+        max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES,
+        lock_timeout_s: float = 30.0,
+    ) -> None:
+        if max_record_bytes <= 0:
+            raise ValueError("max_record_bytes must be positive")
+        self.data_dir = Path(data_dir)
+        self.max_record_bytes = max_record_bytes
+        self._store = SqliteStore(
+            self.data_dir / DB_FILENAME, sync=sync, lock_timeout_s=lock_timeout_s
+        )
+        self._notifier = Notifier()
+        self._consumers: set[EmbeddedConsumer] = set()
+        self._closed = False
+
+    @classmethod
+    async def open(
+        cls,
+        data_dir: str | Path,
+        *,
+        sync: SyncMode = "normal",
+        max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES,
+        lock_timeout_s: float = 30.0,
+    ) -> EmbeddedLog:
+        """Open (creating the directory and database if needed) the log in ``data_dir``."""
+        log = cls(
+            data_dir, sync=sync, max_record_bytes=max_record_bytes, lock_timeout_s=lock_timeout_s
+        )
+        await log.start()
+        return log
+
+    async def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(None, functools.partial(_mkdir, self.data_dir))
+        await self._store.write(self._store.init_schema)
+        self._notifier.bind(loop)
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    @property
+    def sync(self) -> SyncMode:
+        return self._store.sync
+
+    # -- topics -----------------------------------------------------------------------------
+
+    async def create_topics(self, specs: Sequence[TopicSpec]) -> None:
+        for spec in specs:
+            if not spec.name:
+                raise ValueError("a topic name must not be empty")
+            if spec.partitions <= 0:
+                raise ValueError(f"topic {spec.name!r}: partitions must be positive")
+        await self._store.write(functools.partial(self._store.create_topics, specs=list(specs)))
+
+    async def partition_count(self, topic: str) -> int:
+        return (await self.meta(topic)).partitions
+
+    async def meta(self, topic: str) -> TopicMeta:
+        """The topic's metadata (:class:`UnknownTopicError` if missing); cached once seen."""
+        meta = self._store.cached_meta(topic)
+        if meta is None:
+            meta = await self._store.read(functools.partial(self._store.meta, topic=topic))
+        return meta
+
+    # -- records ----------------------------------------------------------------------------
+
+    async def append(self, topic: str, records: Sequence[OutRecord]) -> list[tuple[int, int]]:
+        meta = await self.meta(topic)
+        self.check_sizes(topic, records)
+        if not records:
+            return []
+        n = meta.partitions
+        partitions = [0 if r.key is None else partition_for(r.key, n) for r in records]
+        offsets = await self.write_records(meta, partitions, records)
+        return list(zip(partitions, offsets, strict=True))
+
+    async def write_records(
+        self,
+        meta: TopicMeta,
+        partitions: Sequence[int],
+        records: Sequence[OutRecord],
+        *,
+        fence: tuple[str, int] | None = None,
+        commit: OffsetCommit | None = None,
+    ) -> list[int]:
+        """Append on the write thread and wake this log's readers of the touched partitions."""
+        store, notifier = self._store, self._notifier
+        touched = frozenset(partitions)
+
+        def op(conn: sqlite3.Connection) -> list[int]:
+            offsets = store.append(conn, meta, partitions, records, fence, commit)
+            if touched:
+                notifier.notify_threadsafe(meta.name, touched)
+            return offsets
+
+        return await store.write(op)
+
+    def check_sizes(self, topic: str, records: Sequence[OutRecord]) -> None:
+        for record in records:
+            size = record_size(record)
+            if size > self.max_record_bytes:
+                raise RecordTooLargeError(
+                    f"record of {size} bytes (key + value + headers) for topic {topic!r} is"
+                    f" larger than max_record_bytes={self.max_record_bytes}"
+                )
+
+    async def read(
+        self,
+        topic: str,
+        partition: int,
+        offset: int,
+        *,
+        max_records: int = 1000,
+        timeout_s: float = 0.0,
+    ) -> list[Record]:
+        meta = await self.meta(topic)
+        meta.check(partition)
+        if offset < 0:
+            raise ValueError(f"offset must not be negative, not {offset}")
+        if max_records <= 0:
+            raise ValueError("max_records must be positive")
+        store = self._store
+        op = functools.partial(
+            store.read_records, meta=meta, partition=partition, offset=offset, limit=max_records
+        )
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout_s
+        pause = _WAIT_MIN_S
+        while True:
+            wake = self._notifier.event(topic, partition) if timeout_s > 0 else None
+            records = await store.read(op)
+            remaining = deadline - loop.time()
+            if records or remaining <= 0 or wake is None:
+                return records
+            await wait_event(wake, min(pause, remaining))
+            pause = min(pause * 2, _WAIT_MAX_S)
+
+    async def end_offset(self, topic: str, partition: int) -> int:
+        meta = await self.meta(topic)
+        meta.check(partition)
+        return await self._store.read(
+            functools.partial(self._store.end_offset, meta=meta, partition=partition)
+        )
+
+    async def committed(self, group: str, topic: str, partition: int) -> int | None:
+        found = await self._store.read(
+            functools.partial(
+                self._store.committed, group=group, topic=topic, partitions=(partition,)
+            )
+        )
+        return found.get(partition)
+
+    # -- groups and writers -----------------------------------------------------------------
+
+    def consumer(
+        self,
+        group: str,
+        topic: str,
+        listener: AssignmentListener,
+        *,
+        session_timeout_s: float = 10.0,
+        member_id: str | None = None,
+        max_poll_records: int = 500,
+    ) -> EmbeddedConsumer:
+        """A new member of ``group`` over ``topic``; it joins at its first :meth:`poll`."""
+        if self._closed:
+            raise LogError("embedded log is closed")
+        consumer = EmbeddedConsumer(
+            self,
+            group,
+            topic,
+            listener,
+            session_timeout_s=session_timeout_s,
+            member_id=member_id,
+            max_poll_records=max_poll_records,
+        )
+        self._consumers.add(consumer)
+        return consumer
+
+    async def writer(self, writer_id: str, partition: int) -> EmbeddedWriter:
+        if partition < 0:
+            raise ValueError("partition must not be negative")
+        epoch = await self._store.write(
+            functools.partial(self._store.open_writer, writer_id=writer_id, partition=partition)
+        )
+        return EmbeddedWriter(self, writer_id, partition, epoch)
+
+    @property
+    def store(self) -> SqliteStore:
+        return self._store
+
+    @property
+    def notifier(self) -> Notifier:
+        return self._notifier
+
+    def forget(self, consumer: EmbeddedConsumer) -> None:
+        self._consumers.discard(consumer)
+
+    async def close(self) -> None:
+        """Close the open consumers (gracefully: they leave their groups), then the database.
+
+        A listener error raised while closing a consumer is re-raised after everything closed.
+        """
+        if self._closed:
+            return
+        self._closed = True
+        error: BaseException | None = None
+        for consumer in list(self._consumers):
+            try:
+                await consumer.close()
+            except Exception as exc:
+                error = error or exc
+        await self._store.close()
+        if error is not None:
+            raise error
+
+
+class EmbeddedWriter:
+    """A fenced :class:`~wakeline.topics.port.PartitionWriter` of the embedded log."""
+
+    def __init__(self, log: EmbeddedLog, writer_id: str, partition: int, epoch: int) -> None:
+        self._log = log
+        self.writer_id = writer_id
+        self.epoch = epoch
+        self._partition = partition
+        self._closed = False
+
+    @property
+    def partition(self) -> int:
+        return self._partition
+
+    async def append(
+        self,
+        topic: str,
+        records: Sequence[OutRecord],
+        *,
+        commit: OffsetCommit | None = None,
+    ) -> list[int]:
+        if self._closed:
+            raise LogError(f"writer {self.writer_id!r} is closed")
+        meta = await self._log.meta(topic)
+        meta.check(self._partition)
+        self._log.check_sizes(topic, records)
+        return await self._log.write_records(
+            meta,
+            [self._partition] * len(records),
+            records,
+            fence=(self.writer_id, self.epoch),
+            commit=commit,
+        )
+
+    async def close(self) -> None:
+        self._closed = True
+
+
+def _mkdir(path: Path) -> None:
+    path.mkdir(parents=True, exist_ok=True)
