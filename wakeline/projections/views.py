@@ -1,0 +1,49 @@
+"""Query views: the runs and steps projections in a store of their own, kept caught up.
+
+Each process that answers queries (the CLI, the API server) folds the log into its own
+RocksDB store; it never shares a store with a worker.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+from wakeline.projections import EVENTS, NOTICES
+from wakeline.projections.queries import Queries
+from wakeline.projections.rebuild import rebuild
+from wakeline.projections.runner import catch_up
+from wakeline.projections.runs import RunsProjection
+from wakeline.projections.steps import StepsProjection
+from wakeline.projections.store import Projection, ProjectionStore
+from wakeline.topics.port import Log
+from wakeline.topics.specs import DEFAULT_TOPICS, Topics
+
+
+def query_projections() -> Sequence[Projection]:
+    return (RunsProjection(), StepsProjection())
+
+
+class Views:
+    def __init__(self, log: Log, path: Path, *, topics: Topics = DEFAULT_TOPICS) -> None:
+        self._log = log
+        self._path = path
+        self._names = {EVENTS: topics.events, NOTICES: topics.notices}
+        self._projections = query_projections()
+        self._store = ProjectionStore(path)
+        self.queries = Queries(self._store)
+
+    async def refresh(self) -> int:
+        """Fold everything appended since the last refresh; returns records folded."""
+        return await catch_up(self._log, self._store, self._projections, topic_names=self._names)
+
+    async def rebuild(self) -> int:
+        """Throw the store away and refold it from offset 0."""
+        self._store.close()
+        count = await rebuild(self._log, self._path, self._projections, topic_names=self._names)
+        self._store = ProjectionStore(self._path)
+        self.queries = Queries(self._store)
+        return count
+
+    def close(self) -> None:
+        self._store.close()

@@ -1,0 +1,120 @@
+"""Wiring shared by the CLI, the examples and tests: data dirs, logs, apps."""
+
+from __future__ import annotations
+
+import fcntl
+import importlib
+import importlib.util
+import os
+import sys
+from pathlib import Path
+from types import ModuleType
+from typing import IO
+
+from wakeline.app import App
+from wakeline.topics.port import Log
+from wakeline.topics.specs import DEFAULT_TOPICS, Topics
+
+DEFAULT_PARTITIONS = 4
+
+
+def data_dir(path: str | Path | None = None) -> Path:
+    """``path``, else ``$WAKELINE_DATA``, else ``./.wakeline``."""
+    return Path(path or os.environ.get("WAKELINE_DATA") or ".wakeline")
+
+
+async def open_log(*, data: Path | None = None, kafka: str | None = None) -> Log:
+    """The Kafka backend when a bootstrap address is given, else the embedded log."""
+    if kafka:
+        from wakeline.topics.kafka import KafkaLog
+
+        return await KafkaLog.open(kafka)
+    from wakeline.topics.embedded import EmbeddedLog
+
+    return await EmbeddedLog.open(data_dir(data))
+
+
+async def ensure_topics(
+    log: Log,
+    *,
+    partitions: int = DEFAULT_PARTITIONS,
+    replication: int = 1,
+    topics: Topics = DEFAULT_TOPICS,
+) -> None:
+    await log.create_topics(topics.specs(partitions, replication))
+
+
+class StateDir:
+    """A per-process state directory under ``base``, held with an exclusive file lock.
+
+    Workers keep a RocksDB journal store here; a restarted worker reuses a free slot, so it
+    catches up incrementally instead of refolding everything.
+    """
+
+    def __init__(self, base: Path, prefix: str = "worker") -> None:
+        self._lock: IO[str] | None = None
+        for slot in range(1024):
+            path = base / f"{prefix}-{slot}"
+            path.mkdir(parents=True, exist_ok=True)
+            handle = (path / "LOCK.wakeline").open("w")
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                handle.close()
+                continue
+            self._lock = handle
+            self.path = path / "journal"
+            return
+        raise RuntimeError(f"no free state slot under {base}")
+
+    def release(self) -> None:
+        if self._lock is not None:
+            self._lock.close()
+            self._lock = None
+
+
+class TargetError(Exception):
+    pass
+
+
+def load_target(target: str) -> tuple[App, str | None]:
+    """Resolve ``MODULE[:NAME]``: the module's ``App`` and, optionally, an agent name.
+
+    ``MODULE`` is a dotted module or a path to a ``.py`` file; ``NAME`` is an attribute holding
+    an ``App`` or the name of one of the app's agents.
+    """
+    module_part, _, name = target.partition(":")
+    module = _import(module_part)
+    if name and isinstance(getattr(module, name, None), App):
+        app: App = getattr(module, name)
+        return app, None
+    apps = [v for v in vars(module).values() if isinstance(v, App)]
+    if len(apps) != 1:
+        raise TargetError(f"{module_part} must define exactly one wakeline App (found {len(apps)})")
+    app = apps[0]
+    if name and name not in app.agents:
+        known = ", ".join(sorted(app.agents)) or "none"
+        raise TargetError(f"{module_part} has no agent {name!r} (agents: {known})")
+    return app, name or None
+
+
+def _import(module_part: str) -> ModuleType:
+    path = Path(module_part)
+    if module_part.endswith(".py") or path.is_file():
+        if not path.is_file():
+            raise TargetError(f"no such file: {module_part}")
+        sys.path.insert(0, str(path.resolve().parent))
+        name = f"wakeline_target_{path.stem}"
+        spec = importlib.util.spec_from_file_location(name, path)
+        if spec is None or spec.loader is None:
+            raise TargetError(f"cannot import {module_part}")
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        spec.loader.exec_module(module)
+        return module
+    if os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
+    try:
+        return importlib.import_module(module_part)
+    except ModuleNotFoundError as exc:
+        raise TargetError(f"cannot import {module_part}: {exc}") from exc
