@@ -22,6 +22,8 @@ from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any, cast
 
+from pydantic import ValidationError
+
 from wakeline import jsonutil
 from wakeline.actors.errors import NondeterminismError, StopRun
 from wakeline.actors.loop import DeterministicLoop
@@ -100,6 +102,14 @@ def _identity(payload: EventPayload) -> tuple[Any, ...]:
             return ("failed", t, m)
         case _:
             return (type(payload).__name__,)
+
+
+def _explain(exc: ValidationError) -> str:
+    parts = []
+    for error in exc.errors():
+        where = ".".join(str(p) for p in error["loc"]) or "input"
+        parts.append(f"{where}: {error['msg']}")
+    return "; ".join(parts)
 
 
 class RunCore:
@@ -267,8 +277,8 @@ class RunCore:
             return
         try:
             value = spec.input_adapter.validate_json(started.input)
-        except ValueError as exc:
-            self._fail("InvalidInput", f"input does not match {spec.name!r}'s schema: {exc}")
+        except ValidationError as exc:
+            self._fail("InvalidInput", f"input does not match {spec.name!r}: {_explain(exc)}")
             return
         self._spec = spec
         ctx = Context(self, spec)

@@ -1,0 +1,118 @@
+"""Bad input never stops a worker: each gets a clear error and other runs go on."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+import pytest
+from pydantic import BaseModel
+
+from wakeline import App, Client, RunError
+from wakeline.providers.mock import MockModel
+from wakeline.schemas.codec import notice_codec
+from wakeline.schemas.commands import CommandRejected
+from wakeline.testing.harness import local_runtime
+from wakeline.topics.port import Log, OutRecord
+from wakeline.topics.specs import DEFAULT_TOPICS
+
+
+class Order(BaseModel):
+    item: str
+    quantity: int
+
+
+def make_app() -> App:
+    app = App()
+    app.provider("mock", MockModel())
+
+    @app.agent
+    async def shop(ctx: Any, order: Order) -> str:
+        reply = await ctx.llm(f"buy {order.quantity} {order.item}")
+        return str(reply.text)
+
+    @app.agent
+    async def napper(ctx: Any, seconds: float) -> str:
+        await ctx.sleep(seconds)
+        return "rested"
+
+    return app
+
+
+async def dead_letters(log: Log) -> list[dict[str, str]]:
+    records = await log.read(DEFAULT_TOPICS.deadletter, 0, 0)
+    return [{k: v.decode() for k, v in r.headers} for r in records]
+
+
+async def test_each_kind_of_bad_input_is_reported_and_the_worker_keeps_going(
+    tmp_path: Path,
+) -> None:
+    async with local_runtime(make_app(), tmp_path) as rt:
+        client = rt.client
+        good = await client.start_run("shop", {"item": "tea", "quantity": 2})
+
+        unknown = await client.start_run("no-such-agent", {})
+        with pytest.raises(RunError, match="UnknownAgent.*no-such-agent.*known: napper, shop"):
+            await client.result(unknown.run_id, from_offset=unknown.from_offset)
+
+        invalid = await client.start_run("shop", {"item": "tea", "quantity": "lots"})
+        with pytest.raises(RunError, match="InvalidInput.*quantity"):
+            await client.result(invalid.run_id, from_offset=invalid.from_offset)
+
+        # bytes that are not a command at all, keyed like a run
+        await rt.log.append(DEFAULT_TOPICS.commands, [OutRecord(b"garbage", b"\x00not avro")])
+
+        huge = await client.start_run("shop", {"item": "x" * 300_000, "quantity": 1})
+        with pytest.raises(RunError, match="rejected.*exceeds the limit"):
+            await client.result(huge.run_id)
+
+        # the worker is still alive: the first run completed and a new one completes too
+        assert await client.result(good.run_id, from_offset=good.from_offset) == (
+            "mock reply to: buy 2 tea"
+        )
+        later = await client.start_run("shop", {"item": "milk", "quantity": 1})
+        assert "milk" in await client.result(later.run_id, from_offset=later.from_offset)
+
+        letters = await dead_letters(rt.log)
+        reasons = [d["wakeline.reason"] for d in letters]
+        assert any(r.startswith("undecodable command") for r in reasons)
+        assert any("exceeds the limit" in r for r in reasons)
+        assert all("wakeline.source" in d for d in letters)
+
+
+async def test_a_duplicate_start_runs_once(tmp_path: Path) -> None:
+    async with local_runtime(make_app(), tmp_path) as rt:
+        first = await rt.client.start_run("shop", {"item": "a", "quantity": 1}, run_id="r-dup")
+        await rt.client.result("r-dup", from_offset=first.from_offset)
+        await rt.client.start_run("shop", {"item": "b", "quantity": 9}, run_id="r-dup")
+        again = await rt.client.start_run("shop", {"item": "c", "quantity": 1})
+        await rt.client.result(again.run_id, from_offset=again.from_offset)
+        events = [e async for e in _journal(rt.client, "r-dup")]
+        assert [e.type for e in events].count("RunStarted") == 1
+        assert "a" in events[0].payload.input  # type: ignore[union-attr]
+
+
+async def _journal(client: Client, run_id: str) -> Any:
+    async for event in client.events(run_id):
+        yield event
+
+
+async def test_cancel_and_unknown_run_commands(tmp_path: Path) -> None:
+    async with local_runtime(make_app(), tmp_path) as rt:
+        handle = await rt.client.start_run("napper", 3600)
+        await asyncio.sleep(0.2)
+        await rt.client.cancel(handle.run_id, "changed my mind")
+        with pytest.raises(RunError, match="cancelled: changed my mind"):
+            await asyncio.wait_for(rt.client.result(handle.run_id), 10)
+
+        await rt.client.cancel("ghost-run")
+        with pytest.raises(RunError, match="rejected: unknown run ghost-run"):
+            await asyncio.wait_for(rt.client.result("ghost-run"), 10)
+        partition = 0
+        notes = []
+        for p in range(await rt.log.partition_count(DEFAULT_TOPICS.notices)):
+            for record in await rt.log.read(DEFAULT_TOPICS.notices, p, 0):
+                notes.append(notice_codec().decode(record.value))
+                partition = p
+        assert any(isinstance(n.payload, CommandRejected) for n in notes), partition
