@@ -12,6 +12,7 @@ from pydantic import TypeAdapter
 from wakeline.providers.base import ModelProvider
 from wakeline.providers.pricing import PriceTable
 
+
 @dataclass(frozen=True, slots=True)
 class RetryPolicy:
     """Retries of retriable model and tool failures, each wait a durable timer."""

@@ -81,10 +81,16 @@ def load_target(target: str) -> tuple[App, str | None]:
     """Resolve ``MODULE[:NAME]``: the module's ``App`` and, optionally, an agent name.
 
     ``MODULE`` is a dotted module or a path to a ``.py`` file; ``NAME`` is an attribute holding
-    an ``App`` or the name of one of the app's agents.
+    an ``App``, ``factory()`` (a function returning one) or the name of one of the app's agents.
     """
     module_part, _, name = target.partition(":")
     module = _import(module_part)
+    if name.endswith("()"):
+        made = getattr(module, name[:-2], None)
+        app_made = made() if callable(made) else None
+        if not isinstance(app_made, App):
+            raise TargetError(f"{module_part}:{name} must be a function returning an App")
+        return app_made, None
     if name and isinstance(getattr(module, name, None), App):
         app: App = getattr(module, name)
         return app, None

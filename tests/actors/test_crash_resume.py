@@ -60,7 +60,11 @@ async def run_once(data: Path, server: FakeLLMServer, crash: str) -> tuple[Any, 
 
 def cost(events: list[Event]) -> Decimal:
     return sum(
-        (e.payload.cost_usd or Decimal(0) for e in events if isinstance(e.payload, ModelCallCompleted)),
+        (
+            e.payload.cost_usd or Decimal(0)
+            for e in events
+            if isinstance(e.payload, ModelCallCompleted)
+        ),
         Decimal(0),
     )
 

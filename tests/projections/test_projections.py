@@ -130,8 +130,8 @@ def model_done(step: int, cost: Decimal | None, usage: Usage) -> ModelCallComple
         "stop",
         '{"content":"hi"}',
         usage,
-        cost,
         1500,
+        cost,
     )
 
 

@@ -116,8 +116,8 @@ async def _model_call(
         finish_reason=response.finish_reason,
         message=jsonutil.dumps(response.message()),
         usage=response.usage,
-        cost_usd=app.prices.cost(payload.provider, payload.model, response.usage),
         latency_us=latency,
+        cost_usd=app.prices.cost(payload.provider, payload.model, response.usage),
     )
 
 

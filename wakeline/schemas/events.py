@@ -62,8 +62,8 @@ class ModelCallCompleted:
     finish_reason: str
     message: str
     usage: Usage
-    cost_usd: Decimal | None
     latency_us: int
+    cost_usd: Decimal | None = None
 
 
 @dataclass(frozen=True, slots=True)
