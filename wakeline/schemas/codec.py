@@ -48,6 +48,8 @@ def schema_fingerprint(schema: Mapping[str, Any]) -> bytes:
 
 def _history(stem: str) -> list[dict[str, Any]]:
     folder = resources.files("wakeline.schemas").joinpath("history")
+    if not folder.is_dir():
+        return []
     names = sorted(p.name for p in folder.iterdir() if p.name.startswith(f"{stem}-v"))
     return [load_schema(name, folder="history") for name in names]
 
