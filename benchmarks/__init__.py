@@ -1,0 +1,1 @@
+"""wakeline's benchmarks: ``python -m benchmarks.run [--quick] [--only NAME]``."""
