@@ -191,7 +191,7 @@ class Context:
         return float(value)
 
     async def sleep(self, seconds: float) -> None:
-        """A durable timer: survives crashes; the run holds no memory while it waits."""
+        """A durable timer: it survives crashes and restarts (the fire time is journaled)."""
         await self._timer(seconds, "sleep")
 
     # -- helpers ---------------------------------------------------------------------------

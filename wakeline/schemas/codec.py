@@ -62,21 +62,22 @@ class _PayloadShape:
         self.full_name = f"{NAMESPACE}.{cls.__name__}"
         self.fields = tuple(f.name for f in dataclasses.fields(cls))
         hints = {f.name: f.type for f in dataclasses.fields(cls)}
-        self.nested: dict[str, type[Any]] = {}
+        self.nested: dict[str, tuple[type[Any], tuple[str, ...]]] = {}
         for name, hint in hints.items():
             if hint == "Usage":
                 from wakeline.providers.base import Usage
 
-                self.nested[name] = Usage
+                self.nested[name] = (Usage, tuple(f.name for f in dataclasses.fields(Usage)))
 
     def to_avro(self, obj: Any) -> dict[str, Any]:
         out = {name: getattr(obj, name) for name in self.fields}
-        for name in self.nested:
-            out[name] = dataclasses.asdict(out[name])
+        for name, (_, names) in self.nested.items():
+            value = out[name]
+            out[name] = {n: getattr(value, n) for n in names}
         return out
 
     def from_avro(self, record: dict[str, Any]) -> Any:
-        for name, cls in self.nested.items():
+        for name, (cls, _) in self.nested.items():
             record[name] = cls(**record[name])
         return self.cls(**record)
 

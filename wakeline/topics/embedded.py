@@ -200,6 +200,25 @@ class EmbeddedLog:
 
         return await store.write(op)
 
+    async def write_groups(
+        self,
+        groups: Sequence[tuple[TopicMeta, Sequence[int], Sequence[OutRecord]]],
+        *,
+        fence: tuple[str, int] | None,
+        commits: Sequence[OffsetCommit],
+    ) -> list[list[int]]:
+        """Several appends and commits in one transaction; wakes readers of what it touched."""
+        store, notifier = self._store, self._notifier
+
+        def op(conn: sqlite3.Connection) -> list[list[int]]:
+            out = store.append_groups(conn, groups, fence, commits)
+            for meta, partitions, _ in groups:
+                if partitions:
+                    notifier.notify_threadsafe(meta.name, frozenset(partitions))
+            return out
+
+        return await store.write(op)
+
     def check_sizes(self, topic: str, records: Sequence[OutRecord]) -> None:
         for record in records:
             size = record_size(record)
@@ -321,7 +340,13 @@ class EmbeddedLog:
 
 
 class EmbeddedWriter:
-    """A fenced :class:`~wakeline.topics.port.PartitionWriter` of the embedded log."""
+    """A fenced :class:`~wakeline.topics.port.PartitionWriter` of the embedded log.
+
+    Appends are group-committed: the appends that queue up while one transaction runs go
+    together into the next one (one fence check, one ``COMMIT``), and every caller gets its
+    own offsets back.  Each append is still atomic on its own; a failed transaction fails every
+    append in it, and none of them landed.
+    """
 
     def __init__(self, log: EmbeddedLog, writer_id: str, partition: int, epoch: int) -> None:
         self._log = log
@@ -329,6 +354,8 @@ class EmbeddedWriter:
         self.epoch = epoch
         self._partition = partition
         self._closed = False
+        self._queue: list[_PendingAppend] = []
+        self._flusher: asyncio.Task[None] | None = None
 
     @property
     def partition(self) -> int:
@@ -346,16 +373,48 @@ class EmbeddedWriter:
         meta = await self._log.meta(topic)
         meta.check(self._partition)
         self._log.check_sizes(topic, records)
-        return await self._log.write_records(
-            meta,
-            [self._partition] * len(records),
-            records,
-            fence=(self.writer_id, self.epoch),
-            commit=commit,
-        )
+        pending = _PendingAppend(meta, list(records), commit)
+        self._queue.append(pending)
+        if self._flusher is None or self._flusher.done():
+            self._flusher = asyncio.create_task(self._flush())
+        return await pending.done
+
+    async def _flush(self) -> None:
+        while self._queue:
+            batch, self._queue = self._queue, []
+            groups = [(p.meta, [self._partition] * len(p.records), p.records) for p in batch]
+            commits = [p.commit for p in batch if p.commit is not None]
+            try:
+                results = await self._log.write_groups(
+                    groups, fence=(self.writer_id, self.epoch), commits=commits
+                )
+            except BaseException as exc:
+                for p in batch:
+                    if not p.done.done():
+                        p.done.set_exception(exc)
+                if isinstance(exc, asyncio.CancelledError):
+                    raise
+                continue
+            for p, offsets in zip(batch, results, strict=True):
+                if not p.done.done():
+                    p.done.set_result(offsets)
 
     async def close(self) -> None:
         self._closed = True
+        if self._flusher is not None:
+            await asyncio.gather(self._flusher, return_exceptions=True)
+
+
+class _PendingAppend:
+    __slots__ = ("commit", "done", "meta", "records")
+
+    def __init__(
+        self, meta: TopicMeta, records: list[OutRecord], commit: OffsetCommit | None
+    ) -> None:
+        self.meta = meta
+        self.records = records
+        self.commit = commit
+        self.done: asyncio.Future[list[int]] = asyncio.get_running_loop().create_future()
 
 
 def _mkdir(path: Path) -> None:

@@ -380,12 +380,42 @@ class SqliteStore:
         With ``fence=(writer_id, epoch)`` nothing is written unless ``epoch`` is the writer's
         current one; ``commit`` is stored in the same transaction.
         """
-        counts: dict[int, int] = {}
-        for partition in partitions:
-            counts[partition] = counts.get(partition, 0) + 1
+        commits = [commit] if commit is not None else []
+        return self.append_groups(conn, [(meta, partitions, records)], fence, commits)[0]
+
+    def append_groups(
+        self,
+        conn: sqlite3.Connection,
+        groups: Sequence[tuple[TopicMeta, Sequence[int], Sequence[OutRecord]]],
+        fence: tuple[str, int] | None,
+        commits: Sequence[OffsetCommit],
+    ) -> list[list[int]]:
+        """Several appends (and offset commits) in ONE transaction: a group commit."""
         conn.execute("BEGIN IMMEDIATE")
         if fence is not None:
             _check_fence(conn, *fence)
+        ts = now_ms()
+        out = [self._insert(conn, meta, parts, recs, ts) for meta, parts, recs in groups]
+        latest: dict[tuple[str, str, int], int] = {}
+        for c in commits:
+            key = (c.group, c.topic, c.partition)
+            latest[key] = max(latest.get(key, -1), c.next_offset)
+        for (group, topic, partition), next_offset in latest.items():
+            _upsert_offsets(conn, group, topic, {partition: next_offset})
+        conn.execute("COMMIT")
+        return out
+
+    def _insert(
+        self,
+        conn: sqlite3.Connection,
+        meta: TopicMeta,
+        partitions: Sequence[int],
+        records: Sequence[OutRecord],
+        ts: int,
+    ) -> list[int]:
+        counts: dict[int, int] = {}
+        for partition in partitions:
+            counts[partition] = counts.get(partition, 0) + 1
         next_offset: dict[int, int] = {}
         for partition, count in counts.items():
             pid = meta.ids[partition]
@@ -394,7 +424,6 @@ class SqliteStore:
             conn.execute(
                 "UPDATE partitions SET next_offset = ? WHERE id = ?", (int(row[0]) + count, pid)
             )
-        ts = now_ms()
         offsets: list[int] = []
         rows: list[tuple[int, bytes | None, bytes, bytes | None, int]] = []
         for partition, record in zip(partitions, records, strict=True):
@@ -414,11 +443,6 @@ class SqliteStore:
             "INSERT INTO records (id, key, value, headers, timestamp_ms) VALUES (?, ?, ?, ?, ?)",
             rows,
         )
-        if commit is not None:
-            _upsert_offsets(
-                conn, commit.group, commit.topic, {commit.partition: commit.next_offset}
-            )
-        conn.execute("COMMIT")
         return offsets
 
     def read_records(
