@@ -23,6 +23,7 @@ from wakeline.schemas.commands import (
     Notice,
     ResumeRun,
     RunDrifted,
+    RunResumed,
     StartRun,
 )
 from wakeline.schemas.events import Event, RunCancelled, RunCompleted, RunFailed
@@ -93,11 +94,13 @@ class Client:
         self, run_id: str, *, from_offset: int = 0, poll_s: float = 0.2
     ) -> AsyncIterator[RunUpdate]:
         """The run's events from its first one, then live, each once and in order, plus
-        notices about it; ends after its terminal event, a drift or a rejection."""
+        notices about it; ends after its terminal event, or a drift or rejection that no
+        later event superseded (a drifted run resumed with fixed code goes on)."""
         partition = await self._partition(run_id)
         key = run_id.encode()
         events_at, notices_at = from_offset, 0
         expected = 0
+        last_event_ms = -1
         while True:
             records = await self._log.read(
                 self._topics.events, partition, events_at, timeout_s=poll_s
@@ -110,10 +113,12 @@ class Client:
                 if event.seq != expected:
                     continue
                 expected += 1
+                last_event_ms = max(last_event_ms, event.time_ms)
                 yield RunUpdate(event=event)
                 if event.is_terminal:
                     return
             notes = await self._log.read(self._topics.notices, partition, notices_at)
+            final: Notice | None = None
             for record in notes:
                 notices_at = record.offset + 1
                 if record.key != key:
@@ -124,7 +129,11 @@ class Client:
                     continue
                 yield RunUpdate(notice=notice)
                 if isinstance(notice.payload, RunDrifted | CommandRejected):
-                    return
+                    final = notice
+                elif isinstance(notice.payload, RunResumed):
+                    final = None
+            if final is not None and final.time_ms >= last_event_ms:
+                return
 
     async def events(self, run_id: str, *, from_offset: int = 0) -> AsyncIterator[Event]:
         """Only the journal events of :meth:`watch`."""
@@ -134,19 +143,23 @@ class Client:
 
     async def result(self, run_id: str, *, from_offset: int = 0) -> Any:
         """Wait for the run to end; its output, or :class:`RunError`."""
+        last: Notice | None = None
         async for update in self.watch(run_id, from_offset=from_offset):
-            if update.event is not None:
-                payload = update.event.payload
-                if isinstance(payload, RunCompleted):
-                    return jsonutil.loads(payload.output)
-                if isinstance(payload, RunFailed):
-                    raise RunError(run_id, "failed", f"{payload.error_type}: {payload.message}")
-                if isinstance(payload, RunCancelled):
-                    raise RunError(run_id, "cancelled", payload.reason)
-            elif update.notice is not None:
-                note = update.notice.payload
-                if isinstance(note, RunDrifted):
-                    raise RunError(run_id, "drifted", note.message)
-                if isinstance(note, CommandRejected):
-                    raise RunError(run_id, "rejected", note.reason)
+            if update.notice is not None:
+                last = update.notice
+                continue
+            assert update.event is not None
+            payload = update.event.payload
+            if isinstance(payload, RunCompleted):
+                return jsonutil.loads(payload.output)
+            if isinstance(payload, RunFailed):
+                raise RunError(run_id, "failed", f"{payload.error_type}: {payload.message}")
+            if isinstance(payload, RunCancelled):
+                raise RunError(run_id, "cancelled", payload.reason)
+        # the watch ended on a drift or a rejection that nothing superseded
+        note = last.payload if last is not None else None
+        if isinstance(note, RunDrifted):
+            raise RunError(run_id, "drifted", note.message)
+        if isinstance(note, CommandRejected):
+            raise RunError(run_id, "rejected", note.reason)
         raise RunError(run_id, "unknown", "the event stream ended")

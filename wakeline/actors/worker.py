@@ -35,6 +35,7 @@ from wakeline.schemas.commands import (
     NoticePayload,
     ResumeRun,
     RunDrifted,
+    RunResumed,
     StartRun,
 )
 from wakeline.schemas.events import Event, RunStarted
@@ -89,6 +90,7 @@ class Worker:
         self._consumer: GroupConsumer | None = None
         self._partitions = 0
         self.ready = asyncio.Event()
+        """Set once the worker holds partitions and has resumed their open runs."""
 
     # -- ActorHost ------------------------------------------------------------------------
     @property
@@ -153,8 +155,10 @@ class Worker:
                 partitions=[partition],
             )
             for run_id in self._journal.open_runs(partition):
-                await self._resume(run_id, partition, None)
+                await self._resume(run_id, partition, None, "assigned")
         log.info("%s assigned %s", self._worker_id, sorted(partitions))
+        if partitions:
+            self.ready.set()
 
     async def on_revoked(self, partitions: frozenset[int]) -> None:
         doomed = [a for a in self._actors.values() if a.partition in partitions]
@@ -178,7 +182,6 @@ class Worker:
         try:
             while not stop.is_set():
                 records = await consumer.poll(0.1)
-                self.ready.set()
                 for record in records:
                     await self._handle(record)
         finally:
@@ -249,7 +252,7 @@ class Worker:
             await self._settle_unknown(command, partition, commit)
         elif isinstance(payload, ResumeRun):
             if actor is None and self._is_open(run_id):
-                await self._resume(run_id, partition, commit)
+                await self._resume(run_id, partition, commit, "resume command")
                 return
             await self._settle_unknown(command, partition, commit)
 
@@ -270,7 +273,9 @@ class Worker:
         self._actors[command.run_id] = actor
         await actor.start(transition, commit)
 
-    async def _resume(self, run_id: str, partition: int, commit: OffsetCommit | None) -> None:
+    async def _resume(
+        self, run_id: str, partition: int, commit: OffsetCommit | None, reason: str
+    ) -> None:
         codec = event_codec()
         events = [codec.decode(raw) for raw in self._journal.load(run_id)]
         core = RunCore(run_id, self._app, journal=events)
@@ -284,6 +289,7 @@ class Worker:
             if commit is not None:
                 await self._commit_only(partition, commit)
             return
+        await self._notice(run_id, RunResumed(len(events), reason))
         for effect in transition.in_doubt:
             log.warning("run %s: tool call at seq %s is in doubt; not re-run", run_id, effect.seq)
         actor = RunActor(core, partition, self)
@@ -305,7 +311,7 @@ class Worker:
             partitions=[partition],
         )
         if self._is_open(run_id):
-            await self._resume(run_id, partition, None)
+            await self._resume(run_id, partition, None, "retry after error")
 
     # -- side outputs ----------------------------------------------------------------------
     async def _commit_only(self, partition: int, commit: OffsetCommit) -> None:

@@ -13,10 +13,10 @@ that depend on both (``status``, ``started_ms``, ``updated_ms``) are recomputed 
 row is the same whatever the interleaving.  Fields starting with ``_`` are internal.
 
 ``status``: the run's terminal event wins (``completed`` / ``failed`` / ``cancelled``); else
-``drifted`` after a ``RunDrifted`` notice; else ``rejected`` if a ``CommandRejected`` notice
-came for a run without events; else ``waiting`` when the open step with the highest seq is a
-timer; else ``running``.  A rejected command of a run that has events (e.g. a late cancel)
-only sets ``rejection``.
+``drifted`` after a ``RunDrifted`` notice that no later ``RunResumed`` superseded; else
+``rejected`` if a ``CommandRejected`` notice came for a run without events; else ``waiting``
+when the open step with the highest seq is a timer; else ``running``.  A rejected command of
+a run that has events (e.g. a late cancel) only sets ``rejection``.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from typing import Any
 
 from wakeline.projections import EVENTS, NOTICES
 from wakeline.projections.store import BatchView, Decoded, JsonObject
-from wakeline.schemas.commands import CommandRejected, Notice, RunDrifted
+from wakeline.schemas.commands import CommandRejected, Notice, RunDrifted, RunResumed
 from wakeline.schemas.events import Event as JournalEvent
 from wakeline.schemas.events import (
     ModelCallCompleted,
@@ -112,7 +112,8 @@ def new_row(run_id: str) -> JsonObject:
 def status_of(row: JsonObject) -> str:
     if row["_outcome"] is not None:
         return str(row["_outcome"])
-    if row["drift"] is not None:
+    drift = row["drift"]
+    if drift is not None and drift["time_ms"] > (row.get("_resumed_ms") or -1):
         return "drifted"
     if row["last_seq"] < 0:
         return "rejected" if row["rejection"] is not None else "running"
@@ -166,6 +167,8 @@ def _fold_notice(row: JsonObject, notice: Notice) -> None:
             "message": payload.message,
             "time_ms": notice.time_ms,
         }
+    elif isinstance(payload, RunResumed):
+        row["_resumed_ms"] = max(row.get("_resumed_ms") or 0, notice.time_ms)
     elif isinstance(payload, CommandRejected):
         row["rejection"] = {
             "command_id": payload.command_id,

@@ -53,8 +53,14 @@ class CommandRejected:
     reason: str
 
 
-NoticePayload = RunDrifted | CommandRejected
-NOTICE_TYPES: tuple[type[NoticePayload], ...] = (RunDrifted, CommandRejected)
+@dataclass(frozen=True, slots=True)
+class RunResumed:
+    from_seq: int
+    reason: str
+
+
+NoticePayload = RunDrifted | CommandRejected | RunResumed
+NOTICE_TYPES: tuple[type[NoticePayload], ...] = (RunDrifted, CommandRejected, RunResumed)
 
 
 @dataclass(frozen=True, slots=True)
