@@ -27,7 +27,7 @@ from wakeline.runtime import (
     load_target,
     open_log,
 )
-from wakeline.topics.port import Log
+from wakeline.topics.port import Log, LogError, UnknownTopicError
 
 T = TypeVar("T")
 
@@ -45,7 +45,12 @@ def _run(coro_fn: Callable[[], Awaitable[T]]) -> T:
     async def wrapper() -> T:
         return await coro_fn()
 
-    return asyncio.run(wrapper())
+    try:
+        return asyncio.run(wrapper())
+    except UnknownTopicError as exc:
+        raise click.ClickException(f"{exc}; run `wakeline topics create`") from exc
+    except LogError as exc:
+        raise click.ClickException(f"log error: {exc}") from exc
 
 
 def _json_input(text: str) -> Any:
@@ -279,6 +284,8 @@ def topics_create(settings: Settings, partitions: int, replication: int) -> None
 
 async def _views(settings: Settings) -> tuple[Log, Views, StateDir]:
     log = await settings.log()
+    if settings.kafka is None:
+        await ensure_topics(log)  # an empty embedded data dir is simply a log with no runs
     slot = StateDir(settings.data / "state", prefix="views")
     views = Views(log, slot.path)
     await views.refresh()
@@ -360,3 +367,7 @@ def projections_rebuild(settings: Settings) -> None:
             await log.close()
 
     click.echo(f"refolded {_run(go)} records")
+
+
+if __name__ == "__main__":
+    main()
