@@ -4,12 +4,17 @@ from __future__ import annotations
 
 import os
 import socket
+import sys
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from wakeline.testing.kafka_broker import KafkaBroker, start_broker
+
+# test-only programs and agents (worker processes, golden agents) import as top-level modules
+sys.path.insert(0, str(Path(__file__).parent / "support"))
 
 
 @pytest.fixture(scope="session")

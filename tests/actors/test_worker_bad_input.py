@@ -53,18 +53,18 @@ async def test_each_kind_of_bad_input_is_reported_and_the_worker_keeps_going(
         good = await client.start_run("shop", {"item": "tea", "quantity": 2})
 
         unknown = await client.start_run("no-such-agent", {})
-        with pytest.raises(RunError, match="UnknownAgent.*no-such-agent.*known: napper, shop"):
+        with pytest.raises(RunError, match=r"UnknownAgent.*no-such-agent.*known: napper, shop"):
             await client.result(unknown.run_id, from_offset=unknown.from_offset)
 
         invalid = await client.start_run("shop", {"item": "tea", "quantity": "lots"})
-        with pytest.raises(RunError, match="InvalidInput.*quantity"):
+        with pytest.raises(RunError, match=r"InvalidInput.*quantity"):
             await client.result(invalid.run_id, from_offset=invalid.from_offset)
 
         # bytes that are not a command at all, keyed like a run
         await rt.log.append(DEFAULT_TOPICS.commands, [OutRecord(b"garbage", b"\x00not avro")])
 
         huge = await client.start_run("shop", {"item": "x" * 300_000, "quantity": 1})
-        with pytest.raises(RunError, match="rejected.*exceeds the limit"):
+        with pytest.raises(RunError, match=r"rejected.*exceeds the limit"):
             await client.result(huge.run_id)
 
         # the worker is still alive: the first run completed and a new one completes too

@@ -202,7 +202,7 @@ async def test_open_non_idempotent_tool_is_in_doubt_not_rerun() -> None:
 
 async def test_bad_input_and_unknown_agent_fail_the_run() -> None:
     app = make_app()
-    core, step = start(app, "researcher", {"nope": 1})
+    _, step = start(app, "researcher", {"nope": 1})
     assert isinstance(step.events[-1].payload, RunFailed)
     assert step.events[-1].payload.error_type == "InvalidInput"
     _core, step = start(app, "ghost", {})

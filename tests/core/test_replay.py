@@ -2,20 +2,17 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from golden_agents import make_app, read_golden
 
 from wakeline.actors.core import RunCore
 from wakeline.cli import main as cli
 from wakeline.replay import replay_journal, replay_run
 from wakeline.schemas.codec import event_codec
 from wakeline.testing.harness import local_runtime
-
-sys.path.insert(0, str(Path(__file__).parent.parent / "support"))
-from golden_agents import make_app, read_golden
 
 GOLDEN = Path(__file__).parent.parent / "golden" / "golden-run-1.journal"
 

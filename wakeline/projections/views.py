@@ -6,7 +6,7 @@ RocksDB store; it never shares a store with a worker.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from wakeline.projections import EVENTS, NOTICES
@@ -44,6 +44,10 @@ class Views:
         self._store = ProjectionStore(self._path)
         self.queries = Queries(self._store)
         return count
+
+    def items(self) -> Iterator[tuple[bytes, bytes]]:
+        """Every key and value of the store (to compare folds)."""
+        return self._store.items()
 
     def close(self) -> None:
         self._store.close()

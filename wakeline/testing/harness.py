@@ -14,6 +14,7 @@ from wakeline.client import Client
 from wakeline.runtime import ensure_topics
 from wakeline.topics.embedded import EmbeddedLog
 from wakeline.topics.port import Log
+from wakeline.topics.specs import DEFAULT_TOPICS, Topics
 
 
 @dataclass
@@ -25,10 +26,17 @@ class LocalRuntime:
 
 @asynccontextmanager
 async def worker_running(
-    app: App, log: Log, state_dir: Path, *, session_timeout_s: float = 2.0
+    app: App,
+    log: Log,
+    state_dir: Path,
+    *,
+    session_timeout_s: float = 2.0,
+    topics: Topics = DEFAULT_TOPICS,
 ) -> AsyncIterator[Worker]:
     """A worker of ``app`` running on ``log`` until the block exits."""
-    worker = Worker(app, log, state_dir=state_dir, session_timeout_s=session_timeout_s)
+    worker = Worker(
+        app, log, state_dir=state_dir, session_timeout_s=session_timeout_s, topics=topics
+    )
     stop = asyncio.Event()
     task = asyncio.create_task(worker.run(stop))
     ready = asyncio.create_task(worker.ready.wait())

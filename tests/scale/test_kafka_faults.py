@@ -1,0 +1,147 @@
+"""Faults on real Kafka: a paused zombie worker, a broker restart, replay of Kafka-recorded runs."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import random
+import signal
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from fleet import Fleet, all_events, check_journal
+from kafka_worker import CALLS, make_app, topics_for
+
+from wakeline.client import Client
+from wakeline.replay import replay_run
+from wakeline.runtime import ensure_topics
+from wakeline.schemas.events import ModelCallCompleted, ModelCallRequested
+from wakeline.testing.fake_llm import FakeLLMServer
+from wakeline.testing.harness import worker_running
+from wakeline.testing.kafka_broker import KafkaBroker, start_broker
+from wakeline.topics.kafka import KafkaLog
+from wakeline.topics.specs import Topics
+
+pytestmark = [pytest.mark.kafka, pytest.mark.slow]
+
+
+def unique_prefix(name: str) -> str:
+    return f"{name}{os.getpid()}{random.randrange(10**6)}"
+
+
+def no_resend_after_journaling(runs: dict[str, list], requests: list) -> None:  # type: ignore[type-arg]
+    completed_at: dict[str, float] = {}
+    for events in runs.values():
+        by_seq = {e.seq: e.payload for e in events}
+        for e in events:
+            if isinstance(e.payload, ModelCallCompleted):
+                req = by_seq[e.payload.step]
+                assert isinstance(req, ModelCallRequested)
+                completed_at[json.loads(req.request)["messages"][-1]["content"]] = e.time_ms / 1000
+    for r in requests:
+        prompt = r.body["messages"][-1]["content"]
+        assert r.received_at <= completed_at[prompt] + 0.001, f"{prompt} sent after journaling"
+
+
+async def _kafka(broker: KafkaBroker, topics: Topics, partitions: int) -> KafkaLog:
+    log = await KafkaLog.open(broker.bootstrap)
+    await ensure_topics(log, partitions=partitions, topics=topics)
+    return log
+
+
+async def _wait_all(client: Client, run_ids: list[str], limit_s: float) -> list[object]:
+    return await asyncio.wait_for(asyncio.gather(*(client.result(r) for r in run_ids)), limit_s)
+
+
+async def test_a_paused_zombie_worker_cannot_corrupt_journals(
+    kafka_broker: KafkaBroker, tmp_path: Path
+) -> None:
+    prefix = unique_prefix("zombie")
+    topics = topics_for(prefix)
+    log = await _kafka(kafka_broker, topics, partitions=4)
+    server = FakeLLMServer(latency_s=0.15).start()
+    fleet = Fleet(kafka_broker.bootstrap, server.openai_base_url, prefix, tmp_path, session_s=2.0)
+    try:
+        zombie = fleet.start("zombie")
+        client = Client(log, topics=topics)
+        run_ids = [f"{prefix}-{i}" for i in range(12)]
+        for run_id in run_ids:
+            await client.start_run("tenstep", run_id, run_id=run_id)
+        await asyncio.to_thread(server.wait, received=12, timeout=60)
+        zombie.send_signal(signal.SIGSTOP)  # paused mid-run, past its session timeout
+        fleet.start("successor")
+        await asyncio.sleep(8)  # the successor takes over and fences the zombie's writers
+        zombie.send_signal(signal.SIGCONT)  # wakes up with results of calls in flight
+        await _wait_all(client, run_ids, 180)
+        runs = await all_events(log, topics.events)
+        requests = server.requests()
+    finally:
+        fleet.stop_all()
+        server.stop()
+        await log.close()
+    for run_id in run_ids:
+        check_journal(run_id, runs[run_id], CALLS)
+    no_resend_after_journaling(runs, requests)
+    assert "fenced" in fleet.output("zombie").lower(), fleet.output("zombie")[-3000:]
+
+
+@pytest.fixture()
+async def own_broker(tmp_path: Path) -> AsyncIterator[KafkaBroker]:
+    broker = await asyncio.to_thread(start_broker, workdir=tmp_path / "broker")
+    if broker.how != "jars":
+        broker.stop()
+        pytest.fail(f"this test restarts its own broker process; got {broker.how}")
+    yield broker
+    await asyncio.to_thread(broker.stop)
+
+
+async def test_broker_restart_mid_run_loses_no_acknowledged_event(
+    own_broker: KafkaBroker, tmp_path: Path
+) -> None:
+    topics = topics_for(unique_prefix("restart"))
+    log = await _kafka(own_broker, topics, partitions=2)
+    client = Client(log, topics=topics)
+    with FakeLLMServer(latency_s=0.2) as server:
+        app = make_app(server.openai_base_url)
+        async with worker_running(app, log, tmp_path / "w", session_timeout_s=6, topics=topics):
+            run_ids = [f"restart-{i}" for i in range(3)]
+            for run_id in run_ids:
+                await client.start_run("tenstep", run_id, run_id=run_id)
+            await asyncio.to_thread(server.wait, completed=6, timeout=60)
+            acknowledged = await all_events(log, topics.events)
+            t0 = time.monotonic()
+            await asyncio.to_thread(own_broker.restart)
+            restarted_in = time.monotonic() - t0
+            await _wait_all(client, run_ids, 180)
+        runs = await all_events(log, topics.events)
+    await log.close()
+    for run_id in run_ids:
+        check_journal(run_id, runs[run_id], CALLS)
+        kept = acknowledged.get(run_id, [])
+        assert runs[run_id][: len(kept)] == kept  # every acknowledged event, unchanged
+    print(f"broker restarted in {restarted_in:.1f}s; runs completed")
+
+
+async def test_runs_recorded_on_kafka_replay_byte_identically(
+    kafka_broker: KafkaBroker, tmp_path: Path
+) -> None:
+    topics = topics_for(unique_prefix("replay"))
+    log = await _kafka(kafka_broker, topics, partitions=3)
+    client = Client(log, topics=topics)
+    with FakeLLMServer() as server:
+        app = make_app(server.openai_base_url)
+        async with worker_running(app, log, tmp_path / "w", session_timeout_s=6, topics=topics):
+            run_ids = [f"replay-{i}" for i in range(4)]
+            for run_id in run_ids:
+                await client.start_run("tenstep", run_id, run_id=run_id)
+            await _wait_all(client, run_ids, 120)
+        sent = server.received
+        fresh_app = make_app("http://127.0.0.1:9/unreachable")  # a fresh runtime, no provider
+        for run_id in run_ids:
+            report = await replay_run(log, fresh_app, run_id, topics=topics)
+            assert report.identical and report.ended and report.checked == 1 + CALLS, report
+        assert server.received == sent
+    await log.close()
