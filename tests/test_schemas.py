@@ -45,7 +45,7 @@ def _py_types(avro: Any) -> set[str]:
         if avro.get("logicalType") == "decimal":
             return {"Decimal"}
         if avro["type"] == "enum":
-            return {"ValueKind"}
+            return {str(avro["name"])}
         if avro["type"] == "record":
             return {avro["name"]}
         return _py_types(avro["type"])

@@ -5,12 +5,16 @@ from __future__ import annotations
 import inspect
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, get_type_hints
+from typing import TYPE_CHECKING, Any, get_type_hints
 
 from pydantic import TypeAdapter
 
 from wakeline.providers.base import ModelProvider
 from wakeline.providers.pricing import PriceTable
+from wakeline.schemas.events import Budget
+
+if TYPE_CHECKING:
+    from wakeline.actors.governance import Policy
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,6 +39,7 @@ class AgentSpec:
     output_adapter: TypeAdapter[Any]
     default_model: str | None = None
     default_provider: str | None = None
+    budget: Budget | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,6 +68,7 @@ class App:
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     agents: dict[str, AgentSpec] = field(default_factory=dict)
     tools: dict[str, ToolSpec] = field(default_factory=dict)
+    policies: dict[str, Policy] = field(default_factory=dict)
 
     def agent(
         self,
@@ -72,11 +78,14 @@ class App:
         name: str | None = None,
         model: str | None = None,
         provider: str | None = None,
+        budget: Budget | None = None,
     ) -> Any:
-        """Register ``async def agent(ctx, input: In) -> Out``.  In/Out are typed by pydantic."""
+        """Register ``async def agent(ctx, input: In) -> Out``.  In/Out are typed by pydantic.
+
+        ``budget`` is the default budget of its runs (a start command may bring its own)."""
 
         def register(f: Callable[..., Any]) -> Callable[..., Any]:
-            spec = _agent_spec(f, name or f.__name__, model, provider)
+            spec = _agent_spec(f, name or f.__name__, model, provider, budget)
             if spec.name in self.agents:
                 raise AppError(f"agent {spec.name!r} is registered twice")
             self.agents[spec.name] = spec
@@ -104,6 +113,19 @@ class App:
 
         return register(fn) if fn is not None else register
 
+    def policy(self, fn: Policy | None = None, /, *, name: str | None = None) -> Any:
+        """Register a policy: ``def check(call: CallInfo) -> Deny | None``, run before every
+        model and tool call (in registration order).  It must be deterministic."""
+
+        def register(f: Policy) -> Policy:
+            policy_name = str(name or getattr(f, "__name__", "policy"))
+            if policy_name in self.policies:
+                raise AppError(f"policy {policy_name!r} is registered twice")
+            self.policies[policy_name] = f
+            return f
+
+        return register(fn) if fn is not None else register
+
     def provider(self, name: str, provider: ModelProvider) -> None:
         self.providers[name] = provider
 
@@ -121,11 +143,16 @@ class App:
             retry=self.retry,
             agents=self.agents,
             tools=self.tools,
+            policies=self.policies,
         )
 
 
 def _agent_spec(
-    fn: Callable[..., Any], name: str, model: str | None, provider: str | None
+    fn: Callable[..., Any],
+    name: str,
+    model: str | None,
+    provider: str | None,
+    budget: Budget | None,
 ) -> AgentSpec:
     if not inspect.iscoroutinefunction(fn):
         raise AppError(f"agent {name!r} must be an `async def` function")
@@ -135,4 +162,6 @@ def _agent_spec(
     hints = get_type_hints(fn)
     in_type = hints.get(params[1], Any)
     out_type = hints.get("return", Any)
-    return AgentSpec(name, fn, TypeAdapter(in_type), TypeAdapter(out_type), model, provider)
+    return AgentSpec(
+        name, fn, TypeAdapter(in_type), TypeAdapter(out_type), model, provider, budget
+    )

@@ -10,6 +10,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any
 
 from wakeline import jsonutil
@@ -21,12 +22,22 @@ from wakeline.schemas.commands import (
     CommandPayload,
     CommandRejected,
     Notice,
+    RaiseBudget,
+    ResolveGate,
+    ResolveInDoubt,
     ResumeRun,
     RunDrifted,
     RunResumed,
     StartRun,
 )
-from wakeline.schemas.events import Event, RunCancelled, RunCompleted, RunFailed
+from wakeline.schemas.events import (
+    Budget,
+    Event,
+    Resolution,
+    RunCancelled,
+    RunCompleted,
+    RunFailed,
+)
 from wakeline.topics.partitioner import partition_for
 from wakeline.topics.port import Log, OutRecord
 from wakeline.topics.specs import DEFAULT_TOPICS, Topics
@@ -75,13 +86,19 @@ class Client:
         return command_id
 
     async def start_run(
-        self, agent: str, input: Any, *, run_id: str | None = None, tenant: str = ""
+        self,
+        agent: str,
+        input: Any,
+        *,
+        run_id: str | None = None,
+        tenant: str = "",
+        budget: Budget | None = None,
     ) -> RunHandle:
         """Publish a start command; the run id is the idempotency key of the start."""
         run_id = run_id or uuid.uuid4().hex
         partition = await self._partition(run_id)
         offset = await self._log.end_offset(self._topics.events, partition)
-        await self._send(run_id, StartRun(agent, jsonutil.dumps(input), tenant))
+        await self._send(run_id, StartRun(agent, jsonutil.dumps(input), tenant, budget))
         return RunHandle(run_id, partition, offset)
 
     async def cancel(self, run_id: str, reason: str = "") -> None:
@@ -89,6 +106,24 @@ class Client:
 
     async def resume(self, run_id: str) -> None:
         await self._send(run_id, ResumeRun())
+
+    async def approve(self, run_id: str, gate: str, reason: str = "") -> None:
+        """Approve an open gate (or a policy denial waiting for a person) of a run."""
+        await self._send(run_id, ResolveGate(gate, True, reason))
+
+    async def reject(self, run_id: str, gate: str, reason: str = "") -> None:
+        await self._send(run_id, ResolveGate(gate, False, reason))
+
+    async def raise_budget(self, run_id: str, metric: str, limit: str | int | Decimal) -> None:
+        """Raise the run's ``usd`` / ``tokens`` / ``model_calls`` / ``wall_time_ms`` limit."""
+        await self._send(run_id, RaiseBudget(metric, str(limit)))
+
+    async def resolve_in_doubt(
+        self, run_id: str, step: int, resolution: Resolution, result: Any = None
+    ) -> None:
+        """RETRY the call (same idempotency key), SUPPLY its result, or FAIL the run."""
+        text = jsonutil.dumps(result) if resolution == "SUPPLY" else ""
+        await self._send(run_id, ResolveInDoubt(step, resolution, text))
 
     async def watch(
         self, run_id: str, *, from_offset: int = 0, poll_s: float = 0.2
@@ -128,8 +163,10 @@ class Client:
                 except DecodeError:
                     continue
                 yield RunUpdate(notice=notice)
-                if isinstance(notice.payload, RunDrifted | CommandRejected):
+                if isinstance(notice.payload, RunDrifted):
                     final = notice
+                elif isinstance(notice.payload, CommandRejected) and expected == 0:
+                    final = notice  # the start itself was rejected: there is no run
                 elif isinstance(notice.payload, RunResumed):
                     final = None
             if final is not None and final.time_ms >= last_event_ms:

@@ -81,7 +81,7 @@ def replay_journal(app: App, run_id: str, raw: list[bytes]) -> ReplayReport:
         )
         return ReplayReport(run_id, len(journal), len(core.replayed), False, divergence)
     for event in core.replayed:
-        again = codec.encode(event)
+        again = codec.encode(event, writer=raw[event.seq][2:10])
         if again != raw[event.seq]:
             diff = _first_difference(journal[event.seq], event)
             return ReplayReport(run_id, len(journal), len(core.replayed), False, diff)

@@ -198,6 +198,8 @@ async def test_open_non_idempotent_tool_is_in_doubt_not_rerun() -> None:
     recovered = RunCore("run-1", app, journal=list(core.journal))
     out = recovered.recover(1, "w2")
     assert out.effects == [] and [e.seq for e in out.in_doubt] == [1]
+    assert [e.type for e in out.events] == ["ToolCallInDoubt"]
+    assert recovered.waiting_on_humans
 
 
 async def test_bad_input_and_unknown_agent_fail_the_run() -> None:

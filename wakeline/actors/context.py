@@ -7,16 +7,23 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from wakeline import jsonutil
 from wakeline.actors.errors import ModelCallError, StepFailedError, ToolCallError, WakelineError
+from wakeline.actors.governance import CallInfo, reservation_for, run_policies
+from wakeline.actors.governance import text as money_text
 from wakeline.app import AgentSpec, RetryPolicy, ToolSpec
 from wakeline.providers.base import ModelRequest, Usage
 from wakeline.schemas.events import (
+    BudgetExceeded,
+    BudgetRaised,
+    GateOpened,
+    GateResolved,
     ModelCallCompleted,
     ModelCallFailed,
     ModelCallRequested,
+    PolicyDenied,
     StepCompleted,
     StepFailed,
     StepRequested,
@@ -49,6 +56,16 @@ class LLMResult:
     def tool_calls(self) -> list[dict[str, Any]]:
         calls: list[dict[str, Any]] = self.message.get("tool_calls", [])
         return calls
+
+
+@dataclass(frozen=True, slots=True)
+class Approval:
+    """The decision on an approval gate."""
+
+    approved: bool
+    by: str
+    reason: str
+    timed_out: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,15 +129,20 @@ class Context:
             stream=stream,
         )
         provider_name = provider or self._spec.default_provider or app.default_provider
-        text = jsonutil.dumps(request.to_json())
+        request_json = request.to_json()
+        text = jsonutil.dumps(request_json)
         digest = jsonutil.digest(text)
         policy = retry or app.retry
+        await self._check_policies("model", request.model, provider_name, request_json)
+        reservation = reservation_for(app.prices, provider_name, request)
         attempt = 1
         while True:
+            await self._check_budget(request.model, reservation)
             requested = ModelCallRequested(
                 provider_name, request.model, digest, text, stream, attempt
             )
             event = self._core.emit(requested, request)
+            self._core.ledger.reserve(event.seq, reservation)
             result = await self._core.wait(event.seq)
             if isinstance(result, ModelCallCompleted):
                 return LLMResult(
@@ -145,6 +167,7 @@ class Context:
         """Run a registered tool durably; returns its JSON result."""
         spec = self._find_tool(tool)
         text = jsonutil.dumps(args)
+        await self._check_policies("tool", spec.name, "", jsonutil.loads(text))
         key = ""
         attempt = 1
         while True:
@@ -174,6 +197,70 @@ class Context:
             return jsonutil.loads(result.result)
         assert isinstance(result, StepFailed)
         raise StepFailedError(f"step {name!r}", event.seq, result.error_type, result.message)
+
+    async def approval(
+        self,
+        name: str,
+        payload: Any = None,
+        *,
+        timeout: float | None = None,  # noqa: ASYNC109 - a durable timer, not an asyncio one
+    ) -> Approval:
+        """Open a human approval gate and wait for approve / reject (or the timeout).
+
+        While it waits the run holds no memory and no task (without a timeout it is unloaded
+        until the decision arrives).  The decision is journaled with who made it and why.
+        """
+        timeout_ms = None if timeout is None else max(0, round(timeout * 1000))
+        event = self._core.emit(GateOpened(name, jsonutil.dumps(payload), timeout_ms))
+        result = await self._core.wait(event.seq)
+        assert isinstance(result, GateResolved)
+        return Approval(result.approved, result.by, result.reason, result.timed_out)
+
+    # -- governance --------------------------------------------------------------------------
+    async def _check_policies(
+        self, kind: Literal["model", "tool"], target: str, provider: str, request: Any
+    ) -> None:
+        core = self._core
+        started = core.started
+        info = CallInfo(
+            kind,
+            self.run_id,
+            self.agent,
+            started.tenant if started else "",
+            target,
+            provider,
+            request,
+        )
+        denial = run_policies(list(core.app.policies.items()), info)
+        if denial is None:
+            return
+        name, decision = denial
+        event = core.emit(PolicyDenied(kind, target, name, decision.reason, decision.suspend))
+        if not decision.suspend:
+            raise core.fail_run("PolicyDenied", f"{name}: {decision.reason}")
+        result = await core.wait(event.seq)
+        assert isinstance(result, GateResolved)
+        if not result.approved:
+            why = f"{name}: {decision.reason}; rejected by {result.by or 'someone'}"
+            raise core.fail_run("PolicyDenied", f"{why}: {result.reason}" if result.reason else why)
+
+    async def _check_budget(self, target: str, reservation: dict[str, Decimal | None]) -> None:
+        core = self._core
+        started_ms = core.journal[0].time_ms if core.journal else core.time_ms
+        while (over := core.ledger.check(reservation, core.time_ms - started_ms)) is not None:
+            event = core.emit(
+                BudgetExceeded(
+                    "model",
+                    target,
+                    "run",
+                    over.metric,
+                    str(over.limit),
+                    str(over.spent),
+                    money_text(over.reservation),
+                )
+            )
+            result = await core.wait(event.seq)
+            assert isinstance(result, BudgetRaised)
 
     # -- recorded values and timers ---------------------------------------------------------
     def now(self) -> datetime:

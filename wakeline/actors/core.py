@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import os
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
@@ -26,23 +27,36 @@ from pydantic import ValidationError
 
 from wakeline import jsonutil
 from wakeline.actors.errors import NondeterminismError, StopRun
+from wakeline.actors.governance import RunLedger
 from wakeline.actors.loop import DeterministicLoop
 from wakeline.app import AgentSpec, App, ToolSpec
 from wakeline.schemas.events import (
-    REQUEST_TYPES,
+    ANNOTATION_TYPES,
     RESULT_TYPES,
     TERMINAL_TYPES,
+    BudgetExceeded,
+    BudgetRaised,
     Event,
     EventPayload,
+    GateOpened,
+    GateResolved,
+    InDoubtResolved,
+    ModelCallCompleted,
+    ModelCallFailed,
     ModelCallRequested,
+    PolicyDenied,
+    Resolution,
     RunCancelled,
     RunCompleted,
     RunFailed,
     RunStarted,
     StepRequested,
     TimerScheduled,
+    ToolCallCompleted,
+    ToolCallInDoubt,
     ToolCallRequested,
     ValueRecorded,
+    opens_step,
 )
 
 ResultPayload = Any  # one of RESULT_TYPES
@@ -79,6 +93,12 @@ def describe(payload: EventPayload) -> str:
             return f"{k.lower()} read"
         case TimerScheduled(duration_ms=ms, purpose=p):
             return f"timer {ms} ms ({p})"
+        case GateOpened(name=n):
+            return f"approval gate {n!r}"
+        case PolicyDenied(policy=p, target=t):
+            return f"policy {p} denying {t}"
+        case BudgetExceeded(metric=m, target=t):
+            return f"budget {m} exceeded by {t}"
         case _:
             return type(payload).__name__
 
@@ -96,6 +116,12 @@ def _identity(payload: EventPayload) -> tuple[Any, ...]:
             return ("value", k)
         case TimerScheduled(duration_ms=ms, purpose=p):
             return ("timer", ms, p)
+        case GateOpened(name=n, payload=body, timeout_ms=t):
+            return ("gate", n, body, t)
+        case PolicyDenied(kind=k, target=t, policy=p, suspend=w):
+            return ("denied", k, t, p, w)
+        case BudgetExceeded(kind=k, target=t, scope=sc, metric=m):
+            return ("budget", k, t, sc, m)
         case RunCompleted(output=o):
             return ("completed", o)
         case RunFailed(error_type=t, message=m):
@@ -143,6 +169,10 @@ class RunCore:
         self._spec: AgentSpec | None = None
         self._out: Transition = Transition()
         self._ended: Event | None = None
+        self.started: RunStarted | None = None
+        self.ledger = RunLedger(None)
+        self.in_doubt: set[int] = set()
+        self._failure: tuple[str, str] | None = None
 
     # -- status ----------------------------------------------------------------------------
     @property
@@ -163,6 +193,9 @@ class RunCore:
         """Start a new run: journal ``RunStarted`` and run the agent to its first wait."""
         if self.journal:
             raise RuntimeError(f"run {self.run_id} already has a journal")
+        spec = self.app.get_agent(started.agent)
+        if started.budget is None and spec is not None and spec.budget is not None:
+            started = dataclasses.replace(started, budget=spec.budget)  # journal what applies
         self._activate(time_ms, writer)
         self._emit(started)
         self._start_agent(started)
@@ -184,17 +217,19 @@ class RunCore:
         self._start_agent(first.payload)
         while self.drift is None and self.terminal is None and self._cursor < len(self.journal):
             event = self.journal[self._cursor]
-            if not isinstance(event.payload, (*RESULT_TYPES, RunCancelled)):
+            if not isinstance(event.payload, (*RESULT_TYPES, *ANNOTATION_TYPES, RunCancelled)):
                 self._record_drift(self._cursor, describe(event.payload), "nothing (it waits)")
                 break
             self._cursor += 1
             self._activate(event.time_ms, event.writer)
-            self._apply_result(event)
+            if isinstance(event.payload, ANNOTATION_TYPES):
+                self._apply_annotation(event.payload)
+            else:
+                self._apply_result(event)
         self._activate(time_ms, writer)
-        out = self._finish()
         if self.drift is None and self.terminal is None:
-            self._reopen(out)
-        return out
+            self._reopen()
+        return self._finish()
 
     def deliver(self, result: ResultPayload, time_ms: int, writer: str) -> Transition:
         """Journal the result of an open call and run the agent until it waits again."""
@@ -210,6 +245,44 @@ class RunCore:
         self._apply_result(event)
         return self._finish()
 
+    def resolve_gate(
+        self, gate: str, approved: bool, by: str, reason: str, time_ms: int, writer: str
+    ) -> Transition:
+        """Approve or reject an open gate (by name, or the seq of a step waiting for a human)."""
+        for seq, event in sorted(self.open.items()):
+            payload = event.payload
+            waiting = isinstance(payload, GateOpened) and payload.name == gate
+            waiting = waiting or (isinstance(payload, PolicyDenied) and payload.policy == gate)
+            if waiting or (str(seq) == gate and isinstance(payload, GateOpened | PolicyDenied)):
+                return self.deliver(GateResolved(seq, approved, by, reason), time_ms, writer)
+        raise LookupError(f"run {self.run_id} has no open gate {gate!r}")
+
+    def raise_budget(
+        self, metric: str, limit: str, by: str, time_ms: int, writer: str
+    ) -> Transition:
+        """Raise a limit the run is waiting on; the waiting call is checked again."""
+        for seq, event in sorted(self.open.items()):
+            if isinstance(event.payload, BudgetExceeded) and event.payload.metric == metric:
+                return self.deliver(BudgetRaised(seq, metric, limit, by), time_ms, writer)
+        raise LookupError(f"run {self.run_id} is not waiting on its {metric!r} budget")
+
+    def resolve_in_doubt(
+        self, step: int, resolution: Resolution, result: str, by: str, time_ms: int, writer: str
+    ) -> Transition:
+        """Resolve an in-doubt tool call: RETRY (same idempotency key), SUPPLY its result,
+        or FAIL the run."""
+        if step not in self.in_doubt:
+            raise LookupError(f"run {self.run_id} has no in-doubt call at seq {step}")
+        self._activate(time_ms, writer)
+        self._emit(InDoubtResolved(step, resolution, by, result if resolution == "SUPPLY" else ""))
+        self._apply_annotation(self.journal[-1].payload)
+        if resolution == "RETRY":
+            event = self.open[step]
+            self._out.effects.append(Effect(step, event, self.calls.get(step)))
+        elif resolution == "SUPPLY":
+            self._apply_result(self._emit(ToolCallCompleted(step, result, 0)))
+        return self._finish()
+
     def cancel(self, reason: str, by: str, time_ms: int, writer: str) -> Transition:
         if self.terminal is not None:
             return Transition()
@@ -222,12 +295,32 @@ class RunCore:
     def emit(self, payload: EventPayload, call: Any = None) -> Event:
         """Produce an event from agent code (checked against the journal while replaying)."""
         event = self._emit(payload)
-        if isinstance(payload, REQUEST_TYPES):
+        if opens_step(payload):
             self.open[event.seq] = event
             self.calls[event.seq] = call
             if self._out.events and self._out.events[-1] is event:
                 self._out.effects.append(Effect(event.seq, event, call))
         return event
+
+    def fail_run(self, error_type: str, message: str) -> BaseException:
+        """Make the run fail (policy denials): returns the exception to raise in agent code."""
+        if self._failure is None:
+            self._failure = (error_type, message)
+        return StopRun()
+
+    @property
+    def waiting_on_humans(self) -> bool:
+        """Every open step waits for a person (no timer, no call in flight): the run can be
+        unloaded from memory until a command arrives."""
+        if not self.open or self.terminal is not None:
+            return False
+        for seq, event in self.open.items():
+            payload = event.payload
+            human = isinstance(payload, BudgetExceeded | PolicyDenied) or seq in self.in_doubt
+            human = human or (isinstance(payload, GateOpened) and payload.timeout_ms is None)
+            if not human:
+                return False
+        return True
 
     def wait(self, seq: int) -> asyncio.Future[Any]:
         fut = self._loop.create_future()
@@ -281,6 +374,8 @@ class RunCore:
             self._fail("InvalidInput", f"input does not match {spec.name!r}: {_explain(exc)}")
             return
         self._spec = spec
+        self.started = started
+        self.ledger = RunLedger(started.budget)
         ctx = Context(self, spec)
         coro = cast(Coroutine[Any, Any, Any], spec.fn(ctx, value))
         self._main = self._loop.create_task(coro, name=f"agent:{self.run_id}")
@@ -293,6 +388,11 @@ class RunCore:
             return
         assert isinstance(event.payload, RESULT_TYPES)
         step = event.payload.step
+        if isinstance(event.payload, ModelCallCompleted | ModelCallFailed):
+            self.ledger.settle(step, event.payload)
+        elif isinstance(event.payload, BudgetRaised):
+            self.ledger.raise_limit(event.payload.metric, event.payload.limit)
+        self.in_doubt.discard(step)
         self.open.pop(step, None)
         self.calls.pop(step, None)
         fut = self._futures.pop(step, None)
@@ -309,6 +409,8 @@ class RunCore:
             return
         exc = main.exception() if not main.cancelled() else None
         if isinstance(exc, StopRun):
+            if self._failure is not None:
+                self._fail(*self._failure)
             return
         if exc is not None:
             self._fail(type(exc).__name__, str(exc))
@@ -334,18 +436,30 @@ class RunCore:
         self._futures.clear()
         self.open.clear()
 
-    def _reopen(self, out: Transition) -> None:
-        """After recovery: every call still open is re-dispatched, or reported in doubt."""
-        fresh = {e.seq for e in out.effects}
+    def _apply_annotation(self, payload: EventPayload) -> None:
+        if isinstance(payload, ToolCallInDoubt):
+            self.in_doubt.add(payload.step)
+        elif isinstance(payload, InDoubtResolved):
+            self.in_doubt.discard(payload.step)
+            if payload.resolution == "FAIL":
+                self._fail("ToolCallInDoubt", f"the in-doubt call at seq {payload.step} failed")
+                self._stop_agent()
+
+    def _reopen(self) -> None:
+        """After recovery: open calls are sent again, except calls of non-idempotent tools,
+        which may have run: those are in doubt and wait for a person."""
+        fresh = {e.seq for e in self._out.effects}
         for seq, event in sorted(self.open.items()):
             if seq in fresh:
                 continue
-            effect = Effect(seq, event, self.calls.get(seq))
-            spec = effect.call
-            if isinstance(spec, ToolSpec) and not spec.idempotent:
-                out.in_doubt.append(effect)
+            call = self.calls.get(seq)
+            if isinstance(call, ToolSpec) and not call.idempotent:
+                if seq not in self.in_doubt:
+                    self._emit(ToolCallInDoubt(seq, "the worker stopped after the call was sent"))
+                    self.in_doubt.add(seq)
+                self._out.in_doubt.append(Effect(seq, event, call))
             else:
-                out.effects.append(effect)
+                self._out.effects.append(Effect(seq, event, call))
 
     def _finish(self) -> Transition:
         out, self._out = self._out, Transition()

@@ -16,9 +16,13 @@ from wakeline.actors.core import Effect
 from wakeline.app import App, ToolSpec
 from wakeline.providers.base import DeltaSink, ModelRequest, ProviderError
 from wakeline.schemas.events import (
+    BudgetExceeded,
+    GateOpened,
+    GateResolved,
     ModelCallCompleted,
     ModelCallFailed,
     ModelCallRequested,
+    PolicyDenied,
     StepCompleted,
     StepFailed,
     StepRequested,
@@ -63,7 +67,8 @@ def _error_text(exc: BaseException) -> str:
 async def run_effect(
     app: App, effect: Effect, *, now_ms: Callable[[], int], on_delta: DeltaSink | None = None
 ) -> Any:
-    """Run one effect and return the result payload to deliver to the run's core."""
+    """Run one effect and return the result payload to deliver to the run's core (``None``
+    when the step waits for a person instead)."""
     payload = effect.request.payload
     if isinstance(payload, ModelCallRequested):
         return await _model_call(app, effect, payload, on_delta)
@@ -72,11 +77,30 @@ async def run_effect(
     if isinstance(payload, StepRequested):
         return await _step(effect)
     if isinstance(payload, TimerScheduled):
-        delay = (payload.fire_at_ms - now_ms()) / 1000
-        if delay > 0:
-            await asyncio.sleep(delay)
+        await _sleep_until(payload.fire_at_ms, now_ms)
         return TimerFired(effect.seq)
+    if isinstance(payload, GateOpened):
+        if payload.timeout_ms is None:
+            return None  # waits for a person
+        await _sleep_until(effect.request.time_ms + payload.timeout_ms, now_ms)
+        return GateResolved(effect.seq, False, "timeout", "no decision before the timeout", True)
+    if isinstance(payload, BudgetExceeded | PolicyDenied):
+        return None  # waits for a person: RaiseBudget / ResolveGate commands
     raise TypeError(f"not an effect: {type(payload).__name__}")
+
+
+def is_passive(effect: Effect) -> bool:
+    """Steps that wait for a person: nothing to run until a command arrives."""
+    payload = effect.request.payload
+    if isinstance(payload, GateOpened):
+        return payload.timeout_ms is None
+    return isinstance(payload, BudgetExceeded | PolicyDenied)
+
+
+async def _sleep_until(when_ms: int, now_ms: Callable[[], int]) -> None:
+    delay = (when_ms - now_ms()) / 1000
+    if delay > 0:
+        await asyncio.sleep(delay)
 
 
 async def _model_call(

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from wakeline.actors.core import Effect, RunCore, Transition
-from wakeline.actors.effects import run_effect
+from wakeline.actors.effects import is_passive, run_effect
 from wakeline.app import App
 from wakeline.providers.base import DeltaSink
 from wakeline.schemas.events import Event
@@ -61,6 +61,8 @@ class RunActor:
         self._inbox: asyncio.Queue[Any] = asyncio.Queue()
         self._effects: set[asyncio.Task[None]] = set()
         self._task: asyncio.Task[None] | None = None
+        self.evicted = False
+        """True once the actor unloaded itself because only people can move the run on."""
 
     @property
     def run_id(self) -> str:
@@ -73,6 +75,11 @@ class RunActor:
             self.host.actor_stopped(self, None)
             return
         self._task = asyncio.create_task(self._loop(), name=f"run:{self.run_id}")
+
+    def _idle_waiting_on_humans(self) -> bool:
+        """Nothing in flight and only people can move the run on: unload it from memory."""
+        busy = any(not t.done() for t in self._effects) or not self._inbox.empty()
+        return not busy and self.core.waiting_on_humans
 
     @property
     def finished(self) -> bool:
@@ -98,6 +105,9 @@ class RunActor:
         error: BaseException | None = None
         try:
             while not self.finished:
+                if self._idle_waiting_on_humans():
+                    self.evicted = True
+                    break
                 message = await self._inbox.get()
                 if isinstance(message, _Command):
                     await self._apply_command(message)
@@ -115,7 +125,12 @@ class RunActor:
 
     async def _apply_command(self, message: _Command) -> None:
         try:
-            await self._commit(message.apply(self.core), message.commit)
+            transition = message.apply(self.core)
+        except LookupError as exc:  # no such gate / budget wait / in-doubt call: nothing changed
+            message.done.set_exception(exc)
+            return
+        try:
+            await self._commit(transition, message.commit)
         except BaseException as exc:
             if not message.done.done():
                 message.done.set_exception(exc)
@@ -127,6 +142,8 @@ class RunActor:
         if transition.events or commit is not None:
             await self.host.append_events(self.partition, transition.events, commit)
         for effect in transition.effects:
+            if is_passive(effect):
+                continue
             task = asyncio.create_task(self._run(effect), name=f"effect:{self.run_id}:{effect.seq}")
             self._effects.add(task)
             task.add_done_callback(self._effects.discard)
@@ -134,4 +151,5 @@ class RunActor:
     async def _run(self, effect: Effect) -> None:
         sink = self.host.delta_sink(self.run_id, effect.seq)
         result = await run_effect(self.host.app, effect, now_ms=self.host.now_ms, on_delta=sink)
-        self._inbox.put_nowait(result)
+        if result is not None:
+            self._inbox.put_nowait(result)

@@ -16,9 +16,12 @@ import socket
 import time
 import uuid
 from collections.abc import Callable
+from decimal import Decimal, InvalidOperation
 from pathlib import Path
 
+from wakeline import jsonutil
 from wakeline.actors.core import RunCore, Transition
+from wakeline.actors.governance import METRICS
 from wakeline.actors.run_actor import RunActor
 from wakeline.app import App
 from wakeline.projections import EVENTS, NOTICES
@@ -33,6 +36,9 @@ from wakeline.schemas.commands import (
     CommandRejected,
     Notice,
     NoticePayload,
+    RaiseBudget,
+    ResolveGate,
+    ResolveInDoubt,
     ResumeRun,
     RunDrifted,
     RunResumed,
@@ -54,6 +60,25 @@ from wakeline.topics.specs import DEFAULT_TOPICS, Topics
 log = logging.getLogger(__name__)
 
 DEFAULT_GROUP = "wakeline-workers"
+
+
+def check_command(payload: object) -> str | None:
+    """What is wrong with a command's arguments, before it reaches a run's core."""
+    if isinstance(payload, RaiseBudget):
+        if payload.metric not in METRICS:
+            return f"unknown budget metric {payload.metric!r} (one of {', '.join(METRICS)})"
+        try:
+            limit = Decimal(payload.limit)
+        except InvalidOperation:
+            return f"budget limit {payload.limit!r} is not a number"
+        if not limit.is_finite() or limit < 0:
+            return f"budget limit {payload.limit!r} must be a finite number >= 0"
+    if isinstance(payload, ResolveInDoubt) and payload.resolution == "SUPPLY":
+        try:
+            jsonutil.loads(payload.result)
+        except ValueError:
+            return "a supplied result must be JSON"
+    return None
 
 
 def default_worker_id() -> str:
@@ -228,7 +253,7 @@ class Worker:
         if isinstance(payload, StartRun) and len(payload.input.encode()) > self._max_input_bytes:
             size = len(payload.input.encode())
             return f"input of {size} bytes exceeds the limit of {self._max_input_bytes} bytes"
-        return None
+        return check_command(payload)
 
     async def _apply(self, command: Command, partition: int, commit: OffsetCommit) -> None:
         run_id = command.run_id
@@ -239,22 +264,39 @@ class Worker:
                 await self._commit_only(partition, commit)  # a duplicate start: already running
                 return
             await self._start(command, payload, partition, commit)
-        elif isinstance(payload, CancelRun):
-            if actor is not None:
-                now, who = self.now_ms(), self._worker_id
-                reason, by = payload.reason, command.issuer
-
-                def cancel(core: RunCore) -> Transition:
-                    return core.cancel(reason, by, now, who)
-
-                await actor.command(cancel, commit)
-                return
-            await self._settle_unknown(command, partition, commit)
-        elif isinstance(payload, ResumeRun):
+            return
+        if isinstance(payload, ResumeRun):
             if actor is None and self._is_open(run_id):
                 await self._resume(run_id, partition, commit, "resume command")
                 return
             await self._settle_unknown(command, partition, commit)
+            return
+        if actor is None and self._is_open(run_id):
+            await self._resume(run_id, partition, None, f"loaded for {command.type}")
+            actor = self._actors.get(run_id)
+        if actor is None:
+            await self._settle_unknown(command, partition, commit)
+            return
+        try:
+            await actor.command(self._command_fn(command), commit)
+        except LookupError as exc:
+            await self._notice(run_id, CommandRejected(command.command_id, str(exc)))
+            await self._commit_only(partition, commit)
+
+    def _command_fn(self, command: Command) -> Callable[[RunCore], Transition]:
+        """The core call that applies ``command`` (time and worker fixed now)."""
+        now, who, by = self.now_ms(), self._worker_id, command.issuer
+        payload = command.payload
+        match payload:
+            case CancelRun(reason=reason):
+                return lambda core: core.cancel(reason, by, now, who)
+            case ResolveGate(gate=gate, approved=ok, reason=reason):
+                return lambda core: core.resolve_gate(gate, ok, by, reason, now, who)
+            case RaiseBudget(metric=metric, limit=limit):
+                return lambda core: core.raise_budget(metric, limit, by, now, who)
+            case ResolveInDoubt(step=step, resolution=resolution, result=result):
+                return lambda core: core.resolve_in_doubt(step, resolution, result, by, now, who)
+        raise TypeError(f"not a run command: {command.type}")
 
     async def _settle_unknown(self, command: Command, partition: int, commit: OffsetCommit) -> None:
         if not self._journal.has_run(command.run_id):
@@ -267,7 +309,9 @@ class Worker:
         self, command: Command, payload: StartRun, partition: int, commit: OffsetCommit
     ) -> None:
         core = RunCore(command.run_id, self._app)
-        started = RunStarted(payload.agent, payload.input, payload.tenant, command.command_id)
+        started = RunStarted(
+            payload.agent, payload.input, payload.tenant, command.command_id, payload.budget
+        )
         transition = core.begin(started, self.now_ms(), self._worker_id)
         actor = RunActor(core, partition, self)
         self._actors[command.run_id] = actor

@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import io
 import json
+import typing
 from collections.abc import Mapping, Sequence
 from functools import cache
 from importlib import resources
@@ -55,30 +56,32 @@ def _history(stem: str) -> list[dict[str, Any]]:
 
 
 class _PayloadShape:
-    """How one payload dataclass maps to and from its Avro record."""
+    """How one payload dataclass maps to and from its Avro record (nested records included)."""
 
     def __init__(self, cls: type[Any]) -> None:
         self.cls = cls
         self.full_name = f"{NAMESPACE}.{cls.__name__}"
         self.fields = tuple(f.name for f in dataclasses.fields(cls))
-        hints = {f.name: f.type for f in dataclasses.fields(cls)}
+        hints = typing.get_type_hints(cls)
         self.nested: dict[str, tuple[type[Any], tuple[str, ...]]] = {}
-        for name, hint in hints.items():
-            if hint == "Usage":
-                from wakeline.providers.base import Usage
-
-                self.nested[name] = (Usage, tuple(f.name for f in dataclasses.fields(Usage)))
+        for name in self.fields:
+            for candidate in typing.get_args(hints[name]) or (hints[name],):
+                if dataclasses.is_dataclass(candidate) and isinstance(candidate, type):
+                    names = tuple(f.name for f in dataclasses.fields(candidate))
+                    self.nested[name] = (candidate, names)
 
     def to_avro(self, obj: Any) -> dict[str, Any]:
         out = {name: getattr(obj, name) for name in self.fields}
         for name, (_, names) in self.nested.items():
             value = out[name]
-            out[name] = {n: getattr(value, n) for n in names}
+            if value is not None:
+                out[name] = {n: getattr(value, n) for n in names}
         return out
 
     def from_avro(self, record: dict[str, Any]) -> Any:
         for name, (cls, _) in self.nested.items():
-            record[name] = cls(**record[name])
+            if record.get(name) is not None:
+                record[name] = cls(**record[name])
         return self.cls(**record)
 
 
@@ -106,15 +109,22 @@ class Codec(Generic[E]):
         for old in older:
             self._writers.setdefault(schema_fingerprint(old), fastavro.parse_schema(dict(old)))
 
-    def encode(self, obj: E) -> bytes:
+    def encode(self, obj: E, *, writer: bytes | None = None) -> bytes:
+        """Encode with the current schema, or with the older writer schema of fingerprint
+        ``writer`` (replay re-encodes a record with the schema it was written with)."""
         record = {name: getattr(obj, name) for name in self._env_fields}
         payload = obj.payload  # type: ignore[attr-defined]
         shape = self._shapes[type(payload)]
         record["payload"] = (shape.full_name, shape.to_avro(payload))
+        fingerprint, schema = self.fingerprint, self.schema
+        if writer is not None and writer != self.fingerprint:
+            if writer not in self._writers:
+                raise DecodeError(f"unknown writer schema fingerprint {writer.hex()}")
+            fingerprint, schema = writer, self._writers[writer]
         buf = io.BytesIO()
         buf.write(MAGIC)
-        buf.write(self.fingerprint)
-        fastavro.schemaless_writer(buf, self.schema, record)
+        buf.write(fingerprint)
+        fastavro.schemaless_writer(buf, schema, record)
         return buf.getvalue()
 
     def decode(self, data: bytes) -> E:
@@ -133,6 +143,7 @@ class Codec(Generic[E]):
                 writer if writer is not None else self.schema,
                 self.schema if writer is not None else None,
                 return_record_name=True,
+                return_record_name_override=True,
             )
         except Exception as exc:  # fastavro raises many types on corrupt input
             raise DecodeError(f"corrupt Avro body: {type(exc).__name__}: {exc}") from exc

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from wakeline.schemas.events import Budget, Resolution
+
 
 @dataclass(frozen=True, slots=True)
 class StartRun:
     agent: str
     input: str
     tenant: str = ""
+    budget: Budget | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -22,8 +25,35 @@ class ResumeRun:
     pass
 
 
-CommandPayload = StartRun | CancelRun | ResumeRun
-COMMAND_TYPES: tuple[type[CommandPayload], ...] = (StartRun, CancelRun, ResumeRun)
+@dataclass(frozen=True, slots=True)
+class ResolveGate:
+    gate: str
+    approved: bool
+    reason: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class RaiseBudget:
+    metric: str
+    limit: str
+
+
+@dataclass(frozen=True, slots=True)
+class ResolveInDoubt:
+    step: int
+    resolution: Resolution
+    result: str = ""
+
+
+CommandPayload = StartRun | CancelRun | ResumeRun | ResolveGate | RaiseBudget | ResolveInDoubt
+COMMAND_TYPES: tuple[type[CommandPayload], ...] = (
+    StartRun,
+    CancelRun,
+    ResumeRun,
+    ResolveGate,
+    RaiseBudget,
+    ResolveInDoubt,
+)
 
 
 @dataclass(frozen=True, slots=True)

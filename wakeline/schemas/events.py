@@ -15,6 +15,17 @@ from typing import Literal
 from wakeline.providers.base import Usage
 
 ValueKind = Literal["CLOCK", "UUID", "RANDOM"]
+Resolution = Literal["RETRY", "SUPPLY", "FAIL"]
+
+
+@dataclass(frozen=True, slots=True)
+class Budget:
+    """A run's limits; ``None`` is unlimited.  ``usd`` is a decimal string (exact)."""
+
+    usd: str | None = None
+    tokens: int | None = None
+    model_calls: int | None = None
+    wall_time_ms: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -23,6 +34,7 @@ class RunStarted:
     input: str
     tenant: str = ""
     command_id: str = ""
+    budget: Budget | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,6 +148,64 @@ class TimerFired:
     step: int
 
 
+@dataclass(frozen=True, slots=True)
+class GateOpened:
+    name: str
+    payload: str
+    timeout_ms: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class GateResolved:
+    step: int
+    approved: bool
+    by: str
+    reason: str = ""
+    timed_out: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class PolicyDenied:
+    kind: str
+    target: str
+    policy: str
+    reason: str
+    suspend: bool
+
+
+@dataclass(frozen=True, slots=True)
+class BudgetExceeded:
+    kind: str
+    target: str
+    scope: str
+    metric: str
+    limit: str
+    spent: str
+    reservation: str
+
+
+@dataclass(frozen=True, slots=True)
+class BudgetRaised:
+    step: int
+    metric: str
+    limit: str
+    by: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class ToolCallInDoubt:
+    step: int
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class InDoubtResolved:
+    step: int
+    resolution: Resolution
+    by: str = ""
+    result: str = ""
+
+
 EventPayload = (
     RunStarted
     | RunCompleted
@@ -153,6 +223,13 @@ EventPayload = (
     | ValueRecorded
     | TimerScheduled
     | TimerFired
+    | GateOpened
+    | GateResolved
+    | PolicyDenied
+    | BudgetExceeded
+    | BudgetRaised
+    | ToolCallInDoubt
+    | InDoubtResolved
 )
 
 EVENT_TYPES: tuple[type[EventPayload], ...] = (
@@ -172,10 +249,25 @@ EVENT_TYPES: tuple[type[EventPayload], ...] = (
     ValueRecorded,
     TimerScheduled,
     TimerFired,
+    GateOpened,
+    GateResolved,
+    PolicyDenied,
+    BudgetExceeded,
+    BudgetRaised,
+    ToolCallInDoubt,
+    InDoubtResolved,
 )
 
-REQUEST_TYPES = (ModelCallRequested, ToolCallRequested, StepRequested, TimerScheduled)
-"""Events that open a step; their ``seq`` is the step's id."""
+REQUEST_TYPES = (
+    ModelCallRequested,
+    ToolCallRequested,
+    StepRequested,
+    TimerScheduled,
+    GateOpened,
+    BudgetExceeded,
+)
+"""Events that open a step; their ``seq`` is the step's id.  (A ``PolicyDenied`` with
+``suspend`` opens one too: see :func:`opens_step`.)"""
 
 RESULT_TYPES = (
     ModelCallCompleted,
@@ -185,8 +277,19 @@ RESULT_TYPES = (
     StepCompleted,
     StepFailed,
     TimerFired,
+    GateResolved,
+    BudgetRaised,
 )
 """Events that close a step: inputs to the agent, never produced by its code."""
+
+ANNOTATION_TYPES = (ToolCallInDoubt, InDoubtResolved)
+"""Events the driver writes about an open step; they neither open nor close one."""
+
+
+def opens_step(payload: object) -> bool:
+    return isinstance(payload, REQUEST_TYPES) or (
+        isinstance(payload, PolicyDenied) and payload.suspend
+    )
 
 TERMINAL_TYPES = (RunCompleted, RunFailed, RunCancelled)
 

@@ -1,0 +1,131 @@
+"""Gates and non-idempotent tools across SIGKILLed worker processes."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import subprocess
+import sys
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+
+from wakeline.client import Client, RunError
+from wakeline.runtime import ensure_topics
+from wakeline.schemas.events import Event, InDoubtResolved, ToolCallInDoubt
+from wakeline.testing.fake_llm import FakeLLMServer
+from wakeline.topics.embedded import EmbeddedLog
+
+WORKER = Path(__file__).parent.parent / "support" / "governed_agents.py"
+
+pytestmark = pytest.mark.slow
+
+
+class Workers:
+    def __init__(self, data: Path, server: FakeLLMServer) -> None:
+        self.data, self.server = data, server
+        self.procs: list[subprocess.Popen[str]] = []
+
+    def start(self) -> tuple[subprocess.Popen[str], str]:
+        proc = subprocess.Popen(
+            [sys.executable, str(WORKER), str(self.data), self.server.openai_base_url],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        self.procs.append(proc)
+        assert proc.stdout is not None
+        line = proc.stdout.readline().strip()
+        assert line.startswith("worker-id "), line
+        return proc, line.split()[1]
+
+    def stop(self) -> None:
+        for proc in self.procs:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+                proc.wait(20)
+
+
+@pytest.fixture()
+def server() -> Iterator[FakeLLMServer]:
+    with FakeLLMServer() as s:
+        yield s
+
+
+@pytest.fixture()
+async def env(tmp_path: Path, server: FakeLLMServer) -> AsyncIterator[tuple[Client, Workers]]:
+    log = await EmbeddedLog.open(tmp_path)
+    await ensure_topics(log, partitions=2)
+    workers = Workers(tmp_path, server)
+    try:
+        yield Client(log), workers
+    finally:
+        workers.stop()
+        await log.close()
+
+
+async def wait_for(client: Client, run_id: str, event_type: str) -> Event:
+    async for event in client.events(run_id):
+        if event.type == event_type:
+            return event
+    raise AssertionError(f"no {event_type}")
+
+
+async def test_approval_after_a_crash_resumes_once_on_another_worker(
+    env: tuple[Client, Workers], server: FakeLLMServer
+) -> None:
+    client, workers = env
+    first, _ = workers.start()
+    handle = await client.start_run("gated", 99)
+    await wait_for(client, handle.run_id, "GateOpened")
+    first.send_signal(signal.SIGKILL)
+    first.wait(10)
+    await client.approve(handle.run_id, "pay", "approved while no worker was alive")
+    _, second_id = workers.start()
+    output = await asyncio.wait_for(client.result(handle.run_id), 30)
+    assert output.startswith("approved by ")
+    events = [e async for e in client.events(handle.run_id)]
+    gate_at = next(i for i, e in enumerate(events) if e.type == "GateResolved")
+    assert [e.type for e in events].count("GateResolved") == 1
+    assert all(e.writer == second_id for e in events[gate_at:])
+    assert server.received == 1
+
+
+@pytest.mark.parametrize("resolution", ["RETRY", "SUPPLY", "FAIL"])
+async def test_an_in_doubt_tool_is_never_rerun_by_itself(
+    env: tuple[Client, Workers], tmp_path: Path, resolution: str
+) -> None:
+    client, workers = env
+    charges = tmp_path / "charges.txt"
+    (tmp_path / "kill-in-tool").touch()  # the tool charges, then its process is SIGKILLed
+    first, _ = workers.start()
+    handle = await client.start_run("payer", 25)
+    assert first.wait(30) == -signal.SIGKILL
+    assert len(charges.read_text().splitlines()) == 1
+    workers.start()
+    doubt = await wait_for(client, handle.run_id, "ToolCallInDoubt")
+    assert isinstance(doubt.payload, ToolCallInDoubt)
+    await asyncio.sleep(0.5)
+    assert len(charges.read_text().splitlines()) == 1  # not re-run automatically
+    step = doubt.payload.step
+    key = charges.read_text().split()[0]
+    assert key == f"{handle.run_id}:{step}"
+
+    if resolution == "RETRY":
+        await client.resolve_in_doubt(handle.run_id, step, "RETRY")
+        assert await client.result(handle.run_id) == f"charged 25 with key {key}"
+        lines = charges.read_text().splitlines()
+        assert len(lines) == 2 and {line.split()[0] for line in lines} == {key}  # same key
+    elif resolution == "SUPPLY":
+        await client.resolve_in_doubt(handle.run_id, step, "SUPPLY", "charged 25 (confirmed)")
+        assert await client.result(handle.run_id) == "charged 25 (confirmed)"
+        assert len(charges.read_text().splitlines()) == 1
+    else:
+        await client.resolve_in_doubt(handle.run_id, step, "FAIL")
+        with pytest.raises(RunError, match="ToolCallInDoubt"):
+            await client.result(handle.run_id)
+        assert len(charges.read_text().splitlines()) == 1
+    events = [e async for e in client.events(handle.run_id)]
+    resolved = [e.payload for e in events if isinstance(e.payload, InDoubtResolved)]
+    assert len(resolved) == 1 and resolved[0].resolution == resolution
+    assert resolved[0].by == ""
