@@ -8,63 +8,28 @@ from __future__ import annotations
 import asyncio
 import json
 import signal
-from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from typing import Any
 
 import click
 
+from wakeline import cli_governance
 from wakeline import cli_render as render
 from wakeline.actors.worker import Worker
+from wakeline.cli_common import (
+    Settings,
+    json_input,
+    open_views,
+    run_async,
+    send,
+    target_app,
+)
 from wakeline.client import Client, RunError
-from wakeline.projections.views import Views
 from wakeline.replay import replay_run
 from wakeline.runtime import (
     DEFAULT_PARTITIONS,
     StateDir,
-    TargetError,
-    data_dir,
     ensure_topics,
-    load_target,
-    open_log,
 )
-from wakeline.topics.port import Log, LogError, UnknownTopicError
-
-T = TypeVar("T")
-
-
-class Settings:
-    def __init__(self, data: str | None, kafka: str | None) -> None:
-        self.data = data_dir(data)
-        self.kafka = kafka
-
-    async def log(self) -> Log:
-        return await open_log(data=self.data, kafka=self.kafka)
-
-
-def _run(coro_fn: Callable[[], Awaitable[T]]) -> T:
-    async def wrapper() -> T:
-        return await coro_fn()
-
-    try:
-        return asyncio.run(wrapper())
-    except UnknownTopicError as exc:
-        raise click.ClickException(f"{exc}; run `wakeline topics create`") from exc
-    except LogError as exc:
-        raise click.ClickException(f"log error: {exc}") from exc
-
-
-def _json_input(text: str) -> Any:
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise click.BadParameter(f"--input is not valid JSON: {exc}") from exc
-
-
-def _target(target: str) -> tuple[Any, str | None]:
-    try:
-        return load_target(target)
-    except TargetError as exc:
-        raise click.UsageError(str(exc)) from exc
 
 
 @click.group()
@@ -84,10 +49,10 @@ def main(ctx: click.Context, data: str | None, kafka: str | None) -> None:
 @click.pass_obj
 def run(settings: Settings, target: str, input_: str, run_id: str | None, tenant: str) -> None:
     """Run MODULE:AGENT in this process, streaming its events, and print the result."""
-    app, agent = _target(target)
+    app, agent = target_app(target)
     if agent is None:
         raise click.UsageError("name the agent: MODULE:AGENT")
-    value = _json_input(input_)
+    value = json_input(input_)
     out = render.console()
 
     async def go() -> int:
@@ -119,7 +84,7 @@ def run(settings: Settings, target: str, input_: str, run_id: str | None, tenant
             slot.release()
             await log.close()
 
-    raise SystemExit(_run(go))
+    raise SystemExit(run_async(go))
 
 
 @main.command()
@@ -130,7 +95,7 @@ def run(settings: Settings, target: str, input_: str, run_id: str | None, tenant
 @click.pass_obj
 def start(settings: Settings, agent: str, input_: str, run_id: str | None, tenant: str) -> None:
     """Publish a start command for AGENT (a worker runs it); print the run id."""
-    value = _json_input(input_)
+    value = json_input(input_)
     agent = agent.rpartition(":")[2]
 
     async def go() -> str:
@@ -144,7 +109,7 @@ def start(settings: Settings, agent: str, input_: str, run_id: str | None, tenan
         finally:
             await log.close()
 
-    click.echo(_run(go))
+    click.echo(run_async(go))
 
 
 @main.command()
@@ -154,7 +119,7 @@ def start(settings: Settings, agent: str, input_: str, run_id: str | None, tenan
 @click.pass_obj
 def worker(settings: Settings, target: str, session_timeout: float, partitions: int) -> None:
     """Run a worker for the app in TARGET until SIGTERM or Ctrl-C."""
-    app, _ = _target(target)
+    app, _ = target_app(target)
 
     async def go() -> None:
         log = await settings.log()
@@ -172,7 +137,7 @@ def worker(settings: Settings, target: str, session_timeout: float, partitions: 
             slot.release()
             await log.close()
 
-    _run(go)
+    run_async(go)
 
 
 @main.command()
@@ -193,18 +158,7 @@ def tail(settings: Settings, run_id: str) -> None:
         finally:
             await log.close()
 
-    _run(go)
-
-
-def _send(settings: Settings, action: Callable[[Client], Awaitable[None]]) -> None:
-    async def go() -> None:
-        log = await settings.log()
-        try:
-            await action(Client(log, issuer="cli"))
-        finally:
-            await log.close()
-
-    _run(go)
+    run_async(go)
 
 
 @main.command()
@@ -212,7 +166,7 @@ def _send(settings: Settings, action: Callable[[Client], Awaitable[None]]) -> No
 @click.pass_obj
 def resume(settings: Settings, run_id: str) -> None:
     """Ask the workers to resume a run from its journal (e.g. after fixing drifted code)."""
-    _send(settings, lambda c: c.resume(run_id))
+    send(settings, lambda c: c.resume(run_id))
     click.echo(f"resume requested for {run_id}")
 
 
@@ -222,7 +176,7 @@ def resume(settings: Settings, run_id: str) -> None:
 @click.pass_obj
 def cancel(settings: Settings, run_id: str, reason: str) -> None:
     """Cancel a run."""
-    _send(settings, lambda c: c.cancel(run_id, reason))
+    send(settings, lambda c: c.cancel(run_id, reason))
     click.echo(f"cancel requested for {run_id}")
 
 
@@ -232,7 +186,7 @@ def cancel(settings: Settings, run_id: str, reason: str) -> None:
 @click.pass_obj
 def replay(settings: Settings, run_id: str, target: str) -> None:
     """Re-drive RUN_ID with the code in TARGET, no provider reachable; compare bytes."""
-    app, _ = _target(target)
+    app, _ = target_app(target)
 
     async def go() -> int:
         log = await settings.log()
@@ -256,7 +210,7 @@ def replay(settings: Settings, run_id: str, target: str) -> None:
         click.echo(f"  replayed: {d.replayed}")
         return 1
 
-    raise SystemExit(_run(go))
+    raise SystemExit(run_async(go))
 
 
 @main.group()
@@ -278,18 +232,8 @@ def topics_create(settings: Settings, partitions: int, replication: int) -> None
         finally:
             await log.close()
 
-    _run(go)
+    run_async(go)
     click.echo("topics ready")
-
-
-async def _views(settings: Settings) -> tuple[Log, Views, StateDir]:
-    log = await settings.log()
-    if settings.kafka is None:
-        await ensure_topics(log)  # an empty embedded data dir is simply a log with no runs
-    slot = StateDir(settings.data / "state", prefix="views")
-    views = Views(log, slot.path)
-    await views.refresh()
-    return log, views, slot
 
 
 @main.command("ls")
@@ -304,7 +248,7 @@ def list_runs(
     """List runs, newest first."""
 
     async def go() -> list[dict[str, Any]]:
-        log, views, slot = await _views(settings)
+        log, views, slot = await open_views(settings)
         try:
             rows, _ = views.queries.list_runs(
                 status=status, agent=agent, tenant=tenant, limit=limit
@@ -315,7 +259,7 @@ def list_runs(
             slot.release()
             await log.close()
 
-    render.console().print(render.runs_table(_run(go)))
+    render.console().print(render.runs_table(run_async(go)))
 
 
 @main.command()
@@ -325,7 +269,7 @@ def show(settings: Settings, run_id: str) -> None:
     """A run's timeline: each step with its tokens, cost and latency."""
 
     async def go() -> tuple[dict[str, Any] | None, list[dict[str, Any]]]:
-        log, views, slot = await _views(settings)
+        log, views, slot = await open_views(settings)
         try:
             return views.queries.get_run(run_id), views.queries.steps(run_id)
         finally:
@@ -333,7 +277,7 @@ def show(settings: Settings, run_id: str) -> None:
             slot.release()
             await log.close()
 
-    run, steps = _run(go)
+    run, steps = run_async(go)
     if run is None:
         raise click.ClickException(f"unknown run {run_id}")
     out = render.console()
@@ -358,7 +302,7 @@ def projections_rebuild(settings: Settings) -> None:
     """Throw away this machine's query projections and refold them from the log."""
 
     async def go() -> int:
-        log, views, slot = await _views(settings)
+        log, views, slot = await open_views(settings)
         try:
             return await views.rebuild()
         finally:
@@ -366,8 +310,11 @@ def projections_rebuild(settings: Settings) -> None:
             slot.release()
             await log.close()
 
-    click.echo(f"refolded {_run(go)} records")
+    click.echo(f"refolded {run_async(go)} records")
 
 
 if __name__ == "__main__":
     main()
+
+
+cli_governance.register(main)

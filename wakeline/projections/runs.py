@@ -15,8 +15,9 @@ row is the same whatever the interleaving.  Fields starting with ``_`` are inter
 ``status``: the run's terminal event wins (``completed`` / ``failed`` / ``cancelled``); else
 ``drifted`` after a ``RunDrifted`` notice that no later ``RunResumed`` superseded; else
 ``rejected`` if a ``CommandRejected`` notice came for a run without events; else ``waiting``
-when the open step with the highest seq is a timer; else ``running``.  A rejected command of
-a run that has events (e.g. a late cancel) only sets ``rejection``.
+when the open step with the highest seq is a timer; ``suspended`` (before ``waiting``) while
+a gate, a budget, a policy or an in-doubt tool call waits for a person; else ``running``.
+A rejected command of a run that has events (e.g. a late cancel) only sets ``rejection``.
 """
 
 from __future__ import annotations
@@ -27,19 +28,24 @@ from typing import Any
 from wakeline.projections import EVENTS, NOTICES
 from wakeline.projections.store import BatchView, Decoded, JsonObject
 from wakeline.schemas.commands import CommandRejected, Notice, RunDrifted, RunResumed
-from wakeline.schemas.events import Event as JournalEvent
 from wakeline.schemas.events import (
+    BudgetExceeded,
+    GateOpened,
+    InDoubtResolved,
     ModelCallCompleted,
     ModelCallRequested,
+    PolicyDenied,
     RunCancelled,
     RunCompleted,
     RunFailed,
     RunStarted,
     StepRequested,
     TimerScheduled,
+    ToolCallInDoubt,
     ToolCallRequested,
     ValueRecorded,
 )
+from wakeline.schemas.events import Event as JournalEvent
 from wakeline.topics.port import Record
 
 MAX_MS = 10**16 - 1
@@ -49,7 +55,11 @@ _OPENERS: dict[type[Any], str] = {
     ToolCallRequested: "tool",
     StepRequested: "step",
     TimerScheduled: "timer",
+    GateOpened: "gate",
+    BudgetExceeded: "budget",
 }
+HUMAN_WAITS = frozenset({"gate", "budget", "policy", "in_doubt"})
+"""Open steps that only a person can close: the run is ``suspended``."""
 
 
 def run_key(run_id: str) -> bytes:
@@ -118,6 +128,8 @@ def status_of(row: JsonObject) -> str:
     if row["last_seq"] < 0:
         return "rejected" if row["rejection"] is not None else "running"
     open_steps: dict[str, str] = row["_open"]
+    if HUMAN_WAITS & set(open_steps.values()):
+        return "suspended"
     if open_steps and open_steps[max(open_steps, key=int)] == "timer":
         return "waiting"
     return "running"
@@ -220,6 +232,15 @@ def _fold_end(
 def _fold_step(row: JsonObject, event: JournalEvent) -> None:
     payload = event.payload
     kind = _OPENERS.get(type(payload))
+    if isinstance(payload, PolicyDenied):
+        kind = "policy" if payload.suspend else None
+    if isinstance(payload, ToolCallInDoubt):
+        row["_open"][str(payload.step)] = "in_doubt"
+        return
+    if isinstance(payload, InDoubtResolved):
+        if payload.resolution == "RETRY":
+            row["_open"][str(payload.step)] = "tool"
+        return
     if kind is not None:
         row["_open"][str(event.seq)] = kind
         row["steps"] += 1

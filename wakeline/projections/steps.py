@@ -12,6 +12,7 @@ args), ``response`` (model message, tool / step result; the value of a value rea
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from wakeline.projections import EVENTS
@@ -20,10 +21,16 @@ from wakeline.projections.store import BatchView, Decoded, JsonObject
 from wakeline.schemas.commands import Notice
 from wakeline.schemas.events import (
     RESULT_TYPES,
+    BudgetExceeded,
+    BudgetRaised,
     Event,
+    GateOpened,
+    GateResolved,
+    InDoubtResolved,
     ModelCallCompleted,
     ModelCallFailed,
     ModelCallRequested,
+    PolicyDenied,
     StepCompleted,
     StepFailed,
     StepRequested,
@@ -31,12 +38,15 @@ from wakeline.schemas.events import (
     TimerScheduled,
     ToolCallCompleted,
     ToolCallFailed,
+    ToolCallInDoubt,
     ToolCallRequested,
     ValueRecorded,
 )
 from wakeline.topics.port import Record
 
 _RESULT_KINDS: dict[type[Any], str] = {
+    GateResolved: "gate",
+    BudgetRaised: "budget",
     ModelCallCompleted: "model",
     ModelCallFailed: "model",
     ToolCallCompleted: "tool",
@@ -99,6 +109,9 @@ class StepsProjection:
             view.put_json(step_key(decoded.run_id, decoded.seq), opened)
             return
         payload = decoded.payload
+        if isinstance(payload, ToolCallInDoubt | InDoubtResolved):
+            _annotate(view, decoded.run_id, payload)
+            return
         if not isinstance(payload, RESULT_TYPES):
             return
         key = step_key(decoded.run_id, payload.step)
@@ -127,9 +140,36 @@ def _opened(event: Event) -> JsonObject | None:
     elif isinstance(p, ValueRecorded):
         row = new_step(event.run_id, event.seq, "value", p.kind, event.time_ms)
         row.update(status="recorded", response=p.value, completed_ms=event.time_ms)
+    elif isinstance(p, GateOpened):
+        row = new_step(event.run_id, event.seq, "gate", p.name, event.time_ms)
+        row.update(request=p.payload, timeout_ms=p.timeout_ms)
+    elif isinstance(p, BudgetExceeded):
+        row = new_step(event.run_id, event.seq, "budget", p.metric, event.time_ms)
+        row.update(
+            target=p.target,
+            scope=p.scope,
+            limit=p.limit,
+            spent=p.spent,
+            reservation=p.reservation,
+        )
+    elif isinstance(p, PolicyDenied):
+        row = new_step(event.run_id, event.seq, "policy", p.policy, event.time_ms)
+        row.update(target=p.target, reason=p.reason, status="open" if p.suspend else "denied")
     else:
         return None
     return row
+
+
+def _annotate(view: BatchView, run_id: str, p: ToolCallInDoubt | InDoubtResolved) -> None:
+    key = step_key(run_id, p.step)
+    row = view.get_json(key) or new_step(run_id, p.step, "tool", "", None)
+    if isinstance(p, ToolCallInDoubt):
+        row.update(status="in_doubt", in_doubt=p.reason)
+    else:
+        row["resolution"] = {"resolution": p.resolution, "by": p.by}
+        if p.resolution == "RETRY":
+            row["status"] = "open"
+    view.put_json(key, row)
 
 
 def _close(row: JsonObject, event: Event) -> None:
@@ -147,6 +187,11 @@ def _close(row: JsonObject, event: Event) -> None:
         row.update(status="completed", response=p.result)
     elif isinstance(p, TimerFired):
         row["status"] = "fired"
+    elif isinstance(p, GateResolved):
+        row["status"] = "timed_out" if p.timed_out else "approved" if p.approved else "rejected"
+        row["response"] = json.dumps({"by": p.by, "reason": p.reason})
+    elif isinstance(p, BudgetRaised):
+        row.update(status="raised", response=json.dumps({"limit": p.limit, "by": p.by}))
     elif isinstance(p, ModelCallFailed):
         row["status"] = "failed"
         row["error"] = _error(p.error_type, p.message, p.retriable, p.status_code)

@@ -10,18 +10,19 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from wakeline.projections import EVENTS, NOTICES
+from wakeline.projections.audit import AuditProjection, AuditReport, audit_trail, verify
 from wakeline.projections.queries import Queries
 from wakeline.projections.rebuild import rebuild
 from wakeline.projections.runner import catch_up
 from wakeline.projections.runs import RunsProjection
 from wakeline.projections.steps import StepsProjection
-from wakeline.projections.store import Projection, ProjectionStore
+from wakeline.projections.store import JsonObject, Projection, ProjectionStore
 from wakeline.topics.port import Log
 from wakeline.topics.specs import DEFAULT_TOPICS, Topics
 
 
 def query_projections() -> Sequence[Projection]:
-    return (RunsProjection(), StepsProjection())
+    return (RunsProjection(), StepsProjection(), AuditProjection())
 
 
 class Views:
@@ -44,6 +45,13 @@ class Views:
         self._store = ProjectionStore(self._path)
         self.queries = Queries(self._store)
         return count
+
+    async def verify_audit(self, run_id: str) -> AuditReport:
+        """Recompute the run's hash chain from the log and compare it with the audit view."""
+        return await verify(self._log, self._store, run_id, events_topic=self._names[EVENTS])
+
+    def audit_trail(self, run_id: str) -> list[JsonObject]:
+        return audit_trail(self._store, run_id)
 
     def items(self) -> Iterator[tuple[bytes, bytes]]:
         """Every key and value of the store (to compare folds)."""

@@ -1,0 +1,121 @@
+"""CLI commands for people in the loop: approve, reject, budget raise, resolve, audit."""
+
+from __future__ import annotations
+
+import json
+
+import click
+
+from wakeline.cli_common import Settings, run_async, send, views_open
+from wakeline.projections.audit import AuditReport
+
+
+def register(main: click.Group) -> None:
+    main.add_command(approve)
+    main.add_command(reject)
+    main.add_command(budget)
+    main.add_command(resolve)
+    main.add_command(audit)
+
+
+@click.command()
+@click.argument("run_id")
+@click.argument("gate")
+@click.option("--reason", default="")
+@click.pass_obj
+def approve(settings: Settings, run_id: str, gate: str, reason: str) -> None:
+    """Approve GATE of RUN_ID (a gate name, or the policy name of a denial waiting for you)."""
+    send(settings, lambda c: c.approve(run_id, gate, reason))
+    click.echo(f"approval of {gate!r} sent for {run_id}")
+
+
+@click.command()
+@click.argument("run_id")
+@click.argument("gate")
+@click.option("--reason", default="")
+@click.pass_obj
+def reject(settings: Settings, run_id: str, gate: str, reason: str) -> None:
+    """Reject GATE of RUN_ID."""
+    send(settings, lambda c: c.reject(run_id, gate, reason))
+    click.echo(f"rejection of {gate!r} sent for {run_id}")
+
+
+@click.group()
+def budget() -> None:
+    """Budgets."""
+
+
+@budget.command("raise")
+@click.argument("run_id")
+@click.option("--metric", type=click.Choice(["usd", "tokens", "model_calls", "wall_time_ms"]))
+@click.option("--limit", required=True, help="the new limit, e.g. 2.50 for usd")
+@click.pass_obj
+def budget_raise(settings: Settings, run_id: str, metric: str, limit: str) -> None:
+    """Raise a limit a suspended run waits on; it resumes without redoing anything."""
+    send(settings, lambda c: c.raise_budget(run_id, metric, limit))
+    click.echo(f"{metric} limit of {run_id} raised to {limit}")
+
+
+@click.command()
+@click.argument("run_id")
+@click.argument("step", type=int)
+@click.option("--retry", "how", flag_value="RETRY", help="run it again with the same key")
+@click.option("--supply", "result", default=None, help="the call's result, as JSON")
+@click.option("--fail", "how", flag_value="FAIL", help="fail the run")
+@click.pass_obj
+def resolve(
+    settings: Settings, run_id: str, step: int, how: str | None, result: str | None
+) -> None:
+    """Resolve the in-doubt tool call at STEP of RUN_ID."""
+    if result is not None:
+        try:
+            value = json.loads(result)
+        except json.JSONDecodeError as exc:
+            raise click.BadParameter(f"--supply is not JSON: {exc}") from exc
+        send(settings, lambda c: c.resolve_in_doubt(run_id, step, "SUPPLY", value))
+    elif how in ("RETRY", "FAIL"):
+        send(settings, lambda c: c.resolve_in_doubt(run_id, step, how))  # type: ignore[arg-type]
+    else:
+        raise click.UsageError("choose one of --retry, --supply JSON, --fail")
+    click.echo(f"resolution sent for {run_id} seq {step}")
+
+
+@click.group()
+def audit() -> None:
+    """The hash-chained audit view."""
+
+
+@audit.command("verify")
+@click.argument("run_id")
+@click.pass_obj
+def audit_verify(settings: Settings, run_id: str) -> None:
+    """Recompute RUN_ID's hash chain from the log; exit 1 naming the first changed event."""
+
+    async def go() -> AuditReport:
+        async with views_open(settings) as views:
+            return await views.verify_audit(run_id)
+
+    report = run_async(go)
+    if report.ok:
+        click.echo(f"ok: {report.events} events of {run_id} match their audited hashes")
+        return
+    if not report.problems:
+        raise click.ClickException(f"unknown run {run_id}")
+    for p in report.problems:
+        click.echo(f"TAMPERED: seq {p.seq} ({p.type}) at offset {p.offset}: {p.problem}")
+    raise SystemExit(1)
+
+
+@audit.command("show")
+@click.argument("run_id")
+@click.pass_obj
+def audit_show(settings: Settings, run_id: str) -> None:
+    """The run's audit trail: each event's hash, and who decided what."""
+
+    async def go() -> list[dict[str, object]]:
+        async with views_open(settings) as views:
+            return views.audit_trail(run_id)
+
+    for seq, entry in enumerate(run_async(go)):
+        by = f"  by {entry['by']!r}" if entry.get("by") is not None else ""
+        click.echo(f"{seq:>4} {str(entry['hash'])[:16]} {entry['type']}{by}")

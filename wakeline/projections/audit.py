@@ -1,0 +1,162 @@
+"""The audit view: a hash chain per run over every event, as it was first folded.
+
+``aud/<run_id>/<seq:012d>`` -> JSON ``{hash, record_sha256, partition, offset, type, writer,
+time_ms, by}`` where ``hash = sha256(previous hash + ":" + sha256(record value))`` and the first
+previous hash is ``sha256("wakeline-audit:" + run_id)``.  ``by`` names who decided, for the
+events people cause (gates, budget raises, in-doubt resolutions, cancels).
+
+:func:`verify` re-reads a run's journal from the log and recomputes the chain: an event whose
+bytes changed after it was folded, a missing or an extra event is reported with its seq,
+offset and type.  Keep the audit store where the log's writers cannot reach it (or ship chain
+heads elsewhere) for the check to mean something against a privileged attacker.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+
+from wakeline.projections import EVENTS
+from wakeline.projections.store import BatchView, Decoded, JsonObject, ProjectionStore
+from wakeline.schemas.codec import DecodeError, event_codec
+from wakeline.schemas.commands import Notice
+from wakeline.schemas.events import (
+    BudgetRaised,
+    EventPayload,
+    GateResolved,
+    InDoubtResolved,
+    RunCancelled,
+)
+from wakeline.topics.partitioner import partition_for
+from wakeline.topics.port import Log, Record
+
+
+def audit_key(run_id: str, seq: int) -> bytes:
+    return f"aud/{run_id}/{seq:012d}".encode()
+
+
+def audit_prefix(run_id: str) -> bytes:
+    return f"aud/{run_id}/".encode()
+
+
+def genesis(run_id: str) -> str:
+    return hashlib.sha256(f"wakeline-audit:{run_id}".encode()).hexdigest()
+
+
+def chain(previous: str, value: bytes) -> tuple[str, str]:
+    """``(record sha256, chained hash)`` of one record after ``previous``."""
+    record_hash = hashlib.sha256(value).hexdigest()
+    return record_hash, hashlib.sha256(f"{previous}:{record_hash}".encode()).hexdigest()
+
+
+def decided_by(payload: EventPayload) -> str | None:
+    if isinstance(payload, GateResolved | BudgetRaised | InDoubtResolved | RunCancelled):
+        return payload.by
+    return None
+
+
+class AuditProjection:
+    name = "audit"
+    topics = (EVENTS,)
+
+    def apply(self, view: BatchView, record: Record, decoded: Decoded) -> None:
+        if isinstance(decoded, Notice):
+            return
+        run_id, seq = decoded.run_id, decoded.seq
+        if view.get(audit_key(run_id, seq)) is not None:
+            return  # a duplicate of an event already chained: the first one stays
+        previous = genesis(run_id)
+        if seq > 0:
+            before = view.get_json(audit_key(run_id, seq - 1))
+            previous = str(before["hash"]) if before else "missing"
+        record_hash, hashed = chain(previous, record.value)
+        entry: JsonObject = {
+            "hash": hashed,
+            "record_sha256": record_hash,
+            "partition": record.partition,
+            "offset": record.offset,
+            "type": decoded.type,
+            "writer": decoded.writer,
+            "time_ms": decoded.time_ms,
+            "by": decided_by(decoded.payload),
+        }
+        view.put_json(audit_key(run_id, seq), entry)
+
+
+@dataclass(frozen=True, slots=True)
+class AuditProblem:
+    seq: int
+    offset: int | None
+    type: str
+    problem: str
+
+
+@dataclass(frozen=True, slots=True)
+class AuditReport:
+    run_id: str
+    events: int
+    problems: tuple[AuditProblem, ...]
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems and self.events > 0
+
+
+def audit_trail(store: ProjectionStore, run_id: str) -> list[JsonObject]:
+    return [json.loads(value) for _, value in store.scan(audit_prefix(run_id))]
+
+
+async def verify(
+    log: Log, store: ProjectionStore, run_id: str, *, events_topic: str
+) -> AuditReport:
+    """Recompute ``run_id``'s chain from the log and compare it with the audit view."""
+    trail = audit_trail(store, run_id)
+    partitions = await log.partition_count(events_topic)
+    partition = partition_for(run_id.encode(), partitions)
+    first = int(trail[0]["offset"]) if trail else 0
+    records = await _run_records(log, events_topic, partition, run_id, first)
+    problems: list[AuditProblem] = []
+    previous = genesis(run_id)
+    for seq, record in enumerate(records):
+        kind = _type_of(record.value)
+        if seq >= len(trail):
+            problems.append(AuditProblem(seq, record.offset, kind, "not in the audit trail"))
+            break
+        record_hash, hashed = chain(previous, record.value)
+        expected = trail[seq]
+        if record_hash != expected["record_sha256"] or hashed != expected["hash"]:
+            what = f"changed since it was audited (was a {expected['type']})"
+            problems.append(AuditProblem(seq, record.offset, kind, what))
+            break
+        previous = hashed
+    if len(records) < len(trail) and not problems:
+        gone = trail[len(records)]
+        problems.append(
+            AuditProblem(
+                len(records), int(gone["offset"]), str(gone["type"]), "missing from the log"
+            )
+        )
+    return AuditReport(run_id, len(records), tuple(problems))
+
+
+def _type_of(value: bytes) -> str:
+    try:
+        return event_codec().decode(value).type
+    except DecodeError as exc:
+        return f"undecodable ({exc})"
+
+
+async def _run_records(
+    log: Log, topic: str, partition: int, run_id: str, offset: int
+) -> list[Record]:
+    key = run_id.encode()
+    end = await log.end_offset(topic, partition)
+    out: list[Record] = []
+    while offset < end:
+        batch = await log.read(topic, partition, offset, max_records=5000)
+        if not batch:
+            break
+        out.extend(r for r in batch if r.key == key)
+        offset = batch[-1].offset + 1
+    return out
