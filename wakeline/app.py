@@ -162,6 +162,4 @@ def _agent_spec(
     hints = get_type_hints(fn)
     in_type = hints.get(params[1], Any)
     out_type = hints.get("return", Any)
-    return AgentSpec(
-        name, fn, TypeAdapter(in_type), TypeAdapter(out_type), model, provider, budget
-    )
+    return AgentSpec(name, fn, TypeAdapter(in_type), TypeAdapter(out_type), model, provider, budget)

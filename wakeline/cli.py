@@ -12,7 +12,7 @@ from typing import Any
 
 import click
 
-from wakeline import cli_governance
+from wakeline import cli_governance, cli_serve
 from wakeline import cli_render as render
 from wakeline.actors.worker import Worker
 from wakeline.cli_common import (
@@ -318,3 +318,4 @@ if __name__ == "__main__":
 
 
 cli_governance.register(main)
+cli_serve.register(main)

@@ -1,0 +1,562 @@
+"""The HTTP API end to end: a real embedded log, a real in-process worker, the real ASGI app
+(httpx + ASGITransport) and, for the event streams, a real uvicorn server on 127.0.0.1."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+import httpx
+import pytest
+from click.testing import CliRunner
+from fastapi import FastAPI
+from pydantic import BaseModel
+
+from wakeline import App
+from wakeline.api import KeyRing, Role, create_app
+from wakeline.api.serve import REDACTED, redact, serving
+from wakeline.cli_serve import register
+from wakeline.providers.mock import MockModel
+from wakeline.schemas.codec import command_codec
+from wakeline.testing.harness import LocalRuntime, local_runtime
+from wakeline.topics.port import Log
+from wakeline.topics.specs import DEFAULT_TOPICS
+
+T = TypeVar("T")
+
+VIEWER_SECRET = "viewer-secret-0001"
+OPERATOR_SECRET = "operator-secret-0002"
+APPROVER_SECRET = "approver-secret-0003"
+KEY_SPECS = (
+    f"ann:viewer:{VIEWER_SECRET}",
+    f"ops:operator:{OPERATOR_SECRET}",
+    f"boss:approver:{APPROVER_SECRET}",
+)
+SECRETS = (VIEWER_SECRET, OPERATOR_SECRET, APPROVER_SECRET)
+VIEWER = {"Authorization": f"Bearer {VIEWER_SECRET}"}
+OPERATOR = {"Authorization": f"Bearer {OPERATOR_SECRET}"}
+APPROVER = {"Authorization": f"Bearer {APPROVER_SECRET}"}
+
+
+class Order(BaseModel):
+    item: str
+    quantity: int
+
+
+class Nap(BaseModel):
+    naps: int = 3
+    seconds: float = 0.3
+
+
+def make_app() -> App:
+    app = App(default_provider="mock", default_model="mock-1")
+    app.provider("mock", MockModel())
+
+    @app.tool
+    def lookup(term: str) -> dict[str, str]:
+        return {"term": term}
+
+    @app.agent
+    async def shop(ctx: Any, order: Order) -> str:
+        reply = await ctx.llm(f"buy {order.quantity} {order.item}")
+        return str(reply.text)
+
+    @app.agent
+    async def napper(ctx: Any, nap: Nap) -> dict[str, Any]:
+        notes = []
+        for i in range(nap.naps):
+            notes.append((await ctx.llm(f"note {i}")).text)
+            await ctx.sleep(nap.seconds)
+        found = await ctx.tool(lookup, term="otters")
+        return {"notes": notes, "found": found}
+
+    return app
+
+
+@dataclass
+class Env:
+    rt: LocalRuntime
+    api: FastAPI
+    http: httpx.AsyncClient
+
+    @property
+    def log(self) -> Log:
+        return self.rt.log
+
+
+@asynccontextmanager
+async def lifespan(api: FastAPI) -> AsyncIterator[None]:
+    async with api.router.lifespan_context(api):
+        yield
+
+
+@pytest.fixture
+async def env(tmp_path: Path) -> AsyncIterator[Env]:
+    app = make_app()
+    async with local_runtime(app, tmp_path / "data") as rt:
+        api = create_app(
+            rt.log,
+            state_dir=tmp_path / "api-state",
+            keys=KeyRing.from_specs(KEY_SPECS),
+            app=app,
+            unknown_run_grace_s=0.5,
+            poll_s=0.05,
+            heartbeat_s=1.0,
+        )
+        async with lifespan(api):
+            transport = httpx.ASGITransport(app=api)
+            async with httpx.AsyncClient(
+                transport=transport, base_url="http://api", timeout=30
+            ) as http:
+                yield Env(rt, api, http)
+
+
+async def eventually(probe: Callable[[], Awaitable[T | None]], within_s: float = 20.0) -> T:
+    deadline = time.monotonic() + within_s
+    while True:
+        value = await probe()
+        if value is not None:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not met in time")
+        await asyncio.sleep(0.05)
+
+
+async def run_row(http: httpx.AsyncClient, run_id: str, *, status: str | None = None) -> Any:
+    async def probe() -> Any:
+        r = await http.get(f"/v1/runs/{run_id}", headers=VIEWER)
+        if r.status_code == 200 and (status is None or r.json()["status"] == status):
+            return r.json()
+        return None
+
+    return await eventually(probe)
+
+
+async def start(http: httpx.AsyncClient, agent: str, input: Any, **extra: Any) -> str:
+    r = await http.post(
+        "/v1/runs", json={"agent": agent, "input": input, **extra}, headers=OPERATOR
+    )
+    assert r.status_code == 202, r.text
+    return str(r.json()["run_id"])
+
+
+async def end_offsets(log: Log, topic: str) -> list[int]:
+    count = await log.partition_count(topic)
+    return [await log.end_offset(topic, p) for p in range(count)]
+
+
+async def all_values(log: Log) -> bytes:
+    out = b""
+    for topic in (DEFAULT_TOPICS.commands, DEFAULT_TOPICS.events, DEFAULT_TOPICS.notices):
+        for p in range(await log.partition_count(topic)):
+            out += b"".join(r.value + (r.key or b"") for r in await log.read(topic, p, 0))
+    return out
+
+
+# ---------------------------------------------------------------------------- auth and roles
+
+MUTATING = [
+    ("POST", "/v1/runs", {"agent": "shop", "input": {"item": "tea", "quantity": 1}}),
+    ("POST", "/v1/runs/{run}/cancel", {"reason": "no"}),
+    ("POST", "/v1/runs/{run}/resume", None),
+]
+READS = [
+    "/v1/runs",
+    "/v1/runs/{run}",
+    "/v1/runs/{run}/steps",
+    "/v1/runs/{run}/steps/1",
+    "/v1/costs",
+    "/v1/agents",
+    "/v1/me",
+]
+
+
+async def test_roles_guard_every_route(env: Env) -> None:
+    http = env.http
+    run_id = await start(http, "napper", {"naps": 1, "seconds": 30})
+    await run_row(http, run_id, status="waiting")
+    before = await end_offsets(env.log, DEFAULT_TOPICS.commands)
+
+    for method, path, body in MUTATING:
+        url = path.format(run=run_id)
+        r = await http.request(method, url, json=body)
+        assert r.status_code == 401, (url, r.text)
+        assert r.json()["detail"] == "an API key is required"
+        assert r.headers["www-authenticate"] == "Bearer"
+        r = await http.request(method, url, json=body, headers={"Authorization": "Bearer nope"})
+        assert r.status_code == 401 and r.json()["detail"] == "invalid API key"
+        r = await http.request(method, url, json=body, headers=VIEWER)
+        assert r.status_code == 403, (url, r.text)
+        assert "needs operator" in r.json()["detail"]
+    assert await end_offsets(env.log, DEFAULT_TOPICS.commands) == before  # nothing published
+
+    for path in READS:
+        url = path.format(run=run_id)
+        assert (await http.get(url)).status_code == 401, url
+        r = await http.get(url, headers=VIEWER)
+        assert r.status_code == 200, (url, r.text)
+        assert (await http.get(url, params={"key": VIEWER_SECRET})).status_code == 200, url
+    assert (await http.get("/v1/me", headers=APPROVER)).json() == {
+        "name": "boss",
+        "role": "approver",
+    }
+
+    # the operator cancels; the key's name is the issuer, recorded as who cancelled
+    r = await http.post(f"/v1/runs/{run_id}/cancel", json={"reason": "enough"}, headers=OPERATOR)
+    assert r.status_code == 202 and r.json() == {
+        "run_id": run_id,
+        "command": "cancel",
+        "issuer": "ops",
+    }
+    row = await run_row(http, run_id, status="cancelled")
+    assert row["cancelled_by"] == "ops"
+    assert row["error"]["message"] == "enough"
+    r = await http.post(f"/v1/runs/{run_id}/cancel", headers=OPERATOR)
+    assert r.status_code == 409 and "already ended (cancelled)" in r.json()["detail"]
+    r = await http.post("/v1/runs/no-such-run/resume", headers=APPROVER)  # approver >= operator
+    assert r.status_code == 404 and r.json()["detail"] == "unknown run 'no-such-run'"
+
+    commands = []
+    for p in range(await env.log.partition_count(DEFAULT_TOPICS.commands)):
+        for record in await env.log.read(DEFAULT_TOPICS.commands, p, 0):
+            commands.append(command_codec().decode(record.value))
+    assert {c.issuer for c in commands if c.run_id == run_id} == {"ops"}
+    values = await all_values(env.log)
+    assert not any(secret.encode() in values for secret in SECRETS)  # never written to the log
+
+
+async def test_health_docs_and_dashboard_need_no_key(env: Env) -> None:
+    http = env.http
+    r = await http.get("/healthz")
+    assert r.status_code == 200 and r.json()["status"] == "ok"
+    spec = (await http.get("/openapi.json")).json()
+    for path in ("/v1/runs", "/v1/runs/{run_id}", "/v1/runs/{run_id}/events", "/v1/costs"):
+        assert path in spec["paths"]
+    assert "HTTPBearer" in spec["components"]["securitySchemes"]
+    assert "swagger" in (await http.get("/docs")).text.lower()
+    page = await http.get("/")
+    assert page.status_code == 200 and 'src="app.js"' in page.text
+    assert (await http.get("/app.js")).status_code == 200
+    assert (await http.get("/style.css")).status_code == 200
+
+
+# ---------------------------------------------------------------------------- bad input
+
+
+async def test_bad_input_is_refused_and_nothing_is_published(env: Env) -> None:
+    http = env.http
+    before = await end_offsets(env.log, DEFAULT_TOPICS.commands)
+    json_headers = {**OPERATOR, "Content-Type": "application/json"}
+
+    r = await http.post("/v1/runs", content=b'{"agent": "shop", "input": ', headers=json_headers)
+    assert r.status_code == 400 and "not valid JSON" in r.json()["detail"]
+
+    r = await http.post("/v1/runs", json={"agent": "nope", "input": {}}, headers=OPERATOR)
+    assert r.status_code == 404
+    assert r.json()["detail"] == "unknown agent 'nope' (agents: napper, shop)"
+    assert r.json()["agents"] == ["napper", "shop"]
+
+    bad = {"agent": "shop", "input": {"item": "tea", "quantity": "lots"}}
+    r = await http.post("/v1/runs", json=bad, headers=OPERATOR)
+    assert r.status_code == 422
+    assert r.json()["detail"].startswith("invalid input for agent 'shop': quantity:")
+    assert r.json()["errors"][0]["loc"] == ["quantity"]
+
+    r = await http.post("/v1/runs", json={"input": {}}, headers=OPERATOR)  # no agent
+    assert r.status_code == 422 and "agent" in r.json()["detail"]
+    r = await http.post("/v1/runs", json={"agent": "shop", "extra": 1}, headers=OPERATOR)
+    assert r.status_code == 422 and "extra" in r.json()["detail"]
+    r = await http.post("/v1/runs", json={"agent": "shop", "run_id": "a/b"}, headers=OPERATOR)
+    assert r.status_code == 422 and "run_id" in r.json()["detail"]
+    nan = b'{"agent": "shop", "input": {"item": "x", "quantity": NaN}}'
+    r = await http.post("/v1/runs", content=nan, headers=json_headers)
+    assert r.status_code == 422 and "not representable" in r.json()["detail"]
+
+    huge = {"agent": "shop", "input": {"item": "x" * (1024 * 1024), "quantity": 1}}
+    r = await http.post("/v1/runs", json=huge, headers=OPERATOR)
+    assert r.status_code == 413
+    assert r.json()["detail"] == "the request body exceeds the limit of 1048576 bytes"
+    big = {"agent": "shop", "input": {"item": "x" * 300_000, "quantity": 1}}
+    r = await http.post("/v1/runs", json=big, headers=OPERATOR)
+    assert r.status_code == 413 and "exceeds the limit of 262144 bytes" in r.json()["detail"]
+
+    async def chunks() -> AsyncIterator[bytes]:  # no Content-Length: counted as it arrives
+        for _ in range(20):
+            yield b" " * 65536
+
+    r = await http.post("/v1/runs", content=chunks(), headers=json_headers)
+    assert r.status_code == 413
+
+    assert await end_offsets(env.log, DEFAULT_TOPICS.commands) == before
+    # and a good start still works
+    run_id = await start(env.http, "shop", {"item": "tea", "quantity": 2}, tenant="acme")
+    assert (await run_row(http, run_id, status="completed"))["tenant"] == "acme"
+
+
+# ---------------------------------------------------------------------------- queries and costs
+
+
+async def test_list_filters_pages_steps_and_costs(env: Env) -> None:
+    http = env.http
+    ids = [
+        await start(http, "shop", {"item": "tea", "quantity": 1}, tenant="acme"),
+        await start(http, "shop", {"item": "milk", "quantity": 2}, tenant="acme"),
+        await start(http, "shop", {"item": "jam", "quantity": 3}, tenant="zeta"),
+        await start(http, "napper", {"naps": 1, "seconds": 0.01}),
+    ]
+    rows = [await run_row(http, i, status="completed") for i in ids]
+
+    page = (await http.get("/v1/runs", params={"tenant": "acme"}, headers=VIEWER)).json()
+    assert {r["run_id"] for r in page["runs"]} == set(ids[:2])
+    page = (await http.get("/v1/runs", params={"agent": "napper"}, headers=VIEWER)).json()
+    assert [r["run_id"] for r in page["runs"]] == [ids[3]]
+    seen: list[str] = []
+    cursor = None
+    while True:
+        params: dict[str, Any] = {"status": "completed", "limit": 1}
+        if cursor:
+            params["cursor"] = cursor
+        page = (await http.get("/v1/runs", params=params, headers=VIEWER)).json()
+        seen += [r["run_id"] for r in page["runs"]]
+        cursor = page["next_cursor"]
+        if cursor is None:
+            break
+    assert sorted(seen) == sorted(ids)
+    r = await http.get("/v1/runs", params={"limit": 501}, headers=VIEWER)
+    assert r.status_code == 422 and "limit" in r.json()["detail"]
+    r = await http.get("/v1/runs", params={"cursor": "bogus"}, headers=VIEWER)
+    assert r.status_code == 400 and "invalid cursor" in r.json()["detail"]
+    r = await http.get("/v1/runs", params={"status": "sleeping"}, headers=VIEWER)
+    assert r.status_code == 422
+    future = int(time.time() * 1000) + 60_000
+    r = await http.get("/v1/runs", params={"since_ms": future}, headers=VIEWER)
+    assert r.json()["runs"] == []
+
+    steps = (await http.get(f"/v1/runs/{ids[3]}/steps", headers=VIEWER)).json()["steps"]
+    assert [s["kind"] for s in steps] == ["model", "timer", "tool"]
+    assert steps[0]["usage"]["input"] > 0 and steps[0]["request"] is not None
+    light = (await http.get(f"/v1/runs/{ids[3]}/steps?payloads=false", headers=VIEWER)).json()
+    assert all(s["request"] is None and s["response"] is None for s in light["steps"])
+    one = (await http.get(f"/v1/runs/{ids[3]}/steps/{steps[2]['seq']}", headers=VIEWER)).json()
+    assert json.loads(one["response"]) == {"term": "otters"}
+    assert (await http.get(f"/v1/runs/{ids[3]}/steps/999", headers=VIEWER)).status_code == 404
+    assert (await http.get("/v1/runs/nope/steps", headers=VIEWER)).status_code == 404
+
+    costs = (await http.get("/v1/costs", headers=VIEWER)).json()
+    total = sum(float(r["cost_usd"]) for r in rows)
+    assert total > 0
+    assert float(costs["total"]["cost_usd"]) == pytest.approx(total)
+    assert costs["total"]["runs"] == 4 and costs["total"]["model_calls"] == 4
+    assert costs["total"]["tokens"]["input"] == sum(r["tokens"]["input"] for r in rows)
+    by_tenant = {line["key"]: line for line in costs["by_tenant"]}
+    assert by_tenant["acme"]["runs"] == 2 and by_tenant[""]["runs"] == 1
+    assert float(by_tenant["acme"]["cost_usd"]) == pytest.approx(
+        float(rows[0]["cost_usd"]) + float(rows[1]["cost_usd"])
+    )
+    by_agent = {line["key"]: line for line in costs["by_agent"]}
+    assert by_agent["shop"]["runs"] == 3 and by_agent["napper"]["runs"] == 1
+    (model,) = costs["by_model"]
+    assert model["key"] == "mock/mock-1" and model["model_calls"] == 4
+    assert float(model["cost_usd"]) == pytest.approx(total)
+    zeta = (await http.get("/v1/costs", params={"tenant": "zeta"}, headers=VIEWER)).json()
+    assert zeta["total"]["runs"] == 1 and zeta["by_tenant"][0]["key"] == "zeta"
+
+
+# ---------------------------------------------------------------------------- live events (SSE)
+
+
+@dataclass
+class Message:
+    id: int | None
+    event: str
+    data: Any
+
+
+async def read_sse(
+    http: httpx.AsyncClient,
+    url: str,
+    headers: dict[str, str],
+    *,
+    take: int | None = None,
+) -> list[Message]:
+    """SSE messages until the stream ends (or ``take`` journal events were read)."""
+    out: list[Message] = []
+    async with http.stream("GET", url, headers=headers) as response:
+        assert response.status_code == 200, await response.aread()
+        assert response.headers["content-type"].startswith("text/event-stream")
+        fields: dict[str, str] = {}
+        async for line in response.aiter_lines():
+            if line.startswith(":"):
+                continue
+            if line:
+                name, _, value = line.partition(":")
+                fields[name] = value[1:] if value.startswith(" ") else value
+                continue
+            if "data" in fields:
+                ident = fields.get("id")
+                out.append(
+                    Message(
+                        int(ident) if ident is not None else None,
+                        fields.get("event", "message"),
+                        json.loads(fields["data"]),
+                    )
+                )
+                if take is not None and sum(m.event == "message" for m in out) >= take:
+                    break
+            fields = {}
+    return out
+
+
+def journal(messages: list[Message]) -> list[Message]:
+    return [m for m in messages if m.event == "message"]
+
+
+async def test_live_events_over_uvicorn_mid_run_and_resume(env: Env) -> None:
+    http = env.http
+    run_id = await start(http, "napper", {"naps": 4, "seconds": 0.4})
+    row = await eventually(
+        lambda: _row_if(http, run_id, lambda r: r["last_seq"] >= 3 and r["status"] != "completed")
+    )
+    assert row["status"] in ("running", "waiting")  # joined mid-run
+
+    async with serving(env.api) as base, httpx.AsyncClient(base_url=base, timeout=30) as live:
+        url = f"/v1/runs/{run_id}/events"
+
+        async def resumed_subscriber() -> list[Message]:
+            first = await read_sse(live, url, VIEWER, take=2)  # drops the connection
+            last = journal(first)[-1].id
+            assert last is not None
+            rest = await read_sse(live, url, {**VIEWER, "Last-Event-ID": str(last)})
+            return journal(first) + journal(rest)
+
+        whole, resumed = await asyncio.gather(read_sse(live, url, VIEWER), resumed_subscriber())
+        # EventSource style: the key in the query string
+        by_query = await read_sse(live, f"{url}?key={VIEWER_SECRET}", {})
+
+        assert whole[-1].event == "end" and whole[-1].data["status"] == "completed"
+        events = journal(whole)
+        n = len(events)
+        assert n >= 4 * 4 + 4
+        assert [m.id for m in events] == list(range(n))  # every event once, in order
+        assert [m.data["seq"] for m in events] == list(range(n))
+        assert events[0].data["type"] == "RunStarted"
+        assert events[-1].data["type"] == "RunCompleted"
+        assert json.loads(events[-1].data["payload"]["output"])["found"] == {"term": "otters"}
+        assert [m.id for m in resumed] == list(range(n))
+        assert [m.data for m in journal(by_query)] == [m.data for m in events]
+
+        # the log itself agrees
+        logged = [e.seq async for e in env.rt.client.events(run_id)]
+        assert logged == list(range(n))
+        completed = [m.data for m in events if m.data["type"] == "ModelCallCompleted"]
+        assert all(isinstance(c["payload"]["cost_usd"], str) for c in completed)
+
+        # after the end: resume from seq 5 gives the rest; from the last seq, 204 (stop)
+        tail = await read_sse(live, url, {**VIEWER, "Last-Event-ID": "5"})
+        assert [m.id for m in journal(tail)] == list(range(6, n))
+        r = await live.get(url, headers={**VIEWER, "Last-Event-ID": str(n - 1)})
+        assert r.status_code == 204
+        r = await live.get(url, headers={**VIEWER, "Last-Event-ID": "x"})
+        assert r.status_code == 400 and "Last-Event-ID" in r.json()["detail"]
+        r = await live.get("/v1/runs/nope/events", headers=VIEWER)
+        assert r.status_code == 404 and r.json()["detail"] == "unknown run 'nope'"
+        assert (await live.get(url)).status_code == 401
+
+
+async def _row_if(
+    http: httpx.AsyncClient, run_id: str, ok: Callable[[dict[str, Any]], bool]
+) -> dict[str, Any] | None:
+    r = await http.get(f"/v1/runs/{run_id}", headers=VIEWER)
+    if r.status_code == 200 and ok(r.json()):
+        return dict(r.json())
+    return None
+
+
+async def test_events_of_a_run_started_a_moment_ago_are_waited_for(env: Env) -> None:
+    async with serving(env.api) as base, httpx.AsyncClient(base_url=base, timeout=30) as live:
+        r = await live.post(
+            "/v1/runs",
+            json={"agent": "shop", "input": {"item": "a", "quantity": 1}},
+            headers=OPERATOR,
+        )
+        run_id = r.json()["run_id"]
+        messages = await read_sse(live, f"/v1/runs/{run_id}/events", VIEWER)
+        types = [m.data["type"] for m in journal(messages)]
+        assert types[0] == "RunStarted" and types[-1] == "RunCompleted"
+
+
+async def test_access_log_never_shows_a_key(env: Env) -> None:
+    lines: list[str] = []
+
+    class Collect(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            lines.append(record.getMessage())
+
+    handler = Collect()
+    access = logging.getLogger("uvicorn.access")
+    async with serving(env.api, log_level="info") as base:
+        access.addHandler(handler)
+        try:
+            async with httpx.AsyncClient(base_url=base) as live:
+                r = await live.get("/v1/runs", params={"key": OPERATOR_SECRET, "limit": 5})
+                assert r.status_code == 200
+        finally:
+            access.removeHandler(handler)
+    assert any(f"key={REDACTED}" in line for line in lines), lines
+    assert not any(OPERATOR_SECRET in line for line in lines)
+    assert redact("/x?a=1&key=abc&b=2") == f"/x?a=1&key={REDACTED}&b=2"
+
+
+# ---------------------------------------------------------------------------- keys and CLI
+
+
+def test_keyring_parsing_and_roles() -> None:
+    ring = KeyRing.from_specs(
+        ["a:viewer:secret-aaaa"], env="b:OPERATOR:sec:ret:bbbb, c:approver:secret-cccc"
+    )
+    assert ring.names() == [("a", Role.VIEWER), ("b", Role.OPERATOR), ("c", Role.APPROVER)]
+    principal = ring.authenticate("sec:ret:bbbb")
+    assert principal is not None and principal.name == "b" and principal.role == Role.OPERATOR
+    assert ring.authenticate("secret-aaaa ") is None and ring.authenticate("") is None
+    assert Role.VIEWER < Role.OPERATOR < Role.APPROVER
+    assert "secret" not in repr(ring)
+    bad = {
+        "just-a-secret-value": "NAME:ROLE:SECRET",
+        "x:admin:secret-xxxx": "unknown role 'admin'",
+        "x:viewer:short": "shorter than 8",
+        "bad name:viewer:secret-xxxx": "bad API key name",
+    }
+    for spec, message in bad.items():
+        with pytest.raises(ValueError, match=message) as info:
+            KeyRing.from_specs([spec])
+        assert "secret-xxxx" not in str(info.value) and "just-a-secret" not in str(info.value)
+    with pytest.raises(ValueError, match="given twice"):
+        KeyRing.from_specs(["a:viewer:secret-1111", "a:viewer:secret-2222"])
+    with pytest.raises(ValueError, match="same secret"):
+        KeyRing.from_specs(["a:viewer:secret-1111", "b:operator:secret-1111"])
+
+
+def test_serve_command_registers_and_checks_keys(monkeypatch: pytest.MonkeyPatch) -> None:
+    @click.group()
+    @click.pass_context
+    def main(ctx: click.Context) -> None:
+        ctx.obj = type("S", (), {"data": Path("unused"), "kafka": None})()
+
+    register(main)
+    runner = CliRunner()
+    monkeypatch.delenv("WAKELINE_API_KEYS", raising=False)
+    result = runner.invoke(main, ["serve", "--help"])
+    assert result.exit_code == 0 and "NAME:ROLE:SECRET" in result.output
+    result = runner.invoke(main, ["serve"])
+    assert result.exit_code == 2 and "no API keys" in result.output
+    result = runner.invoke(main, ["serve", "--api-key", "my-very-secret-token"])
+    assert result.exit_code == 2 and "NAME:ROLE:SECRET" in result.output
+    assert "my-very-secret-token" not in result.output

@@ -1,0 +1,124 @@
+"""The HTTP API and dashboard of ``wakeline serve``: :func:`create_app`.
+
+The server runs beside the workers: it publishes commands through :class:`~wakeline.Client`
+(the caller's key name is the issuer), streams a run's events straight from the log, and answers
+queries from projections of its own (:class:`~wakeline.api.projector.Projector`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+from fastapi import FastAPI
+from fastapi.responses import JSONResponse
+from fastapi.staticfiles import StaticFiles
+
+from wakeline.api.auth import KeyRing
+from wakeline.api.errors import (
+    DEFAULT_MAX_BODY_BYTES,
+    BodyLimitMiddleware,
+    install_error_handlers,
+)
+from wakeline.api.models import Health
+from wakeline.api.projector import Projector
+from wakeline.api.routes_costs import router as costs_router
+from wakeline.api.routes_events import router as events_router
+from wakeline.api.routes_runs import router as runs_router
+from wakeline.api.state import DEFAULT_MAX_INPUT_BYTES, ApiState
+from wakeline.app import App
+from wakeline.topics.port import Log
+from wakeline.topics.specs import DEFAULT_TOPICS, Topics
+
+STATIC_DIR = Path(__file__).parent / "static"
+
+
+def create_app(
+    log: Log,
+    *,
+    state_dir: Path,
+    keys: KeyRing,
+    app: App | None = None,
+    topics: Topics = DEFAULT_TOPICS,
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+    max_input_bytes: int = DEFAULT_MAX_INPUT_BYTES,
+    unknown_run_grace_s: float = 5.0,
+    poll_s: float = 0.2,
+    heartbeat_s: float = 15.0,
+) -> FastAPI:
+    """The API and dashboard over ``log``.
+
+    ``state_dir``: where the API's projection store lives (a free ``api-N`` slot is taken);
+    ``keys``: the accepted API keys; ``app``: the agents' app, to check starts (agent name and
+    input) before anything is published -- without it the workers report bad starts.
+    The log is not closed by the app.
+    """
+    projector = Projector(log, state_dir, topics=topics, poll_s=poll_s)
+    state = ApiState(
+        log=log,
+        keys=keys,
+        projector=projector,
+        app=app,
+        topics=topics,
+        max_input_bytes=max_input_bytes,
+        unknown_run_grace_s=unknown_run_grace_s,
+        watch_poll_s=poll_s,
+        heartbeat_s=heartbeat_s,
+    )
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        await projector.start()
+        try:
+            yield
+        finally:
+            await projector.stop()
+
+    api = FastAPI(
+        title="wakeline",
+        version="1",
+        summary="Durable execution for LLM agents: runs, steps, live events and costs.",
+        lifespan=lifespan,
+        docs_url="/docs",
+        redoc_url=None,
+        openapi_url="/openapi.json",
+    )
+    api.state.api = state
+    api.state.keys = keys
+    install_error_handlers(api)
+    api.add_middleware(BodyLimitMiddleware, max_bytes=max_body_bytes)
+    api.include_router(runs_router)
+    api.include_router(events_router)
+    api.include_router(costs_router)
+
+    @api.get("/healthz", tags=["health"], response_model=Health, responses={503: {"model": Health}})
+    async def healthz() -> Any:
+        """Liveness (no key needed): 503 when the API's projections stopped following the log."""
+        ok = projector.running and projector.error is None
+        body = Health(
+            status="ok" if ok else "degraded",
+            projections_folded=projector.folded,
+            projections_error=projector.error,
+        )
+        return body if ok else JSONResponse(body.model_dump(), status_code=503)
+
+    if app is not None and app.agents:
+        _document_agents(api, sorted(app.agents))
+    api.mount("/", StaticFiles(directory=STATIC_DIR, html=True), name="dashboard")
+    return api
+
+
+def _document_agents(api: FastAPI, agents: list[str]) -> None:
+    """List the known agents as examples of ``StartRunRequest.agent`` in the OpenAPI document."""
+    build = api.openapi
+
+    def openapi() -> dict[str, Any]:
+        document = build()
+        request = document.get("components", {}).get("schemas", {}).get("StartRunRequest")
+        if request is not None:
+            request["properties"]["agent"]["examples"] = agents
+        return document
+
+    setattr(api, "openapi", openapi)  # noqa: B010 -- FastAPI's documented way to customize it

@@ -1,0 +1,120 @@
+"""Costs: tokens and USD by agent, tenant and model, folded from the runs and steps views."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query
+
+from wakeline.api.auth import AUTH_RESPONSES, ViewerKey
+from wakeline.api.models import CostLine, Costs, Tokens
+from wakeline.api.routes_runs import SinceMs, UntilMs
+from wakeline.api.state import Api
+from wakeline.projections.runs import decimal_text
+from wakeline.projections.store import JsonObject
+
+router = APIRouter(prefix="/v1", tags=["costs"], responses=AUTH_RESPONSES)
+
+_PAGE = 500
+_TOKEN_FIELDS = tuple(Tokens.model_fields)
+
+
+@dataclass
+class _Sum:
+    runs: set[str] = field(default_factory=set)
+    model_calls: int = 0
+    tokens: dict[str, int] = field(default_factory=lambda: dict.fromkeys(_TOKEN_FIELDS, 0))
+    cost: Decimal = Decimal(0)
+    unpriced: int = 0
+
+    def add(self, run_id: str, calls: int, tokens: Any, cost: Any, unpriced: int) -> None:
+        self.runs.add(run_id)
+        self.model_calls += calls
+        for name in _TOKEN_FIELDS:
+            self.tokens[name] += int((tokens or {}).get(name, 0))
+        if cost is not None:
+            self.cost += Decimal(str(cost))
+        self.unpriced += unpriced
+
+    def line(self, key: str) -> CostLine:
+        return CostLine(
+            key=key,
+            runs=len(self.runs),
+            model_calls=self.model_calls,
+            tokens=Tokens(**self.tokens),
+            cost_usd=decimal_text(self.cost),
+            unpriced_calls=self.unpriced,
+        )
+
+
+def _lines(groups: dict[str, _Sum]) -> list[CostLine]:
+    """Most expensive first, then by key."""
+    ordered = sorted(groups.items(), key=lambda kv: (-kv[1].cost, kv[0]))
+    return [total.line(key) for key, total in ordered]
+
+
+@router.get("/costs", response_model=Costs)
+async def costs(
+    _: ViewerKey,
+    api: Api,
+    agent: Annotated[str | None, Query(max_length=200)] = None,
+    tenant: Annotated[str | None, Query(max_length=200)] = None,
+    since_ms: SinceMs = None,
+    until_ms: UntilMs = None,
+) -> Costs:
+    """Tokens and cost of the matching runs (viewer): in total, by agent, by tenant (``""`` is
+    no tenant) and by ``provider/model``.  Costs are exact decimal text in USD."""
+    total = _Sum()
+    by_agent: dict[str, _Sum] = {}
+    by_tenant: dict[str, _Sum] = {}
+    by_model: dict[str, _Sum] = {}
+    cursor: str | None = None
+    while True:
+        rows, cursor = api.queries.list_runs(
+            agent=agent,
+            tenant=tenant,
+            since_ms=since_ms,
+            until_ms=until_ms,
+            limit=_PAGE,
+            cursor=cursor,
+        )
+        for row in rows:
+            _add_run(row, total, by_agent, by_tenant)
+            for step in api.queries.steps(str(row["run_id"])):
+                if step.get("kind") == "model":
+                    _add_model_call(by_model, str(row["run_id"]), step)
+        if cursor is None:
+            break
+    return Costs(
+        total=total.line("total"),
+        by_agent=_lines(by_agent),
+        by_tenant=_lines(by_tenant),
+        by_model=_lines(by_model),
+    )
+
+
+def _add_run(
+    row: JsonObject, total: _Sum, by_agent: dict[str, _Sum], by_tenant: dict[str, _Sum]
+) -> None:
+    args = (
+        str(row["run_id"]),
+        int(row.get("model_calls", 0)),
+        row.get("tokens"),
+        row.get("cost_usd"),
+        int(row.get("unpriced_calls", 0)),
+    )
+    total.add(*args)
+    by_agent.setdefault(str(row.get("agent", "")), _Sum()).add(*args)
+    by_tenant.setdefault(str(row.get("tenant", "")), _Sum()).add(*args)
+
+
+def _add_model_call(by_model: dict[str, _Sum], run_id: str, step: JsonObject) -> None:
+    """Every requested call counts; tokens and cost once it completed (as the runs view)."""
+    key = f"{step.get('provider') or ''}/{step.get('model') or ''}"
+    completed = step.get("usage") is not None
+    unpriced = 1 if completed and step.get("cost_usd") is None else 0
+    by_model.setdefault(key, _Sum()).add(
+        run_id, 1, step.get("usage"), step.get("cost_usd"), unpriced
+    )

@@ -1,0 +1,199 @@
+"""A run's events as Server-Sent Events: its history, then live, ending after the terminal
+event.  Each journal event is one SSE message whose ``id`` is the event's ``seq``; a client
+that reconnects with ``Last-Event-ID: N`` gets the events after ``N``, none twice.
+
+Message kinds: the default ``message`` (a journal event, with ``id``), ``notice`` (drift,
+rejection, resume: facts about the run outside its journal, no ``id``), ``end`` (the stream
+is over: stop reconnecting) and ``stream-error``.  ``: keep-alive`` comments flow while a run waits.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import enum
+import json
+from collections.abc import AsyncIterator
+from decimal import Decimal
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Header, Response
+from fastapi.responses import StreamingResponse
+
+from wakeline.api.auth import AUTH_RESPONSES, ViewerKey
+from wakeline.api.errors import ApiError
+from wakeline.api.models import TERMINAL_STATUSES
+from wakeline.api.routes_runs import RunId
+from wakeline.api.state import Api, ApiState
+from wakeline.client import RunUpdate
+from wakeline.schemas.commands import Notice
+from wakeline.schemas.events import Event
+
+router = APIRouter(prefix="/v1", tags=["events"], responses=AUTH_RESPONSES)
+
+SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+RETRY_MS = 2000
+
+
+@router.get(
+    "/runs/{run_id}/events",
+    response_class=StreamingResponse,
+    responses={
+        200: {"content": {"text/event-stream": {}}, "description": "the run's events (SSE)"},
+        204: {"description": "nothing after Last-Event-ID: the run has ended"},
+        400: {"description": "bad Last-Event-ID"},
+        404: {"description": "unknown run"},
+    },
+)
+async def run_events(
+    run_id: RunId,
+    _: ViewerKey,
+    api: Api,
+    last_event_id: Annotated[
+        str | None, Header(description="resume after this seq (sent by EventSource)")
+    ] = None,
+) -> Response:
+    """The run's events, history then live (viewer; ``?key=`` works for EventSource).
+
+    A run the server's views do not know yet (just started) is waited for a few seconds.
+    """
+    after = _after(last_event_id)
+    row = await api.find_run(run_id, wait_s=api.unknown_run_grace_s)
+    if row is None:
+        raise ApiError(404, f"unknown run {run_id!r}")
+    if row["status"] in TERMINAL_STATUSES and after >= int(row["last_seq"]):
+        return Response(status_code=204)  # tells EventSource to stop reconnecting
+    start = row.get("start_offset")
+    from_offset = int(start) if isinstance(start, int) else 0
+    return StreamingResponse(
+        _stream(api, run_id, from_offset, after),
+        media_type="text/event-stream",
+        headers=SSE_HEADERS,
+    )
+
+
+def _after(header: str | None) -> int:
+    if header is None or not header.strip():
+        return -1
+    try:
+        value = int(header.strip())
+    except ValueError:
+        raise ApiError(400, "Last-Event-ID must be an event seq (an integer)") from None
+    if value < -1:
+        raise ApiError(400, "Last-Event-ID must be -1 or more")
+    return value
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class _Failed:
+    message: str
+
+
+_END = object()
+
+
+async def _stream(api: ApiState, run_id: str, from_offset: int, after: int) -> AsyncIterator[str]:
+    queue: asyncio.Queue[RunUpdate | _Failed | object] = asyncio.Queue(maxsize=1024)
+    client = api.client_for_reading()
+
+    async def pump() -> None:
+        try:
+            async for update in client.watch(
+                run_id, from_offset=from_offset, poll_s=api.watch_poll_s
+            ):
+                await queue.put(update)
+            await queue.put(_END)
+        except Exception as exc:  # a log error: tell the client, end the stream
+            await queue.put(_Failed(f"{type(exc).__name__}: {exc}"))
+
+    task = asyncio.create_task(pump(), name=f"sse-{run_id}")
+    last_seq = after
+    status = "running"
+    try:
+        yield f"retry: {RETRY_MS}\n\n"
+        while True:
+            try:
+                item = await asyncio.wait_for(queue.get(), timeout=api.heartbeat_s)
+            except TimeoutError:
+                yield ": keep-alive\n\n"
+                continue
+            if isinstance(item, RunUpdate):
+                if item.event is not None:
+                    if item.event.seq <= after:
+                        continue
+                    last_seq = item.event.seq
+                    if item.event.is_terminal:
+                        status = _terminal_status(item.event)
+                    yield sse(event_json(item.event), event_id=item.event.seq)
+                elif item.notice is not None:
+                    status = _NOTICE_STATUS.get(item.notice.type, status)
+                    yield sse(notice_json(item.notice), event="notice")
+            elif isinstance(item, _Failed):
+                yield sse({"detail": item.message}, event="stream-error")
+                return
+            else:
+                yield sse({"run_id": run_id, "status": status, "last_seq": last_seq}, event="end")
+                return
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+_NOTICE_STATUS = {"RunDrifted": "drifted", "CommandRejected": "rejected", "RunResumed": "running"}
+
+
+def _terminal_status(event: Event) -> str:
+    return {"RunCompleted": "completed", "RunFailed": "failed", "RunCancelled": "cancelled"}.get(
+        event.type, "ended"
+    )
+
+
+def sse(data: Any, *, event: str | None = None, event_id: int | None = None) -> str:
+    """One SSE message (``data`` as one line of JSON)."""
+    lines = []
+    if event_id is not None:
+        lines.append(f"id: {event_id}")
+    if event is not None:
+        lines.append(f"event: {event}")
+    lines.append("data: " + json.dumps(data, ensure_ascii=False, separators=(",", ":")))
+    return "\n".join(lines) + "\n\n"
+
+
+def plain(value: Any) -> Any:
+    """JSON-able form of schema dataclasses (decimals as exact text, enums by value)."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, Decimal):
+        return format(value, "f")
+    if isinstance(value, enum.Enum):
+        return plain(value.value)
+    if isinstance(value, list | tuple):
+        return [plain(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): plain(v) for k, v in value.items()}
+    if isinstance(value, bytes):
+        return value.hex()
+    return value
+
+
+def event_json(event: Event) -> dict[str, Any]:
+    return {
+        "run_id": event.run_id,
+        "seq": event.seq,
+        "time_ms": event.time_ms,
+        "writer": event.writer,
+        "type": event.type,
+        "payload": plain(event.payload),
+    }
+
+
+def notice_json(notice: Notice) -> dict[str, Any]:
+    return {
+        "run_id": notice.run_id,
+        "time_ms": notice.time_ms,
+        "writer": notice.writer,
+        "type": notice.type,
+        "payload": plain(notice.payload),
+    }

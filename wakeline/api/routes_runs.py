@@ -1,0 +1,233 @@
+"""Runs: start, list, get, steps, cancel, resume; the agents the server knows."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Body, Path, Query
+from pydantic import ValidationError
+
+from wakeline.api.auth import AUTH_RESPONSES, OperatorKey, ViewerKey
+from wakeline.api.errors import ApiError, canonical_input, describe_errors, json_safe, summarize
+from wakeline.api.models import (
+    TERMINAL_STATUSES,
+    AgentInfo,
+    AgentList,
+    CancelRequest,
+    CommandAccepted,
+    Me,
+    Run,
+    RunPage,
+    RunStatus,
+    StartRunRequest,
+    StartRunResponse,
+    Step,
+    StepList,
+)
+from wakeline.api.state import Api, ApiState
+from wakeline.projections.runs import MAX_MS
+from wakeline.projections.steps import step_key
+from wakeline.projections.store import JsonObject
+
+MAX_PAGE = 500
+MAX_SEQ = 10**12 - 1
+
+router = APIRouter(prefix="/v1", tags=["runs"], responses=AUTH_RESPONSES)
+
+SinceMs = Annotated[int | None, Query(ge=0, le=MAX_MS, description="started at or after")]
+UntilMs = Annotated[int | None, Query(ge=0, le=MAX_MS, description="started before")]
+RunId = Annotated[str, Path(min_length=1, max_length=200, description="the run id")]
+NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"description": "unknown run"}}
+
+
+@router.post(
+    "/runs",
+    status_code=202,
+    response_model=StartRunResponse,
+    responses={
+        400: {"description": "malformed JSON"},
+        404: {"description": "unknown agent (the server was given the agents' app)"},
+        413: {"description": "body or input too large"},
+        422: {"description": "the input does not match the agent's input schema"},
+    },
+)
+async def start_run(body: StartRunRequest, who: OperatorKey, api: Api) -> StartRunResponse:
+    """Publish a start command (operator).  Checked before publishing: nothing is published
+    on a bad request."""
+    if not (json_safe(body.agent) and json_safe(body.tenant)):
+        raise ApiError(422, "agent and tenant must be valid Unicode")
+    try:
+        text = canonical_input(body.input)
+    except (ValueError, RecursionError) as exc:
+        raise ApiError(422, f"input is not representable as JSON: {exc}") from None
+    size = len(text.encode())
+    if size > api.max_input_bytes:
+        raise ApiError(
+            413, f"input of {size} bytes exceeds the limit of {api.max_input_bytes} bytes"
+        )
+    _check_agent(api, body.agent, text)
+    handle = await api.client(who).start_run(
+        body.agent, body.input, run_id=body.run_id, tenant=body.tenant
+    )
+    return StartRunResponse(
+        run_id=handle.run_id, partition=handle.partition, from_offset=handle.from_offset
+    )
+
+
+def _check_agent(api: ApiState, agent: str, text: str) -> None:
+    if api.app is None:
+        return
+    spec = api.app.get_agent(agent)
+    if spec is None:
+        known = sorted(api.app.agents)
+        raise ApiError(
+            404, f"unknown agent {agent!r} (agents: {', '.join(known) or 'none'})", agents=known
+        )
+    try:
+        spec.input_adapter.validate_json(text)
+    except ValidationError as exc:
+        errors = describe_errors(exc.errors())
+        raise ApiError(
+            422, f"invalid input for agent {agent!r}: {summarize(errors)}", errors=errors
+        ) from None
+
+
+@router.get("/runs", response_model=RunPage, responses={400: {"description": "bad cursor"}})
+async def list_runs(
+    _: ViewerKey,
+    api: Api,
+    status: RunStatus | None = None,
+    agent: Annotated[str | None, Query(max_length=200)] = None,
+    tenant: Annotated[str | None, Query(max_length=200)] = None,
+    since_ms: SinceMs = None,
+    until_ms: UntilMs = None,
+    limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 50,
+    cursor: Annotated[str | None, Query(max_length=400)] = None,
+) -> RunPage:
+    """Runs, newest first (viewer)."""
+    try:
+        rows, next_cursor = api.queries.list_runs(
+            status=status,
+            agent=agent,
+            tenant=tenant,
+            since_ms=since_ms,
+            until_ms=until_ms,
+            limit=limit,
+            cursor=cursor,
+        )
+    except ValueError as exc:
+        raise ApiError(400, str(exc)) from None
+    return RunPage(runs=[Run.model_validate(r) for r in rows], next_cursor=next_cursor)
+
+
+async def known_run(api: ApiState, run_id: str) -> JsonObject:
+    row = api.queries.get_run(run_id)
+    if row is None:
+        raise ApiError(404, f"unknown run {run_id!r}")
+    return row
+
+
+@router.get("/runs/{run_id}", response_model=Run, responses=NOT_FOUND)
+async def get_run(run_id: RunId, _: ViewerKey, api: Api) -> Run:
+    """One run's summary (viewer)."""
+    return Run.model_validate(await known_run(api, run_id))
+
+
+@router.get("/runs/{run_id}/steps", response_model=StepList, responses=NOT_FOUND)
+async def run_steps(
+    run_id: RunId,
+    _: ViewerKey,
+    api: Api,
+    payloads: Annotated[bool, Query(description="include request/response JSON text")] = True,
+) -> StepList:
+    """The run's steps in seq order: kind, name, status, tokens, cost, latency (viewer)."""
+    await known_run(api, run_id)
+    steps = [_step(row, payloads) for row in api.queries.steps(run_id)]
+    return StepList(run_id=run_id, steps=steps)
+
+
+@router.get("/runs/{run_id}/steps/{seq}", response_model=Step, responses=NOT_FOUND)
+async def run_step(
+    run_id: RunId, seq: Annotated[int, Path(ge=0, le=MAX_SEQ)], _: ViewerKey, api: Api
+) -> Step:
+    """One step with its payloads (viewer)."""
+    await known_run(api, run_id)
+    row = api.queries.store.get_json(step_key(run_id, seq))
+    if row is None:
+        raise ApiError(404, f"run {run_id!r} has no step {seq}")
+    return _step(row, True)
+
+
+def _step(row: JsonObject, payloads: bool) -> Step:
+    step = Step.model_validate(row)
+    if not payloads:
+        step.request = None
+        step.response = None
+    return step
+
+
+@router.post(
+    "/runs/{run_id}/cancel",
+    status_code=202,
+    response_model=CommandAccepted,
+    responses={**NOT_FOUND, 409: {"description": "the run has already ended"}},
+)
+async def cancel_run(
+    run_id: RunId,
+    who: OperatorKey,
+    api: Api,
+    body: Annotated[CancelRequest | None, Body()] = None,
+) -> CommandAccepted:
+    """Ask the workers to cancel the run (operator)."""
+    row = await _open_run(api, run_id)
+    reason = body.reason if body is not None and body.reason else f"cancelled by {who.name}"
+    if not json_safe(reason):
+        raise ApiError(422, "reason must be valid Unicode")
+    await api.client(who).cancel(str(row["run_id"]), reason)
+    return CommandAccepted(run_id=run_id, command="cancel", issuer=who.name)
+
+
+@router.post(
+    "/runs/{run_id}/resume",
+    status_code=202,
+    response_model=CommandAccepted,
+    responses={**NOT_FOUND, 409: {"description": "the run has already ended"}},
+)
+async def resume_run(run_id: RunId, who: OperatorKey, api: Api) -> CommandAccepted:
+    """Ask the workers to resume the run from its journal, e.g. after a drift (operator)."""
+    await _open_run(api, run_id)
+    await api.client(who).resume(run_id)
+    return CommandAccepted(run_id=run_id, command="resume", issuer=who.name)
+
+
+async def _open_run(api: ApiState, run_id: str) -> JsonObject:
+    row = await known_run(api, run_id)
+    if row["status"] in TERMINAL_STATUSES:
+        raise ApiError(409, f"run {run_id!r} has already ended ({row['status']})")
+    return row
+
+
+@router.get("/agents", response_model=AgentList, tags=["agents"])
+async def agents(_: ViewerKey, api: Api) -> AgentList:
+    """The agents of the app the server was given (empty without one), with input schemas."""
+    if api.app is None:
+        return AgentList(agents=[], validated=False)
+    infos = [
+        AgentInfo(name=name, input_schema=_schema(api, name)) for name in sorted(api.app.agents)
+    ]
+    return AgentList(agents=infos, validated=True)
+
+
+def _schema(api: ApiState, name: str) -> dict[str, Any] | None:
+    assert api.app is not None
+    try:
+        schema: dict[str, Any] = api.app.agents[name].input_adapter.json_schema()
+    except Exception:  # an input type pydantic cannot describe
+        return None
+    return schema
+
+
+@router.get("/me", response_model=Me, tags=["auth"])
+async def me(who: ViewerKey) -> Me:
+    """The caller's key name and role (any key)."""
+    return Me.model_validate({"name": who.name, "role": who.role.label})

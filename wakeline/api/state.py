@@ -1,0 +1,66 @@
+"""The state a request handler reads: ``request.app.state.api``."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass
+from typing import Annotated
+
+from fastapi import Depends, Request
+
+from wakeline.api.auth import KeyRing, Principal
+from wakeline.api.projector import Projector
+from wakeline.app import App
+from wakeline.client import Client
+from wakeline.projections.queries import Queries
+from wakeline.projections.store import JsonObject
+from wakeline.topics.port import Log
+from wakeline.topics.specs import DEFAULT_TOPICS, Topics
+
+DEFAULT_MAX_INPUT_BYTES = 256 * 1024
+"""The workers' default limit of a start command's input."""
+
+
+@dataclass
+class ApiState:
+    """Everything a request handler needs; ``request.app.state.api``."""
+
+    log: Log
+    keys: KeyRing
+    projector: Projector
+    app: App | None = None
+    topics: Topics = DEFAULT_TOPICS
+    max_input_bytes: int = DEFAULT_MAX_INPUT_BYTES
+    unknown_run_grace_s: float = 5.0
+    """How long a request about a run the views do not know yet waits for it to appear."""
+    watch_poll_s: float = 0.2
+    heartbeat_s: float = 15.0
+
+    @property
+    def queries(self) -> Queries:
+        return self.projector.queries
+
+    def client(self, who: Principal) -> Client:
+        """A client whose commands name the caller's key as their issuer."""
+        return Client(self.log, topics=self.topics, issuer=who.name)
+
+    def client_for_reading(self) -> Client:
+        return Client(self.log, topics=self.topics)
+
+    async def find_run(self, run_id: str, *, wait_s: float = 0.0) -> JsonObject | None:
+        """The run's row; waits up to ``wait_s`` for a run the views have not folded yet."""
+        deadline = time.monotonic() + wait_s
+        while True:
+            row = self.queries.get_run(run_id)
+            if row is not None or time.monotonic() >= deadline:
+                return row
+            await asyncio.sleep(min(0.05, max(deadline - time.monotonic(), 0.0)))
+
+
+def api_state(request: Request) -> ApiState:
+    state: ApiState = request.app.state.api
+    return state
+
+
+Api = Annotated[ApiState, Depends(api_state)]

@@ -1,0 +1,242 @@
+// One run: summary, pending gates, the timeline (payloads on demand), live over SSE.
+
+import {
+  $,
+  END_TYPES,
+  TERMINAL,
+  api,
+  banner,
+  canApprove,
+  canOperate,
+  duration,
+  every,
+  h,
+  money,
+  pretty,
+  report,
+  runPath,
+  showView,
+  state,
+  statusBadge,
+  tokens,
+  when,
+} from "./lib.js";
+
+export async function showRun(id) {
+  showView("run");
+  state.run = { id, row: null, sseStatus: null, lastSeq: -1, open: new Set(), payloads: new Map() };
+  $("#run-title").textContent = id;
+  $("#events-list").replaceChildren();
+  $("#events-count").textContent = "0";
+  $("#steps-body").replaceChildren();
+  $("#run-live").hidden = true;
+  if (!state.key) return;
+  const run = state.run;
+  try {
+    await refreshRun();
+  } catch (error) {
+    report(error);
+    return;
+  }
+  if (state.run !== run) return; // navigated away meanwhile
+  if (!TERMINAL.has(run.row.status)) openStream(id);
+  every(3000, async () => {
+    if (state.run && !TERMINAL.has(effectiveStatus())) await refreshRun();
+  });
+}
+
+function effectiveStatus() {
+  const { row, sseStatus } = state.run;
+  if (sseStatus && TERMINAL.has(sseStatus) && !TERMINAL.has(row.status)) return sseStatus;
+  return row.status;
+}
+
+let refreshPending = null;
+function scheduleRefresh() {
+  if (refreshPending) return;
+  refreshPending = setTimeout(async () => {
+    refreshPending = null;
+    if (!state.run) return;
+    await refreshRun().catch(report);
+    // the views fold the log a moment after the events stream shows it: catch up
+    if (state.run && state.run.row.last_seq < state.run.lastSeq) scheduleRefresh();
+  }, 250);
+}
+
+async function refreshRun() {
+  const run = state.run;
+  const [row, steps] = await Promise.all([
+    api(runPath(run.id)), api(`${runPath(run.id)}/steps?payloads=false`),
+  ]);
+  if (state.run !== run) return;
+  run.row = row;
+  run.lastSteps = steps.steps;
+  renderRunSummary(row);
+  renderGates(row);
+  renderSteps(row, steps.steps);
+}
+
+function renderRunSummary(row) {
+  const status = effectiveStatus();
+  $("#run-status").replaceChildren(statusBadge(status));
+  const end = row.ended_ms ?? (TERMINAL.has(status) ? row.updated_ms : Date.now());
+  const items = [
+    ["Agent", row.agent || "–"], ["Tenant", row.tenant || "–"],
+    ["Started", when(row.started_ms)],
+    ["Duration", duration(row.started_ms == null ? null : end - row.started_ms)],
+    ["Model calls", row.model_calls], ["Tool calls", row.tool_calls], ["Steps", row.steps],
+    ["Tokens in / out", tokens(row.tokens)], ["Cost", money(row.cost_usd)],
+  ];
+  if (row.unpriced_calls) items.push(["Unpriced calls", row.unpriced_calls]);
+  if (row.cancelled_by) items.push(["Cancelled by", row.cancelled_by]);
+  $("#run-summary").replaceChildren(
+    ...items.map(([k, v]) => h("div", {}, h("dt", {}, k), h("dd", {}, v))));
+  const problem = row.error ? `${row.error.type}: ${row.error.message}`
+    : row.drift ? `drifted at seq ${row.drift.seq}: ${row.drift.message}`
+      : row.rejection ? `rejected: ${row.rejection.reason}` : "";
+  $("#run-error").textContent = problem;
+  $("#run-error").hidden = !problem;
+  $("#run-input").textContent = pretty(row.input);
+  $("#run-output").textContent = pretty(row.output);
+  const open = !TERMINAL.has(status);
+  $("#run-cancel").hidden = !(canOperate() && open);
+  $("#run-resume").hidden = !(canOperate() && open && status !== "running");
+}
+
+// Pending gates: the approver's part of the page.  Expects `row.pending_gates` as a list of
+// {gate, ...} once the runs view has it; approve/reject POST to .../gates/{gate}/{action}.
+function renderGates(row) {
+  const gates = Array.isArray(row.pending_gates) ? row.pending_gates : [];
+  $("#run-gates").hidden = gates.length === 0;
+  $("#run-gates-body").replaceChildren(...gates.map((gate) => {
+    const act = (action) => async () => {
+      await api(`${runPath(row.run_id)}/gates/${encodeURIComponent(gate.gate)}/${action}`,
+        { method: "POST", body: {} }).catch(report);
+      scheduleRefresh();
+    };
+    return h("div", { class: "gate" }, h("strong", {}, gate.gate),
+      h("pre", {}, JSON.stringify(gate, null, 2)),
+      canApprove() ? h("button", { onclick: act("approve") }, "Approve") : null,
+      canApprove() ? h("button", { class: "danger", onclick: act("reject") }, "Reject") : null);
+  }));
+}
+
+function renderSteps(row, steps) {
+  const start = row.started_ms ?? (steps[0] && steps[0].requested_ms) ?? Date.now();
+  const endAll = Math.max(row.ended_ms ?? Date.now(), ...steps.map((s) => s.completed_ms ?? 0));
+  const span = Math.max(endAll - start, 1);
+  const rows = [];
+  for (const step of steps) {
+    rows.push(stepRow(step, start, span));
+    if (state.run.open.has(step.seq)) rows.push(payloadRow(step));
+  }
+  if (!rows.length) rows.push(h("tr", {}, h("td", { colspan: 9, class: "muted" }, "No steps yet.")));
+  $("#steps-body").replaceChildren(...rows);
+}
+
+function stepRow(step, start, span) {
+  const from = (step.requested_ms ?? start) - start;
+  const to = (step.completed_ms ?? Date.now()) - start;
+  const bar = h("div", { class: `bar k-${step.kind}` });
+  bar.style.left = `${(100 * from) / span}%`;
+  bar.style.width = `${Math.max((100 * (to - from)) / span, 0.6)}%`;
+  const latency = step.latency_us == null ? null : step.latency_us / 1000;
+  const toggle = () => {
+    const open = state.run.open;
+    if (open.has(step.seq)) open.delete(step.seq);
+    else open.add(step.seq);
+    renderSteps(state.run.row, state.run.lastSteps);
+  };
+  return h("tr", { class: "step", dataset: { seq: step.seq, kind: step.kind } },
+    h("td", { class: "num" }, step.seq),
+    h("td", {}, h("span", { class: `kind k-${step.kind}` }, step.kind)),
+    h("td", { class: "mono" }, step.name || "–"),
+    h("td", {}, statusBadge(step.status)),
+    h("td", { class: "bar-col" }, h("div", { class: "track" }, bar)),
+    h("td", { class: "num" }, duration(latency)),
+    h("td", { class: "num" }, tokens(step.usage)),
+    h("td", { class: "num" }, step.kind === "model" ? money(step.cost_usd) : ""),
+    h("td", {}, h("button", { class: "link payload-toggle", onclick: toggle },
+      state.run.open.has(step.seq) ? "hide" : "payload")));
+}
+
+function payloadRow(step) {
+  const cell = h("td", { colspan: 9 }, h("span", { class: "muted" }, "loading…"));
+  const cached = state.run.payloads.get(step.seq);
+  if (cached) fillPayload(cell, cached);
+  else {
+    const run = state.run;
+    api(`${runPath(run.id)}/steps/${step.seq}`).then((full) => {
+      if (full.status !== "open") run.payloads.set(step.seq, full);
+      fillPayload(cell, full);
+    }).catch((error) => cell.replaceChildren(error.message));
+  }
+  return h("tr", { class: "payload" }, cell);
+}
+
+function fillPayload(cell, step) {
+  const parts = [
+    h("div", {}, h("h3", {}, "Request"), h("pre", {}, pretty(step.request))),
+    h("div", {}, h("h3", {}, "Response"), h("pre", {}, pretty(step.response))),
+  ];
+  if (step.error) parts.push(h("div", {}, h("h3", {}, "Error"), h("pre", {}, pretty(JSON.stringify(step.error)))));
+  cell.replaceChildren(h("div", { class: "io" }, parts));
+}
+
+function openStream(id) {
+  const url = `${runPath(id)}/events?key=${encodeURIComponent(state.key)}`;
+  const source = new EventSource(url);
+  state.source = source;
+  $("#run-live").hidden = false;
+  const finish = () => {
+    source.close();
+    $("#run-live").hidden = true;
+  };
+  source.onmessage = (message) => {
+    const event = JSON.parse(message.data);
+    if (!state.run || state.run.id !== id) return;
+    state.run.lastSeq = Math.max(state.run.lastSeq, event.seq);
+    if (END_TYPES[event.type]) state.run.sseStatus = END_TYPES[event.type];
+    addEvent(`#${event.seq} ${event.type}`, event.time_ms);
+    if (state.run.row) renderRunSummary(state.run.row);
+    scheduleRefresh();
+  };
+  source.addEventListener("notice", (message) => {
+    const notice = JSON.parse(message.data);
+    addEvent(`notice ${notice.type}`, notice.time_ms);
+    scheduleRefresh();
+  });
+  source.addEventListener("end", (message) => {
+    const end = JSON.parse(message.data);
+    if (state.run && state.run.id === id) state.run.sseStatus = end.status;
+    finish();
+    scheduleRefresh();
+  });
+  source.addEventListener("stream-error", (message) => {
+    banner(`event stream: ${JSON.parse(message.data).detail}`);
+    finish();
+  });
+  source.onerror = () => {
+    if (source.readyState === EventSource.CLOSED) finish();
+  };
+}
+
+function addEvent(text, timeMs) {
+  const list = $("#events-list");
+  list.append(h("li", {}, h("span", { class: "muted mono" },
+    new Date(timeMs).toLocaleTimeString()), " ", text));
+  $("#events-count").textContent = String(list.children.length);
+}
+
+export function setupRunView() {
+  $("#run-cancel").addEventListener("click", async () => {
+    if (!state.run || !confirm(`Cancel run ${state.run.id}?`)) return;
+    await api(`${runPath(state.run.id)}/cancel`, { method: "POST", body: {} }).catch(report);
+    scheduleRefresh();
+  });
+  $("#run-resume").addEventListener("click", async () => {
+    if (!state.run) return;
+    await api(`${runPath(state.run.id)}/resume`, { method: "POST" }).catch(report);
+    scheduleRefresh();
+  });
+}
