@@ -291,6 +291,7 @@ def opens_step(payload: object) -> bool:
         isinstance(payload, PolicyDenied) and payload.suspend
     )
 
+
 TERMINAL_TYPES = (RunCompleted, RunFailed, RunCancelled)
 
 
