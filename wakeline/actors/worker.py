@@ -114,6 +114,9 @@ class Worker:
         self._actors: dict[str, RunActor] = {}
         self._consumer: GroupConsumer | None = None
         self._partitions = 0
+        self._membership = asyncio.Lock()
+        self._resetting: set[int] = set()
+        self._background: set[asyncio.Task[None]] = set()
         self.ready = asyncio.Event()
         """Set once the worker holds partitions and has resumed their open runs."""
 
@@ -160,14 +163,47 @@ class Worker:
             log.warning("run %s: partition %s fenced: %s", actor.run_id, actor.partition, error)
             return
         log.error(
-            "run %s stopped on error; it will resume from its journal", actor.run_id, exc_info=error
+            "run %s stopped on error; partition %s restarts from the log",
+            actor.run_id,
+            actor.partition,
+            exc_info=error,
         )
-        asyncio.get_running_loop().call_later(
-            1.0, self._schedule_resume, actor.run_id, actor.partition
-        )
+        self._schedule_reset(actor.partition)
+
+    def _schedule_reset(self, partition: int) -> None:
+        """Restart a partition as if it were re-assigned: a new writer (the old one may be
+        unusable, e.g. a Kafka transaction that timed out), journals caught up, runs resumed."""
+        if partition in self._resetting:
+            return
+        self._resetting.add(partition)
+        task = asyncio.ensure_future(self._reset_partition(partition))
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def _reset_partition(self, partition: int) -> None:
+        try:
+            await asyncio.sleep(1.0)
+            async with self._membership:
+                if partition in self._writers:
+                    await self._revoke(frozenset({partition}))
+                    await self._assign(frozenset({partition}))
+        except Exception:
+            log.exception("partition %s could not restart; retrying", partition)
+            self._resetting.discard(partition)
+            self._schedule_reset(partition)
+            return
+        self._resetting.discard(partition)
 
     # -- AssignmentListener ----------------------------------------------------------------
     async def on_assigned(self, partitions: frozenset[int]) -> None:
+        async with self._membership:
+            await self._assign(partitions)
+
+    async def on_revoked(self, partitions: frozenset[int]) -> None:
+        async with self._membership:
+            await self._revoke(partitions)
+
+    async def _assign(self, partitions: frozenset[int]) -> None:
         for partition in sorted(partitions):
             self._writers[partition] = await self._log.writer(
                 f"{self._group}.p{partition}", partition
@@ -185,7 +221,7 @@ class Worker:
         if partitions:
             self.ready.set()
 
-    async def on_revoked(self, partitions: frozenset[int]) -> None:
+    async def _revoke(self, partitions: frozenset[int]) -> None:
         doomed = [a for a in self._actors.values() if a.partition in partitions]
         await asyncio.gather(*(a.stop() for a in doomed))
         for actor in doomed:
@@ -339,23 +375,6 @@ class Worker:
         actor = RunActor(core, partition, self)
         self._actors[run_id] = actor
         await actor.start(transition, commit)
-
-    def _schedule_resume(self, run_id: str, partition: int) -> None:
-        if run_id in self._actors or partition not in self._writers:
-            return
-        task = asyncio.ensure_future(self._resume_later(run_id, partition))
-        task.add_done_callback(lambda t: t.exception())
-
-    async def _resume_later(self, run_id: str, partition: int) -> None:
-        await catch_up(
-            self._log,
-            self._store,
-            [self._journal],
-            topic_names=self._topic_names,
-            partitions=[partition],
-        )
-        if self._is_open(run_id):
-            await self._resume(run_id, partition, None, "retry after error")
 
     # -- side outputs ----------------------------------------------------------------------
     async def _commit_only(self, partition: int, commit: OffsetCommit) -> None:
