@@ -207,6 +207,40 @@ async def test_listener_error_is_raised_by_the_next_poll(log: KafkaLog) -> None:
     assert listener.calls == ["assigned", "revoked"]
 
 
+class SlowListener:
+    def __init__(self) -> None:
+        self.ready: set[int] = set()
+
+    async def on_assigned(self, partitions: frozenset[int]) -> None:
+        await asyncio.sleep(1.0)  # e.g. a worker opening writers and catching up
+        self.ready |= partitions
+
+    async def on_revoked(self, partitions: frozenset[int]) -> None:
+        self.ready -= partitions
+
+
+async def test_poll_returns_records_only_after_on_assigned_returned(log: KafkaLog) -> None:
+    """aiokafka runs listener calls in its own task: poll must not hand out records of a
+    partition whose on_assigned is still running."""
+    topic = await new_topic(log, 2)
+    for p in range(2):
+        await log.append(topic, [OutRecord(key_for(p, 2), b"v%d" % i) for i in range(5)])
+    listener = SlowListener()
+    consumer = log.consumer(f"g-{uuid.uuid4().hex[:8]}", topic, listener, session_timeout_s=6)
+    got: list[Record] = []
+    try:
+        deadline = time.monotonic() + 30
+        while len(got) < 10 and time.monotonic() < deadline:
+            for record in await consumer.poll(0.05):
+                assert record.partition in listener.ready
+                got.append(record)
+    finally:
+        await consumer.close()
+    assert sorted((r.partition, r.offset) for r in got) == [
+        (p, o) for p in (0, 1) for o in range(5)
+    ]
+
+
 # -- broker restart --------------------------------------------------------------------------
 
 

@@ -1,0 +1,443 @@
+"""The Kafka backend of the log port, on aiokafka.
+
+Open it with ``log = await KafkaLog.open("host:9092")`` and ``await log.close()`` it (or
+``async with await KafkaLog.open(...) as log``).  Pieces:
+
+* topics: ``create_topics`` through the admin client (missing topics only; an existing topic
+  keeps its partition count), then waits until the metadata shows every new partition with
+  a leader.  Partition counts come from metadata and are cached (a missing topic raises
+  :class:`UnknownTopicError`; auto topic creation is never relied on).
+* unfenced :meth:`KafkaLog.append`: one idempotent producer (``acks=all``); the partition is
+  chosen by wakeline's murmur2 :func:`partition_for` (key ``None`` -> partition 0), so it is
+  the partition Java clients pick.  Records with the same key keep their order.  A multi-record
+  append is not atomic (a failure may land a prefix); it is never duplicated.  A record larger
+  than ``max_record_bytes`` (key + value + headers), or whose record batch would exceed
+  ``max_message_bytes`` (the broker's ``message.max.bytes``, default 1 MiB + 12), raises
+  :class:`RecordTooLargeError` before anything is sent.
+* :meth:`KafkaLog.read`: pooled non-group ``read_committed`` consumers, paused while idle
+  (:mod:`wakeline.topics.kafka_reader`).  Aborted records of fenced zombies and transaction
+  markers are never returned: offsets have gaps.
+* :meth:`KafkaLog.end_offset` is the last stable offset (``read_committed`` ListOffsets):
+  the offset after the last record a reader can see now.  With transactions it is not the
+  offset the next record will get (commit markers take offsets).
+* groups: :mod:`wakeline.topics.kafka_groups`; fenced writers (transactions, group commit,
+  what a zombie can do) and error mapping: :mod:`wakeline.topics.kafka_writer`.
+
+Every aiokafka error is mapped by :func:`~wakeline.topics.kafka_writer.map_error`: connection
+problems and timeouts become :class:`LogUnavailableError`.  While the broker is unreachable
+aiokafka retries produce requests forever: an append gives up after ``retry_deadline_s`` with
+:class:`LogUnavailableError`, and may still land later (like any lost produce response).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from types import TracebackType
+from typing import Any, Self, TypeVar
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import errors as kerrors
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.client import AIOKafkaClient
+from aiokafka.record.default_records import DefaultRecordBatchBuilder as _Batch
+from aiokafka.structs import TopicPartition
+
+from wakeline.topics.kafka_groups import GroupOffsets, KafkaConsumer
+from wakeline.topics.kafka_reader import ReaderPool
+from wakeline.topics.kafka_writer import KafkaWriter, call_retrying, map_error, producer_failed
+from wakeline.topics.partitioner import partition_for
+from wakeline.topics.port import (
+    AssignmentListener,
+    LogError,
+    LogUnavailableError,
+    OutRecord,
+    Record,
+    RecordTooLargeError,
+    TopicSpec,
+    UnknownTopicError,
+)
+
+_T = TypeVar("_T")
+
+__all__ = ["KafkaConsumer", "KafkaLog", "KafkaWriter"]
+
+DEFAULT_MAX_RECORD_BYTES = 1024 * 1024
+DEFAULT_MAX_MESSAGE_BYTES = 1024 * 1024 + 12  # the broker's message.max.bytes default
+
+
+class KafkaLog:
+    """A :class:`~wakeline.topics.port.Log` on an Apache Kafka cluster.
+
+    Create it with :meth:`open`; the constructor does no I/O.  One object belongs to the event
+    loop that uses it first.
+    """
+
+    def __init__(
+        self,
+        bootstrap: str,
+        *,
+        client_id: str = "wakeline",
+        request_timeout_s: float = 30.0,
+        max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES,
+        max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
+        retry_deadline_s: float = 60.0,
+        max_idle_readers: int = 32,
+    ) -> None:
+        if max_record_bytes <= 0:
+            raise ValueError("max_record_bytes must be positive")
+        self.bootstrap = bootstrap
+        self.client_id = client_id
+        self.request_timeout_s = request_timeout_s
+        self.request_timeout_ms = max(1000, round(request_timeout_s * 1000))
+        self.max_record_bytes = max_record_bytes
+        self.max_message_bytes = max_message_bytes  # the topics' max.message.bytes
+        self.retry_deadline_s = retry_deadline_s
+        self._admin: Any = None
+        self._client: Any = None  # raw requests: group offsets
+        self.offsets: GroupOffsets = GroupOffsets(None, request_timeout_s)
+        self._meta: Any = None  # end offsets (read_committed ListOffsets)
+        self._producer: Any = None
+        self._partitions: dict[str, int] = {}
+        self._readers = ReaderPool(
+            lambda: self.new_consumer(
+                auto_offset_reset="none",
+                fetch_max_wait_ms=100,
+                max_partition_fetch_bytes=256 * 1024,  # a larger first batch still comes whole
+            ),
+            max_idle=max_idle_readers,
+        )
+        self._consumers: set[KafkaConsumer] = set()
+        self._writers: set[KafkaWriter] = set()
+        self._closed = False
+
+    @classmethod
+    async def open(
+        cls, bootstrap: str, *, client_id: str = "wakeline", request_timeout_s: float = 30.0
+    ) -> KafkaLog:
+        """Connect to the cluster at ``bootstrap`` (``host:port[,host:port...]``)."""
+        log = cls(bootstrap, client_id=client_id, request_timeout_s=request_timeout_s)
+        try:
+            await log.start()
+        except BaseException:
+            await log.close()
+            raise
+        return log
+
+    async def start(self) -> None:
+        common: dict[str, Any] = {
+            "bootstrap_servers": self.bootstrap,
+            "client_id": self.client_id,
+            "request_timeout_ms": self.request_timeout_ms,
+        }
+        try:
+            self._admin = AIOKafkaAdminClient(**common)
+            await self._admin.start()
+            self._client = AIOKafkaClient(**common, retry_backoff_ms=20)
+            await self._client.bootstrap()
+            self.offsets = GroupOffsets(self._client, self.request_timeout_s)
+            self._meta = self.new_consumer()
+            await self._meta.start()
+            self._producer = self._new_producer()
+            await self._producer.start()
+        except Exception as exc:
+            raise map_error(exc, f"connecting to Kafka at {self.bootstrap}") from exc
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    # -- topics -----------------------------------------------------------------------------
+
+    async def create_topics(self, specs: Sequence[TopicSpec]) -> None:
+        for spec in specs:
+            if not spec.name:
+                raise ValueError("a topic name must not be empty")
+            if spec.partitions <= 0:
+                raise ValueError(f"topic {spec.name!r}: partitions must be positive")
+        if not specs:
+            return
+        new = [
+            NewTopic(s.name, s.partitions, s.replication, topic_configs=dict(s.config))
+            for s in specs
+        ]
+        response = await self._retrying(lambda: self._admin.create_topics(new), "create_topics")
+        for name, code, *message in response.topic_errors:
+            if code not in (0, kerrors.TopicAlreadyExistsError.errno):
+                raise map_error(kerrors.for_code(code)(name, *message), f"creating topic {name!r}")
+        await self._await_topics([s.name for s in specs])
+
+    async def partition_count(self, topic: str) -> int:
+        if topic not in self._partitions and topic not in await self._describe([topic]):
+            await self._await_topics([topic])  # exists, but a partition has no leader yet
+        return self._partitions[topic]
+
+    async def _describe(self, topics: list[str]) -> dict[str, int]:
+        """Partition counts from metadata; only topics whose partitions all have leaders."""
+        found = await self._retrying(lambda: self._admin.describe_topics(topics), "describe_topics")
+        counts: dict[str, int] = {}
+        for meta in found:
+            name, code, parts = meta["topic"], meta["error_code"], meta["partitions"]
+            if code == kerrors.UnknownTopicOrPartitionError.errno:
+                raise UnknownTopicError(f"topic {name!r} does not exist")
+            if code == 0 and parts and all(p["leader"] >= 0 for p in parts):
+                counts[name] = self._partitions[name] = len(parts)
+        return counts
+
+    async def _await_topics(self, topics: list[str]) -> None:
+        deadline = time.monotonic() + self.request_timeout_s
+        missing = list(dict.fromkeys(topics))
+        while True:
+            with contextlib.suppress(UnknownTopicError):
+                missing = [t for t in missing if t not in await self._describe(missing)]
+            if not missing:
+                return
+            if time.monotonic() > deadline:
+                raise LogUnavailableError(f"topics {missing} have no leaders yet")
+            await asyncio.sleep(0.05)
+
+    async def _check_partition(self, topic: str, partition: int) -> None:
+        if not 0 <= partition < await self.partition_count(topic):
+            raise UnknownTopicError(f"topic {topic!r} has no partition {partition}")
+
+    def check_sizes(self, topic: str, records: Sequence[OutRecord]) -> int:
+        """Raise :class:`RecordTooLargeError` for an oversized record; return total bytes.
+
+        Checked before anything is sent: a record the broker rejects would break the
+        idempotent producer's sequence numbers (aiokafka cannot recover from that).
+        """
+        total = 0
+        for record in records:
+            size = len(record.key or b"") + len(record.value)
+            size += sum(len(k.encode()) + len(v) for k, v in record.headers)
+            batch = _Batch.estimate_size_in_bytes(record.key, record.value, list(record.headers))
+            if size > self.max_record_bytes or batch > self.max_message_bytes:
+                raise RecordTooLargeError(
+                    f"record of {size} bytes (key + value + headers; {batch} as a record batch)"
+                    f" for topic {topic!r} is larger than max_record_bytes="
+                    f"{self.max_record_bytes} or max_message_bytes={self.max_message_bytes}"
+                )
+            total += size
+        return total
+
+    # -- records ----------------------------------------------------------------------------
+
+    async def append(self, topic: str, records: Sequence[OutRecord]) -> list[tuple[int, int]]:
+        n = await self.partition_count(topic)
+        self.check_sizes(topic, records)
+        if not records:
+            return []
+        partitions = [0 if r.key is None else partition_for(r.key, n) for r in records]
+        what = f"append to {topic!r}"
+        try:
+            sent = [
+                await self._producer.send(
+                    topic, r.value, key=r.key, partition=p, headers=list(r.headers) or None
+                )
+                for r, p in zip(records, partitions, strict=True)
+            ]
+            done = await asyncio.wait_for(asyncio.gather(*sent), self.retry_deadline_s)
+        except Exception as exc:
+            if producer_failed(self._producer):  # fatal (sequence numbers): a fresh producer
+                await self._replace_producer()
+            raise map_error(exc, what) from exc
+        return [(p, m.offset) for p, m in zip(partitions, done, strict=True)]
+
+    async def _replace_producer(self) -> None:
+        old, self._producer = self._producer, self._new_producer()
+        with contextlib.suppress(Exception):
+            await old.stop()
+        await self._producer.start()
+
+    def _new_producer(self) -> Any:
+        return AIOKafkaProducer(
+            bootstrap_servers=self.bootstrap,
+            client_id=self.client_id,
+            request_timeout_ms=self.request_timeout_ms,
+            acks="all",
+            enable_idempotence=True,
+            **self._producer_limits(),
+        )
+
+    async def read(
+        self,
+        topic: str,
+        partition: int,
+        offset: int,
+        *,
+        max_records: int = 1000,
+        timeout_s: float = 0.0,
+    ) -> list[Record]:
+        if self._closed:
+            raise LogError("Kafka log is closed")
+        await self._check_partition(topic, partition)
+        if offset < 0:
+            raise ValueError(f"offset must not be negative, not {offset}")
+        if max_records <= 0:
+            raise ValueError("max_records must be positive")
+        tp = TopicPartition(topic, partition)
+        return await self._readers.read(tp, offset, max_records, timeout_s, self.request_timeout_s)
+
+    async def end_offset(self, topic: str, partition: int) -> int:
+        await self._check_partition(topic, partition)
+        tp = TopicPartition(topic, partition)
+        offsets = await self._retrying(lambda: self._meta.end_offsets([tp]), "end_offset")
+        return int(offsets[tp])
+
+    async def committed(self, group: str, topic: str, partition: int) -> int | None:
+        found = await self.offsets.fetch(group, [TopicPartition(topic, partition)])
+        return found.get(TopicPartition(topic, partition))
+
+    # -- groups and writers -----------------------------------------------------------------
+
+    def consumer(
+        self,
+        group: str,
+        topic: str,
+        listener: AssignmentListener,
+        *,
+        session_timeout_s: float = 10.0,
+        max_poll_records: int = 500,
+    ) -> KafkaConsumer:
+        """A new member of ``group`` over ``topic``; it joins at its first :meth:`poll`."""
+        if self._closed:
+            raise LogError("Kafka log is closed")
+        consumer = KafkaConsumer(
+            self,
+            group,
+            topic,
+            listener,
+            session_timeout_s=session_timeout_s,
+            max_poll_records=max_poll_records,
+        )
+        self._consumers.add(consumer)
+        return consumer
+
+    async def writer(self, writer_id: str, partition: int) -> KafkaWriter:
+        """Open the transactional producer ``writer_id`` (InitProducerId fences older ones)."""
+        if partition < 0:
+            raise ValueError("partition must not be negative")
+        if self._closed:
+            raise LogError("Kafka log is closed")
+        producer = AIOKafkaProducer(
+            bootstrap_servers=self.bootstrap,
+            client_id=f"{self.client_id}-writer",
+            request_timeout_ms=self.request_timeout_ms,
+            transactional_id=writer_id,
+            acks="all",
+            enable_idempotence=True,
+            retry_backoff_ms=20,
+            **self._producer_limits(),
+        )
+        try:
+            await asyncio.wait_for(producer.start(), self.retry_deadline_s)
+        except BaseException as exc:
+            with contextlib.suppress(Exception):
+                await producer.stop()
+            if isinstance(exc, Exception):
+                raise map_error(exc, f"opening writer {writer_id!r}") from exc
+            raise
+        writer = KafkaWriter(
+            self, writer_id, partition, producer, retry_deadline_s=self.retry_deadline_s
+        )
+        self._writers.add(writer)
+        return writer
+
+    def new_consumer(self, **config: Any) -> Any:
+        """An ``AIOKafkaConsumer`` of this cluster (``read_committed``, no auto commit)."""
+        settings: dict[str, Any] = {
+            "bootstrap_servers": self.bootstrap,
+            "client_id": self.client_id,
+            "request_timeout_ms": self.request_timeout_ms,
+            "isolation_level": "read_committed",
+            "enable_auto_commit": False,
+            "retry_backoff_ms": 20,
+        }
+        settings.update(config)
+        return AIOKafkaConsumer(**settings)
+
+    def _producer_limits(self) -> dict[str, Any]:
+        # batches stay well below the broker's message.max.bytes (default 1 MiB + 12), which
+        # limits a whole record batch; a single larger record still gets a batch of its own
+        return {
+            "max_request_size": self.max_message_bytes,
+            "max_batch_size": 256 * 1024,
+            "linger_ms": 0,
+        }
+
+    async def await_visible(
+        self,
+        ends: Mapping[TopicPartition, int],
+        commits: Mapping[tuple[str, TopicPartition], int],
+        timeout_s: float = 2.0,
+    ) -> None:
+        """Wait (at most ``timeout_s``) until ``read_committed`` sees a committed transaction.
+
+        ``ends``: each partition's last stable offset reaches the given offset; ``commits``:
+        OffsetFetch returns the committed offsets (the markers are written after EndTxn).
+        """
+        deadline = time.monotonic() + timeout_s
+        pause = 0.001
+        todo = dict(ends)
+        wanted = dict(commits)
+        while todo or wanted:
+            with contextlib.suppress(Exception):
+                if todo:
+                    got = await self._meta.end_offsets(list(todo))
+                    todo = {tp: end for tp, end in todo.items() if got.get(tp, -1) < end}
+                for group in {g for g, _ in wanted}:
+                    tps = [tp for g, tp in wanted if g == group]
+                    seen = await self.offsets.fetch(group, tps)
+                    for tp in tps:
+                        if seen.get(tp) == wanted[(group, tp)]:
+                            del wanted[(group, tp)]
+            if not (todo or wanted) or time.monotonic() + pause > deadline:
+                return
+            await asyncio.sleep(pause)
+            pause = min(pause * 2, 0.05)
+
+    def forget_consumer(self, consumer: KafkaConsumer) -> None:
+        self._consumers.discard(consumer)
+
+    def forget_writer(self, writer: KafkaWriter) -> None:
+        self._writers.discard(writer)
+
+    async def _retrying(self, op: Callable[[], Awaitable[_T]], what: str) -> _T:
+        return await call_retrying(self.request_timeout_s, op, what)
+
+    async def close(self) -> None:
+        """Close consumers (they leave their groups), writers, readers and clients.
+
+        A listener error raised while closing a consumer is re-raised after everything closed.
+        """
+        if self._closed:
+            return
+        self._closed = True
+        error: BaseException | None = None
+        for consumer in list(self._consumers):
+            try:
+                await consumer.close()
+            except Exception as exc:
+                error = error or exc
+        for writer in list(self._writers):
+            with contextlib.suppress(Exception):
+                await writer.close()
+        await self._readers.close()
+        clients = [c for c in (self._meta, self._producer, self._admin) if c is not None]
+        for client in clients:
+            with contextlib.suppress(Exception):
+                await client.stop() if hasattr(client, "stop") else await client.close()
+        if self._client is not None:
+            with contextlib.suppress(Exception):
+                await self._client.close()
+        if error is not None:
+            raise error

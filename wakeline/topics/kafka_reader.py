@@ -1,0 +1,178 @@
+"""Reads of the Kafka backend: a pool of non-group ``read_committed`` consumers.
+
+A reader is one ``AIOKafkaConsumer`` (no group) assigned one partition, *paused while idle*:
+it sends no fetch between reads, so an idle reader costs nothing and a seek never waits for a
+stale long-poll.  A read resumes it, waits for records and pauses it again.  A reader keeps
+its position: reading on from where the last read ended reuses records already fetched.
+
+Concurrent reads of different partitions use different readers; concurrent reads of the same
+partition get one reader each (more are created on demand).  Idle readers are kept (up to
+``max_idle`` in all, two per partition, five minutes unused) and closed oldest first.
+
+``timeout_s=0``: the reader compares the offset with the partition's last stable offset
+(ListOffsets, ``read_committed``; cached, it never goes back) and returns ``[]`` at once at the
+end; otherwise it waits until the records arrive.  If only transaction markers or aborted
+records were left below the last stable offset it returns ``[]`` too.  An offset beyond the
+end waits (it is not reset); an offset deleted by retention raises :class:`LogError`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Callable
+from typing import Any
+
+from aiokafka import errors as kerrors
+from aiokafka.structs import TopicPartition
+
+from wakeline.topics.kafka_groups import to_record
+from wakeline.topics.kafka_writer import map_error
+from wakeline.topics.port import LogError, LogUnavailableError, Record
+
+_IDLE_TTL_S = 300.0
+_PER_PARTITION = 2
+
+
+class Reader:
+    """A non-group ``read_committed`` consumer of one partition, paused while idle."""
+
+    def __init__(self, consumer: Any, tp: TopicPartition, offset: int) -> None:
+        self.consumer = consumer
+        self.tp = tp
+        self.position = offset  # -1: unknown
+        self.lso = 0  # last stable offset last seen (it never goes back)
+        self.used = time.monotonic()
+
+    async def read(self, offset: int, limit: int, timeout_s: float, wait_s: float) -> list[Record]:
+        c, tp = self.consumer, self.tp
+        loop = asyncio.get_running_loop()
+        if self.position != offset:
+            c.seek(tp, offset)
+            self.position = offset
+        if timeout_s <= 0:
+            if offset >= self.lso:
+                self.lso = max(self.lso, (await c.end_offsets([tp]))[tp])
+                if offset >= self.lso:
+                    return []
+            deadline = loop.time() + wait_s  # records are there: wait for them
+        else:
+            deadline = loop.time() + timeout_s
+        c.resume(tp)
+        done = False
+        try:
+            while True:
+                remaining = deadline - loop.time()
+                step = remaining if timeout_s > 0 else min(remaining, 0.02)
+                try:
+                    batches = await c.getmany(
+                        tp, timeout_ms=max(1, int(step * 1000)), max_records=limit
+                    )
+                except kerrors.OffsetOutOfRangeError:
+                    await self._out_of_range(offset, min(0.05, max(0.0, remaining)))
+                    batches = {}
+                records = batches.get(tp)
+                if records:
+                    c.pause(tp)  # before any await: no prefetch is sent while idle
+                    done = True
+                    return [to_record(r) for r in records]
+                self.lso = max(self.lso, c.last_stable_offset(tp) or 0)
+                if timeout_s <= 0 and await c.position(tp) >= self.lso:
+                    done = True
+                    return []  # only transaction markers or aborted records were left
+                if loop.time() >= deadline:
+                    if timeout_s > 0:
+                        done = True
+                        return []
+                    raise LogUnavailableError(f"no fetch response for {tp} in {wait_s}s")
+        finally:
+            c.pause(tp)
+            self.position = await c.position(tp) if done else -1
+
+    async def _out_of_range(self, offset: int, pause: float) -> None:
+        first = (await self.consumer.beginning_offsets([self.tp]))[self.tp]
+        if offset < first:
+            raise LogError(f"offset {offset} of {self.tp} was deleted (the log starts at {first})")
+        await asyncio.sleep(pause)  # beyond the end: wait for it
+        self.consumer.seek(self.tp, offset)
+
+
+class ReaderPool:
+    """Readers by partition; ``new_consumer`` makes an unstarted no-group consumer."""
+
+    def __init__(self, new_consumer: Callable[[], Any], *, max_idle: int = 32) -> None:
+        self._new_consumer = new_consumer
+        self._max_idle = max_idle
+        self._idle: dict[TopicPartition, list[Reader]] = {}
+        self._busy: set[Reader] = set()
+        self._closed = False
+
+    async def read(
+        self, tp: TopicPartition, offset: int, limit: int, timeout_s: float, wait_s: float
+    ) -> list[Record]:
+        reader = await self._acquire(tp, offset)
+        ok = False
+        try:
+            records = await reader.read(offset, limit, timeout_s, wait_s)
+            ok = True
+            return records
+        except Exception as exc:
+            raise map_error(exc, f"read of {tp.topic!r}/{tp.partition}") from exc
+        finally:
+            self._release(reader, ok)
+
+    async def _acquire(self, tp: TopicPartition, offset: int) -> Reader:
+        if self._closed:
+            raise LogError("Kafka log is closed")
+        idle = self._idle.get(tp)
+        if idle:
+            reader = next((r for r in idle if r.position == offset), idle[-1])
+            idle.remove(reader)
+        else:
+            consumer = self._new_consumer()
+            try:
+                await consumer.start()
+            except BaseException:
+                with contextlib.suppress(Exception):
+                    await consumer.stop()
+                raise
+            # all synchronous: the fetcher sees a valid, paused position from the start
+            consumer.assign([tp])
+            consumer.seek(tp, offset)
+            consumer.pause(tp)
+            reader = Reader(consumer, tp, offset)
+        self._busy.add(reader)
+        return reader
+
+    def _release(self, reader: Reader, ok: bool) -> None:
+        self._busy.discard(reader)
+        reader.used = now = time.monotonic()
+        if not ok or self._closed:
+            _close_later(reader)
+            return
+        self._idle.setdefault(reader.tp, []).append(reader)
+        pool = sorted((r for rs in self._idle.values() for r in rs), key=lambda r: r.used)
+        count, here = len(pool), len(self._idle[reader.tp])
+        for old in pool:
+            crowded = old.tp == reader.tp and here > _PER_PARTITION
+            if not (now - old.used > _IDLE_TTL_S or count > self._max_idle or crowded):
+                continue
+            self._idle[old.tp].remove(old)
+            count -= 1
+            here -= old.tp == reader.tp
+            _close_later(old)
+        self._idle = {tp: rs for tp, rs in self._idle.items() if rs}
+
+    async def close(self) -> None:
+        self._closed = True
+        readers = [r for rs in self._idle.values() for r in rs] + list(self._busy)
+        self._idle.clear()
+        for reader in readers:
+            with contextlib.suppress(Exception):
+                await reader.consumer.stop()
+
+
+def _close_later(reader: Reader) -> None:
+    task = asyncio.get_running_loop().create_task(reader.consumer.stop())
+    task.add_done_callback(lambda t: t.cancelled() or t.exception())
