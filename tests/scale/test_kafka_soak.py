@@ -33,7 +33,7 @@ from wakeline.topics.kafka import KafkaLog
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 
 RUNS = int(os.environ.get("WAKELINE_SOAK_RUNS", "300"))
-KILL_EVERY_S = 4.0
+KILL_EVERY_S = 2.5
 DEADLINE_S = 600
 
 
@@ -43,7 +43,7 @@ async def test_soak_with_a_worker_killed_every_few_seconds(
     prefix = f"soak{os.getpid()}{random.randrange(10**6)}"
     topics = topics_for(prefix)
     log = await KafkaLog.open(kafka_broker.bootstrap)
-    server = FakeLLMServer(latency_s=0.02).start()
+    server = FakeLLMServer(latency_s=0.05).start()
     fleet = Fleet(kafka_broker.bootstrap, server.openai_base_url, prefix, tmp_path)
     views = Views(log, tmp_path / "views", topics=topics)
     in_flight_at_changes: list[int] = []

@@ -9,12 +9,21 @@ from __future__ import annotations
 
 import hashlib
 import json
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+
+
+class _QuietServer(ThreadingHTTPServer):
+    """Clients that die mid-connection (SIGKILLed workers) are expected here, not errors."""
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        if not isinstance(sys.exc_info()[1], ConnectionError):
+            super().handle_error(request, client_address)
 
 
 @dataclass(frozen=True, slots=True)
@@ -241,7 +250,7 @@ class FakeLLMServer:
             attrs = {"protocol_version": "HTTP/1.1", "do_POST": lambda h: self._handle(h)}
             attrs["log_message"] = lambda *args: None
             handler = type("FakeLLMHandler", (BaseHTTPRequestHandler,), attrs)
-            self._httpd = httpd = ThreadingHTTPServer((self.host, self._port), handler)
+            self._httpd = httpd = _QuietServer((self.host, self._port), handler)
             httpd.daemon_threads = True
             threading.Thread(target=httpd.serve_forever, args=(0.05,), daemon=True).start()
         return self
@@ -338,7 +347,11 @@ class FakeLLMServer:
         return done
 
     def _handle(self, h: BaseHTTPRequestHandler) -> None:
-        raw = h.rfile.read(int(h.headers.get("Content-Length") or 0))
+        length = int(h.headers.get("Content-Length") or 0)
+        raw = h.rfile.read(length)
+        if len(raw) < length:  # the client died mid-request: no request was made
+            h.close_connection = True
+            return
         path = h.path.split("?", 1)[0]
         flavor = "anthropic" if path.endswith("/messages") else "openai"
         try:
