@@ -96,8 +96,8 @@ async def kafka_recovery(profile: Profile) -> list[Row]:
     topics_group = f"bench-recovery-{uuid.uuid4().hex[:6]}"
     log = await KafkaLog.open(broker().bootstrap)
     procs: list[subprocess.Popen[str]] = []
-    try:
-        with scratch_dir() as data:
+    with scratch_dir() as data:
+        try:
             await ensure_topics(log, partitions=4)
             a, a_id = _spawn(data / "a", topics_group, procs)
             _, b_id = _spawn(data / "b", topics_group, procs)
@@ -111,12 +111,12 @@ async def kafka_recovery(profile: Profile) -> list[Row]:
             resumed_ms = await _first_step_by(log, b_id, owned_by_a, killed_at_ms)
             for h in handles:
                 await client.cancel(h.run_id)
-    finally:
-        for proc in procs:
-            if proc.poll() is None:
-                proc.terminate()
-                proc.wait(20)
-        await log.close()
+        finally:
+            for proc in procs:  # before the scratch dir (their state) goes away
+                if proc.poll() is None:
+                    proc.terminate()
+                    proc.wait(20)
+            await log.close()
     return [
         Row(
             "kafka_recovery",
