@@ -9,7 +9,9 @@ Model (the same as Kafka's):
 * a *topic* has a fixed number of *partitions*; a record's partition is chosen from its key
   with Kafka's murmur2 partitioner (:func:`wakeline.topics.partitioner.partition_for`), so a
   run id lands on the same partition index on every backend;
-* every partition is an append-only sequence of records numbered by dense *offsets* from 0;
+* every partition is an append-only sequence of records numbered by increasing *offsets* from
+  0 (dense on the embedded log; on Kafka, transaction markers and aborted records take offsets
+  that readers never see, so code must not assume ``next = previous + 1``);
 * a *consumer group* spreads the partitions of the topics it subscribes to over its live
   members and stores the next offset to read per partition;
 * a :class:`PartitionWriter` is the *fenced* writer of one partition: opening a writer for a
@@ -189,7 +191,8 @@ class Log(Protocol):
         ...
 
     async def end_offset(self, topic: str, partition: int) -> int:
-        """The offset the next appended record will get (the high watermark)."""
+        """The end of what readers can see: one past the last visible record's offset (Kafka:
+        the last stable offset under ``read_committed``)."""
         ...
 
     async def committed(self, group: str, topic: str, partition: int) -> int | None: ...
