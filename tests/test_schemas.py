@@ -24,6 +24,7 @@ from wakeline.schemas.codec import (
     schema_fingerprint,
 )
 from wakeline.schemas.commands import COMMAND_TYPES, NOTICE_TYPES, Command, Notice
+from wakeline.schemas.deltas import Delta, delta_codec
 from wakeline.schemas.events import EVENT_TYPES, Event, ModelCallRequested, RunStarted
 
 AVRO_TO_PY = {
@@ -81,6 +82,26 @@ def test_python_mirrors_match_the_avro_schemas(file: str, envelope: Any, types: 
             assert has_default == ("default" in avro), (cls, py.name)
             if has_default:
                 assert py.default == avro["default"], (cls, py.name)
+
+
+def test_delta_mirrors_its_schema() -> None:
+    schema = load_schema("delta.avsc")
+    py_fields = dataclasses.fields(Delta)
+    assert [f.name for f in py_fields] == [f["name"] for f in schema["fields"]]
+    for py, avro in zip(py_fields, schema["fields"], strict=True):
+        assert _annotation_types(str(py.type)) == _py_types(avro["type"]), py.name
+        assert py.default is dataclasses.MISSING and "default" not in avro
+    delta = Delta("run", 7, 2, 123, "worker-1", "héllo ✓")
+    data = delta_codec().encode(delta)
+    assert data[:2] == MAGIC and data[2:10] == schema_fingerprint(schema)
+    assert delta_codec().decode(data) == delta
+    with pytest.raises(DecodeError, match="trailing bytes"):
+        delta_codec().decode(data + b"\x00")
+    with pytest.raises(DecodeError):
+        delta_codec().decode(data[:-3])
+    other = event_codec().encode(Event("r", 0, 1, "w", RunStarted("a", "{}")))
+    with pytest.raises(DecodeError, match="unknown writer schema"):
+        delta_codec().decode(other)
 
 
 def test_usage_mirrors_its_record() -> None:
@@ -146,7 +167,7 @@ def test_old_bytes_are_read_with_the_newer_reader_schema() -> None:
 
 @given(st.binary(max_size=64))
 def test_garbage_never_decodes_silently(data: bytes) -> None:
-    for codec in (event_codec(), command_codec(), notice_codec()):
+    for codec in (event_codec(), command_codec(), notice_codec(), delta_codec()):
         try:
             codec.decode(data)
         except DecodeError:

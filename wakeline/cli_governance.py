@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import json
+from decimal import Decimal, InvalidOperation
 
 import click
 
 from wakeline.cli_common import Settings, run_async, send, views_open
+from wakeline.ledger import Ledger, TenantState, ledger_key
 from wakeline.projections.audit import AuditReport
+from wakeline.topics.specs import DEFAULT_TOPICS
 
 
 def register(main: click.Group) -> None:
@@ -54,6 +57,66 @@ def budget_raise(settings: Settings, run_id: str, metric: str, limit: str) -> No
     """Raise a limit a suspended run waits on; it resumes without redoing anything."""
     send(settings, lambda c: c.raise_budget(run_id, metric, limit))
     click.echo(f"{metric} limit of {run_id} raised to {limit}")
+
+
+def _shared_key(tenant: str | None, agent: str | None) -> str:
+    if (tenant is None) == (agent is None):
+        raise click.UsageError("name exactly one of --tenant or --agent")
+    return ledger_key("tenant", tenant) if tenant is not None else ledger_key("agent", str(agent))
+
+
+@budget.command("set")
+@click.option("--tenant", default=None)
+@click.option("--agent", default=None)
+@click.option("--usd", required=True, help="the dollar limit ('none' removes it)")
+@click.pass_obj
+def budget_set(settings: Settings, tenant: str | None, agent: str | None, usd: str) -> None:
+    """Set a tenant's or an agent's dollar budget, shared by all its runs on every worker."""
+    key = _shared_key(tenant, agent)
+    limit = None if usd.lower() == "none" else _decimal(usd)
+
+    async def go() -> None:
+        log = await settings.log()
+        try:
+            await Ledger(log, DEFAULT_TOPICS.ledger, writer="cli").set_limit(key, limit, "cli")
+        finally:
+            await log.close()
+
+    run_async(go)
+    click.echo(f"{key}: limit {'none' if limit is None else f'${limit}'}")
+
+
+@budget.command("show")
+@click.option("--tenant", default=None)
+@click.option("--agent", default=None)
+@click.pass_obj
+def budget_show(settings: Settings, tenant: str | None, agent: str | None) -> None:
+    """A shared budget's limit, settled spend and reservations in flight, from the ledger."""
+    key = _shared_key(tenant, agent)
+
+    async def go() -> TenantState:
+        log = await settings.log()
+        try:
+            return await Ledger(log, DEFAULT_TOPICS.ledger).state(key)
+        finally:
+            await log.close()
+
+    state = run_async(go)
+    limit = "none" if state.limit is None else f"${state.limit}"
+    click.echo(
+        f"{key}: limit {limit}, spent ${state.spent}, "
+        f"{len(state.active)} reservations in flight (${state.committed - state.spent})"
+    )
+
+
+def _decimal(text: str) -> Decimal:
+    try:
+        value = Decimal(text)
+    except InvalidOperation as exc:
+        raise click.BadParameter(f"{text!r} is not a number") from exc
+    if not value.is_finite() or value < 0:
+        raise click.BadParameter(f"{text!r} must be a finite number >= 0")
+    return value
 
 
 @click.command()

@@ -1,7 +1,9 @@
-"""``Client``: start runs, follow their events, cancel and resume them.
+"""``Client``: start runs, follow their events, cancel and resume them, query them.
 
 The client only talks to the log: it publishes commands (key = run id) and reads a run's
-events and notices from the partitions the run id maps to.  It never needs a worker to answer.
+events, notices and live deltas from the partitions the run id maps to.  It never needs a
+worker to answer.  Queries (:meth:`Client.get`, :meth:`Client.list`) read views the client
+folds from the log itself, on demand, in ``views_dir``.
 """
 
 from __future__ import annotations
@@ -11,10 +13,16 @@ import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Self
 
 from wakeline import jsonutil
 from wakeline.actors.errors import WakelineError
+from wakeline.deltas import DeltaFollower
+from wakeline.projections.store import JsonObject
+from wakeline.projections.views import Views
+from wakeline.runtime import StateDir
 from wakeline.schemas.codec import DecodeError, command_codec, event_codec, notice_codec
 from wakeline.schemas.commands import (
     CancelRun,
@@ -30,6 +38,7 @@ from wakeline.schemas.commands import (
     RunResumed,
     StartRun,
 )
+from wakeline.schemas.deltas import Delta
 from wakeline.schemas.events import (
     Budget,
     Event,
@@ -39,7 +48,7 @@ from wakeline.schemas.events import (
     RunFailed,
 )
 from wakeline.topics.partitioner import partition_for
-from wakeline.topics.port import Log, OutRecord
+from wakeline.topics.port import Log, OutRecord, Record
 from wakeline.topics.specs import DEFAULT_TOPICS, Topics
 
 
@@ -60,19 +69,66 @@ class RunHandle:
     """Events offset at or before the run's first event: where to start reading."""
 
 
+class NoViewsError(WakelineError):
+    """A query needs the client's views: ``Client(log, views_dir=...)``."""
+
+
 @dataclass(frozen=True, slots=True)
 class RunUpdate:
-    """One item of :meth:`Client.watch`: a journal event or an out-of-journal notice."""
+    """One item of :meth:`Client.watch`: a journal event, an out-of-journal notice, or (with
+    ``deltas=True``) a piece of the text of a model call that is still streaming."""
 
     event: Event | None = None
     notice: Notice | None = None
+    delta: Delta | None = None
+
+
+Rows = list[JsonObject]
+Notices = list[Notice]
+
+
+@dataclass(frozen=True, slots=True)
+class RunPage:
+    """A page of :meth:`Client.list`: run rows, newest first, and the next page's cursor."""
+
+    runs: Rows
+    next_cursor: str | None
 
 
 class Client:
-    def __init__(self, log: Log, *, topics: Topics = DEFAULT_TOPICS, issuer: str = "") -> None:
+    def __init__(
+        self,
+        log: Log,
+        *,
+        topics: Topics = DEFAULT_TOPICS,
+        issuer: str = "",
+        views_dir: Path | None = None,
+    ) -> None:
+        """``views_dir``: where :meth:`get` and :meth:`list` keep the runs and steps views
+        they fold from the log (a free ``views-N`` slot is taken on first use)."""
         self._log = log
         self._topics = topics
         self._issuer = issuer
+        self._views_dir = views_dir
+        self._slot: StateDir | None = None
+        self._views: Views | None = None
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Close the views (the log is not the client's to close)."""
+        if self._views is not None:
+            self._views.close()
+            self._views = None
+        if self._slot is not None:
+            self._slot.release()
+            self._slot = None
 
     async def _partition(self, run_id: str) -> int:
         count = await self._log.partition_count(self._topics.commands)
@@ -125,52 +181,107 @@ class Client:
         text = jsonutil.dumps(result) if resolution == "SUPPLY" else ""
         await self._send(run_id, ResolveInDoubt(step, resolution, text))
 
+    # -- queries ----------------------------------------------------------------------------
+    async def views(self) -> Views:
+        """The client's views, caught up with the log now."""
+        if self._views_dir is None:
+            raise NoViewsError(
+                "queries need views the client folds from the log: "
+                "create the client with Client(log, views_dir=Path(...))"
+            )
+        if self._views is None:
+            self._slot = StateDir(self._views_dir, prefix="views")
+            self._views = Views(self._log, self._slot.path, topics=self._topics)
+        await self._views.refresh()
+        return self._views
+
+    async def get(self, run_id: str) -> JsonObject | None:
+        """The run's summary row (status, agent, tenant, times, tokens, cost ...), or ``None``
+        for a run the log does not show yet."""
+        return (await self.views()).queries.get_run(run_id)
+
+    async def list(
+        self,
+        *,
+        status: str | None = None,
+        agent: str | None = None,
+        tenant: str | None = None,
+        since_ms: int | None = None,
+        until_ms: int | None = None,
+        limit: int = 50,
+        cursor: str | None = None,
+    ) -> RunPage:
+        """Runs newest first, ``since_ms <= started < until_ms``; pass the page's
+        ``next_cursor`` as ``cursor`` for the next page.  ``ValueError`` on a bad cursor."""
+        rows, next_cursor = (await self.views()).queries.list_runs(
+            status=status,
+            agent=agent,
+            tenant=tenant,
+            since_ms=since_ms,
+            until_ms=until_ms,
+            limit=limit,
+            cursor=cursor,
+        )
+        return RunPage(rows, next_cursor)
+
+    async def steps(self, run_id: str) -> Rows:
+        """The run's steps in seq order (kind, name, status, usage, cost, payloads)."""
+        return (await self.views()).queries.steps(run_id)
+
+    # -- following a run ---------------------------------------------------------------------
     async def watch(
-        self, run_id: str, *, from_offset: int = 0, poll_s: float = 0.2
+        self, run_id: str, *, from_offset: int = 0, poll_s: float = 0.2, deltas: bool = False
     ) -> AsyncIterator[RunUpdate]:
         """The run's events from its first one, then live, each once and in order, plus
         notices about it; ends after its terminal event, or a drift or rejection that no
-        later event superseded (a drifted run resumed with fixed code goes on)."""
+        later event superseded (a drifted run resumed with fixed code goes on).
+
+        ``deltas=True`` adds the text deltas of model calls that stream, from now on: only
+        for calls still open here (requested, no result yet), each before the call's result
+        event and never after it.  A delta with ``index`` 0 (re)starts its call's text."""
         partition = await self._partition(run_id)
         key = run_id.encode()
+        follower = await DeltaFollower.start(self._log, self._topics.deltas, run_id, enabled=deltas)
         events_at, notices_at = from_offset, 0
         expected = 0
         last_event_ms = -1
         while True:
+            await follower.poll()
             records = await self._log.read(
-                self._topics.events, partition, events_at, timeout_s=poll_s
+                self._topics.events, partition, events_at, timeout_s=follower.wait_s(poll_s)
             )
-            for record in records:
-                events_at = record.offset + 1
-                if record.key != key:
-                    continue
-                event = event_codec().decode(record.value)
-                if event.seq != expected:
-                    continue
-                expected += 1
+            if records:
+                events_at = records[-1].offset + 1
+            events = _run_events(records, key, expected)
+            expected += len(events)
+            if follower.closes(events):
+                await follower.poll()  # the last deltas of a call that just ended
+            for event in events:
+                for delta in follower.before(event):
+                    yield RunUpdate(delta=delta)
+                follower.after(event)
                 last_event_ms = max(last_event_ms, event.time_ms)
                 yield RunUpdate(event=event)
                 if event.is_terminal:
                     return
-            notes = await self._log.read(self._topics.notices, partition, notices_at)
-            final: Notice | None = None
-            for record in notes:
-                notices_at = record.offset + 1
-                if record.key != key:
-                    continue
-                try:
-                    notice = notice_codec().decode(record.value)
-                except DecodeError:
-                    continue
+            for delta in follower.ready():
+                yield RunUpdate(delta=delta)
+            notices, notices_at = await self._run_notices(partition, key, notices_at)
+            for notice in notices:
                 yield RunUpdate(notice=notice)
-                if isinstance(notice.payload, RunDrifted):
-                    final = notice
-                elif isinstance(notice.payload, CommandRejected) and expected == 0:
-                    final = notice  # the start itself was rejected: there is no run
-                elif isinstance(notice.payload, RunResumed):
-                    final = None
+            final = _final_notice(notices, started=expected > 0)
             if final is not None and final.time_ms >= last_event_ms:
                 return
+
+    async def _run_notices(self, partition: int, key: bytes, offset: int) -> tuple[Notices, int]:
+        """The run's notices from ``offset`` on, and the offset after them."""
+        out: Notices = []
+        for record in await self._log.read(self._topics.notices, partition, offset):
+            offset = record.offset + 1
+            notice = _run_notice(record.key, record.value, key)
+            if notice is not None:
+                out.append(notice)
+        return out, offset
 
     async def events(self, run_id: str, *, from_offset: int = 0) -> AsyncIterator[Event]:
         """Only the journal events of :meth:`watch`."""
@@ -200,3 +311,39 @@ class Client:
         if isinstance(note, CommandRejected):
             raise RunError(run_id, "rejected", note.reason)
         raise RunError(run_id, "unknown", "the event stream ended")
+
+
+def _run_events(records: list[Record], key: bytes, expected: int) -> list[Event]:
+    """The run's events among ``records``, from seq ``expected`` on, dense (no duplicates)."""
+    out: list[Event] = []
+    for record in records:
+        if record.key != key:
+            continue
+        event = event_codec().decode(record.value)
+        if event.seq == expected + len(out):
+            out.append(event)
+    return out
+
+
+def _final_notice(notices: Notices, *, started: bool) -> Notice | None:
+    """The notice that ends a watch: a drift, or the rejection of a start (there is no run),
+    unless a later resume superseded it."""
+    final: Notice | None = None
+    for notice in notices:
+        payload = notice.payload
+        if isinstance(payload, RunDrifted) or (
+            isinstance(payload, CommandRejected) and not started
+        ):
+            final = notice
+        elif isinstance(payload, RunResumed):
+            final = None
+    return final
+
+
+def _run_notice(record_key: bytes | None, value: bytes, key: bytes) -> Notice | None:
+    if record_key != key:
+        return None
+    try:
+        return notice_codec().decode(value)
+    except DecodeError:
+        return None

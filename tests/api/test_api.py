@@ -386,9 +386,11 @@ async def read_sse(
     headers: dict[str, str],
     *,
     take: int | None = None,
+    into: list[Message] | None = None,
 ) -> list[Message]:
-    """SSE messages until the stream ends (or ``take`` journal events were read)."""
-    out: list[Message] = []
+    """SSE messages until the stream ends (or ``take`` journal events were read); ``into``
+    receives them as they arrive."""
+    out: list[Message] = [] if into is None else into
     async with http.stream("GET", url, headers=headers) as response:
         assert response.status_code == 200, await response.aread()
         assert response.headers["content-type"].startswith("text/event-stream")

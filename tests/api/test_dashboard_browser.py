@@ -21,6 +21,7 @@ import httpx
 import pytest
 from playwright.async_api import Page, async_playwright, expect
 from pydantic import BaseModel
+from slow_stream import SlowStream
 
 from wakeline import App
 from wakeline.api import KeyRing, create_app
@@ -42,6 +43,7 @@ CHROMIUM_ARGS = [
 SCREENSHOT = Path("/tmp/dashboard.png")
 OPERATOR_SECRET = "operator-secret-browser"
 OPERATOR = {"Authorization": f"Bearer {OPERATOR_SECRET}"}
+APPROVER_SECRET = "approver-secret-browser"
 
 
 def ensure_chromium() -> Path:
@@ -72,10 +74,19 @@ class Nap(BaseModel):
 def make_app() -> App:
     app = App(default_provider="mock", default_model="mock-1")
     app.provider("mock", MockModel())
+    app.provider("slow", SlowStream(0.15))  # streams a word every 0.15 s
 
     @app.tool
     def lookup(term: str) -> dict[str, str]:
         return {"term": term, "entry": f"{term}: an entry"}
+
+    @app.agent
+    async def payer(ctx: Any, amount: int) -> dict[str, Any]:
+        decision = await ctx.approval("pay", {"amount": amount, "to": "otter supplies"})
+        receipt = await ctx.llm(
+            f"receipt for {amount}", provider="slow", model="slow-1", stream=True
+        )
+        return {"approved": decision.approved, "by": decision.by, "receipt": receipt.text}
 
     @app.agent
     async def napper(ctx: Any, nap: Nap) -> dict[str, Any]:
@@ -95,7 +106,9 @@ async def live_dashboard(data: Path) -> AsyncIterator[str]:
         api = create_app(
             rt.log,
             state_dir=data / "api",
-            keys=KeyRing.from_specs([f"ops:operator:{OPERATOR_SECRET}"]),
+            keys=KeyRing.from_specs(
+                [f"ops:operator:{OPERATOR_SECRET}", f"boss:approver:{APPROVER_SECRET}"]
+            ),
             app=app,
             poll_s=0.05,
         )
@@ -183,3 +196,61 @@ async def watch_a_run_live(page: Page, base: str) -> None:
     await page.locator('tr.step[data-kind="tool"] .payload-toggle').click()
     await expect(page.locator("tr.payload").nth(1)).to_contain_text("an entry")
     await page.locator("#events-card summary").click()
+
+
+async def test_an_approver_decides_a_gate_and_watches_the_reply_stream(tmp_path: Path) -> None:
+    chromium = ensure_chromium()
+    async with live_dashboard(tmp_path) as base, async_playwright() as pw:
+        browser = await pw.chromium.launch(
+            executable_path=str(chromium), headless=True, args=CHROMIUM_ARGS
+        )
+        try:
+            page = await browser.new_page(viewport={"width": 1360, "height": 1000})
+            problems: list[str] = []
+            page.on("pageerror", lambda exc: problems.append(f"page error: {exc}"))
+            page.on(
+                "console",
+                lambda msg: problems.append(msg.text) if msg.type == "error" else None,
+            )
+            await page.goto(f"{base}/")
+            await page.fill("#key-input", APPROVER_SECRET)
+            await page.click("#key-save")
+            await expect(page.locator("#who")).to_have_text("boss · approver")
+            async with httpx.AsyncClient(base_url=base) as http:
+                r = await http.post(
+                    "/v1/runs", json={"agent": "payer", "input": 40}, headers=OPERATOR
+                )
+                assert r.status_code == 202, r.text
+                run_id = r.json()["run_id"]
+
+            # the run waits for a person: suspended in the list, its gate on its page
+            row = page.locator(f'tr[data-run-id="{run_id}"]')
+            await expect(row.locator(".status-cell")).to_have_text("suspended", timeout=15_000)
+            await row.locator("a").click()
+            await expect(page.locator("#run-status")).to_have_text("suspended")
+            gates = page.locator("#run-gates")
+            await expect(gates).to_be_visible()
+            gate = gates.locator('.gate[data-gate="pay"]')
+            await expect(gate).to_contain_text("approval pay")
+            await expect(gate).to_contain_text("otter supplies")
+            await gate.locator(".gate-reason").fill("supplier is known")
+            await page.screenshot(path="/tmp/dashboard-gate.png", full_page=True)
+
+            # approve: the gate goes, the reply streams in live, the run completes
+            await gate.locator(".gate-approve").click()
+            stream = page.locator("#run-streams .stream-text")
+            await expect(stream).to_contain_text("w1-receipt for 40", timeout=15_000)
+            await expect(page.locator("#run-status")).to_have_text("running")
+            assert "w7-" not in await stream.inner_text()  # not all of it yet: it is live
+            await expect(gates).to_be_hidden()
+            await page.screenshot(path="/tmp/dashboard-streaming.png", full_page=True)
+            await expect(page.locator("#run-status")).to_have_text("completed", timeout=30_000)
+            await expect(page.locator("#run-streams")).to_be_hidden()
+            await expect(page.locator('tr.step[data-kind="gate"]')).to_contain_text("approved")
+            await page.locator("#view-run details.card summary").first.click()
+            await expect(page.locator("#run-output")).to_contain_text('"by": "boss"')
+            await expect(page.locator("#run-output")).to_contain_text("w7-receipt for 40")
+            await page.screenshot(path="/tmp/dashboard-approved.png", full_page=True)
+            assert problems == []
+        finally:
+            await browser.close()

@@ -65,15 +65,17 @@ async def test_a_paused_zombie_worker_cannot_corrupt_journals(
     server = FakeLLMServer(latency_s=0.15).start()
     fleet = Fleet(kafka_broker.bootstrap, server.openai_base_url, prefix, tmp_path, session_s=2.0)
     try:
-        zombie = fleet.start("zombie")
+        zombie = fleet.start("zombie", tag_requests=True)
         client = Client(log, topics=topics)
         run_ids = [f"{prefix}-{i}" for i in range(12)]
         for run_id in run_ids:
             await client.start_run("tenstep", run_id, run_id=run_id)
         await asyncio.to_thread(server.wait, received=12, timeout=60)
+        paused_at = time.time()
         zombie.send_signal(signal.SIGSTOP)  # paused mid-run, past its session timeout
-        fleet.start("successor")
+        fleet.start("successor", tag_requests=True)
         await asyncio.sleep(8)  # the successor takes over and fences the zombie's writers
+        woke_at = time.time()
         zombie.send_signal(signal.SIGCONT)  # wakes up with results of calls in flight
         await _wait_all(client, run_ids, 180)
         runs = await all_events(log, topics.events)
@@ -84,7 +86,20 @@ async def test_a_paused_zombie_worker_cannot_corrupt_journals(
         await log.close()
     for run_id in run_ids:
         check_journal(run_id, runs[run_id], CALLS)
-    no_resend_after_journaling(runs, requests)
+    # the new owner never sends a call whose result is journaled
+    no_resend_after_journaling(runs, [r for r in requests if "/successor/" in r.path])
+    # after waking, the zombie may only finish sends it had begun before its pause (an HTTP
+    # request cannot be fenced); its writes are fenced, so it starts no new call
+    requested_at = {
+        json.loads(e.payload.request)["messages"][-1]["content"]: e.time_ms / 1000
+        for events in runs.values()
+        for e in events
+        if isinstance(e.payload, ModelCallRequested)
+    }
+    late = [r for r in requests if "/zombie/" in r.path and r.received_at > woke_at]
+    for r in late:
+        prompt = r.body["messages"][-1]["content"]
+        assert requested_at[prompt] <= paused_at + 0.001, f"zombie started {prompt} after waking"
     assert "fenced" in fleet.output("zombie").lower(), fleet.output("zombie")[-3000:]
 
 

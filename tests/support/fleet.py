@@ -26,14 +26,16 @@ class Fleet:
     group: str = field(default_factory=lambda: f"g-{uuid.uuid4().hex[:8]}")
     procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
 
-    def start(self, name: str) -> subprocess.Popen[bytes]:
+    def start(self, name: str, *, tag_requests: bool = False) -> subprocess.Popen[bytes]:
+        """Start worker ``name``; with ``tag_requests`` its model requests go to the path
+        ``/<name>/v1/...`` so the fake server's log shows which worker sent each one."""
         state = self.root / f"{name}-{uuid.uuid4().hex[:6]}"
         log_file = (self.root / f"{name}.log").open("ab")
         args = [
             sys.executable,
             str(WORKER),
             self.bootstrap,
-            self.base_url,
+            self.base_url.replace("/v1", f"/{name}/v1") if tag_requests else self.base_url,
             self.prefix,
             self.group,
             str(state),

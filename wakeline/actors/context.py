@@ -21,6 +21,7 @@ from wakeline.schemas.events import (
     GateOpened,
     GateResolved,
     ModelCallCompleted,
+    ModelCallDenied,
     ModelCallFailed,
     ModelCallRequested,
     PolicyDenied,
@@ -156,6 +157,20 @@ class Context:
                     finish_reason=result.finish_reason,
                     seq=event.seq,
                 )
+            if isinstance(result, ModelCallDenied):  # the tenant's ledger said no: wait
+                await self._wait_for_raise(
+                    BudgetExceeded(
+                        "model",
+                        request.model,
+                        result.scope,
+                        result.metric,
+                        result.limit,
+                        result.spent,
+                        result.reservation,
+                    )
+                )
+                attempt += 1
+                continue
             assert isinstance(result, ModelCallFailed)
             if not result.retriable or attempt >= policy.max_attempts:
                 raise ModelCallError("model call", event.seq, result.error_type, result.message)
@@ -248,7 +263,7 @@ class Context:
         core = self._core
         started_ms = core.journal[0].time_ms if core.journal else core.time_ms
         while (over := core.ledger.check(reservation, core.time_ms - started_ms)) is not None:
-            event = core.emit(
+            await self._wait_for_raise(
                 BudgetExceeded(
                     "model",
                     target,
@@ -259,8 +274,11 @@ class Context:
                     money_text(over.reservation),
                 )
             )
-            result = await core.wait(event.seq)
-            assert isinstance(result, BudgetRaised)
+
+    async def _wait_for_raise(self, exceeded: BudgetExceeded) -> None:
+        event = self._core.emit(exceeded)
+        result = await self._core.wait(event.seq)
+        assert isinstance(result, BudgetRaised)
 
     # -- recorded values and timers ---------------------------------------------------------
     def now(self) -> datetime:

@@ -42,6 +42,7 @@ from wakeline.schemas.events import (
     GateResolved,
     InDoubtResolved,
     ModelCallCompleted,
+    ModelCallDenied,
     ModelCallFailed,
     ModelCallRequested,
     PolicyDenied,
@@ -258,13 +259,14 @@ class RunCore:
         raise LookupError(f"run {self.run_id} has no open gate {gate!r}")
 
     def raise_budget(
-        self, metric: str, limit: str, by: str, time_ms: int, writer: str
+        self, metric: str, limit: str, by: str, time_ms: int, writer: str, scope: str = "run"
     ) -> Transition:
         """Raise a limit the run is waiting on; the waiting call is checked again."""
         for seq, event in sorted(self.open.items()):
-            if isinstance(event.payload, BudgetExceeded) and event.payload.metric == metric:
-                return self.deliver(BudgetRaised(seq, metric, limit, by), time_ms, writer)
-        raise LookupError(f"run {self.run_id} is not waiting on its {metric!r} budget")
+            p = event.payload
+            if isinstance(p, BudgetExceeded) and p.metric == metric and p.scope == scope:
+                return self.deliver(BudgetRaised(seq, metric, limit, by, scope), time_ms, writer)
+        raise LookupError(f"run {self.run_id} is not waiting on its {scope} {metric!r} budget")
 
     def resolve_in_doubt(
         self, step: int, resolution: Resolution, result: str, by: str, time_ms: int, writer: str
@@ -388,9 +390,9 @@ class RunCore:
             return
         assert isinstance(event.payload, RESULT_TYPES)
         step = event.payload.step
-        if isinstance(event.payload, ModelCallCompleted | ModelCallFailed):
+        if isinstance(event.payload, ModelCallCompleted | ModelCallFailed | ModelCallDenied):
             self.ledger.settle(step, event.payload)
-        elif isinstance(event.payload, BudgetRaised):
+        elif isinstance(event.payload, BudgetRaised) and event.payload.scope == "run":
             self.ledger.raise_limit(event.payload.metric, event.payload.limit)
         self.in_doubt.discard(step)
         self.open.pop(step, None)

@@ -8,18 +8,23 @@ import inspect
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any
 
 from wakeline import jsonutil
 from wakeline.actors.context import StepCall
 from wakeline.actors.core import Effect
+from wakeline.actors.governance import reservation_for
+from wakeline.actors.governance import text as money_text
 from wakeline.app import App, ToolSpec
+from wakeline.ledger import Ledger
 from wakeline.providers.base import DeltaSink, ModelRequest, ProviderError
 from wakeline.schemas.events import (
     BudgetExceeded,
     GateOpened,
     GateResolved,
     ModelCallCompleted,
+    ModelCallDenied,
     ModelCallFailed,
     ModelCallRequested,
     PolicyDenied,
@@ -32,6 +37,7 @@ from wakeline.schemas.events import (
     ToolCallFailed,
     ToolCallRequested,
 )
+from wakeline.topics.port import LogError
 
 
 class RetriableToolError(Exception):
@@ -64,14 +70,30 @@ def _error_text(exc: BaseException) -> str:
     return str(exc) or type(exc).__name__
 
 
+@dataclass(frozen=True, slots=True)
+class BudgetGate:
+    """The shared budgets (ledger keys) a model call must reserve from before it is sent."""
+
+    ledger: Ledger
+    keys: tuple[tuple[str, str], ...]
+    """``(scope, ledger key)`` pairs, e.g. ``("tenant", "tenant:acme")``."""
+
+
 async def run_effect(
-    app: App, effect: Effect, *, now_ms: Callable[[], int], on_delta: DeltaSink | None = None
+    app: App,
+    effect: Effect,
+    *,
+    now_ms: Callable[[], int],
+    on_delta: DeltaSink | None = None,
+    budgets: BudgetGate | None = None,
 ) -> Any:
     """Run one effect and return the result payload to deliver to the run's core (``None``
     when the step waits for a person instead)."""
     payload = effect.request.payload
     if isinstance(payload, ModelCallRequested):
-        return await _model_call(app, effect, payload, on_delta)
+        if budgets is None or not budgets.keys:
+            return await _model_call(app, effect, payload, on_delta)
+        return await _budgeted_model_call(app, effect, payload, on_delta, budgets)
     if isinstance(payload, ToolCallRequested):
         return await _tool_call(app, effect, payload)
     if isinstance(payload, StepRequested):
@@ -143,6 +165,47 @@ async def _model_call(
         latency_us=latency,
         cost_usd=app.prices.cost(payload.provider, payload.model, response.usage),
     )
+
+
+async def _budgeted_model_call(
+    app: App,
+    effect: Effect,
+    payload: ModelCallRequested,
+    on_delta: DeltaSink | None,
+    gate: BudgetGate,
+) -> ModelCallCompleted | ModelCallFailed | ModelCallDenied:
+    """Reserve the call's worst case in each shared budget, call, settle what it cost."""
+    request = effect.call if isinstance(effect.call, ModelRequest) else _request_from(payload)
+    run_id = effect.request.run_id
+    request_id = f"{run_id}:{effect.seq}"
+    worst = reservation_for(app.prices, payload.provider, request)["usd"]
+    granted: list[str] = []
+    try:
+        for scope, key in gate.keys:
+            decision = await gate.ledger.reserve(key, request_id, run_id, worst)
+            if not decision.granted:
+                await _release(gate.ledger, granted, request_id, Decimal(0))
+                return ModelCallDenied(
+                    effect.seq,
+                    scope,
+                    "usd",
+                    money_text(decision.limit),
+                    str(decision.committed),
+                    money_text(decision.amount),
+                )
+            granted.append(key)
+    except LogError as exc:
+        await _release(gate.ledger, granted, request_id, Decimal(0))
+        return ModelCallFailed(effect.seq, "LedgerUnavailable", _error_text(exc), True)
+    result = await _model_call(app, effect, payload, on_delta)
+    cost = result.cost_usd if isinstance(result, ModelCallCompleted) else None
+    await _release(gate.ledger, granted, request_id, cost or Decimal(0))
+    return result
+
+
+async def _release(ledger: Ledger, keys: list[str], request_id: str, cost: Decimal) -> None:
+    for key in keys:
+        await ledger.settle(key, request_id, cost)
 
 
 def _request_from(payload: ModelCallRequested) -> ModelRequest:

@@ -12,10 +12,10 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, Literal
 
+from wakeline import jsonutil
 from wakeline.providers.base import ModelRequest
-from wakeline.providers.mock import approx_tokens
 from wakeline.providers.pricing import PriceTable
-from wakeline.schemas.events import Budget, ModelCallCompleted
+from wakeline.schemas.events import Budget, ModelCallCompleted, ModelCallDenied
 
 METRICS = ("usd", "tokens", "model_calls", "wall_time_ms")
 DEFAULT_MAX_OUTPUT_TOKENS = 4096
@@ -60,9 +60,13 @@ class Exceeded:
 def reservation_for(
     prices: PriceTable, provider: str, request: ModelRequest
 ) -> dict[str, Decimal | None]:
-    """The worst case of one model call: all input uncached, the whole output allowance."""
-    text = "".join(str(m.get("content") or "") for m in request.messages)
-    input_tokens = approx_tokens(text)
+    """The worst case of one model call: all input uncached, the whole output allowance.
+
+    Input tokens are bounded by the UTF-8 byte length of the canonical request (a token is at
+    least one byte) plus a few tokens per message of chat formatting, so the reservation is an
+    upper bound of what the call can cost, not an estimate.
+    """
+    input_tokens = len(jsonutil.dumps(request.to_json()).encode()) + 4 * len(request.messages)
     output_tokens = request.max_tokens or DEFAULT_MAX_OUTPUT_TOKENS
     usd = prices.max_cost(provider, request.model, input_tokens, output_tokens)
     return {
@@ -107,7 +111,7 @@ class RunLedger:
 
     def settle(self, step: int, result: object) -> None:
         """Release the reservation of ``step``; count what the call really used."""
-        if self._reserved.pop(step, None) is None:
+        if self._reserved.pop(step, None) is None or isinstance(result, ModelCallDenied):
             return
         self.spent["model_calls"] += 1
         if isinstance(result, ModelCallCompleted):

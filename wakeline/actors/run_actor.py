@@ -15,8 +15,9 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from wakeline.actors.core import Effect, RunCore, Transition
-from wakeline.actors.effects import is_passive, run_effect
+from wakeline.actors.effects import BudgetGate, is_passive, run_effect
 from wakeline.app import App
+from wakeline.ledger import Ledger, ledger_key
 from wakeline.providers.base import DeltaSink
 from wakeline.schemas.events import Event
 from wakeline.topics.port import OffsetCommit
@@ -40,6 +41,11 @@ class ActorHost(Protocol):
     ) -> None: ...
 
     def delta_sink(self, run_id: str, seq: int) -> DeltaSink | None: ...
+
+    @property
+    def ledger(self) -> Ledger | None: ...
+
+    def on_transition(self, actor: RunActor, transition: Transition) -> None: ...
 
     def actor_stopped(self, actor: RunActor, error: BaseException | None) -> None: ...
 
@@ -141,6 +147,7 @@ class RunActor:
     async def _commit(self, transition: Transition, commit: OffsetCommit | None = None) -> None:
         if transition.events or commit is not None:
             await self.host.append_events(self.partition, transition.events, commit)
+        self.host.on_transition(self, transition)
         for effect in transition.effects:
             if is_passive(effect):
                 continue
@@ -148,8 +155,24 @@ class RunActor:
             self._effects.add(task)
             task.add_done_callback(self._effects.discard)
 
+    def _budgets(self) -> BudgetGate | None:
+        """The run's shared budgets: its tenant's (always tracked) and its agent's (when the
+        agent has a limit)."""
+        ledger, started = self.host.ledger, self.core.started
+        if ledger is None or started is None:
+            return None
+        keys: list[tuple[str, str]] = []
+        if started.tenant:
+            keys.append(("tenant", ledger_key("tenant", started.tenant)))
+        agent_key = ledger_key("agent", started.agent)
+        if ledger.has_limit(agent_key):
+            keys.append(("agent", agent_key))
+        return BudgetGate(ledger, tuple(keys))
+
     async def _run(self, effect: Effect) -> None:
         sink = self.host.delta_sink(self.run_id, effect.seq)
-        result = await run_effect(self.host.app, effect, now_ms=self.host.now_ms, on_delta=sink)
+        result = await run_effect(
+            self.host.app, effect, now_ms=self.host.now_ms, on_delta=sink, budgets=self._budgets()
+        )
         if result is not None:
             self._inbox.put_nowait(result)

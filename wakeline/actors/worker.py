@@ -10,6 +10,7 @@ commands offset that covers it are appended in one atomic unit.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import socket
@@ -24,6 +25,8 @@ from wakeline.actors.core import RunCore, Transition
 from wakeline.actors.governance import METRICS
 from wakeline.actors.run_actor import RunActor
 from wakeline.app import App
+from wakeline.deltas import DeltaPublisher
+from wakeline.ledger import Ledger, ledger_key
 from wakeline.projections import EVENTS, NOTICES
 from wakeline.projections.journal import JournalProjection
 from wakeline.projections.runner import catch_up
@@ -44,7 +47,7 @@ from wakeline.schemas.commands import (
     RunResumed,
     StartRun,
 )
-from wakeline.schemas.events import Event, RunStarted
+from wakeline.schemas.events import BudgetExceeded, Event, RunStarted
 from wakeline.topics.partitioner import partition_for
 from wakeline.topics.port import (
     FencedError,
@@ -114,6 +117,10 @@ class Worker:
         self._actors: dict[str, RunActor] = {}
         self._consumer: GroupConsumer | None = None
         self._partitions = 0
+        self._ledger = Ledger(log, topics.ledger, writer=self._worker_id)
+        self._deltas = DeltaPublisher(log, topics.deltas, writer=self._worker_id, clock=clock)
+        self._budget_waits: dict[str, set[str]] = {}
+        """ledger key -> runs of this worker suspended on that shared budget."""
         self._membership = asyncio.Lock()
         self._resetting: set[int] = set()
         self._background: set[asyncio.Task[None]] = set()
@@ -132,8 +139,62 @@ class Worker:
     def now_ms(self) -> int:
         return int(self._clock() * 1000)
 
+    @property
+    def ledger(self) -> Ledger:
+        return self._ledger
+
+    def on_transition(self, actor: RunActor, transition: Transition) -> None:
+        """Remember runs that wait on a shared budget, so a new limit wakes them."""
+        started = actor.core.started
+        if started is None:
+            return
+        waiting: set[str] = set()
+        if actor.core.terminal is None:
+            for event in actor.core.open.values():
+                p = event.payload
+                if isinstance(p, BudgetExceeded) and p.scope in ("tenant", "agent"):
+                    name = started.tenant if p.scope == "tenant" else started.agent
+                    waiting.add(ledger_key(p.scope, name))
+        for key, runs in self._budget_waits.items():
+            if key not in waiting:
+                runs.discard(actor.run_id)
+        for key in waiting:
+            self._budget_waits.setdefault(key, set()).add(actor.run_id)
+
+    async def _watch_budget_limits(self, stop: asyncio.Event) -> None:
+        """Fold the ledger; a new limit wakes this worker's runs waiting on that budget."""
+        partitions = await self._log.partition_count(self._topics.ledger)
+        while not stop.is_set():
+            for partition in range(partitions):
+                await self._ledger.catch_up(partition)
+            while not self._ledger.limit_changes.empty():
+                key, change = self._ledger.limit_changes.get_nowait()
+                scope = key.partition(":")[0]
+                for run_id in sorted(self._budget_waits.get(key, ())):
+                    await self._wake(run_id, scope, change.usd or "Infinity", change.by)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), 0.5)
+
+    async def _wake(self, run_id: str, scope: str, limit: str, by: str) -> None:
+        partition = partition_for(run_id.encode(), self._partitions)
+        if partition not in self._writers:
+            return
+        actor = self._actors.get(run_id)
+        if actor is None and self._is_open(run_id):
+            await self._resume(run_id, partition, None, f"{scope} budget raised")
+            actor = self._actors.get(run_id)
+        if actor is None:
+            return
+        now, who = self.now_ms(), self._worker_id
+
+        def raise_shared(core: RunCore) -> Transition:
+            return core.raise_budget("usd", limit, by, now, who, scope=scope)
+
+        with contextlib.suppress(LookupError):
+            await actor.command(raise_shared, None)
+
     def delta_sink(self, run_id: str, seq: int) -> DeltaSink | None:
-        return None
+        return self._deltas.sink(run_id, seq)
 
     async def append_events(
         self, partition: int, events: list[Event], commit: OffsetCommit | None = None
@@ -240,12 +301,17 @@ class Worker:
             self._group, self._topics.commands, self, session_timeout_s=self._session_timeout_s
         )
         self._consumer = consumer
+        limits = asyncio.create_task(self._watch_budget_limits(stop), name="budget-limits")
         try:
             while not stop.is_set():
                 records = await consumer.poll(0.1)
                 for record in records:
                     await self._handle(record)
+                if limits.done():
+                    limits.result()  # a failure of the ledger watcher stops the worker loudly
         finally:
+            limits.cancel()
+            await asyncio.gather(limits, return_exceptions=True)
             await consumer.close()
             self._store.close()
 

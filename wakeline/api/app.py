@@ -26,6 +26,7 @@ from wakeline.api.models import Health
 from wakeline.api.projector import Projector
 from wakeline.api.routes_costs import router as costs_router
 from wakeline.api.routes_events import router as events_router
+from wakeline.api.routes_governance import router as governance_router
 from wakeline.api.routes_runs import router as runs_router
 from wakeline.api.state import DEFAULT_MAX_INPUT_BYTES, ApiState
 from wakeline.app import App
@@ -90,6 +91,7 @@ def create_app(
     install_error_handlers(api)
     api.add_middleware(BodyLimitMiddleware, max_bytes=max_body_bytes)
     api.include_router(runs_router)
+    api.include_router(governance_router)
     api.include_router(events_router)
     api.include_router(costs_router)
 

@@ -40,9 +40,9 @@ class Role(IntEnum):
     VIEWER = 1
     """Reads runs, steps, events and costs."""
     OPERATOR = 2
-    """Also starts, cancels and resumes runs."""
+    """Also starts, cancels and resumes runs, and raises their budgets."""
     APPROVER = 3
-    """Also approves and rejects gates."""
+    """Also approves and rejects gates, and resolves in-doubt tool calls."""
 
     @classmethod
     def parse(cls, text: str) -> Role:

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-RunStatus = Literal["running", "waiting", "completed", "failed", "cancelled", "drifted", "rejected"]
+RunStatus = Literal[
+    "running", "waiting", "suspended", "completed", "failed", "cancelled", "drifted", "rejected"
+]
 TERMINAL_STATUSES = frozenset({"completed", "failed", "cancelled"})
 RUN_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$"
 
@@ -47,6 +50,25 @@ class Run(BaseModel):
     tokens: Tokens = Field(default_factory=Tokens)
     cost_usd: str = "0"
     unpriced_calls: int = 0
+
+
+class PendingGate(BaseModel):
+    """A step only a person can move on: an approval gate, or a call a policy suspended."""
+
+    gate: str = Field(description="the gate's or the policy's name: POST .../gates/{gate}/...")
+    seq: int = Field(description="the step's seq (also accepted as {gate})")
+    kind: Literal["gate", "policy"]
+    requested_ms: int | None = None
+    payload: str | None = Field(None, description="the gate's payload (JSON text)")
+    timeout_ms: int | None = None
+    target: str | None = Field(None, description="the model or tool a policy stopped")
+    reason: str | None = Field(None, description="why a policy stopped the call")
+
+
+class RunDetail(Run):
+    """A run's summary row and what waits for a person."""
+
+    pending_gates: list[PendingGate] = Field(default_factory=list)
 
 
 class RunPage(BaseModel):
@@ -106,8 +128,61 @@ class CancelRequest(BaseModel):
 
 class CommandAccepted(BaseModel):
     run_id: str
-    command: Literal["cancel", "resume"]
-    issuer: str
+    command: Literal["cancel", "resume", "approve", "reject", "raise_budget", "resolve_in_doubt"]
+    issuer: str = Field(description="the API key's name: who the journal says decided")
+
+
+class DecisionRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    reason: str = Field("", max_length=2000)
+
+
+class BudgetRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    metric: str = Field(max_length=40, description="usd | tokens | model_calls | wall_time_ms")
+    limit: Decimal = Field(description="the new limit (a number >= 0; dollars for usd)")
+
+
+class InDoubtRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    resolution: Literal["RETRY", "SUPPLY", "FAIL"] = Field(
+        description="RETRY the call (same idempotency key), SUPPLY its result, or FAIL the run"
+    )
+    result: Any = Field(None, description="the call's result (JSON), with SUPPLY")
+
+
+class AuditEntry(BaseModel):
+    seq: int
+    hash: str = Field(description="sha256(previous hash + ':' + record_sha256)")
+    record_sha256: str
+    partition: int
+    offset: int
+    type: str
+    writer: str
+    time_ms: int
+    by: str | None = Field(None, description="who decided (gates, budgets, in-doubt, cancel)")
+
+
+class AuditProblem(BaseModel):
+    seq: int
+    offset: int | None = None
+    type: str
+    problem: str
+
+
+class AuditVerification(BaseModel):
+    ok: bool = Field(description="every event of the log matches the chain")
+    events: int = Field(description="events of the run read back from the log")
+    problems: list[AuditProblem]
+
+
+class AuditTrail(BaseModel):
+    run_id: str
+    entries: list[AuditEntry]
+    verification: AuditVerification
 
 
 class AgentInfo(BaseModel):

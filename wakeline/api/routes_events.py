@@ -3,8 +3,11 @@ event.  Each journal event is one SSE message whose ``id`` is the event's ``seq`
 that reconnects with ``Last-Event-ID: N`` gets the events after ``N``, none twice.
 
 Message kinds: the default ``message`` (a journal event, with ``id``), ``notice`` (drift,
-rejection, resume: facts about the run outside its journal, no ``id``), ``end`` (the stream
-is over: stop reconnecting) and ``stream-error``.  ``: keep-alive`` comments flow while a run waits.
+rejection, resume: facts about the run outside its journal, no ``id``), ``delta`` (a piece of
+the text of a model call that is still streaming, no ``id``: ``{run_id, seq, index, text}``
+where ``seq`` is the call's ``ModelCallRequested``; never sent after the call's result),
+``end`` (the stream is over: stop reconnecting) and ``stream-error``.  ``: keep-alive``
+comments flow while a run waits.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ from collections.abc import AsyncIterator
 from decimal import Decimal
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Header, Response
+from fastapi import APIRouter, Header, Query, Response
 from fastapi.responses import StreamingResponse
 
 from wakeline.api.auth import AUTH_RESPONSES, ViewerKey
@@ -28,6 +31,7 @@ from wakeline.api.routes_runs import RunId
 from wakeline.api.state import Api, ApiState
 from wakeline.client import RunUpdate
 from wakeline.schemas.commands import Notice
+from wakeline.schemas.deltas import Delta
 from wakeline.schemas.events import Event
 
 router = APIRouter(prefix="/v1", tags=["events"], responses=AUTH_RESPONSES)
@@ -53,6 +57,9 @@ async def run_events(
     last_event_id: Annotated[
         str | None, Header(description="resume after this seq (sent by EventSource)")
     ] = None,
+    deltas: Annotated[
+        bool, Query(description="send `delta` messages while model calls stream")
+    ] = True,
 ) -> Response:
     """The run's events, history then live (viewer; ``?key=`` works for EventSource).
 
@@ -67,7 +74,7 @@ async def run_events(
     start = row.get("start_offset")
     from_offset = int(start) if isinstance(start, int) else 0
     return StreamingResponse(
-        _stream(api, run_id, from_offset, after),
+        _stream(api, run_id, from_offset, after, deltas),
         media_type="text/event-stream",
         headers=SSE_HEADERS,
     )
@@ -93,14 +100,16 @@ class _Failed:
 _END = object()
 
 
-async def _stream(api: ApiState, run_id: str, from_offset: int, after: int) -> AsyncIterator[str]:
+async def _stream(
+    api: ApiState, run_id: str, from_offset: int, after: int, deltas: bool
+) -> AsyncIterator[str]:
     queue: asyncio.Queue[RunUpdate | _Failed | object] = asyncio.Queue(maxsize=1024)
     client = api.client_for_reading()
 
     async def pump() -> None:
         try:
             async for update in client.watch(
-                run_id, from_offset=from_offset, poll_s=api.watch_poll_s
+                run_id, from_offset=from_offset, poll_s=api.watch_poll_s, deltas=deltas
             ):
                 await queue.put(update)
             await queue.put(_END)
@@ -129,6 +138,8 @@ async def _stream(api: ApiState, run_id: str, from_offset: int, after: int) -> A
                 elif item.notice is not None:
                     status = _NOTICE_STATUS.get(item.notice.type, status)
                     yield sse(notice_json(item.notice), event="notice")
+                elif item.delta is not None:
+                    yield sse(delta_json(item.delta), event="delta")
             elif isinstance(item, _Failed):
                 yield sse({"detail": item.message}, event="stream-error")
                 return
@@ -197,3 +208,7 @@ def notice_json(notice: Notice) -> dict[str, Any]:
         "type": notice.type,
         "payload": plain(notice.payload),
     }
+
+
+def delta_json(delta: Delta) -> dict[str, Any]:
+    return {"run_id": delta.run_id, "seq": delta.seq, "index": delta.index, "text": delta.text}

@@ -17,6 +17,7 @@ from wakeline.api.models import (
     CommandAccepted,
     Me,
     Run,
+    RunDetail,
     RunPage,
     RunStatus,
     StartRunRequest,
@@ -24,6 +25,7 @@ from wakeline.api.models import (
     Step,
     StepList,
 )
+from wakeline.api.pending import pending_gates
 from wakeline.api.state import Api, ApiState
 from wakeline.projections.runs import MAX_MS
 from wakeline.projections.steps import step_key
@@ -127,10 +129,12 @@ async def known_run(api: ApiState, run_id: str) -> JsonObject:
     return row
 
 
-@router.get("/runs/{run_id}", response_model=Run, responses=NOT_FOUND)
-async def get_run(run_id: RunId, _: ViewerKey, api: Api) -> Run:
-    """One run's summary (viewer)."""
-    return Run.model_validate(await known_run(api, run_id))
+@router.get("/runs/{run_id}", response_model=RunDetail, responses=NOT_FOUND)
+async def get_run(run_id: RunId, _: ViewerKey, api: Api) -> RunDetail:
+    """One run's summary, with the gates waiting for an approver (viewer)."""
+    row = await known_run(api, run_id)
+    gates = pending_gates(api.queries.steps(run_id))
+    return RunDetail.model_validate({**row, "pending_gates": gates})
 
 
 @router.get("/runs/{run_id}/steps", response_model=StepList, responses=NOT_FOUND)

@@ -28,6 +28,7 @@ from wakeline.schemas.events import (
     GateResolved,
     InDoubtResolved,
     ModelCallCompleted,
+    ModelCallDenied,
     ModelCallFailed,
     ModelCallRequested,
     PolicyDenied,
@@ -45,6 +46,7 @@ from wakeline.schemas.events import (
 from wakeline.topics.port import Record
 
 _RESULT_KINDS: dict[type[Any], str] = {
+    ModelCallDenied: "model",
     GateResolved: "gate",
     BudgetRaised: "budget",
     ModelCallCompleted: "model",
@@ -187,6 +189,14 @@ def _close(row: JsonObject, event: Event) -> None:
         row.update(status="completed", response=p.result)
     elif isinstance(p, TimerFired):
         row["status"] = "fired"
+    elif isinstance(p, ModelCallDenied):
+        row["status"] = "denied"
+        row["error"] = _error(
+            "BudgetExceeded",
+            f"{p.scope} {p.metric} limit {p.limit}: spent {p.spent}, reservation {p.reservation}",
+            None,
+            None,
+        )
     elif isinstance(p, GateResolved):
         row["status"] = "timed_out" if p.timed_out else "approved" if p.approved else "rejected"
         row["response"] = json.dumps({"by": p.by, "reason": p.reason})

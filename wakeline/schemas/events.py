@@ -190,6 +190,7 @@ class BudgetRaised:
     metric: str
     limit: str
     by: str = ""
+    scope: str = "run"
 
 
 @dataclass(frozen=True, slots=True)
@@ -204,6 +205,16 @@ class InDoubtResolved:
     resolution: Resolution
     by: str = ""
     result: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class ModelCallDenied:
+    step: int
+    scope: str
+    metric: str
+    limit: str
+    spent: str
+    reservation: str
 
 
 EventPayload = (
@@ -230,6 +241,7 @@ EventPayload = (
     | BudgetRaised
     | ToolCallInDoubt
     | InDoubtResolved
+    | ModelCallDenied
 )
 
 EVENT_TYPES: tuple[type[EventPayload], ...] = (
@@ -256,6 +268,7 @@ EVENT_TYPES: tuple[type[EventPayload], ...] = (
     BudgetRaised,
     ToolCallInDoubt,
     InDoubtResolved,
+    ModelCallDenied,
 )
 
 REQUEST_TYPES = (
@@ -279,6 +292,7 @@ RESULT_TYPES = (
     TimerFired,
     GateResolved,
     BudgetRaised,
+    ModelCallDenied,
 )
 """Events that close a step: inputs to the agent, never produced by its code."""
 

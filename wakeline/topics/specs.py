@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from wakeline.topics.port import TopicSpec
 
 KEEP_FOREVER = {"retention.ms": "-1", "retention.bytes": "-1", "cleanup.policy": "delete"}
+KEEP_AN_HOUR = {"retention.ms": "3600000", "cleanup.policy": "delete"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -18,6 +19,9 @@ class Topics:
     events: str = "wakeline.events"
     notices: str = "wakeline.notices"
     deadletter: str = "wakeline.deadletter"
+    ledger: str = "wakeline.ledger"
+    deltas: str = "wakeline.deltas"
+    """Live text of streamed model calls (key = run id): not journal, kept for an hour."""
 
     def specs(self, partitions: int, replication: int = 1) -> list[TopicSpec]:
         """Journals are kept forever (a run resumes from its whole journal)."""
@@ -26,6 +30,8 @@ class Topics:
             TopicSpec(self.events, partitions, replication, dict(KEEP_FOREVER)),
             TopicSpec(self.notices, partitions, replication, dict(KEEP_FOREVER)),
             TopicSpec(self.deadletter, 1, replication, dict(KEEP_FOREVER)),
+            TopicSpec(self.ledger, partitions, replication, dict(KEEP_FOREVER)),
+            TopicSpec(self.deltas, partitions, replication, dict(KEEP_AN_HOUR)),
         ]
 
 

@@ -24,8 +24,13 @@ import {
 
 export async function showRun(id) {
   showView("run");
-  state.run = { id, row: null, sseStatus: null, lastSeq: -1, open: new Set(), payloads: new Map() };
+  state.run = {
+    id, row: null, sseStatus: null, lastSeq: -1, open: new Set(), payloads: new Map(),
+    streams: new Map(), calls: new Map(),
+  };
   $("#run-title").textContent = id;
+  $("#run-streams-body").replaceChildren();
+  $("#run-streams").hidden = true;
   $("#events-list").replaceChildren();
   $("#events-count").textContent = "0";
   $("#steps-body").replaceChildren();
@@ -103,22 +108,62 @@ function renderRunSummary(row) {
   $("#run-resume").hidden = !(canOperate() && open && status !== "running");
 }
 
-// Pending gates: the approver's part of the page.  Expects `row.pending_gates` as a list of
-// {gate, ...} once the runs view has it; approve/reject POST to .../gates/{gate}/{action}.
+// Pending gates: the approver's part of the page.  `row.pending_gates` lists the open gates
+// and the calls a policy suspended; approve/reject POST to .../gates/{gate}/{action}.
 function renderGates(row) {
   const gates = Array.isArray(row.pending_gates) ? row.pending_gates : [];
   $("#run-gates").hidden = gates.length === 0;
-  $("#run-gates-body").replaceChildren(...gates.map((gate) => {
-    const act = (action) => async () => {
-      await api(`${runPath(row.run_id)}/gates/${encodeURIComponent(gate.gate)}/${action}`,
-        { method: "POST", body: {} }).catch(report);
-      scheduleRefresh();
-    };
-    return h("div", { class: "gate" }, h("strong", {}, gate.gate),
-      h("pre", {}, JSON.stringify(gate, null, 2)),
-      canApprove() ? h("button", { onclick: act("approve") }, "Approve") : null,
-      canApprove() ? h("button", { class: "danger", onclick: act("reject") }, "Reject") : null);
-  }));
+  $("#run-gates-body").replaceChildren(...gates.map((gate) => gateCard(row.run_id, gate)));
+}
+
+function gateCard(runId, gate) {
+  const reason = h("input", { class: "gate-reason", placeholder: "reason (optional)" });
+  const act = (action) => async (event) => {
+    event.target.disabled = true;
+    const path = `${runPath(runId)}/gates/${encodeURIComponent(gate.gate)}/${action}`;
+    await api(path, { method: "POST", body: { reason: reason.value } }).catch(report);
+    scheduleRefresh();
+  };
+  const what = gate.kind === "policy"
+    ? `policy ${gate.gate} stopped ${gate.target || "a call"}: ${gate.reason || ""}`
+    : `approval ${gate.gate}`;
+  const actions = canApprove()
+    ? [reason,
+      h("button", { class: "gate-approve", onclick: act("approve") }, "Approve"),
+      h("button", { class: "gate-reject danger", onclick: act("reject") }, "Reject")]
+    : [h("span", { class: "muted" }, "an approver key can decide")];
+  return h("div", { class: "gate", dataset: { gate: gate.gate, seq: gate.seq } },
+    h("div", { class: "gate-what" }, h("strong", {}, what),
+      h("span", { class: "muted" }, ` · step ${gate.seq} · waiting since ${when(gate.requested_ms)}`),
+      gate.payload == null ? null : h("pre", {}, pretty(gate.payload))),
+    h("div", { class: "gate-actions" }, ...actions));
+}
+
+// Streaming model calls: their text as it arrives (`delta` messages), until their result.
+function addDelta(delta) {
+  const streams = state.run.streams;
+  let stream = streams.get(delta.seq);
+  if (!stream) {
+    const model = state.run.calls.get(delta.seq) || "model";
+    const text = h("pre", { class: "stream-text" });
+    const node = h("div", { class: "stream", dataset: { seq: delta.seq } },
+      h("div", { class: "muted" }, `step ${delta.seq} · ${model} · streaming…`), text);
+    stream = { node, text, value: delta.index > 0 ? "…" : "" };
+    streams.set(delta.seq, stream);
+    $("#run-streams-body").append(node);
+  }
+  if (delta.index === 0) stream.value = ""; // (re)started, e.g. by a resumed worker
+  stream.value += delta.text;
+  stream.text.textContent = stream.value;
+  $("#run-streams").hidden = false;
+}
+
+function endStream(seq) {
+  const stream = state.run.streams.get(seq);
+  if (!stream) return;
+  stream.node.remove();
+  state.run.streams.delete(seq);
+  $("#run-streams").hidden = state.run.streams.size === 0;
 }
 
 function renderSteps(row, steps) {
@@ -191,16 +236,24 @@ function openStream(id) {
   const finish = () => {
     source.close();
     $("#run-live").hidden = true;
+    if (state.run && state.run.id === id) {
+      for (const seq of [...state.run.streams.keys()]) endStream(seq);
+    }
   };
   source.onmessage = (message) => {
     const event = JSON.parse(message.data);
     if (!state.run || state.run.id !== id) return;
     state.run.lastSeq = Math.max(state.run.lastSeq, event.seq);
     if (END_TYPES[event.type]) state.run.sseStatus = END_TYPES[event.type];
+    if (event.type === "ModelCallRequested") state.run.calls.set(event.seq, event.payload.model);
+    if (event.payload && typeof event.payload.step === "number") endStream(event.payload.step);
     addEvent(`#${event.seq} ${event.type}`, event.time_ms);
     if (state.run.row) renderRunSummary(state.run.row);
     scheduleRefresh();
   };
+  source.addEventListener("delta", (message) => {
+    if (state.run && state.run.id === id) addDelta(JSON.parse(message.data));
+  });
   source.addEventListener("notice", (message) => {
     const notice = JSON.parse(message.data);
     addEvent(`notice ${notice.type}`, notice.time_ms);

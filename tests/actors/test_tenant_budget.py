@@ -1,0 +1,123 @@
+"""A tenant budget holds across three worker processes and every partition."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import subprocess
+import sys
+import time
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+
+from wakeline.client import Client
+from wakeline.ledger import Ledger
+from wakeline.projections.views import Views
+from wakeline.replay import read_journal
+from wakeline.runtime import ensure_topics
+from wakeline.schemas.codec import event_codec
+from wakeline.schemas.events import BudgetExceeded, ModelCallCompleted
+from wakeline.topics.embedded import EmbeddedLog
+from wakeline.topics.specs import DEFAULT_TOPICS
+
+WORKER = Path(__file__).parent.parent / "support" / "tenant_worker.py"
+RUNS = 24
+
+pytestmark = pytest.mark.slow
+
+
+async def spend(log: EmbeddedLog, run_ids: list[str]) -> Decimal:
+    total = Decimal(0)
+    for run_id in run_ids:
+        for raw in await read_journal(log, run_id):
+            payload = event_codec().decode(raw).payload
+            if isinstance(payload, ModelCallCompleted):
+                assert payload.cost_usd is not None
+                total += payload.cost_usd
+    return total
+
+
+async def settle_statuses(views: Views, run_ids: list[str], done: set[str]) -> dict[str, str]:
+    """Wait until every run is in one of ``done`` and nothing has moved for a while."""
+    last: dict[str, str] = {}
+    stable_since = time.monotonic()
+    deadline = time.monotonic() + 40
+    while time.monotonic() < deadline:
+        await views.refresh()
+        now = {r: str((views.queries.get_run(r) or {}).get("status")) for r in run_ids}
+        if now != last:
+            last, stable_since = now, time.monotonic()
+        elif set(now.values()) <= done and time.monotonic() - stable_since > 2:
+            return now
+        await asyncio.sleep(0.3)
+    raise AssertionError(f"runs did not settle: {sorted(last.values())}")
+
+
+async def test_tenant_budget_is_never_overspent_by_concurrent_workers(tmp_path: Path) -> None:
+    log = await EmbeddedLog.open(tmp_path)
+    await ensure_topics(log, partitions=4)
+    ledger = Ledger(log, DEFAULT_TOPICS.ledger, writer="test")
+    await ledger.set_limit("tenant:acme", Decimal(100), "test")
+    command = [sys.executable, str(WORKER), str(tmp_path)]
+    workers = [await asyncio.to_thread(subprocess.Popen, command) for _ in range(3)]
+    views = Views(log, tmp_path / "views")
+    client = Client(log)
+    try:
+        run_ids = [
+            (await client.start_run("shopper", n, tenant="acme")).run_id for n in range(RUNS)
+        ]
+        statuses = await settle_statuses(views, run_ids, {"completed", "suspended"})
+        suspended = [r for r, s in statuses.items() if s == "suspended"]
+        assert suspended, "the budget should have stopped some runs"
+        spent = await spend(log, run_ids)
+        assert Decimal(0) < spent <= Decimal(100)
+        state = await ledger.state("tenant:acme")
+        assert state.spent == spent and not state.active  # every grant was settled
+
+        journal = [event_codec().decode(raw) for raw in await read_journal(log, suspended[0])]
+        waiting = [e for e in journal if isinstance(e.payload, BudgetExceeded)]
+        assert waiting[-1].payload.scope == "tenant"  # type: ignore[union-attr]
+        assert Decimal(waiting[-1].payload.limit) == Decimal(100)  # type: ignore[union-attr]
+
+        await ledger.set_limit("tenant:acme", Decimal(10_000), "test")
+        statuses = await settle_statuses(views, run_ids, {"completed"})
+        assert set(statuses.values()) == {"completed"}
+        total = await spend(log, run_ids)
+        assert total <= Decimal(10_000)
+        assert (await ledger.state("tenant:acme")).spent == total
+        for run_id in run_ids:
+            events = [event_codec().decode(raw) for raw in await read_journal(log, run_id)]
+            assert [e.seq for e in events] == list(range(len(events)))
+            assert sum(isinstance(e.payload, ModelCallCompleted) for e in events) == 3
+    finally:
+        for proc in workers:
+            proc.send_signal(signal.SIGTERM)
+        for proc in workers:
+            proc.wait(20)
+        views.close()
+        await log.close()
+
+
+async def test_an_agent_budget_spans_its_runs(tmp_path: Path) -> None:
+    from tenant_worker import make_app
+
+    from wakeline.testing.harness import local_runtime
+
+    async with local_runtime(make_app(), tmp_path) as rt:
+        ledger = Ledger(rt.log, DEFAULT_TOPICS.ledger, writer="test")
+        await ledger.set_limit("agent:shopper", Decimal(25), "test")
+        await asyncio.sleep(1.2)  # the worker's ledger fold sees the new limit
+        first = await rt.client.start_run("shopper", 1)
+        second = await rt.client.start_run("shopper", 2)
+        views = Views(rt.log, tmp_path / "views")
+        statuses = await settle_statuses(views, [first.run_id, second.run_id], {"suspended"})
+        assert set(statuses.values()) == {"suspended"}
+        assert await spend(rt.log, [first.run_id, second.run_id]) <= Decimal(25)
+        await ledger.set_limit("agent:shopper", Decimal(1000), "test")
+        assert await asyncio.wait_for(rt.client.result(first.run_id), 30) == 1
+        assert await asyncio.wait_for(rt.client.result(second.run_id), 30) == 2
+        state = await ledger.state("agent:shopper")
+        assert state.spent == await spend(rt.log, [first.run_id, second.run_id])
+        views.close()

@@ -1,0 +1,122 @@
+"""``Client.get`` / ``Client.list`` / ``Client.steps``: queries of views the client folds from
+the log on demand (embedded log, a real worker)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from wakeline import App
+from wakeline.client import Client, NoViewsError
+from wakeline.providers.mock import MockModel
+from wakeline.testing.harness import local_runtime
+
+
+def make_app() -> App:
+    app = App(default_provider="mock", default_model="mock-1")
+    app.provider("mock", MockModel())
+
+    @app.agent
+    async def echo(ctx: Any, text: str) -> str:
+        return str((await ctx.llm(text)).text)
+
+    @app.agent
+    async def pay(ctx: Any, amount: int) -> bool:
+        decision = await ctx.approval("pay", {"amount": amount})
+        return bool(decision.approved)
+
+    return app
+
+
+async def test_queries_need_views(tmp_path: Path) -> None:
+    async with local_runtime(make_app(), tmp_path / "data") as rt:
+        with pytest.raises(NoViewsError, match=r"Client\(log, views_dir="):
+            await rt.client.get("x")
+        with pytest.raises(NoViewsError):
+            await rt.client.list()
+
+
+async def test_get_list_filters_and_pages(tmp_path: Path) -> None:
+    async with (
+        local_runtime(make_app(), tmp_path / "data") as rt,
+        Client(rt.log, views_dir=tmp_path / "views") as client,
+    ):
+        before = int(time.time() * 1000)
+        ids = []
+        for text, tenant in (("a", "acme"), ("b", "acme"), ("c", "zeta")):
+            handle = await client.start_run("echo", text, tenant=tenant)
+            assert await client.result(handle.run_id) == f"mock reply to: {text}"
+            ids.append(handle.run_id)
+        gated = (await client.start_run("pay", 40, tenant="acme")).run_id
+        row = await eventually_status(client, gated, "suspended")
+        assert row["agent"] == "pay" and row["tenant"] == "acme"
+
+        # get: refreshed on demand
+        done = await client.get(ids[0])
+        assert done is not None and done["status"] == "completed"
+        assert done["output"] == '"mock reply to: a"' and done["model_calls"] == 1
+        assert await client.get("no-such-run") is None
+        steps = await client.steps(ids[0])
+        assert [s["kind"] for s in steps] == ["model"] and steps[0]["status"] == "completed"
+
+        # filters
+        assert ids_of(await client.list(tenant="acme")) == {ids[0], ids[1], gated}
+        assert ids_of(await client.list(agent="pay")) == {gated}
+        assert ids_of(await client.list(status="suspended")) == {gated}
+        assert ids_of(await client.list(status="completed", tenant="zeta")) == {ids[2]}
+        assert ids_of(await client.list(since_ms=int(time.time() * 1000) + 60_000)) == set()
+        assert ids_of(await client.list(until_ms=before)) == set()
+        assert len(ids_of(await client.list(since_ms=before))) == 4
+
+        # pages, newest first
+        seen: list[str] = []
+        cursor = None
+        while True:
+            page = await client.list(limit=1, cursor=cursor)
+            assert len(page.runs) == 1
+            seen.append(str(page.runs[0]["run_id"]))
+            cursor = page.next_cursor
+            if cursor is None:
+                break
+        assert set(seen) == {*ids, gated} and len(seen) == 4
+        started = [(await client.get(i) or {})["started_ms"] for i in seen]
+        assert started == sorted(started, reverse=True)
+        with pytest.raises(ValueError, match="invalid cursor"):
+            await client.list(cursor="bogus")
+
+        # a decision shows at the next query, without any explicit refresh
+        await client.approve(gated, "pay", "ok")
+        assert (await eventually_status(client, gated, "completed"))["output"] == "true"
+
+
+async def test_two_clients_share_a_views_dir(tmp_path: Path) -> None:
+    async with local_runtime(make_app(), tmp_path / "data") as rt:
+        handle = await rt.client.start_run("echo", "x")
+        await rt.client.result(handle.run_id)
+        async with (
+            Client(rt.log, views_dir=tmp_path / "views") as one,
+            Client(rt.log, views_dir=tmp_path / "views") as two,
+        ):
+            assert (await one.get(handle.run_id) or {})["status"] == "completed"
+            assert (await two.get(handle.run_id) or {})["status"] == "completed"
+        assert sorted(p.name for p in (tmp_path / "views").iterdir()) == ["views-0", "views-1"]
+        async with Client(rt.log, views_dir=tmp_path / "views") as again:  # a slot is reused
+            assert ids_of(await again.list()) == {handle.run_id}
+        assert len(list((tmp_path / "views").iterdir())) == 2
+
+
+def ids_of(page: Any) -> set[str]:
+    return {str(r["run_id"]) for r in page.runs}
+
+
+async def eventually_status(client: Client, run_id: str, status: str) -> dict[str, Any]:
+    for _ in range(400):
+        row = await client.get(run_id)
+        if row is not None and row["status"] == status:
+            return row
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"run {run_id} never became {status}: {await client.get(run_id)}")
