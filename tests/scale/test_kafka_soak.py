@@ -20,10 +20,9 @@ from fleet import Fleet, all_events, check_journal
 from kafka_worker import CALLS, topics_for
 
 from wakeline.client import Client
-from wakeline.projections import EVENTS, NOTICES
 from wakeline.projections.runner import catch_up
 from wakeline.projections.store import ProjectionStore
-from wakeline.projections.views import Views, query_projections
+from wakeline.projections.views import Views, query_projections, topic_names
 from wakeline.runtime import ensure_topics
 from wakeline.schemas.events import ModelCallCompleted, ModelCallRequested
 from wakeline.testing.fake_llm import FakeLLMServer
@@ -124,7 +123,7 @@ async def test_soak_with_a_worker_killed_every_few_seconds(
             log,
             fresh,
             query_projections(),
-            topic_names={EVENTS: topics.events, NOTICES: topics.notices},
+            topic_names=topic_names(topics),
         )
         incremental = dict(views.items())
         assert incremental == dict(fresh.items())

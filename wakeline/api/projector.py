@@ -10,10 +10,9 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from wakeline.projections import EVENTS, NOTICES
 from wakeline.projections.queries import Queries
 from wakeline.projections.runner import follow
-from wakeline.projections.views import Views, query_projections
+from wakeline.projections.views import Views, query_projections, topic_names
 from wakeline.runtime import StateDir
 from wakeline.topics.port import Log, Record
 from wakeline.topics.specs import DEFAULT_TOPICS, Topics
@@ -80,7 +79,7 @@ class Projector:
 
     async def _follow(self) -> None:
         assert self._views is not None
-        names = {EVENTS: self._topics.events, NOTICES: self._topics.notices}
+        names = topic_names(self._topics)
         while not self._stop.is_set():
             try:
                 await follow(

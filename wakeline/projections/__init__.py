@@ -5,7 +5,7 @@ from offset 0 (:func:`wakeline.projections.rebuild.rebuild`).  Every fold writes
 produced *and* the next offset of every partition it read in one RocksDB ``WriteBatch``, so the
 state and the offsets it reflects never disagree, whatever the moment of a crash.
 
-Projections name the topics they read *logically* (``"events"``, ``"notices"``); a
+Projections name the topics they read *logically* (``"events"``, ``"notices"``, ``"ledger"``); a
 ``topic_names`` mapping turns those into the physical topic names of a deployment.
 """
 
@@ -20,12 +20,24 @@ EVENTS = "events"
 NOTICES = "notices"
 """Logical name of the notices topic (drift, rejected commands; key = run id)."""
 
+LEDGER = "ledger"
+"""Logical name of the budget ledger topic (:mod:`wakeline.ledger`; key = ledger key)."""
+
 EVENTS_TOPIC = "wakeline.events"
 NOTICES_TOPIC = "wakeline.notices"
+LEDGER_TOPIC = "wakeline.ledger"
 
 DEFAULT_TOPIC_NAMES: Mapping[str, str] = MappingProxyType(
-    {EVENTS: EVENTS_TOPIC, NOTICES: NOTICES_TOPIC}
+    {EVENTS: EVENTS_TOPIC, NOTICES: NOTICES_TOPIC, LEDGER: LEDGER_TOPIC}
 )
 """Logical topic name -> physical topic name."""
 
-__all__ = ["DEFAULT_TOPIC_NAMES", "EVENTS", "EVENTS_TOPIC", "NOTICES", "NOTICES_TOPIC"]
+__all__ = [
+    "DEFAULT_TOPIC_NAMES",
+    "EVENTS",
+    "EVENTS_TOPIC",
+    "LEDGER",
+    "LEDGER_TOPIC",
+    "NOTICES",
+    "NOTICES_TOPIC",
+]

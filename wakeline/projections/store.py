@@ -30,14 +30,15 @@ from typing import Any, Protocol
 from rocksdict import DBCompressionType, Options, Rdict, WriteBatch
 
 from wakeline.jsonutil import dumps
-from wakeline.projections import DEFAULT_TOPIC_NAMES, EVENTS, NOTICES
+from wakeline.ledger import LedgerRecord, ledger_codec
+from wakeline.projections import DEFAULT_TOPIC_NAMES, EVENTS, LEDGER, NOTICES
 from wakeline.schemas.codec import DecodeError, event_codec, notice_codec
 from wakeline.schemas.commands import Notice
 from wakeline.schemas.events import Event
 from wakeline.topics.port import Record
 
 Decoded = Event | Notice
-Decoder = Callable[[bytes], Decoded]
+Decoder = Callable[[bytes], Decoded | LedgerRecord]
 JsonObject = dict[str, Any]
 
 PROJECTION_ERRORS = "projection_errors"
@@ -126,8 +127,10 @@ class Projection(Protocol):
     """Folds records of some topics into keys of a store.
 
     ``topics`` are logical names (:data:`~wakeline.projections.EVENTS`,
-    :data:`~wakeline.projections.NOTICES`).  ``apply`` must only touch the store through
-    ``view`` and must be deterministic: the same records give the same bytes.
+    :data:`~wakeline.projections.NOTICES`, :data:`~wakeline.projections.LEDGER`).  ``apply``
+    gets the record decoded by its topic's codec (a :data:`Decoded` for events and notices, a
+    :class:`~wakeline.ledger.LedgerRecord` for the ledger); it must only touch the store
+    through ``view`` and must be deterministic: the same records give the same bytes.
     """
 
     @property
@@ -136,7 +139,7 @@ class Projection(Protocol):
     @property
     def topics(self) -> tuple[str, ...]: ...
 
-    def apply(self, view: BatchView, record: Record, decoded: Decoded) -> None: ...
+    def apply(self, view: BatchView, record: Record, decoded: Any) -> None: ...
 
 
 Route = tuple[Decoder, tuple[Projection, ...]]
@@ -147,6 +150,8 @@ def _decoder(logical: str) -> Decoder:
         return event_codec().decode
     if logical == NOTICES:
         return notice_codec().decode
+    if logical == LEDGER:
+        return ledger_codec().decode
     raise ValueError(f"no decoder for logical topic {logical!r}")
 
 

@@ -1,4 +1,4 @@
-"""Query views: the runs and steps projections in a store of their own, kept caught up.
+"""Query views: the query projections in a store of their own, kept caught up.
 
 Each process that answers queries (the CLI, the API server) folds the log into its own
 RocksDB store; it never shares a store with a worker.
@@ -6,11 +6,13 @@ RocksDB store; it never shares a store with a worker.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 
-from wakeline.projections import EVENTS, NOTICES
+from wakeline.projections import EVENTS, LEDGER, NOTICES
 from wakeline.projections.audit import AuditProjection, AuditReport, audit_trail, verify
+from wakeline.projections.budgets import BudgetsProjection, budget, budgets
+from wakeline.projections.costs import CostsProjection, costs
 from wakeline.projections.queries import Queries
 from wakeline.projections.rebuild import rebuild
 from wakeline.projections.runner import catch_up
@@ -22,14 +24,25 @@ from wakeline.topics.specs import DEFAULT_TOPICS, Topics
 
 
 def query_projections() -> Sequence[Projection]:
-    return (RunsProjection(), StepsProjection(), AuditProjection())
+    return (
+        RunsProjection(),
+        StepsProjection(),
+        AuditProjection(),
+        CostsProjection(),
+        BudgetsProjection(),
+    )
+
+
+def topic_names(topics: Topics = DEFAULT_TOPICS) -> Mapping[str, str]:
+    """Logical -> physical names of the topics :func:`query_projections` read."""
+    return {EVENTS: topics.events, NOTICES: topics.notices, LEDGER: topics.ledger}
 
 
 class Views:
     def __init__(self, log: Log, path: Path, *, topics: Topics = DEFAULT_TOPICS) -> None:
         self._log = log
         self._path = path
-        self._names = {EVENTS: topics.events, NOTICES: topics.notices}
+        self._names = topic_names(topics)
         self._projections = query_projections()
         self._store = ProjectionStore(path)
         self.queries = Queries(self._store)
@@ -52,6 +65,20 @@ class Views:
 
     def audit_trail(self, run_id: str) -> list[JsonObject]:
         return audit_trail(self._store, run_id)
+
+    def costs(self, dimension: str, key: str | None = None) -> list[JsonObject]:
+        """Cost rows of ``dimension`` (``agent``, ``tenant``, ``model``, ``day``, ``agent-day``,
+        ``tenant-day``); with ``key``, those whose first name is ``key``.  See
+        :func:`wakeline.projections.costs.costs`."""
+        return costs(self._store, dimension, key)
+
+    def budget(self, key: str) -> JsonObject | None:
+        """The state of the shared budget ``key`` (a ledger key, e.g. ``tenant:acme``)."""
+        return budget(self._store, key)
+
+    def budgets(self) -> list[JsonObject]:
+        """Every shared budget's state, in ledger key order."""
+        return budgets(self._store)
 
     def items(self) -> Iterator[tuple[bytes, bytes]]:
         """Every key and value of the store (to compare folds)."""
