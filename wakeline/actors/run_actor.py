@@ -20,6 +20,7 @@ from wakeline.app import App
 from wakeline.ledger import Ledger, ledger_key
 from wakeline.providers.base import DeltaSink
 from wakeline.schemas.events import Event
+from wakeline.telemetry import Telemetry
 from wakeline.topics.port import OffsetCommit
 
 log = logging.getLogger(__name__)
@@ -41,6 +42,9 @@ class ActorHost(Protocol):
     ) -> None: ...
 
     def delta_sink(self, run_id: str, seq: int) -> DeltaSink | None: ...
+
+    @property
+    def telemetry(self) -> Telemetry: ...
 
     @property
     def ledger(self) -> Ledger | None: ...
@@ -147,6 +151,7 @@ class RunActor:
     async def _commit(self, transition: Transition, commit: OffsetCommit | None = None) -> None:
         if transition.events or commit is not None:
             await self.host.append_events(self.partition, transition.events, commit)
+            self.host.telemetry.appended(self.core.journal, transition.events)
         self.host.on_transition(self, transition)
         for effect in transition.effects:
             if is_passive(effect):
@@ -171,8 +176,15 @@ class RunActor:
 
     async def _run(self, effect: Effect) -> None:
         sink = self.host.delta_sink(self.run_id, effect.seq)
-        result = await run_effect(
-            self.host.app, effect, now_ms=self.host.now_ms, on_delta=sink, budgets=self._budgets()
-        )
+        tenant = self.core.started.tenant if self.core.started is not None else ""
+        with self.host.telemetry.effect(effect, tenant) as record:
+            result = await run_effect(
+                self.host.app,
+                effect,
+                now_ms=self.host.now_ms,
+                on_delta=sink,
+                budgets=self._budgets(),
+            )
+            record(result)
         if result is not None:
             self._inbox.put_nowait(result)

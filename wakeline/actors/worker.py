@@ -48,6 +48,7 @@ from wakeline.schemas.commands import (
     StartRun,
 )
 from wakeline.schemas.events import BudgetExceeded, Event, RunStarted
+from wakeline.telemetry import Telemetry, default_telemetry
 from wakeline.topics.partitioner import partition_for
 from wakeline.topics.port import (
     FencedError,
@@ -101,8 +102,11 @@ class Worker:
         session_timeout_s: float = 10.0,
         max_input_bytes: int = 256 * 1024,
         clock: Callable[[], float] = time.time,
+        telemetry: Telemetry | None = None,
     ) -> None:
         self._app = app
+        self.telemetry = telemetry if telemetry is not None else default_telemetry()
+        self._log_system = "kafka" if type(log).__name__ == "KafkaLog" else "wakeline-embedded"
         self._log = log
         self._topics = topics
         self._group = group
@@ -203,11 +207,18 @@ class Worker:
         if writer is None:
             raise FencedError(f"partition {partition} is not assigned to {self._worker_id}")
         codec = event_codec()
-        out = [
-            OutRecord(e.run_id.encode(), codec.encode(e), (("type", e.type.encode()),))
-            for e in events
-        ]
-        offsets = await writer.append(self._topics.events, out, commit=commit)
+        topic, group = self._topics.events, commit.group if commit else ""
+        with self.telemetry.send(self._log_system, topic, partition, events, group) as send:
+            out = [
+                OutRecord(
+                    e.run_id.encode(),
+                    codec.encode(e),
+                    (("type", e.type.encode()), *send.headers(e.run_id)),
+                )
+                for e in events
+            ]
+            offsets = await writer.append(topic, out, commit=commit)
+            send.appended(offsets)
         folded = [
             Record(self._topics.events, partition, off, rec.key, rec.value, rec.headers)
             for off, rec in zip(offsets, out, strict=True)
@@ -279,6 +290,7 @@ class Worker:
             for run_id in self._journal.open_runs(partition):
                 await self._resume(run_id, partition, None, "assigned")
         log.info("%s assigned %s", self._worker_id, sorted(partitions))
+        self.telemetry.rebalance("assign", len(partitions))
         if partitions:
             self.ready.set()
 
@@ -292,6 +304,7 @@ class Worker:
             if writer is not None:
                 await writer.close()
         log.info("%s revoked %s", self._worker_id, sorted(partitions))
+        self.telemetry.rebalance("revoke", len(partitions))
 
     # -- main loop -------------------------------------------------------------------------
     async def run(self, stop: asyncio.Event) -> None:
@@ -314,6 +327,7 @@ class Worker:
             await asyncio.gather(limits, return_exceptions=True)
             await consumer.close()
             self._store.close()
+            self.telemetry.flush()
 
     def _is_open(self, run_id: str) -> bool:
         return self._journal.has_run(run_id) and not self._journal.is_finished(run_id)
@@ -458,6 +472,7 @@ class Worker:
         await self._log.append(
             self._topics.deadletter, [OutRecord(record.key, record.value, headers)]
         )
+        self.telemetry.dead_letter(self._topics.deadletter, reason)
 
     async def _notice(self, run_id: str, payload: NoticePayload) -> None:
         notice = Notice(run_id, self.now_ms(), self._worker_id, payload)
