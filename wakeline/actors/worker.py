@@ -17,37 +17,31 @@ import socket
 import time
 import uuid
 from collections.abc import Callable
-from decimal import Decimal, InvalidOperation
 from pathlib import Path
 
-from wakeline import jsonutil
+from wakeline.actors.budget_waits import BudgetWaits
+from wakeline.actors.commands import check_command, command_fn
 from wakeline.actors.core import RunCore, Transition
-from wakeline.actors.governance import METRICS
+from wakeline.actors.outputs import SideOutputs
 from wakeline.actors.run_actor import RunActor
 from wakeline.app import App
 from wakeline.deltas import DeltaPublisher
-from wakeline.ledger import Ledger, ledger_key
+from wakeline.ledger import Ledger
 from wakeline.projections import EVENTS, NOTICES
 from wakeline.projections.journal import JournalProjection
 from wakeline.projections.runner import catch_up
 from wakeline.projections.store import ProjectionStore
 from wakeline.providers.base import DeltaSink
-from wakeline.schemas.codec import DecodeError, command_codec, event_codec, notice_codec
+from wakeline.schemas.codec import DecodeError, command_codec, event_codec
 from wakeline.schemas.commands import (
-    CancelRun,
     Command,
     CommandRejected,
-    Notice,
-    NoticePayload,
-    RaiseBudget,
-    ResolveGate,
-    ResolveInDoubt,
     ResumeRun,
     RunDrifted,
     RunResumed,
     StartRun,
 )
-from wakeline.schemas.events import BudgetExceeded, Event, RunStarted
+from wakeline.schemas.events import Event, RunStarted
 from wakeline.telemetry import Telemetry, default_telemetry
 from wakeline.topics.partitioner import partition_for
 from wakeline.topics.port import (
@@ -64,25 +58,6 @@ from wakeline.topics.specs import DEFAULT_TOPICS, Topics
 log = logging.getLogger(__name__)
 
 DEFAULT_GROUP = "wakeline-workers"
-
-
-def check_command(payload: object) -> str | None:
-    """What is wrong with a command's arguments, before it reaches a run's core."""
-    if isinstance(payload, RaiseBudget):
-        if payload.metric not in METRICS:
-            return f"unknown budget metric {payload.metric!r} (one of {', '.join(METRICS)})"
-        try:
-            limit = Decimal(payload.limit)
-        except InvalidOperation:
-            return f"budget limit {payload.limit!r} is not a number"
-        if not limit.is_finite() or limit < 0:
-            return f"budget limit {payload.limit!r} must be a finite number >= 0"
-    if isinstance(payload, ResolveInDoubt) and payload.resolution == "SUPPLY":
-        try:
-            jsonutil.loads(payload.result)
-        except ValueError:
-            return "a supplied result must be JSON"
-    return None
 
 
 def default_worker_id() -> str:
@@ -106,7 +81,6 @@ class Worker:
     ) -> None:
         self._app = app
         self.telemetry = telemetry if telemetry is not None else default_telemetry()
-        self._log_system = "kafka" if type(log).__name__ == "KafkaLog" else "wakeline-embedded"
         self._log = log
         self._topics = topics
         self._group = group
@@ -123,8 +97,8 @@ class Worker:
         self._partitions = 0
         self._ledger = Ledger(log, topics.ledger, writer=self._worker_id)
         self._deltas = DeltaPublisher(log, topics.deltas, writer=self._worker_id, clock=clock)
-        self._budget_waits: dict[str, set[str]] = {}
-        """ledger key -> runs of this worker suspended on that shared budget."""
+        self._budget_waits = BudgetWaits()
+        self._outputs = SideOutputs(log, topics, self._worker_id, self.telemetry, self.now_ms)
         self._membership = asyncio.Lock()
         self._resetting: set[int] = set()
         self._background: set[asyncio.Task[None]] = set()
@@ -148,36 +122,7 @@ class Worker:
         return self._ledger
 
     def on_transition(self, actor: RunActor, transition: Transition) -> None:
-        """Remember runs that wait on a shared budget, so a new limit wakes them."""
-        started = actor.core.started
-        if started is None:
-            return
-        waiting: set[str] = set()
-        if actor.core.terminal is None:
-            for event in actor.core.open.values():
-                p = event.payload
-                if isinstance(p, BudgetExceeded) and p.scope in ("tenant", "agent"):
-                    name = started.tenant if p.scope == "tenant" else started.agent
-                    waiting.add(ledger_key(p.scope, name))
-        for key, runs in self._budget_waits.items():
-            if key not in waiting:
-                runs.discard(actor.run_id)
-        for key in waiting:
-            self._budget_waits.setdefault(key, set()).add(actor.run_id)
-
-    async def _watch_budget_limits(self, stop: asyncio.Event) -> None:
-        """Fold the ledger; a new limit wakes this worker's runs waiting on that budget."""
-        partitions = await self._log.partition_count(self._topics.ledger)
-        while not stop.is_set():
-            for partition in range(partitions):
-                await self._ledger.catch_up(partition)
-            while not self._ledger.limit_changes.empty():
-                key, change = self._ledger.limit_changes.get_nowait()
-                scope = key.partition(":")[0]
-                for run_id in sorted(self._budget_waits.get(key, ())):
-                    await self._wake(run_id, scope, change.usd or "Infinity", change.by)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), 0.5)
+        self._budget_waits.update(actor.run_id, actor.core)
 
     async def _wake(self, run_id: str, scope: str, limit: str, by: str) -> None:
         partition = partition_for(run_id.encode(), self._partitions)
@@ -208,7 +153,7 @@ class Worker:
             raise FencedError(f"partition {partition} is not assigned to {self._worker_id}")
         codec = event_codec()
         topic, group = self._topics.events, commit.group if commit else ""
-        with self.telemetry.send(self._log_system, topic, partition, events, group) as send:
+        with self.telemetry.send(self._log.system, topic, partition, events, group) as send:
             out = [
                 OutRecord(
                     e.run_id.encode(),
@@ -314,7 +259,11 @@ class Worker:
             self._group, self._topics.commands, self, session_timeout_s=self._session_timeout_s
         )
         self._consumer = consumer
-        limits = asyncio.create_task(self._watch_budget_limits(stop), name="budget-limits")
+        ledger_partitions = await self._log.partition_count(self._topics.ledger)
+        limits = asyncio.create_task(
+            self._budget_waits.watch(self._ledger, ledger_partitions, stop, self._wake),
+            name="budget-limits",
+        )
         try:
             while not stop.is_set():
                 records = await consumer.poll(0.1)
@@ -342,13 +291,13 @@ class Worker:
         try:
             command = command_codec().decode(record.value)
         except DecodeError as exc:
-            await self._dead_letter(record, f"undecodable command: {exc}")
+            await self._outputs.dead_letter(record, f"undecodable command: {exc}")
             await self._commit_only(record.partition, commit)
             return
         problem = self._check(command, record)
         if problem is not None:
-            await self._dead_letter(record, problem)
-            await self._notice(command.run_id, CommandRejected(command.command_id, problem))
+            await self._outputs.dead_letter(record, problem)
+            await self._outputs.notice(command.run_id, CommandRejected(command.command_id, problem))
             await self._commit_only(record.partition, commit)
             return
         try:
@@ -357,7 +306,7 @@ class Worker:
             raise
         except Exception as exc:
             log.exception("command %s failed", command.command_id)
-            await self._dead_letter(record, f"command failed: {type(exc).__name__}: {exc}")
+            await self._outputs.dead_letter(record, f"command failed: {type(exc).__name__}: {exc}")
             await self._commit_only(record.partition, commit)
 
     def _check(self, command: Command, record: Record) -> str | None:
@@ -394,29 +343,14 @@ class Worker:
             await self._settle_unknown(command, partition, commit)
             return
         try:
-            await actor.command(self._command_fn(command), commit)
+            await actor.command(command_fn(command, self.now_ms(), self._worker_id), commit)
         except LookupError as exc:
-            await self._notice(run_id, CommandRejected(command.command_id, str(exc)))
+            await self._outputs.notice(run_id, CommandRejected(command.command_id, str(exc)))
             await self._commit_only(partition, commit)
-
-    def _command_fn(self, command: Command) -> Callable[[RunCore], Transition]:
-        """The core call that applies ``command`` (time and worker fixed now)."""
-        now, who, by = self.now_ms(), self._worker_id, command.issuer
-        payload = command.payload
-        match payload:
-            case CancelRun(reason=reason):
-                return lambda core: core.cancel(reason, by, now, who)
-            case ResolveGate(gate=gate, approved=ok, reason=reason):
-                return lambda core: core.resolve_gate(gate, ok, by, reason, now, who)
-            case RaiseBudget(metric=metric, limit=limit):
-                return lambda core: core.raise_budget(metric, limit, by, now, who)
-            case ResolveInDoubt(step=step, resolution=resolution, result=result):
-                return lambda core: core.resolve_in_doubt(step, resolution, result, by, now, who)
-        raise TypeError(f"not a run command: {command.type}")
 
     async def _settle_unknown(self, command: Command, partition: int, commit: OffsetCommit) -> None:
         if not self._journal.has_run(command.run_id):
-            await self._notice(
+            await self._outputs.notice(
                 command.run_id, CommandRejected(command.command_id, f"unknown run {command.run_id}")
             )
         await self._commit_only(partition, commit)
@@ -443,13 +377,13 @@ class Worker:
         if core.drift is not None:
             drift = core.drift
             log.error("%s", drift)
-            await self._notice(
+            await self._outputs.notice(
                 run_id, RunDrifted(drift.seq, drift.recorded, drift.requested, str(drift))
             )
             if commit is not None:
                 await self._commit_only(partition, commit)
             return
-        await self._notice(run_id, RunResumed(len(events), reason))
+        await self._outputs.notice(run_id, RunResumed(len(events), reason))
         for effect in transition.in_doubt:
             log.warning("run %s: tool call at seq %s is in doubt; not re-run", run_id, effect.seq)
         actor = RunActor(core, partition, self)
@@ -459,22 +393,3 @@ class Worker:
     # -- side outputs ----------------------------------------------------------------------
     async def _commit_only(self, partition: int, commit: OffsetCommit) -> None:
         await self.append_events(partition, [], commit)
-
-    async def _dead_letter(self, record: Record, reason: str) -> None:
-        log.warning(
-            "dead letter from %s/%s@%s: %s", record.topic, record.partition, record.offset, reason
-        )
-        headers = (
-            ("wakeline.reason", reason.encode()),
-            ("wakeline.source", f"{record.topic}/{record.partition}/{record.offset}".encode()),
-            ("wakeline.worker", self._worker_id.encode()),
-        )
-        await self._log.append(
-            self._topics.deadletter, [OutRecord(record.key, record.value, headers)]
-        )
-        self.telemetry.dead_letter(self._topics.deadletter, reason)
-
-    async def _notice(self, run_id: str, payload: NoticePayload) -> None:
-        notice = Notice(run_id, self.now_ms(), self._worker_id, payload)
-        value = notice_codec().encode(notice)
-        await self._log.append(self._topics.notices, [OutRecord(run_id.encode(), value)])

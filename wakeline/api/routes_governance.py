@@ -14,7 +14,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Path
 
-from wakeline.actors.worker import check_command
+from wakeline.actors.commands import check_command
 from wakeline.api.auth import AUTH_RESPONSES, ApproverKey, OperatorKey, Principal, ViewerKey
 from wakeline.api.errors import ApiError, canonical_input, json_safe
 from wakeline.api.models import (

@@ -91,6 +91,8 @@ class EmbeddedLog:
     it from the event loop it was opened on.
     """
 
+    system = "wakeline-embedded"
+
     def __init__(
         self,
         data_dir: str | Path,

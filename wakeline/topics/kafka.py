@@ -75,6 +75,8 @@ class KafkaLog:
     loop that uses it first.
     """
 
+    system = "kafka"
+
     def __init__(
         self,
         bootstrap: str,

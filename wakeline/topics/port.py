@@ -165,6 +165,11 @@ class PartitionWriter(Protocol):
 class Log(Protocol):
     """A Kafka-style log."""
 
+    @property
+    def system(self) -> str:
+        """What the log is, as OpenTelemetry's ``messaging.system`` (``kafka``, ...)."""
+        ...
+
     async def create_topics(self, specs: Sequence[TopicSpec]) -> None:
         """Create missing topics; existing ones are left as they are."""
         ...
