@@ -13,8 +13,10 @@ from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import SpanKind, Tracer
 
 from wakeline import App
+from wakeline.actors.lag import LagProbe
 from wakeline.actors.worker import Worker
 from wakeline.client import Client
 from wakeline.providers.mock import MockModel
@@ -55,7 +57,8 @@ def make_telemetry() -> tuple[Telemetry, InMemorySpanExporter, InMemoryMetricRea
     tracer_provider = TracerProvider()
     tracer_provider.add_span_processor(SimpleSpanProcessor(exporter))
     reader = InMemoryMetricReader()
-    return Telemetry(tracer_provider, MeterProvider(metric_readers=[reader])), exporter, reader
+    meters = MeterProvider(metric_readers=[reader])
+    return Telemetry(tracer_provider, meters, lag_interval_s=0.1), exporter, reader
 
 
 @asynccontextmanager
@@ -96,17 +99,35 @@ async def test_a_run_is_one_trace_with_genai_spans(tmp_path: Path) -> None:
     try:
         await ensure_topics(log, partitions=1)
         client = Client(log)
+        tracer = telemetry_tracer(telemetry)
         async with running(log, tmp_path / "state", telemetry):
-            handle = await client.start_run("researcher", "moss", tenant="acme")
+            with tracer.start_as_current_span("submit order") as submit:
+                handle = await client.start_run("researcher", "moss", tenant="acme")
             await asyncio.wait_for(client.result(handle.run_id), 20)
+            await asyncio.sleep(0.3)  # a lag measurement after the last command
         records = await log.read(DEFAULT_TOPICS.events, 0, 0)
     finally:
         await log.close()
 
     run_id = handle.run_id
-    spans = list(exporter.get_finished_spans())
+    spans = [s for s in exporter.get_finished_spans() if s.name != "submit order"]
     trace_id, root_id = run_trace_id(run_id), run_root_span_id(run_id)
     assert {s.context.trace_id for s in spans} == {trace_id}
+
+    [process] = named(spans, "process ")  # the start command, consumed by the worker
+    a = attrs(process)
+    assert process.name == f"process {DEFAULT_TOPICS.commands}"
+    assert process.kind == SpanKind.CONSUMER
+    assert process.parent is not None and process.parent.span_id == root_id
+    assert a["messaging.system"] == "wakeline-embedded"
+    assert a["messaging.operation.type"] == "process"
+    assert a["messaging.destination.name"] == DEFAULT_TOPICS.commands
+    assert a["messaging.destination.partition.id"] == "0"
+    assert a["messaging.kafka.offset"] == 0
+    assert a["messaging.kafka.message.key"] == run_id
+    assert a["messaging.consumer.group.name"] == "wakeline-workers"
+    assert a["wakeline.command"] == "StartRun"
+    assert [link.context.span_id for link in process.links] == [submit.get_span_context().span_id]
 
     [root] = named(spans, "invoke_agent")
     assert root.name == "invoke_agent researcher"
@@ -169,6 +190,37 @@ async def test_a_run_is_one_trace_with_genai_spans(tmp_path: Path) -> None:
     assert steps == {("model", "ok"): 2, ("tool", "ok"): 1}
     assert [p.value for p in points["wakeline.runs"]] == [1]
     assert sum(p.value for p in points["wakeline.tokens"]) > 0
+    [lag] = points["wakeline.consumer.lag"]
+    assert lag.value == 0 and lag.attributes["messaging.destination.partition.id"] == "0"
+    assert lag.attributes["messaging.consumer.group.name"] == "wakeline-workers"
+
+
+def telemetry_tracer(telemetry: Telemetry) -> Tracer:
+    provider = telemetry.tracer_provider
+    assert provider is not None
+    return provider.get_tracer("test")
+
+
+async def test_consumer_lag_counts_the_records_not_yet_handled(tmp_path: Path) -> None:
+    telemetry, _, reader = make_telemetry()
+    log = await EmbeddedLog.open(tmp_path)
+    try:
+        await ensure_topics(log, partitions=1)
+        client = Client(log)
+        for _ in range(3):
+            await client.start_run("researcher", "moss")
+        probe = LagProbe(log, DEFAULT_TOPICS.commands, "lagging", telemetry)
+        await probe.measure(frozenset({0}))
+        assert probe.lag() == {0: 3}  # nothing committed, nothing handled
+        probe.handled(0, 1)
+        await probe.measure(frozenset({0}))
+        assert probe.lag() == {0: 1}
+        [point] = metric_points(reader)["wakeline.consumer.lag"]
+        assert point.value == 1
+        await probe.measure(frozenset())
+        assert probe.lag() == {}
+    finally:
+        await log.close()
 
 
 async def test_a_resumed_run_is_one_trace_without_duplicate_spans(tmp_path: Path) -> None:

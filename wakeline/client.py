@@ -47,6 +47,7 @@ from wakeline.schemas.events import (
     RunCompleted,
     RunFailed,
 )
+from wakeline.telemetry import current_trace_headers
 from wakeline.topics.partitioner import partition_for
 from wakeline.topics.port import Log, OutRecord, Record
 from wakeline.topics.specs import DEFAULT_TOPICS, Topics
@@ -138,7 +139,8 @@ class Client:
         command_id = uuid.uuid4().hex
         command = Command(command_id, run_id, int(time.time() * 1000), self._issuer, payload)
         value = command_codec().encode(command)
-        await self._log.append(self._topics.commands, [OutRecord(run_id.encode(), value)])
+        record = OutRecord(run_id.encode(), value, current_trace_headers())
+        await self._log.append(self._topics.commands, [record])
         return command_id
 
     async def start_run(

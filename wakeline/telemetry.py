@@ -26,11 +26,12 @@ from typing import TYPE_CHECKING, Any
 
 from wakeline.actors.effects import span_of, span_result
 from wakeline.schemas import events as ev
+from wakeline.topics.port import Record
 
 try:
     from opentelemetry import context as otel_context
-    from opentelemetry import trace
-    from opentelemetry.metrics import MeterProvider
+    from opentelemetry import propagate, trace
+    from opentelemetry.metrics import CallbackOptions, MeterProvider, Observation
     from opentelemetry.sdk.trace import TracerProvider as SDKTracerProvider
     from opentelemetry.sdk.trace.id_generator import IdGenerator
     from opentelemetry.trace import SpanKind, Status, StatusCode
@@ -86,6 +87,29 @@ def traceparent(trace_id: int, span_id: int) -> str:
     return f"00-{trace_id:032x}-{span_id:016x}-01"
 
 
+def current_trace_headers() -> Headers:
+    """``traceparent`` (and ``tracestate``) of the caller's current span, to stamp on a command
+    record so the worker's ``process`` span links back to it; ``()`` without a current span."""
+    if not HAVE_OTEL or not trace.get_current_span().get_span_context().is_valid:
+        return ()
+    carrier: dict[str, str] = {}
+    propagate.inject(carrier)
+    return tuple((k, v.encode()) for k, v in carrier.items() if k in ("traceparent", "tracestate"))
+
+
+def _links(record: Record) -> list[trace.Link]:
+    """A link to the producer's span named by the record's ``traceparent`` header, if any."""
+    carrier = {
+        name: value.decode("latin-1")
+        for name, value in record.headers
+        if name in ("traceparent", "tracestate")
+    }
+    if "traceparent" not in carrier:
+        return []
+    producer = trace.get_current_span(propagate.extract(carrier)).get_span_context()
+    return [trace.Link(producer)] if producer.is_valid else []
+
+
 if HAVE_OTEL:
 
     class _RunIds(IdGenerator):
@@ -136,12 +160,15 @@ class Telemetry:
         meter_provider: MeterProvider | None = None,
         *,
         capture_content: bool | None = None,
+        lag_interval_s: float = 5.0,
     ) -> None:
         self.enabled = tracer_provider is not None or meter_provider is not None
         if capture_content is None:
             capture_content = os.environ.get(CAPTURE_ENV, "").strip().lower() == "true"
         self.capture_content = capture_content
-        self._tracer_provider = tracer_provider
+        self.lag_interval_s = lag_interval_s
+        """How often a worker measures its consumer lag (only when telemetry is on)."""
+        self.tracer_provider = tracer_provider
         self._meter_provider = meter_provider
         if not self.enabled:
             return
@@ -162,6 +189,7 @@ class Telemetry:
         self._cost = meter.create_counter("wakeline.cost", "USD", "Model cost")
         self._dead_letters = meter.create_counter("wakeline.dead_letters", "{record}")
         self._rebalances = meter.create_counter("wakeline.rebalances", "{partition}")
+        self._meter = meter
 
     # -- context ---------------------------------------------------------------------------
     @staticmethod
@@ -177,7 +205,7 @@ class Telemetry:
 
     def flush(self, *, shutdown: bool = False) -> None:
         """Export what is buffered (and stop the exporters when ``shutdown``)."""
-        for provider in (self._tracer_provider, self._meter_provider):
+        for provider in (self.tracer_provider, self._meter_provider):
             flush = getattr(provider, "shutdown" if shutdown else "force_flush", None)
             if callable(flush):
                 flush()
@@ -210,6 +238,60 @@ class Telemetry:
         )
         with trace.use_span(span, end_on_exit=True):
             yield _Send(span)
+
+    @contextlib.contextmanager
+    def process(
+        self, system: str, record: Record, group: str, run_id: str, command: str
+    ) -> Iterator[None]:
+        """A ``process {topic}`` consumer span around the handling of one command record: a
+        child of the run's root, linked to the span that sent the command (if it said)."""
+        if not self.enabled:
+            yield
+            return
+        attributes: dict[str, Any] = {
+            "messaging.system": system,
+            "messaging.operation.type": "process",
+            "messaging.operation.name": "process",
+            "messaging.destination.name": record.topic,
+            "messaging.destination.partition.id": str(record.partition),
+            "messaging.kafka.offset": record.offset,
+            "messaging.kafka.message.key": run_id,
+            "messaging.consumer.group.name": group,
+            "wakeline.run.id": run_id,
+            "wakeline.command": command,
+        }
+        span = self._tracer.start_span(
+            f"process {record.topic}",
+            self.run_context(run_id),
+            SpanKind.CONSUMER,
+            attributes,
+            links=_links(record),
+        )
+        with trace.use_span(span, end_on_exit=True):
+            yield
+
+    def observe_lag(
+        self, system: str, topic: str, group: str, lag: Callable[[], Mapping[int, int]]
+    ) -> None:
+        """Report ``lag()`` (partition -> records not yet handled) as the gauge
+        ``wakeline.consumer.lag``; the SDK calls it when it collects metrics."""
+        if not self.enabled:
+            return
+        common = {
+            "messaging.system": system,
+            "messaging.destination.name": topic,
+            "messaging.consumer.group.name": group,
+        }
+
+        def observe(options: CallbackOptions) -> list[Observation]:
+            return [
+                Observation(n, {**common, "messaging.destination.partition.id": str(p)})
+                for p, n in sorted(lag().items())
+            ]
+
+        self._meter.create_observable_gauge(
+            "wakeline.consumer.lag", [observe], "{record}", "Command records not yet handled"
+        )
 
     def dead_letter(self, topic: str, reason: str) -> None:
         if self.enabled:

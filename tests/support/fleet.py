@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import sys
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -26,7 +28,9 @@ class Fleet:
     group: str = field(default_factory=lambda: f"g-{uuid.uuid4().hex[:8]}")
     procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
 
-    def start(self, name: str, *, tag_requests: bool = False) -> subprocess.Popen[bytes]:
+    def start(
+        self, name: str, *, tag_requests: bool = False, env: Mapping[str, str] | None = None
+    ) -> subprocess.Popen[bytes]:
         """Start worker ``name``; with ``tag_requests`` its model requests go to the path
         ``/<name>/v1/...`` so the fake server's log shows which worker sent each one."""
         state = self.root / f"{name}-{uuid.uuid4().hex[:6]}"
@@ -41,7 +45,8 @@ class Fleet:
             str(state),
             str(self.session_s),
         ]
-        proc = subprocess.Popen(args, stdout=log_file, stderr=subprocess.STDOUT)
+        environ = {**os.environ, **env} if env else None
+        proc = subprocess.Popen(args, stdout=log_file, stderr=subprocess.STDOUT, env=environ)
         self.procs[name] = proc
         return proc
 

@@ -2,6 +2,9 @@
 
     python tests/support/kafka_worker.py BOOTSTRAP OPENAI_BASE_URL PREFIX GROUP STATE_DIR SESSION_S
 
+With ``WAKELINE_TEST_SPANS=FILE`` in the environment its spans are written to ``FILE`` as each
+one ends (:mod:`span_file`), so they outlive a SIGKILL.
+
 Runs the agent ``tenstep`` (10 sequential model calls through the real OpenAI SDK against the
 fake server).  Topics are ``PREFIX.commands`` etc., so tests sharing a broker do not meet.
 """
@@ -10,10 +13,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
 import sys
 from pathlib import Path
 from typing import Any
+
+import span_file
 
 from wakeline import App
 from wakeline.actors.worker import Worker
@@ -22,6 +28,7 @@ from wakeline.topics.kafka import KafkaLog
 from wakeline.topics.specs import Topics
 
 CALLS = 10
+SPANS = "WAKELINE_TEST_SPANS"
 
 
 def topics_for(prefix: str) -> Topics:
@@ -59,6 +66,7 @@ async def main(argv: list[str]) -> None:
         topics=topics_for(prefix),
         group=group,
         session_timeout_s=float(session),
+        telemetry=span_file.telemetry(Path(spans)) if (spans := os.environ.get(SPANS)) else None,
     )
     print(f"worker-id {worker.worker_id}", flush=True)
     stop = asyncio.Event()

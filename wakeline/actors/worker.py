@@ -22,6 +22,7 @@ from pathlib import Path
 from wakeline.actors.budget_waits import BudgetWaits
 from wakeline.actors.commands import check_command, command_fn
 from wakeline.actors.core import RunCore, Transition
+from wakeline.actors.lag import LagProbe
 from wakeline.actors.outputs import SideOutputs
 from wakeline.actors.run_actor import RunActor
 from wakeline.app import App
@@ -46,7 +47,6 @@ from wakeline.telemetry import Telemetry, default_telemetry
 from wakeline.topics.partitioner import partition_for
 from wakeline.topics.port import (
     FencedError,
-    GroupConsumer,
     Log,
     OffsetCommit,
     OutRecord,
@@ -93,12 +93,12 @@ class Worker:
         self._topic_names = {EVENTS: topics.events, NOTICES: topics.notices}
         self._writers: dict[int, PartitionWriter] = {}
         self._actors: dict[str, RunActor] = {}
-        self._consumer: GroupConsumer | None = None
         self._partitions = 0
         self._ledger = Ledger(log, topics.ledger, writer=self._worker_id)
         self._deltas = DeltaPublisher(log, topics.deltas, writer=self._worker_id, clock=clock)
         self._budget_waits = BudgetWaits()
         self._outputs = SideOutputs(log, topics, self._worker_id, self.telemetry, self.now_ms)
+        self._lag = LagProbe(log, topics.commands, group, self.telemetry)
         self._membership = asyncio.Lock()
         self._resetting: set[int] = set()
         self._background: set[asyncio.Task[None]] = set()
@@ -258,22 +258,26 @@ class Worker:
         consumer = self._log.consumer(
             self._group, self._topics.commands, self, session_timeout_s=self._session_timeout_s
         )
-        self._consumer = consumer
         ledger_partitions = await self._log.partition_count(self._topics.ledger)
         limits = asyncio.create_task(
             self._budget_waits.watch(self._ledger, ledger_partitions, stop, self._wake),
             name="budget-limits",
+        )
+        lag = asyncio.create_task(
+            self._lag.run(stop, lambda: frozenset(self._writers), self.telemetry.lag_interval_s)
         )
         try:
             while not stop.is_set():
                 records = await consumer.poll(0.1)
                 for record in records:
                     await self._handle(record)
+                    self._lag.handled(record.partition, record.offset)
                 if limits.done():
                     limits.result()  # a failure of the ledger watcher stops the worker loudly
         finally:
-            limits.cancel()
-            await asyncio.gather(limits, return_exceptions=True)
+            for task in (limits, lag):
+                task.cancel()
+            await asyncio.gather(limits, lag, return_exceptions=True)
             await consumer.close()
             self._store.close()
             self.telemetry.flush()
@@ -294,6 +298,11 @@ class Worker:
             await self._outputs.dead_letter(record, f"undecodable command: {exc}")
             await self._commit_only(record.partition, commit)
             return
+        system, group = self._log.system, self._group
+        with self.telemetry.process(system, record, group, command.run_id, command.type):
+            await self._handle_command(command, record, commit)
+
+    async def _handle_command(self, command: Command, record: Record, commit: OffsetCommit) -> None:
         problem = self._check(command, record)
         if problem is not None:
             await self._outputs.dead_letter(record, problem)

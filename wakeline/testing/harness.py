@@ -12,6 +12,7 @@ from wakeline.actors.worker import Worker
 from wakeline.app import App
 from wakeline.client import Client
 from wakeline.runtime import ensure_topics
+from wakeline.telemetry import Telemetry
 from wakeline.topics.embedded import EmbeddedLog
 from wakeline.topics.port import Log
 from wakeline.topics.specs import DEFAULT_TOPICS, Topics
@@ -32,10 +33,16 @@ async def worker_running(
     *,
     session_timeout_s: float = 2.0,
     topics: Topics = DEFAULT_TOPICS,
+    telemetry: Telemetry | None = None,
 ) -> AsyncIterator[Worker]:
     """A worker of ``app`` running on ``log`` until the block exits."""
     worker = Worker(
-        app, log, state_dir=state_dir, session_timeout_s=session_timeout_s, topics=topics
+        app,
+        log,
+        state_dir=state_dir,
+        session_timeout_s=session_timeout_s,
+        topics=topics,
+        telemetry=telemetry,
     )
     stop = asyncio.Event()
     task = asyncio.create_task(worker.run(stop))
