@@ -8,7 +8,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from wakeline.actors.worker import Worker
+from wakeline.actors.worker import DEFAULT_GROUP, Worker
 from wakeline.app import App
 from wakeline.client import Client
 from wakeline.runtime import ensure_topics
@@ -23,6 +23,7 @@ class LocalRuntime:
     log: Log
     client: Client
     worker: Worker
+    topics: Topics = DEFAULT_TOPICS
 
 
 @asynccontextmanager
@@ -33,6 +34,7 @@ async def worker_running(
     *,
     session_timeout_s: float = 2.0,
     topics: Topics = DEFAULT_TOPICS,
+    group: str = DEFAULT_GROUP,
     telemetry: Telemetry | None = None,
 ) -> AsyncIterator[Worker]:
     """A worker of ``app`` running on ``log`` until the block exits."""
@@ -42,6 +44,7 @@ async def worker_running(
         state_dir=state_dir,
         session_timeout_s=session_timeout_s,
         topics=topics,
+        group=group,
         telemetry=telemetry,
     )
     stop = asyncio.Event()
@@ -70,5 +73,42 @@ async def local_runtime(
             app, log, data / "state", session_timeout_s=session_timeout_s
         ) as worker:
             yield LocalRuntime(log, Client(log), worker)
+    finally:
+        await log.close()
+
+
+def prefixed_topics(prefix: str) -> Topics:
+    """Topics named ``<prefix>.commands`` etc., so tests sharing one Kafka broker do not meet."""
+    names = {name: f"{prefix}.{name}" for name in Topics.__dataclass_fields__}
+    return Topics(**names)
+
+
+@asynccontextmanager
+async def kafka_runtime(
+    app: App,
+    bootstrap: str,
+    state: Path,
+    *,
+    prefix: str,
+    partitions: int = 2,
+    session_timeout_s: float = 3.0,
+) -> AsyncIterator[LocalRuntime]:
+    """Like :func:`local_runtime` on a Kafka cluster: topics and a consumer group of their own
+    (named after ``prefix``), a running worker and a client."""
+    from wakeline.topics.kafka import KafkaLog
+
+    topics = prefixed_topics(prefix)
+    log = await KafkaLog.open(bootstrap)
+    try:
+        await ensure_topics(log, partitions=partitions, topics=topics)
+        async with worker_running(
+            app,
+            log,
+            state / "worker",
+            session_timeout_s=session_timeout_s,
+            topics=topics,
+            group=f"{prefix}-workers",
+        ) as worker:
+            yield LocalRuntime(log, Client(log, topics=topics), worker, topics)
     finally:
         await log.close()
