@@ -1,19 +1,27 @@
-"""The CLI end to end: run, start + worker, ls, show, tail, resume, cancel, rebuild."""
+"""The CLI end to end: run, start + worker, ls, show, tail, resume, cancel, rebuild, costs."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import re
 import signal
 import subprocess
 import sys
+from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 from click.testing import CliRunner
 
+from wakeline import cli_render as render
 from wakeline.cli import main
+from wakeline.client import Client
+from wakeline.projections.costs import utc_day
+from wakeline.runtime import open_log
 
 EXAMPLE = str(Path(__file__).parent.parent / "examples" / "research_agent.py")
+AGENTS = str(Path(__file__).parent / "support" / "cli_agents.py")
 
 
 def cli(data: Path, *args: str) -> tuple[int, str]:
@@ -37,6 +45,83 @@ def test_run_streams_events_and_prints_the_result(tmp_path: Path) -> None:
     assert code == 0 and "byte-identical" in out
     code, out = cli(tmp_path, "projections", "rebuild")
     assert code == 0 and "refolded" in out
+
+
+def table_rows(out: str) -> list[list[str]]:
+    """The body rows of the rich tables in ``out``, as lists of cell texts."""
+    return [
+        [cell.strip() for cell in line.split("│")[1:-1]]
+        for line in out.splitlines()
+        if line.startswith("│")
+    ]
+
+
+def run_rows(data: Path) -> dict[str, dict[str, Any]]:
+    """Each agent's run row, read through a client of its own (the runs view)."""
+
+    async def go() -> dict[str, dict[str, Any]]:
+        log = await open_log(data=data)
+        try:
+            async with Client(log, views_dir=data / "client-views") as client:
+                return {str(row["agent"]): row for row in (await client.list()).runs}
+        finally:
+            await log.close()
+
+    return asyncio.run(go())
+
+
+def test_costs_and_a_shared_budget(tmp_path: Path) -> None:
+    assert cli(tmp_path, "topics", "create")[0] == 0
+    code, out = cli(tmp_path, "budget", "set", "--tenant", "acme", "--usd", "3")
+    assert code == 0 and "tenant:acme: limit $3" in out
+    code, out = cli(tmp_path, "run", f"{AGENTS}:chatty", "--input", "2", "--tenant", "acme")
+    assert code == 0, out
+    code, out = cli(tmp_path, "run", f"{EXAMPLE}:research", "--input", '{"topic": "kelp"}')
+    assert code == 0, out
+    runs = run_rows(tmp_path)
+    cost = {agent: Decimal(row["cost_usd"]) for agent, row in runs.items()}
+    assert set(cost) == {"chatty", "research"} and all(c > 0 for c in cost.values())
+    total = cost["chatty"] + cost["research"]
+
+    code, out = cli(tmp_path, "costs")  # by agent
+    assert code == 0, out
+    assert "costs by agent" in out
+    assert sorted(table_rows(out)) == sorted(
+        [
+            agent,
+            str(row["model_calls"]),
+            "0",
+            f"{row['tokens']['input']}/{row['tokens']['output']}",
+            render.money(row["cost_usd"]),
+        ]
+        for agent, row in runs.items()
+    )
+    assert [runs["chatty"]["model_calls"], runs["research"]["model_calls"]] == [2, 4]
+    assert f"2 rows, 6 model calls, total {render.money(total)}" in out
+
+    code, out = cli(tmp_path, "costs", "--by", "day")
+    assert code == 0, out
+    days = {utc_day(row[f]) for row in runs.values() for f in ("started_ms", "ended_ms")}
+    assert table_rows(out) and {cells[0] for cells in table_rows(out)} <= days
+    assert f"6 model calls, total {render.money(total)}" in out
+    code, out = cli(tmp_path, "costs", "--by", "tenant", "--key", "acme")
+    assert code == 0, out
+    assert [cells[0] for cells in table_rows(out)] == ["acme"]
+    assert f"1 rows, 2 model calls, total {render.money(cost['chatty'])}" in out
+    code, out = cli(tmp_path, "costs", "--by", "tenant", "--key", "")  # runs without a tenant
+    assert [cells[0] for cells in table_rows(out)] == ["(none)"]
+    assert f"1 rows, 4 model calls, total {render.money(cost['research'])}" in out
+    code, out = cli(tmp_path, "costs", "--by", "model")
+    assert table_rows(out)[0][:3] == ["mock", "mock-1", "6"]
+    code, out = cli(tmp_path, "costs", "--by", "planet")
+    assert code == 2 and "Invalid value for '--by'" in out
+
+    # the tenant's shared budget: chatty's spend was reserved and settled on the ledger
+    code, out = cli(tmp_path, "budget", "show", "--tenant", "acme")
+    assert code == 0, out
+    spent = re.search(r"^tenant:acme: limit \$3, spent \$(\S+), 0 reservations in flight", out)
+    assert spent is not None, out
+    assert Decimal(spent.group(1)) == cost["chatty"]
 
 
 def test_bad_usage_exits_2(tmp_path: Path) -> None:

@@ -1,10 +1,11 @@
-"""``Client.get`` / ``Client.list`` / ``Client.steps``: queries of views the client folds from
-the log on demand (embedded log, a real worker)."""
+"""``Client.get`` / ``list`` / ``steps`` / ``costs`` / ``budgets``: queries of views the
+client folds from the log on demand (embedded log, a real worker)."""
 
 from __future__ import annotations
 
 import asyncio
 import time
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -12,8 +13,10 @@ import pytest
 
 from wakeline import App
 from wakeline.client import Client, NoViewsError
+from wakeline.ledger import Ledger
 from wakeline.providers.mock import MockModel
 from wakeline.testing.harness import local_runtime
+from wakeline.topics.specs import DEFAULT_TOPICS
 
 
 def make_app() -> App:
@@ -23,6 +26,12 @@ def make_app() -> App:
     @app.agent
     async def echo(ctx: Any, text: str) -> str:
         return str((await ctx.llm(text)).text)
+
+    @app.agent
+    async def chat(ctx: Any, turns: int) -> int:
+        for i in range(turns):
+            await ctx.llm(f"turn {i}")
+        return turns
 
     @app.agent
     async def pay(ctx: Any, amount: int) -> bool:
@@ -38,6 +47,10 @@ async def test_queries_need_views(tmp_path: Path) -> None:
             await rt.client.get("x")
         with pytest.raises(NoViewsError):
             await rt.client.list()
+        with pytest.raises(NoViewsError):
+            await rt.client.costs("agent")
+        with pytest.raises(NoViewsError):
+            await rt.client.budgets()
 
 
 async def test_get_list_filters_and_pages(tmp_path: Path) -> None:
@@ -91,6 +104,51 @@ async def test_get_list_filters_and_pages(tmp_path: Path) -> None:
         # a decision shows at the next query, without any explicit refresh
         await client.approve(gated, "pay", "ok")
         assert (await eventually_status(client, gated, "completed"))["output"] == "true"
+
+
+async def test_costs_and_shared_budgets(tmp_path: Path) -> None:
+    async with (
+        local_runtime(make_app(), tmp_path / "data") as rt,
+        Client(rt.log, views_dir=tmp_path / "views") as client,
+    ):
+        assert await client.costs("agent") == [] and await client.budgets() == []
+        ledger = Ledger(rt.log, DEFAULT_TOPICS.ledger, writer="test")
+        await ledger.set_limit("tenant:acme", Decimal("0.5"), "ops")
+        echo = await client.start_run("echo", "hi", tenant="acme")
+        chat = await client.start_run("chat", 3)
+        assert await client.result(echo.run_id) == "mock reply to: hi"
+        assert await client.result(chat.run_id) == 3
+        runs = {"echo": await client.get(echo.run_id), "chat": await client.get(chat.run_id)}
+        cost = {agent: Decimal(str((row or {})["cost_usd"])) for agent, row in runs.items()}
+        assert cost["echo"] > 0 and cost["chat"] > 0
+
+        by_agent = {row["agent"]: row for row in await client.costs("agent")}
+        assert set(by_agent) == {"echo", "chat"}
+        for agent, row in by_agent.items():
+            assert Decimal(row["cost_usd"]) == cost[agent]
+            assert row["tokens"] == (runs[agent] or {})["tokens"]
+        assert (by_agent["echo"]["model_calls"], by_agent["chat"]["model_calls"]) == (1, 3)
+        days = await client.costs("day")
+        assert sum(Decimal(row["cost_usd"]) for row in days) == cost["echo"] + cost["chat"]
+        assert sum(row["model_calls"] for row in days) == 4
+        [acme] = await client.costs("tenant", "acme")
+        assert Decimal(acme["cost_usd"]) == cost["echo"]
+        chat_days = await client.costs("agent-day", "chat")
+        assert {row["agent"] for row in chat_days} == {"chat"}
+        assert sum(Decimal(row["cost_usd"]) for row in chat_days) == cost["chat"]
+        with pytest.raises(ValueError, match="unknown cost dimension 'planet'"):
+            await client.costs("planet")
+
+        # the echo run spent against its tenant's budget: reserved, then settled
+        for _ in range(400):
+            budgets = await client.budgets()
+            if budgets and budgets[0]["in_flight"] == 0 and budgets[0]["settles"] == 1:
+                break
+            await asyncio.sleep(0.05)
+        [budget] = budgets
+        assert (budget["key"], budget["limit"], budget["limit_by"]) == ("tenant:acme", "0.5", "ops")
+        assert Decimal(budget["spent"]) == cost["echo"] and budget["grants"] == 1
+        assert budget["in_flight"] == 0 and Decimal(budget["reserved"]) == 0
 
 
 async def test_two_clients_share_a_views_dir(tmp_path: Path) -> None:

@@ -19,11 +19,13 @@ from wakeline.cli_common import (
     Settings,
     json_input,
     open_views,
+    query,
     run_async,
     send,
     target_app,
 )
 from wakeline.client import Client, RunError
+from wakeline.projections.costs import DIMENSIONS
 from wakeline.replay import replay_run
 from wakeline.runtime import (
     DEFAULT_PARTITIONS,
@@ -291,6 +293,27 @@ def show(settings: Settings, run_id: str) -> None:
         out.print(f"[red]error: {run['error']}[/red]")
 
 
+@main.command()
+@click.option(
+    "--by",
+    "dimension",
+    type=click.Choice(list(DIMENSIONS)),
+    default="agent",
+    show_default=True,
+    help="sum the model calls by agent, tenant, model, UTC day, or agent / tenant and day",
+)
+@click.option(
+    "--key",
+    default=None,
+    help="only the rows whose first name is KEY: an agent, tenant, provider or day",
+)
+@click.pass_obj
+def costs(settings: Settings, dimension: str, key: str | None) -> None:
+    """Model calls, tokens and cost of the completed calls, from this machine's views."""
+    rows = query(settings, lambda client: client.costs(dimension, key))
+    render.console().print(render.costs_table(dimension, rows))
+
+
 @main.group()
 def projections() -> None:
     """Projection maintenance."""
@@ -313,9 +336,8 @@ def projections_rebuild(settings: Settings) -> None:
     click.echo(f"refolded {run_async(go)} records")
 
 
-if __name__ == "__main__":
-    main()
-
-
 cli_governance.register(main)
 cli_serve.register(main)
+
+if __name__ == "__main__":
+    main()

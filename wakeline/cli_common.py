@@ -64,6 +64,23 @@ def send(settings: Settings, action: Callable[[Client], Awaitable[None]]) -> Non
     run_async(go)
 
 
+def query(settings: Settings, ask: Callable[[Client], Awaitable[T]]) -> T:
+    """``ask`` a client whose views live in this machine's state directory (caught up with the
+    log at each query)."""
+
+    async def go() -> T:
+        log = await settings.log()
+        try:
+            if settings.kafka is None:
+                await ensure_topics(log)  # an empty embedded data dir is a log with no runs
+            async with Client(log, views_dir=settings.data / "state") as client:
+                return await ask(client)
+        finally:
+            await log.close()
+
+    return run_async(go)
+
+
 async def open_views(settings: Settings) -> tuple[Log, Views, StateDir]:
     log = await settings.log()
     if settings.kafka is None:

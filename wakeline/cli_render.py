@@ -10,6 +10,7 @@ from rich.console import Console
 from rich.table import Table
 
 from wakeline import jsonutil
+from wakeline.projections.costs import DIMENSIONS
 from wakeline.schemas.commands import Notice
 from wakeline.schemas.events import (
     Event,
@@ -121,6 +122,30 @@ def steps_table(run: dict[str, Any], steps: list[dict[str, Any]]) -> Table:
             money(step.get("cost_usd")),
             f"{latency / 1000:.1f} ms" if isinstance(latency, int | float) else "-",
         )
+    return table
+
+
+def costs_table(dimension: str, rows: list[dict[str, Any]]) -> Table:
+    """Rows of the costs projection; the caption sums them (exact decimals)."""
+    names = DIMENSIONS[dimension]
+    table = Table(title=f"costs by {dimension}")
+    for col in names:
+        table.add_column(col)
+    for col in ("calls", "unpriced", "tokens in/out", "cost"):
+        table.add_column(col, justify="right")
+    total, calls = Decimal(0), 0
+    for row in rows:
+        tokens = row.get("tokens") or {}
+        total += Decimal(str(row.get("cost_usd", "0")))
+        calls += int(row.get("model_calls", 0))
+        table.add_row(
+            *(str(row.get(name, "")) or "(none)" for name in names),
+            str(row.get("model_calls", 0)),
+            str(row.get("unpriced_calls", 0)),
+            f"{tokens.get('input', 0)}/{tokens.get('output', 0)}",
+            money(row.get("cost_usd")),
+        )
+    table.caption = f"{len(rows)} rows, {calls} model calls, total {money(total)}"
     return table
 
 

@@ -2,8 +2,9 @@
 
 The client only talks to the log: it publishes commands (key = run id) and reads a run's
 events, notices and live deltas from the partitions the run id maps to.  It never needs a
-worker to answer.  Queries (:meth:`Client.get`, :meth:`Client.list`) read views the client
-folds from the log itself, on demand, in ``views_dir``.
+worker to answer.  Queries (:meth:`Client.get`, :meth:`Client.list`, :meth:`Client.costs`,
+:meth:`Client.budgets`) read views the client folds from the log itself, on demand, in
+``views_dir``.
 """
 
 from __future__ import annotations
@@ -229,6 +230,19 @@ class Client:
     async def steps(self, run_id: str) -> Rows:
         """The run's steps in seq order (kind, name, status, usage, cost, payloads)."""
         return (await self.views()).queries.steps(run_id)
+
+    async def costs(self, dimension: str, key: str | None = None) -> Rows:
+        """Completed model calls, tokens and cost (``cost_usd``: exact decimal text) summed by
+        ``dimension``: ``agent``, ``tenant``, ``model`` (provider and model), ``day`` (UTC
+        date), ``agent-day`` or ``tenant-day``; one row per name, in key order.  With ``key``,
+        the rows whose first name is ``key`` (an agent, a tenant, a provider or a day).
+        ``ValueError`` for an unknown dimension."""
+        return (await self.views()).costs(dimension, key)
+
+    async def budgets(self) -> Rows:
+        """Every shared budget the ledger has records of (``key`` ``tenant:<name>`` or
+        ``agent:<name>``, ``limit``, ``spent``, ``reserved``, ``in_flight`` ...), in key order."""
+        return (await self.views()).budgets()
 
     # -- following a run ---------------------------------------------------------------------
     async def watch(

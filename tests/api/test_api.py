@@ -10,6 +10,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from decimal import Decimal
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -24,6 +25,8 @@ from wakeline import App
 from wakeline.api import KeyRing, Role, create_app
 from wakeline.api.serve import REDACTED, redact, serving
 from wakeline.cli_serve import register
+from wakeline.ledger import Ledger
+from wakeline.projections.costs import utc_day
 from wakeline.providers.mock import MockModel
 from wakeline.schemas.codec import command_codec
 from wakeline.testing.harness import LocalRuntime, local_runtime
@@ -140,6 +143,18 @@ async def run_row(http: httpx.AsyncClient, run_id: str, *, status: str | None = 
     return await eventually(probe)
 
 
+async def budget_row(
+    http: httpx.AsyncClient, path: str, probe: Callable[[Any], bool] = lambda _: True
+) -> Any:
+    """``GET /v1/budgets/{path}`` once the API's views show it (and ``probe`` holds)."""
+
+    async def found() -> Any:
+        r = await http.get(f"/v1/budgets/{path}", headers=VIEWER)
+        return r.json() if r.status_code == 200 and probe(r.json()) else None
+
+    return await eventually(found)
+
+
 async def start(http: httpx.AsyncClient, agent: str, input: Any, **extra: Any) -> str:
     r = await http.post(
         "/v1/runs", json={"agent": agent, "input": input, **extra}, headers=OPERATOR
@@ -174,6 +189,10 @@ READS = [
     "/v1/runs/{run}/steps",
     "/v1/runs/{run}/steps/1",
     "/v1/costs",
+    "/v1/costs/agent",
+    "/v1/costs/day",
+    "/v1/budgets",
+    "/v1/budgets/tenant/acme",
     "/v1/agents",
     "/v1/me",
 ]
@@ -183,6 +202,8 @@ async def test_roles_guard_every_route(env: Env) -> None:
     http = env.http
     run_id = await start(http, "napper", {"naps": 1, "seconds": 30})
     await run_row(http, run_id, status="waiting")
+    await Ledger(env.log, DEFAULT_TOPICS.ledger).set_limit("tenant:acme", Decimal(5), "ops")
+    await budget_row(http, "tenant/acme")  # a budget the ledger knows: 200 below
     before = await end_offsets(env.log, DEFAULT_TOPICS.commands)
 
     for method, path, body in MUTATING:
@@ -238,7 +259,15 @@ async def test_health_docs_and_dashboard_need_no_key(env: Env) -> None:
     r = await http.get("/healthz")
     assert r.status_code == 200 and r.json()["status"] == "ok"
     spec = (await http.get("/openapi.json")).json()
-    for path in ("/v1/runs", "/v1/runs/{run_id}", "/v1/runs/{run_id}/events", "/v1/costs"):
+    for path in (
+        "/v1/runs",
+        "/v1/runs/{run_id}",
+        "/v1/runs/{run_id}/events",
+        "/v1/costs",
+        "/v1/costs/{dimension}",
+        "/v1/budgets",
+        "/v1/budgets/{scope}/{name}",
+    ):
         assert path in spec["paths"]
     assert "HTTPBearer" in spec["components"]["securitySchemes"]
     assert "swagger" in (await http.get("/docs")).text.lower()
@@ -368,6 +397,87 @@ async def test_list_filters_pages_steps_and_costs(env: Env) -> None:
     assert float(model["cost_usd"]) == pytest.approx(total)
     zeta = (await http.get("/v1/costs", params={"tenant": "zeta"}, headers=VIEWER)).json()
     assert zeta["total"]["runs"] == 1 and zeta["by_tenant"][0]["key"] == "zeta"
+
+
+async def test_costs_by_dimension_and_shared_budgets(env: Env) -> None:
+    http = env.http
+    ledger = Ledger(env.log, DEFAULT_TOPICS.ledger, writer="test")
+    await ledger.set_limit("tenant:acme", Decimal("2.5"), "ops")
+    await ledger.set_limit("tenant:north/east", Decimal(1), "ops")
+    shop_id = await start(http, "shop", {"item": "tea", "quantity": 2}, tenant="acme")
+    nap_id = await start(http, "napper", {"naps": 2, "seconds": 0.01})
+    shop = await run_row(http, shop_id, status="completed")
+    nap = await run_row(http, nap_id, status="completed")
+    runs = {"shop": shop, "napper": nap}
+    total = Decimal(shop["cost_usd"]) + Decimal(nap["cost_usd"])
+    assert Decimal(shop["cost_usd"]) > 0 and Decimal(nap["cost_usd"]) > 0
+
+    async def rows(dimension: str, **params: str) -> list[Any]:
+        r = await http.get(f"/v1/costs/{dimension}", params=params, headers=VIEWER)
+        assert r.status_code == 200, r.text
+        assert r.json()["dimension"] == dimension
+        assert all(row["dimension"] == dimension for row in r.json()["rows"])
+        return list(r.json()["rows"])
+
+    def cost_of(lines: list[Any]) -> Decimal:
+        return sum((Decimal(line["cost_usd"]) for line in lines), Decimal(0))
+
+    by_agent = {row["agent"]: row for row in await rows("agent")}
+    assert set(by_agent) == {"shop", "napper"}
+    for agent, run in runs.items():
+        line = by_agent[agent]
+        assert Decimal(line["cost_usd"]) == Decimal(run["cost_usd"])
+        assert line["tokens"] == run["tokens"] and line["model_calls"] == run["model_calls"]
+        assert line["unpriced_calls"] == 0
+    assert (by_agent["shop"]["model_calls"], by_agent["napper"]["model_calls"]) == (1, 2)
+
+    days = await rows("day")
+    run_days = {utc_day(r[f]) for r in runs.values() for f in ("started_ms", "ended_ms")}
+    assert days and {row["day"] for row in days} <= run_days
+    assert cost_of(days) == total and sum(row["model_calls"] for row in days) == 3
+    assert cost_of(await rows("tenant-day")) == total
+    shop_days = await rows("agent-day", name="shop")
+    assert {row["agent"] for row in shop_days} == {"shop"}
+    assert cost_of(shop_days) == Decimal(shop["cost_usd"])
+    [acme] = await rows("tenant", name="acme")
+    assert acme["tenant"] == "acme" and Decimal(acme["cost_usd"]) == Decimal(shop["cost_usd"])
+    [no_tenant] = await rows("tenant", name="")
+    assert no_tenant["tenant"] == "" and Decimal(no_tenant["cost_usd"]) == Decimal(nap["cost_usd"])
+    [model] = await rows("model")
+    assert (model["provider"], model["model"], model["model_calls"]) == ("mock", "mock-1", 3)
+    assert Decimal(model["cost_usd"]) == total
+    assert await rows("agent", name="nobody") == []
+
+    r = await http.get("/v1/costs/planet", headers=VIEWER)
+    assert r.status_code == 422, r.text
+    assert r.json()["detail"].startswith("invalid request: path.dimension: Input should be")
+    assert "'agent-day'" in r.json()["detail"]
+    r = await http.get("/v1/costs/agent", params={"name": "x" * 201}, headers=VIEWER)
+    assert r.status_code == 422 and "name" in r.json()["detail"]
+
+    # the tenant's shared budget: the limit set on the ledger, and the run's settled spend
+    spend = Decimal(shop["cost_usd"])
+    budget = await budget_row(
+        http, "tenant/acme", lambda b: Decimal(b["spent"]) == spend and b["in_flight"] == 0
+    )
+    assert (budget["key"], budget["scope"], budget["name"]) == ("tenant:acme", "tenant", "acme")
+    assert (budget["limit"], budget["limit_by"]) == ("2.5", "ops")
+    assert Decimal(budget["reserved"]) == 0 and Decimal(budget["committed"]) == spend
+    assert (budget["grants"], budget["denials"], budget["settles"]) == (1, 0, 1)
+    assert budget["reservations"] == {}
+    listed = (await http.get("/v1/budgets", headers=VIEWER)).json()["budgets"]
+    assert [b["key"] for b in listed] == ["tenant:acme", "tenant:north/east"]
+    assert listed[0] == budget
+    slashed = (await http.get("/v1/budgets/tenant/north/east", headers=VIEWER)).json()
+    assert (slashed["name"], slashed["limit"], slashed["spent"]) == ("north/east", "1", "0")
+
+    r = await http.get("/v1/budgets/tenant/nobody", headers=VIEWER)
+    assert r.status_code == 404
+    assert r.json()["detail"] == "no shared budget 'tenant:nobody': the ledger has no record of it"
+    r = await http.get("/v1/budgets/agent/shop", headers=VIEWER)  # no agent limit: not tracked
+    assert r.status_code == 404
+    r = await http.get("/v1/budgets/planet/x", headers=VIEWER)
+    assert r.status_code == 422 and "scope" in r.json()["detail"]
 
 
 # ---------------------------------------------------------------------------- live events (SSE)

@@ -145,6 +145,7 @@ async def test_dashboard_shows_runs_live_and_their_timelines(tmp_path: Path) -> 
             await page.click("#new-run summary")
             await page.select_option("#start-agent", "napper")
             await page.fill("#start-input", '{"naps": 3, "seconds": 1.5}')
+            await page.fill("#start-tenant", "acme")
             await page.click("#start-run")
             run_id = await page.locator("#started-link").inner_text()
             status = page.locator(f'tr[data-run-id="{run_id}"] .status-cell')
@@ -162,6 +163,11 @@ async def test_dashboard_shows_runs_live_and_their_timelines(tmp_path: Path) -> 
             await page.click('[data-nav="costs"]')
             await expect(page.locator("#costs-model")).to_contain_text("mock/mock-1")
             await expect(page.locator("#costs-agent")).to_contain_text("napper")
+            day = page.locator("#costs-day tbody tr").first
+            await expect(day).to_contain_text(re.compile(r"\d{4}-\d{2}-\d{2}"))
+            acme = page.locator('#budgets tr[data-budget="tenant:acme"]')
+            await expect(acme).to_contain_text("none")  # no limit: its spend is still tracked
+            await expect(acme.locator("td").nth(2)).not_to_have_text("$0")
             await page.screenshot(path="/tmp/dashboard-costs.png", full_page=True)
             assert problems == []
         finally:

@@ -24,6 +24,7 @@ from wakeline.api.errors import (
 )
 from wakeline.api.models import Health
 from wakeline.api.projector import Projector
+from wakeline.api.routes_budgets import router as budgets_router
 from wakeline.api.routes_costs import router as costs_router
 from wakeline.api.routes_events import router as events_router
 from wakeline.api.routes_governance import router as governance_router
@@ -94,6 +95,7 @@ def create_app(
     api.include_router(governance_router)
     api.include_router(events_router)
     api.include_router(costs_router)
+    api.include_router(budgets_router)
 
     @api.get("/healthz", tags=["health"], response_model=Health, responses={503: {"model": Health}})
     async def healthz() -> Any:

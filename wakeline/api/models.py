@@ -211,6 +211,60 @@ class Costs(BaseModel):
     by_model: list[CostLine] = Field(description="key = provider/model")
 
 
+CostDimension = Literal["agent", "tenant", "model", "day", "agent-day", "tenant-day"]
+"""The dimensions of the costs projection (:data:`wakeline.projections.costs.DIMENSIONS`)."""
+
+
+class CostRow(BaseModel):
+    """The sums of the completed model calls one row names (by ``dimension``: ``agent``;
+    ``tenant``; ``provider`` and ``model``; ``day``; ``agent`` and ``day``; ``tenant`` and
+    ``day``).  ``""`` is no tenant; ``day`` is the UTC date of the calls."""
+
+    dimension: CostDimension
+    agent: str | None = None
+    tenant: str | None = None
+    provider: str | None = None
+    model: str | None = None
+    day: str | None = Field(None, description="UTC date, yyyy-mm-dd")
+    model_calls: int = 0
+    unpriced_calls: int = Field(0, description="model calls without a known price")
+    cost_usd: str = Field("0", description="exact decimal text, USD")
+    tokens: Tokens = Field(default_factory=Tokens)
+
+
+class CostRows(BaseModel):
+    dimension: CostDimension
+    name: str | None = Field(None, description="the filter: the rows' first name")
+    rows: list[CostRow] = Field(description="in key order (days: oldest first)")
+
+
+class SharedBudget(BaseModel):
+    """The state of a shared budget, folded from its ledger (amounts: exact decimal text, USD)."""
+
+    key: str = Field(description="the ledger key: tenant:<name> or agent:<name>")
+    scope: str = Field(description="tenant or agent")
+    name: str
+    limit: str | None = Field(None, description="null: no limit (spend is still tracked)")
+    limit_by: str | None = Field(None, description="who set the limit")
+    limit_ms: int | None = None
+    spent: str = Field("0", description="settled spend")
+    reserved: str = Field("0", description="sum of the reservations in flight")
+    committed: str = Field("0", description="spent + reserved")
+    in_flight: int = Field(0, description="reservations in flight")
+    reservations: dict[str, str] = Field(
+        default_factory=dict, description="request id -> reserved amount, in flight"
+    )
+    grants: int = 0
+    denials: int = 0
+    settles: int = 0
+    errors: int = Field(0, description="ledger records skipped: amounts that are not decimals")
+    updated_ms: int | None = Field(None, description="time of the last ledger record")
+
+
+class SharedBudgetList(BaseModel):
+    budgets: list[SharedBudget] = Field(description="in ledger key order")
+
+
 class Health(BaseModel):
     status: Literal["ok", "degraded"]
     projections_folded: int

@@ -1,5 +1,6 @@
-"""The API's own projections: the runs and steps views in a ``StateDir`` slot ("api-N"),
-kept live by a background task that tails the log.  The API reads only from here."""
+"""The API's own projections: the query views (runs, steps, audit, costs, budgets) in a
+``StateDir`` slot ("api-N"), kept live by a background task that tails the log.  The API reads
+only from here."""
 
 from __future__ import annotations
 
@@ -47,10 +48,15 @@ class Projector:
         self.last_fold_ms: int | None = None
 
     @property
-    def queries(self) -> Queries:
+    def views(self) -> Views:
+        """The API's views (runs and steps queries, costs, budgets, audit trails)."""
         if self._views is None:
             raise RuntimeError("the projector is not started")
-        return self._views.queries
+        return self._views
+
+    @property
+    def queries(self) -> Queries:
+        return self.views.queries
 
     @property
     def running(self) -> bool:

@@ -1,4 +1,6 @@
-"""Costs: tokens and USD by agent, tenant and model, folded from the runs and steps views."""
+"""Costs: tokens and USD by agent, tenant and model, folded from the runs and steps views
+(``GET /v1/costs``), and the rows of the costs projection by dimension, e.g. by UTC day
+(``GET /v1/costs/{dimension}``)."""
 
 from __future__ import annotations
 
@@ -6,10 +8,10 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Path, Query
 
 from wakeline.api.auth import AUTH_RESPONSES, ViewerKey
-from wakeline.api.models import CostLine, Costs, Tokens
+from wakeline.api.models import CostDimension, CostLine, CostRow, CostRows, Costs, Tokens
 from wakeline.api.routes_runs import SinceMs, UntilMs
 from wakeline.api.state import Api
 from wakeline.projections.runs import decimal_text
@@ -93,6 +95,33 @@ async def costs(
         by_tenant=_lines(by_tenant),
         by_model=_lines(by_model),
     )
+
+
+@router.get(
+    "/costs/{dimension}",
+    response_model=CostRows,
+    responses={422: {"description": "unknown dimension"}},
+)
+async def costs_by(
+    dimension: Annotated[
+        CostDimension,
+        Path(description="agent, tenant, model, day, agent-day or tenant-day"),
+    ],
+    _: ViewerKey,
+    api: Api,
+    name: Annotated[
+        str | None,
+        Query(
+            max_length=200,
+            description="only the rows whose first name is this: an agent (agent, agent-day), "
+            "a tenant (tenant, tenant-day; empty: no tenant), a provider (model) or a day",
+        ),
+    ] = None,
+) -> CostRows:
+    """Model calls, tokens and cost of every row of ``dimension``, in key order (viewer):
+    completed calls, summed by the costs projection as they are folded from the log."""
+    rows = [CostRow.model_validate(row) for row in api.views.costs(dimension, name)]
+    return CostRows(dimension=dimension, name=name, rows=rows)
 
 
 def _add_run(

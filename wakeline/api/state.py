@@ -15,6 +15,7 @@ from wakeline.app import App
 from wakeline.client import Client
 from wakeline.projections.queries import Queries
 from wakeline.projections.store import JsonObject
+from wakeline.projections.views import Views
 from wakeline.topics.port import Log
 from wakeline.topics.specs import DEFAULT_TOPICS, Topics
 
@@ -40,6 +41,11 @@ class ApiState:
     @property
     def queries(self) -> Queries:
         return self.projector.queries
+
+    @property
+    def views(self) -> Views:
+        """The API's views, e.g. for :meth:`~Views.costs` and :meth:`~Views.budgets`."""
+        return self.projector.views
 
     def client(self, who: Principal) -> Client:
         """A client whose commands name the caller's key as their issuer."""

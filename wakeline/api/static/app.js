@@ -170,7 +170,9 @@ async function showCosts() {
 }
 
 async function refreshCosts() {
-  const costs = await api("v1/costs");
+  const [costs, byDay, shared] = await Promise.all([
+    api("v1/costs"), api("v1/costs/day"), api("v1/budgets"),
+  ]);
   const t = costs.total;
   const card = (label, value) => h("div", { class: "card stat" },
     h("div", { class: "muted" }, label), h("div", { class: "big" }, value));
@@ -181,6 +183,8 @@ async function refreshCosts() {
   costTable("#costs-agent", "Agent", costs.by_agent);
   costTable("#costs-tenant", "Tenant", costs.by_tenant);
   costTable("#costs-model", "Model", costs.by_model);
+  dayTable(byDay.rows.slice().reverse());
+  budgetTable(shared.budgets);
   $("#costs-updated").textContent = `updated ${new Date().toLocaleTimeString()}`;
 }
 
@@ -194,6 +198,29 @@ function costTable(sel, label, lines) {
     h("td", { class: "num" }, money(line.cost_usd))))
     : h("tr", {}, h("td", { colspan: 5, class: "muted" }, "Nothing yet.")));
   $(sel).replaceChildren(head, body);
+}
+
+function dayTable(rows) {
+  const head = h("thead", {}, h("tr", {}, h("th", {}, "Day"), h("th", { class: "num" }, "Calls"),
+    h("th", { class: "num" }, "Tokens in / out"), h("th", { class: "num" }, "Cost")));
+  const body = h("tbody", {}, rows.length ? rows.map((row) => h("tr", { dataset: { day: row.day } },
+    h("td", { class: "mono" }, row.day), h("td", { class: "num" }, row.model_calls),
+    h("td", { class: "num" }, tokens(row.tokens)), h("td", { class: "num" }, money(row.cost_usd))))
+    : h("tr", {}, h("td", { colspan: 4, class: "muted" }, "Nothing yet.")));
+  $("#costs-day").replaceChildren(head, body);
+}
+
+function budgetTable(budgets) {
+  const head = h("thead", {}, h("tr", {}, h("th", {}, "Budget"), h("th", { class: "num" }, "Limit"),
+    h("th", { class: "num" }, "Spent"), h("th", { class: "num" }, "Reserved"),
+    h("th", { class: "num" }, "In flight")));
+  const body = h("tbody", {}, budgets.length ? budgets.map((b) => h("tr",
+    { dataset: { budget: b.key } }, h("td", { class: "mono" }, b.key),
+    h("td", { class: "num" }, b.limit == null ? "none" : money(b.limit)),
+    h("td", { class: "num" }, money(b.spent)), h("td", { class: "num" }, money(b.reserved)),
+    h("td", { class: "num" }, b.in_flight)))
+    : h("tr", {}, h("td", { colspan: 5, class: "muted" }, "No shared budgets yet.")));
+  $("#budgets").replaceChildren(head, body);
 }
 
 // ---------------------------------------------------------------- start
