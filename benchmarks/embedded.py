@@ -13,6 +13,7 @@ import psutil
 
 from benchmarks.harness import (
     CHAIN,
+    WARM_UP,
     Harness,
     Job,
     TimedModel,
@@ -21,6 +22,7 @@ from benchmarks.harness import (
     poll_until,
     running_worker,
     scratch_dir,
+    sequential_runs,
     wait_events,
 )
 from benchmarks.registry import Profile, Row, register
@@ -32,7 +34,6 @@ from wakeline.schemas.codec import event_codec
 from wakeline.schemas.events import Event
 from wakeline.topics.embedded_store import SyncMode
 
-WARM_UP = Job(calls=2)
 HOUR_S = 3600.0
 
 
@@ -56,17 +57,9 @@ async def steps(profile: Profile) -> list[Row]:
 async def _sequential_steps(profile: Profile, sync: SyncMode) -> list[Row]:
     model = TimedModel()
     runs, calls = profile.step_runs, profile.step_calls
-    overheads: list[float] = []
-    wall = 0.0
     with scratch_dir() as data:
         async with running_worker(bench_app(model), data, sync=sync) as h:
-            await h.run_to_end(WARM_UP)
-            for _ in range(runs):
-                model.reset()
-                start = time.perf_counter()
-                await h.run_to_end(Job(calls=calls))
-                wall += time.perf_counter() - start
-                overheads += model.overheads_us()
+            wall, overheads = await sequential_runs(h, model, runs, calls)
     name, case = "steps", f"sync={sync}"
     note = f"{runs} runs x {calls} calls, one run at a time, Client.result following"
     return [

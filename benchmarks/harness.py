@@ -20,6 +20,7 @@ from wakeline.client import Client
 from wakeline.providers.base import DeltaSink, ModelRequest, ModelResponse
 from wakeline.providers.mock import MockModel
 from wakeline.runtime import ensure_topics
+from wakeline.telemetry import Telemetry
 from wakeline.topics.embedded import EmbeddedLog
 from wakeline.topics.embedded_store import SyncMode
 from wakeline.topics.specs import DEFAULT_TOPICS
@@ -68,6 +69,9 @@ class TimedModel:
 class Job(BaseModel):
     calls: int
     sleep_s: float = 0.0
+
+
+WARM_UP = Job(calls=2)
 
 
 async def chain(ctx: Context, job: Job) -> int:
@@ -122,14 +126,16 @@ async def running_worker(
     sync: SyncMode = "normal",
     state: Path | None = None,
     create: bool = True,
+    telemetry: Telemetry | None = None,
 ) -> AsyncIterator[Harness]:
     """An embedded log in ``data/log`` and a real worker (journal store in ``state``, default
-    ``data/state``), running until the context exits."""
+    ``data/state``; ``telemetry`` default: from the ``OTEL_*`` environment), running until the
+    context exits."""
     log = await EmbeddedLog.open(data / "log", sync=sync)
     try:
         if create:
             await ensure_topics(log)
-        worker = Worker(app, log, state_dir=state or data / "state")
+        worker = Worker(app, log, state_dir=state or data / "state", telemetry=telemetry)
         stop = asyncio.Event()
         started_at = time.perf_counter()
         task = asyncio.create_task(worker.run(stop), name="bench-worker")
@@ -151,6 +157,24 @@ async def _until(awaitable: Any, worker_task: asyncio.Task[None]) -> None:
         waiter.cancel()
         worker_task.result()
         raise RuntimeError("the worker stopped early")
+
+
+async def sequential_runs(
+    h: Harness, model: TimedModel, runs: int, calls: int
+) -> tuple[float, list[float]]:
+    """After a warm-up run, ``runs`` runs of ``calls`` sequential calls, one at a time: the
+    seconds they took in all and every step's overhead (us, see :meth:`TimedModel.overheads_us`).
+    ``model`` is the one ``h``'s worker calls."""
+    await h.run_to_end(WARM_UP)
+    overheads: list[float] = []
+    wall = 0.0
+    for _ in range(runs):
+        model.reset()
+        start = time.perf_counter()
+        await h.run_to_end(Job(calls=calls))
+        wall += time.perf_counter() - start
+        overheads += model.overheads_us()
+    return wall, overheads
 
 
 async def poll_until(

@@ -44,10 +44,11 @@ class Profile:
     resume_steps: int
     memory_runs: int
     codec_iterations: int
+    telemetry_rounds: int
 
 
-FULL = Profile("full", 5, 200, 100, 10, 10_000, 1_000, 20_000)
-QUICK = Profile("quick", 2, 50, 20, 5, 2_000, 200, 5_000)
+FULL = Profile("full", 5, 200, 100, 10, 10_000, 1_000, 20_000, 6)
+QUICK = Profile("quick", 2, 50, 20, 5, 2_000, 200, 5_000, 3)
 
 Benchmark = Callable[[Profile], Coroutine[Any, Any, list[Row]]]
 
