@@ -289,6 +289,9 @@ class Client:
             if final is not None and final.time_ms >= last_event_ms:
                 return
 
+    subscribe = watch
+    """:meth:`watch` by another name: ``async for update in client.subscribe(run_id)``."""
+
     async def _run_notices(self, partition: int, key: bytes, offset: int) -> tuple[Notices, int]:
         """The run's notices from ``offset`` on, and the offset after them."""
         out: Notices = []
