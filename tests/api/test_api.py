@@ -6,6 +6,8 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
+import random
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -29,9 +31,9 @@ from wakeline.ledger import Ledger
 from wakeline.projections.costs import utc_day
 from wakeline.providers.mock import MockModel
 from wakeline.schemas.codec import command_codec
-from wakeline.testing.harness import LocalRuntime, local_runtime
+from wakeline.testing.harness import LocalRuntime, kafka_runtime, local_runtime
 from wakeline.topics.port import Log
-from wakeline.topics.specs import DEFAULT_TOPICS
+from wakeline.topics.specs import Topics
 
 T = TypeVar("T")
 
@@ -94,6 +96,10 @@ class Env:
     def log(self) -> Log:
         return self.rt.log
 
+    @property
+    def topics(self) -> Topics:
+        return self.rt.topics
+
 
 @asynccontextmanager
 async def lifespan(api: FastAPI) -> AsyncIterator[None]:
@@ -101,15 +107,39 @@ async def lifespan(api: FastAPI) -> AsyncIterator[None]:
         yield
 
 
+BACKENDS = pytest.mark.parametrize(
+    "env",
+    ["embedded", pytest.param("kafka", marks=[pytest.mark.kafka, pytest.mark.slow])],
+    indirect=True,
+)
+"""Runs a test on the embedded log and on Kafka (the other tests: the embedded log only)."""
+
+
+@asynccontextmanager
+async def runtime(
+    request: pytest.FixtureRequest | None, app: App, data: Path
+) -> AsyncIterator[LocalRuntime]:
+    """``app`` on the embedded log, or on Kafka when ``request`` is parametrized so."""
+    if request is None or getattr(request, "param", "embedded") == "embedded":
+        async with local_runtime(app, data) as rt:
+            yield rt
+    else:
+        bootstrap = request.getfixturevalue("kafka_broker").bootstrap
+        prefix = f"api{os.getpid()}{random.randrange(10**6)}"
+        async with kafka_runtime(app, bootstrap, data, prefix=prefix) as rt:
+            yield rt
+
+
 @pytest.fixture
-async def env(tmp_path: Path) -> AsyncIterator[Env]:
+async def env(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Env]:
     app = make_app()
-    async with local_runtime(app, tmp_path / "data") as rt:
+    async with runtime(request, app, tmp_path / "data") as rt:
         api = create_app(
             rt.log,
             state_dir=tmp_path / "api-state",
             keys=KeyRing.from_specs(KEY_SPECS),
             app=app,
+            topics=rt.topics,
             unknown_run_grace_s=0.5,
             poll_s=0.05,
             heartbeat_s=1.0,
@@ -168,11 +198,11 @@ async def end_offsets(log: Log, topic: str) -> list[int]:
     return [await log.end_offset(topic, p) for p in range(count)]
 
 
-async def all_values(log: Log) -> bytes:
+async def all_values(env: Env) -> bytes:
     out = b""
-    for topic in (DEFAULT_TOPICS.commands, DEFAULT_TOPICS.events, DEFAULT_TOPICS.notices):
-        for p in range(await log.partition_count(topic)):
-            out += b"".join(r.value + (r.key or b"") for r in await log.read(topic, p, 0))
+    for topic in (env.topics.commands, env.topics.events, env.topics.notices):
+        for p in range(await env.log.partition_count(topic)):
+            out += b"".join(r.value + (r.key or b"") for r in await env.log.read(topic, p, 0))
     return out
 
 
@@ -198,13 +228,14 @@ READS = [
 ]
 
 
+@BACKENDS
 async def test_roles_guard_every_route(env: Env) -> None:
     http = env.http
     run_id = await start(http, "napper", {"naps": 1, "seconds": 30})
     await run_row(http, run_id, status="waiting")
-    await Ledger(env.log, DEFAULT_TOPICS.ledger).set_limit("tenant:acme", Decimal(5), "ops")
+    await Ledger(env.log, env.topics.ledger).set_limit("tenant:acme", Decimal(5), "ops")
     await budget_row(http, "tenant/acme")  # a budget the ledger knows: 200 below
-    before = await end_offsets(env.log, DEFAULT_TOPICS.commands)
+    before = await end_offsets(env.log, env.topics.commands)
 
     for method, path, body in MUTATING:
         url = path.format(run=run_id)
@@ -217,7 +248,7 @@ async def test_roles_guard_every_route(env: Env) -> None:
         r = await http.request(method, url, json=body, headers=VIEWER)
         assert r.status_code == 403, (url, r.text)
         assert "needs operator" in r.json()["detail"]
-    assert await end_offsets(env.log, DEFAULT_TOPICS.commands) == before  # nothing published
+    assert await end_offsets(env.log, env.topics.commands) == before  # nothing published
 
     for path in READS:
         url = path.format(run=run_id)
@@ -246,11 +277,11 @@ async def test_roles_guard_every_route(env: Env) -> None:
     assert r.status_code == 404 and r.json()["detail"] == "unknown run 'no-such-run'"
 
     commands = []
-    for p in range(await env.log.partition_count(DEFAULT_TOPICS.commands)):
-        for record in await env.log.read(DEFAULT_TOPICS.commands, p, 0):
+    for p in range(await env.log.partition_count(env.topics.commands)):
+        for record in await env.log.read(env.topics.commands, p, 0):
             commands.append(command_codec().decode(record.value))
     assert {c.issuer for c in commands if c.run_id == run_id} == {"ops"}
-    values = await all_values(env.log)
+    values = await all_values(env)
     assert not any(secret.encode() in values for secret in SECRETS)  # never written to the log
 
 
@@ -280,9 +311,10 @@ async def test_health_docs_and_dashboard_need_no_key(env: Env) -> None:
 # ---------------------------------------------------------------------------- bad input
 
 
+@BACKENDS
 async def test_bad_input_is_refused_and_nothing_is_published(env: Env) -> None:
     http = env.http
-    before = await end_offsets(env.log, DEFAULT_TOPICS.commands)
+    before = await end_offsets(env.log, env.topics.commands)
     json_headers = {**OPERATOR, "Content-Type": "application/json"}
 
     r = await http.post("/v1/runs", content=b'{"agent": "shop", "input": ', headers=json_headers)
@@ -324,7 +356,7 @@ async def test_bad_input_is_refused_and_nothing_is_published(env: Env) -> None:
     r = await http.post("/v1/runs", content=chunks(), headers=json_headers)
     assert r.status_code == 413
 
-    assert await end_offsets(env.log, DEFAULT_TOPICS.commands) == before
+    assert await end_offsets(env.log, env.topics.commands) == before
     # and a good start still works
     run_id = await start(env.http, "shop", {"item": "tea", "quantity": 2}, tenant="acme")
     assert (await run_row(http, run_id, status="completed"))["tenant"] == "acme"
@@ -333,6 +365,7 @@ async def test_bad_input_is_refused_and_nothing_is_published(env: Env) -> None:
 # ---------------------------------------------------------------------------- queries and costs
 
 
+@BACKENDS
 async def test_list_filters_pages_steps_and_costs(env: Env) -> None:
     http = env.http
     ids = [
@@ -401,7 +434,7 @@ async def test_list_filters_pages_steps_and_costs(env: Env) -> None:
 
 async def test_costs_by_dimension_and_shared_budgets(env: Env) -> None:
     http = env.http
-    ledger = Ledger(env.log, DEFAULT_TOPICS.ledger, writer="test")
+    ledger = Ledger(env.log, env.topics.ledger, writer="test")
     await ledger.set_limit("tenant:acme", Decimal("2.5"), "ops")
     await ledger.set_limit("tenant:north/east", Decimal(1), "ops")
     shop_id = await start(http, "shop", {"item": "tea", "quantity": 2}, tenant="acme")
@@ -531,6 +564,7 @@ def journal(messages: list[Message]) -> list[Message]:
     return [m for m in messages if m.event == "message"]
 
 
+@BACKENDS
 async def test_live_events_over_uvicorn_mid_run_and_resume(env: Env) -> None:
     http = env.http
     run_id = await start(http, "napper", {"naps": 4, "seconds": 0.4})

@@ -17,6 +17,7 @@ import pytest
 from slow_stream import SlowStream
 from test_api import (
     APPROVER,
+    BACKENDS,
     KEY_SPECS,
     OPERATOR,
     VIEWER,
@@ -27,6 +28,7 @@ from test_api import (
     lifespan,
     read_sse,
     run_row,
+    runtime,
     start,
 )
 
@@ -36,7 +38,6 @@ from wakeline.api import KeyRing, create_app
 from wakeline.api.serve import serving
 from wakeline.providers.mock import MockModel
 from wakeline.schemas.events import Budget
-from wakeline.testing.harness import local_runtime
 from wakeline.topics.partitioner import partition_for
 from wakeline.topics.specs import DEFAULT_TOPICS
 
@@ -85,13 +86,14 @@ def make_app() -> App:
 
 
 @asynccontextmanager
-async def api_env(data: Path) -> AsyncIterator[Env]:
-    async with local_runtime(make_app(), data / "log") as rt:
+async def api_env(data: Path, request: pytest.FixtureRequest | None = None) -> AsyncIterator[Env]:
+    async with runtime(request, make_app(), data / "log") as rt:
         api = create_app(
             rt.log,
             state_dir=data / "api",
             keys=KeyRing.from_specs(KEY_SPECS),
             app=make_app(),
+            topics=rt.topics,
             unknown_run_grace_s=0.5,
             poll_s=0.05,
             heartbeat_s=1.0,
@@ -105,8 +107,8 @@ async def api_env(data: Path) -> AsyncIterator[Env]:
 
 
 @pytest.fixture
-async def env(tmp_path: Path) -> AsyncIterator[Env]:
-    async with api_env(tmp_path) as e:
+async def env(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Env]:
+    async with api_env(tmp_path, request) as e:
         yield e
 
 
@@ -114,7 +116,7 @@ async def assert_guarded(
     env: Env, url: str, body: Any, needs: str, too_small: dict[str, str]
 ) -> None:
     """401 without a key or with a bad one, 403 below ``needs``; nothing is published."""
-    before = await end_offsets(env.log, DEFAULT_TOPICS.commands)
+    before = await end_offsets(env.log, env.topics.commands)
     http = env.http
     r = await http.post(url, json=body)
     assert r.status_code == 401 and r.json()["detail"] == "an API key is required", r.text
@@ -122,7 +124,7 @@ async def assert_guarded(
     assert r.status_code == 401
     r = await http.post(url, json=body, headers=too_small)
     assert r.status_code == 403 and f"needs {needs}" in r.json()["detail"], r.text
-    assert await end_offsets(env.log, DEFAULT_TOPICS.commands) == before
+    assert await end_offsets(env.log, env.topics.commands) == before
 
 
 async def detail(http: httpx.AsyncClient, run_id: str) -> Any:
@@ -134,6 +136,7 @@ async def detail(http: httpx.AsyncClient, run_id: str) -> Any:
 # ---------------------------------------------------------------------------- gates
 
 
+@BACKENDS
 async def test_approve_and_reject_gates(env: Env) -> None:
     http = env.http
     run_id = await start(http, "pay", 40)
@@ -195,7 +198,7 @@ async def test_raise_a_budget(env: Env) -> None:
     await run_row(http, run_id, status="suspended")
     url = f"/v1/runs/{run_id}/budget"
     await assert_guarded(env, url, {"metric": "model_calls", "limit": 5}, "operator", VIEWER)
-    before = await end_offsets(env.log, DEFAULT_TOPICS.commands)
+    before = await end_offsets(env.log, env.topics.commands)
     bad = [
         ({"metric": "euros", "limit": 5}, "unknown budget metric 'euros'"),
         ({"metric": "usd", "limit": "lots"}, "limit"),
@@ -213,7 +216,7 @@ async def test_raise_a_budget(env: Env) -> None:
         "/v1/runs/nope/budget", json={"metric": "usd", "limit": 1}, headers=OPERATOR
     )
     assert r.status_code == 404
-    assert await end_offsets(env.log, DEFAULT_TOPICS.commands) == before
+    assert await end_offsets(env.log, env.topics.commands) == before
 
     r = await http.post(url, json={"metric": "model_calls", "limit": "5"}, headers=OPERATOR)
     assert r.status_code == 202, r.text
