@@ -20,11 +20,11 @@ partitions' records interleave: an incremental fold equals a fresh one.
 from __future__ import annotations
 
 from datetime import date, timedelta
-from decimal import Context, Decimal
+from decimal import Context
 from urllib.parse import quote
 
 from wakeline.projections import EVENTS
-from wakeline.projections.runs import decimal_text
+from wakeline.projections.runs import add_usage
 from wakeline.projections.store import (
     BatchView,
     Decoded,
@@ -113,18 +113,8 @@ class CostsProjection:
 
 
 def add_call(row: JsonObject, payload: ModelCallCompleted) -> None:
-    usage = payload.usage
-    tokens = row["tokens"]
-    tokens["input"] += usage.input_tokens
-    tokens["output"] += usage.output_tokens
-    tokens["cached_input"] += usage.cached_input_tokens
-    tokens["cache_write"] += usage.cache_write_tokens
-    tokens["reasoning"] += usage.reasoning_tokens
     row["model_calls"] += 1
-    if payload.cost_usd is None:
-        row["unpriced_calls"] += 1
-    else:
-        row["cost_usd"] = decimal_text(_DECIMAL.add(Decimal(row["cost_usd"]), payload.cost_usd))
+    add_usage(row, payload)
 
 
 def costs(store: ProjectionStore, dimension: str, key: str | None = None) -> list[JsonObject]:

@@ -256,10 +256,11 @@ def _fold_step(row: JsonObject, event: JournalEvent) -> None:
     if step is not None:
         row["_open"].pop(str(step), None)
     if isinstance(payload, ModelCallCompleted):
-        _add_usage(row, payload)
+        add_usage(row, payload)
 
 
-def _add_usage(row: JsonObject, payload: ModelCallCompleted) -> None:
+def add_usage(row: JsonObject, payload: ModelCallCompleted) -> None:
+    """Add a completed call's tokens and cost (or one more unpriced call) to ``row``."""
     usage = payload.usage
     tokens = row["tokens"]
     tokens["input"] += usage.input_tokens
