@@ -18,7 +18,7 @@ from wakeline import App
 from wakeline.client import Client, RunError
 from wakeline.providers.mock import MockModel
 from wakeline.schemas.events import Event
-from wakeline.testing.harness import LocalRuntime, kafka_runtime, local_runtime
+from wakeline.testing.harness import LocalRuntime, kafka_runtime, local_runtime, wait_status
 
 BACKENDS = ["embedded", pytest.param("kafka", marks=[pytest.mark.kafka, pytest.mark.slow])]
 
@@ -108,12 +108,3 @@ async def test_approve_cancel_get_and_list(rt: LocalRuntime, tmp_path: Path) -> 
         assert [r["run_id"] for r in acme.runs] == [approved]
         done = await client.list(status="completed")
         assert [r["run_id"] for r in done.runs] == [approved]
-
-
-async def wait_status(client: Client, run_id: str, status: str) -> dict[str, Any]:
-    for _ in range(300):
-        row = await client.get(run_id)
-        if row is not None and row["status"] == status:
-            return row
-        await asyncio.sleep(0.1)
-    raise AssertionError(f"{run_id} never reached {status}: {await client.get(run_id)}")

@@ -15,7 +15,7 @@ from wakeline import App
 from wakeline.client import Client, NoViewsError
 from wakeline.ledger import Ledger
 from wakeline.providers.mock import MockModel
-from wakeline.testing.harness import local_runtime
+from wakeline.testing.harness import local_runtime, wait_status
 from wakeline.topics.specs import DEFAULT_TOPICS
 
 
@@ -65,7 +65,7 @@ async def test_get_list_filters_and_pages(tmp_path: Path) -> None:
             assert await client.result(handle.run_id) == f"mock reply to: {text}"
             ids.append(handle.run_id)
         gated = (await client.start_run("pay", 40, tenant="acme")).run_id
-        row = await eventually_status(client, gated, "suspended")
+        row = await wait_status(client, gated, "suspended")
         assert row["agent"] == "pay" and row["tenant"] == "acme"
 
         # get: refreshed on demand
@@ -103,7 +103,7 @@ async def test_get_list_filters_and_pages(tmp_path: Path) -> None:
 
         # a decision shows at the next query, without any explicit refresh
         await client.approve(gated, "pay", "ok")
-        assert (await eventually_status(client, gated, "completed"))["output"] == "true"
+        assert (await wait_status(client, gated, "completed"))["output"] == "true"
 
 
 async def test_costs_and_shared_budgets(tmp_path: Path) -> None:
@@ -169,12 +169,3 @@ async def test_two_clients_share_a_views_dir(tmp_path: Path) -> None:
 
 def ids_of(page: Any) -> set[str]:
     return {str(r["run_id"]) for r in page.runs}
-
-
-async def eventually_status(client: Client, run_id: str, status: str) -> dict[str, Any]:
-    for _ in range(400):
-        row = await client.get(run_id)
-        if row is not None and row["status"] == status:
-            return row
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"run {run_id} never became {status}: {await client.get(run_id)}")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -11,6 +12,7 @@ from pathlib import Path
 from wakeline.actors.worker import DEFAULT_GROUP, Worker
 from wakeline.app import App
 from wakeline.client import Client
+from wakeline.projections.store import JsonObject
 from wakeline.runtime import ensure_topics
 from wakeline.telemetry import Telemetry
 from wakeline.topics.embedded import EmbeddedLog
@@ -112,3 +114,16 @@ async def kafka_runtime(
             yield LocalRuntime(log, Client(log, topics=topics), worker, topics)
     finally:
         await log.close()
+
+
+async def wait_status(
+    client: Client, run_id: str, status: str, *, within_s: float = 20.0
+) -> JsonObject:
+    """The run's row from ``client``'s views once its status is ``status``."""
+    deadline = time.monotonic() + within_s
+    while time.monotonic() < deadline:
+        row = await client.get(run_id)
+        if row is not None and row["status"] == status:
+            return row
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"run {run_id} never became {status}: {await client.get(run_id)}")
