@@ -5,22 +5,19 @@ and on a real Kafka broker."""
 from __future__ import annotations
 
 import asyncio
-import os
-import random
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
 import pytest
+from backends import backend_params, runtime_for
 
 from wakeline import App
 from wakeline.client import Client, RunError
 from wakeline.providers.mock import MockModel
 from wakeline.schemas.events import Event
-from wakeline.testing.harness import LocalRuntime, kafka_runtime, local_runtime, wait_status
-
-BACKENDS = ["embedded", pytest.param("kafka", marks=[pytest.mark.kafka, pytest.mark.slow])]
+from wakeline.testing.harness import LocalRuntime, wait_status
 
 
 def make_app() -> App:
@@ -45,17 +42,10 @@ def make_app() -> App:
     return app
 
 
-@pytest.fixture(params=BACKENDS)
+@pytest.fixture(params=backend_params())
 async def rt(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[LocalRuntime]:
-    app = make_app()
-    if request.param == "embedded":
-        async with local_runtime(app, tmp_path / "data") as runtime:
-            yield runtime
-    else:
-        broker = request.getfixturevalue("kafka_broker")
-        prefix = f"client{os.getpid()}{random.randrange(10**6)}"
-        async with kafka_runtime(app, broker.bootstrap, tmp_path, prefix=prefix) as runtime:
-            yield runtime
+    async with runtime_for(request, make_app(), tmp_path / "data", "client") as runtime:
+        yield runtime
 
 
 @asynccontextmanager

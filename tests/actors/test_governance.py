@@ -1,4 +1,5 @@
-"""Governance before dispatch: policies, budgets and approval gates (embedded log, real SDK).
+"""Governance before dispatch: policies, budgets and approval gates, on the embedded log and on
+a real Kafka broker (real SDK).
 
 The provider is the real OpenAI SDK talking to a local fake server that counts every request:
 a denied call is never received by it.
@@ -12,6 +13,7 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
+from backends import backend_params, runtime_for
 from governed_agents import make_app
 
 from wakeline.actors.governance import reservation_for
@@ -26,7 +28,7 @@ from wakeline.schemas.events import (
     PolicyDenied,
 )
 from wakeline.testing.fake_llm import FakeLLMServer
-from wakeline.testing.harness import LocalRuntime, local_runtime
+from wakeline.testing.harness import LocalRuntime
 
 
 @pytest.fixture()
@@ -35,9 +37,12 @@ def server() -> AsyncIterator[FakeLLMServer]:
         yield s  # type: ignore[misc]
 
 
-@pytest.fixture()
-async def rt(tmp_path: Path, server: FakeLLMServer) -> AsyncIterator[LocalRuntime]:
-    async with local_runtime(make_app(server.openai_base_url, tmp_path), tmp_path) as runtime:
+@pytest.fixture(params=backend_params())
+async def rt(
+    request: pytest.FixtureRequest, tmp_path: Path, server: FakeLLMServer
+) -> AsyncIterator[LocalRuntime]:
+    app = make_app(server.openai_base_url, tmp_path)
+    async with runtime_for(request, app, tmp_path, "gov") as runtime:
         yield runtime
 
 

@@ -1,4 +1,5 @@
-"""Gates and non-idempotent tools across SIGKILLed worker processes."""
+"""Gates and non-idempotent tools across SIGKILLed worker processes, on the embedded log and
+on a real Kafka broker (where a killed worker's partitions move after its session timeout)."""
 
 from __future__ import annotations
 
@@ -10,12 +11,11 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
+from backends import Backend, backend_for, backend_params
 
 from wakeline.client import Client, RunError
-from wakeline.runtime import ensure_topics
 from wakeline.schemas.events import Event, InDoubtResolved, ToolCallInDoubt
 from wakeline.testing.fake_llm import FakeLLMServer
-from wakeline.topics.embedded import EmbeddedLog
 
 WORKER = Path(__file__).parent.parent / "support" / "governed_agents.py"
 
@@ -23,13 +23,19 @@ pytestmark = pytest.mark.slow
 
 
 class Workers:
-    def __init__(self, data: Path, server: FakeLLMServer) -> None:
-        self.data, self.server = data, server
+    def __init__(self, backend: Backend, server: FakeLLMServer) -> None:
+        self.backend, self.server = backend, server
         self.procs: list[subprocess.Popen[str]] = []
 
     def start(self) -> tuple[subprocess.Popen[str], str]:
         proc = subprocess.Popen(
-            [sys.executable, str(WORKER), str(self.data), self.server.openai_base_url],
+            [
+                sys.executable,
+                str(WORKER),
+                str(self.backend.data),
+                self.server.openai_base_url,
+                *self.backend.worker_args(),
+            ],
             stdout=subprocess.PIPE,
             text=True,
         )
@@ -52,13 +58,15 @@ def server() -> Iterator[FakeLLMServer]:
         yield s
 
 
-@pytest.fixture()
-async def env(tmp_path: Path, server: FakeLLMServer) -> AsyncIterator[tuple[Client, Workers]]:
-    log = await EmbeddedLog.open(tmp_path)
-    await ensure_topics(log, partitions=2)
-    workers = Workers(tmp_path, server)
+@pytest.fixture(params=backend_params())
+async def env(
+    request: pytest.FixtureRequest, tmp_path: Path, server: FakeLLMServer
+) -> AsyncIterator[tuple[Client, Workers]]:
+    backend = backend_for(request, tmp_path, "govcrash")
+    log = await backend.create(partitions=2)
+    workers = Workers(backend, server)
     try:
-        yield Client(log), workers
+        yield Client(log, topics=backend.topics), workers
     finally:
         workers.stop()
         await log.close()

@@ -1,4 +1,5 @@
-"""A tenant budget holds across three worker processes and every partition."""
+"""A tenant budget holds across three worker processes and every partition, on the embedded log
+and on a real Kafka broker (where the ledger is the test's own ``<prefix>.ledger`` topic)."""
 
 from __future__ import annotations
 
@@ -7,20 +8,23 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import AsyncIterator, Callable
 from decimal import Decimal
 from pathlib import Path
 
 import pytest
+from backends import Backend, backend_for, backend_params, runtime_for
+from tenant_worker import make_app
 
 from wakeline.client import Client
 from wakeline.ledger import Ledger
 from wakeline.projections.views import Views
 from wakeline.replay import read_journal
-from wakeline.runtime import ensure_topics
 from wakeline.schemas.codec import event_codec
 from wakeline.schemas.events import BudgetExceeded, ModelCallCompleted
-from wakeline.topics.embedded import EmbeddedLog
-from wakeline.topics.specs import DEFAULT_TOPICS
+from wakeline.testing.harness import LocalRuntime
+from wakeline.topics.port import Log
+from wakeline.topics.specs import DEFAULT_TOPICS, Topics
 
 WORKER = Path(__file__).parent.parent / "support" / "tenant_worker.py"
 RUNS = 24
@@ -28,10 +32,21 @@ RUNS = 24
 pytestmark = pytest.mark.slow
 
 
-async def spend(log: EmbeddedLog, run_ids: list[str]) -> Decimal:
+@pytest.fixture(params=backend_params())
+def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Backend:
+    return backend_for(request, tmp_path, "tenant")
+
+
+@pytest.fixture(params=backend_params())
+async def rt(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[LocalRuntime]:
+    async with runtime_for(request, make_app(), tmp_path, "agentbudget") as runtime:
+        yield runtime
+
+
+async def spend(log: Log, run_ids: list[str], topics: Topics = DEFAULT_TOPICS) -> Decimal:
     total = Decimal(0)
     for run_id in run_ids:
-        for raw in await read_journal(log, run_id):
+        for raw in await read_journal(log, run_id, topics=topics):
             payload = event_codec().decode(raw).payload
             if isinstance(payload, ModelCallCompleted):
                 assert payload.cost_usd is not None
@@ -55,15 +70,17 @@ async def settle_statuses(views: Views, run_ids: list[str], done: set[str]) -> d
     raise AssertionError(f"runs did not settle: {sorted(last.values())}")
 
 
-async def test_tenant_budget_is_never_overspent_by_concurrent_workers(tmp_path: Path) -> None:
-    log = await EmbeddedLog.open(tmp_path)
-    await ensure_topics(log, partitions=4)
-    ledger = Ledger(log, DEFAULT_TOPICS.ledger, writer="test")
+async def test_tenant_budget_is_never_overspent_by_concurrent_workers(
+    backend: Backend, tmp_path: Path
+) -> None:
+    topics = backend.topics
+    log = await backend.create(partitions=4)
+    ledger = Ledger(log, topics.ledger, writer="test")
     await ledger.set_limit("tenant:acme", Decimal(100), "test")
-    command = [sys.executable, str(WORKER), str(tmp_path)]
+    command = [sys.executable, str(WORKER), str(tmp_path), *backend.worker_args()]
     workers = [await asyncio.to_thread(subprocess.Popen, command) for _ in range(3)]
-    views = Views(log, tmp_path / "views")
-    client = Client(log)
+    views = Views(log, tmp_path / "views", topics=topics)
+    client = Client(log, topics=topics)
     try:
         run_ids = [
             (await client.start_run("shopper", n, tenant="acme")).run_id for n in range(RUNS)
@@ -71,12 +88,15 @@ async def test_tenant_budget_is_never_overspent_by_concurrent_workers(tmp_path: 
         statuses = await settle_statuses(views, run_ids, {"completed", "suspended"})
         suspended = [r for r, s in statuses.items() if s == "suspended"]
         assert suspended, "the budget should have stopped some runs"
-        spent = await spend(log, run_ids)
+        spent = await spend(log, run_ids, topics)
         assert Decimal(0) < spent <= Decimal(100)
         state = await ledger.state("tenant:acme")
         assert state.spent == spent and not state.active  # every grant was settled
 
-        journal = [event_codec().decode(raw) for raw in await read_journal(log, suspended[0])]
+        journal = [
+            event_codec().decode(raw)
+            for raw in await read_journal(log, suspended[0], topics=topics)
+        ]
         waiting = [e for e in journal if isinstance(e.payload, BudgetExceeded)]
         assert waiting[-1].payload.scope == "tenant"  # type: ignore[union-attr]
         assert Decimal(waiting[-1].payload.limit) == Decimal(100)  # type: ignore[union-attr]
@@ -84,11 +104,12 @@ async def test_tenant_budget_is_never_overspent_by_concurrent_workers(tmp_path: 
         await ledger.set_limit("tenant:acme", Decimal(10_000), "test")
         statuses = await settle_statuses(views, run_ids, {"completed"})
         assert set(statuses.values()) == {"completed"}
-        total = await spend(log, run_ids)
+        total = await spend(log, run_ids, topics)
         assert total <= Decimal(10_000)
         assert (await ledger.state("tenant:acme")).spent == total
         for run_id in run_ids:
-            events = [event_codec().decode(raw) for raw in await read_journal(log, run_id)]
+            raws = await read_journal(log, run_id, topics=topics)
+            events = [event_codec().decode(raw) for raw in raws]
             assert [e.seq for e in events] == list(range(len(events)))
             assert sum(isinstance(e.payload, ModelCallCompleted) for e in events) == 3
     finally:
@@ -100,24 +121,26 @@ async def test_tenant_budget_is_never_overspent_by_concurrent_workers(tmp_path: 
         await log.close()
 
 
-async def test_an_agent_budget_spans_its_runs(tmp_path: Path) -> None:
-    from tenant_worker import make_app
+async def test_an_agent_budget_spans_its_runs(rt: LocalRuntime, tmp_path: Path) -> None:
+    ledger = Ledger(rt.log, rt.topics.ledger, writer="test")
+    await ledger.set_limit("agent:shopper", Decimal(25), "test")
+    await until(lambda: rt.worker.ledger.has_limit("agent:shopper"))  # the worker's fold saw it
+    first = await rt.client.start_run("shopper", 1)
+    second = await rt.client.start_run("shopper", 2)
+    views = Views(rt.log, tmp_path / "views", topics=rt.topics)
+    statuses = await settle_statuses(views, [first.run_id, second.run_id], {"suspended"})
+    assert set(statuses.values()) == {"suspended"}
+    assert await spend(rt.log, [first.run_id, second.run_id], rt.topics) <= Decimal(25)
+    await ledger.set_limit("agent:shopper", Decimal(1000), "test")
+    assert await asyncio.wait_for(rt.client.result(first.run_id), 30) == 1
+    assert await asyncio.wait_for(rt.client.result(second.run_id), 30) == 2
+    state = await ledger.state("agent:shopper")
+    assert state.spent == await spend(rt.log, [first.run_id, second.run_id], rt.topics)
+    views.close()
 
-    from wakeline.testing.harness import local_runtime
 
-    async with local_runtime(make_app(), tmp_path) as rt:
-        ledger = Ledger(rt.log, DEFAULT_TOPICS.ledger, writer="test")
-        await ledger.set_limit("agent:shopper", Decimal(25), "test")
-        await asyncio.sleep(1.2)  # the worker's ledger fold sees the new limit
-        first = await rt.client.start_run("shopper", 1)
-        second = await rt.client.start_run("shopper", 2)
-        views = Views(rt.log, tmp_path / "views")
-        statuses = await settle_statuses(views, [first.run_id, second.run_id], {"suspended"})
-        assert set(statuses.values()) == {"suspended"}
-        assert await spend(rt.log, [first.run_id, second.run_id]) <= Decimal(25)
-        await ledger.set_limit("agent:shopper", Decimal(1000), "test")
-        assert await asyncio.wait_for(rt.client.result(first.run_id), 30) == 1
-        assert await asyncio.wait_for(rt.client.result(second.run_id), 30) == 2
-        state = await ledger.state("agent:shopper")
-        assert state.spent == await spend(rt.log, [first.run_id, second.run_id])
-        views.close()
+async def until(condition: Callable[[], bool], timeout_s: float = 30) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        assert time.monotonic() < deadline, "condition not met in time"
+        await asyncio.sleep(0.05)

@@ -6,11 +6,9 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import os
-import random
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
@@ -19,6 +17,7 @@ from typing import Any, TypeVar
 import click
 import httpx
 import pytest
+from backends import backend_params, runtime_for
 from click.testing import CliRunner
 from fastapi import FastAPI
 from pydantic import BaseModel
@@ -31,7 +30,7 @@ from wakeline.ledger import Ledger
 from wakeline.projections.costs import utc_day
 from wakeline.providers.mock import MockModel
 from wakeline.schemas.codec import command_codec
-from wakeline.testing.harness import LocalRuntime, kafka_runtime, local_runtime
+from wakeline.testing.harness import LocalRuntime
 from wakeline.topics.port import Log
 from wakeline.topics.specs import Topics
 
@@ -107,27 +106,15 @@ async def lifespan(api: FastAPI) -> AsyncIterator[None]:
         yield
 
 
-BACKENDS = pytest.mark.parametrize(
-    "env",
-    ["embedded", pytest.param("kafka", marks=[pytest.mark.kafka, pytest.mark.slow])],
-    indirect=True,
-)
+BACKENDS = pytest.mark.parametrize("env", backend_params(), indirect=True)
 """Runs a test on the embedded log and on Kafka (the other tests: the embedded log only)."""
 
 
-@asynccontextmanager
-async def runtime(
+def runtime(
     request: pytest.FixtureRequest | None, app: App, data: Path
-) -> AsyncIterator[LocalRuntime]:
+) -> AbstractAsyncContextManager[LocalRuntime]:
     """``app`` on the embedded log, or on Kafka when ``request`` is parametrized so."""
-    if request is None or getattr(request, "param", "embedded") == "embedded":
-        async with local_runtime(app, data) as rt:
-            yield rt
-    else:
-        bootstrap = request.getfixturevalue("kafka_broker").bootstrap
-        prefix = f"api{os.getpid()}{random.randrange(10**6)}"
-        async with kafka_runtime(app, bootstrap, data, prefix=prefix) as rt:
-            yield rt
+    return runtime_for(request, app, data, "api")
 
 
 @pytest.fixture

@@ -1,9 +1,12 @@
 """Agents with gates, policies, budgets and a non-idempotent tool, for governance tests.
 
-Also a worker process:  python tests/support/governed_agents.py DATA_DIR OPENAI_BASE_URL
-The tool ``charge`` appends each execution to ``DATA_DIR/charges.txt``; if the file
-``DATA_DIR/kill-in-tool`` exists, it removes it and SIGKILLs its own process right after the
-charge (the crash that leaves the call in doubt).
+Also a worker process, on the embedded log in DATA_DIR or on Kafka (:mod:`backends`)::
+
+    python tests/support/governed_agents.py DATA_DIR OPENAI_BASE_URL [BOOTSTRAP PREFIX GROUP]
+
+It prints ``worker-id <id>`` first.  The tool ``charge`` appends each execution to
+``DATA_DIR/charges.txt``; if the file ``DATA_DIR/kill-in-tool`` exists, it removes it and
+SIGKILLs its own process right after the charge (the crash that leaves the call in doubt).
 """
 
 from __future__ import annotations
@@ -15,11 +18,12 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from backends import from_worker_args
+
 from wakeline import App, current_tool_call
 from wakeline.actors.governance import CallInfo, Deny
 from wakeline.actors.worker import Worker
 from wakeline.providers.openai_compat import OpenAICompatProvider
-from wakeline.topics.embedded import EmbeddedLog
 
 
 def make_app(base_url: str, data: Path) -> App:
@@ -90,13 +94,16 @@ def make_app(base_url: str, data: Path) -> App:
     return app
 
 
-async def _worker(data: Path, base_url: str) -> None:
-    log = await EmbeddedLog.open(data)
+async def _worker(data: Path, base_url: str, backend_args: list[str]) -> None:
+    backend = from_worker_args(data, backend_args)
+    log = await backend.open_log(client_id=f"{backend.group}-worker")
     worker = Worker(
         make_app(base_url, data),
         log,
         state_dir=data / "state" / str(os.getpid()),
-        session_timeout_s=1.0,
+        session_timeout_s=backend.session_s or 1.0,
+        topics=backend.topics,
+        group=backend.group,
     )
     stop = asyncio.Event()
     asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
@@ -108,4 +115,4 @@ async def _worker(data: Path, base_url: str) -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(_worker(Path(sys.argv[1]), sys.argv[2]))
+    asyncio.run(_worker(Path(sys.argv[1]), sys.argv[2], sys.argv[3:]))

@@ -24,6 +24,7 @@ import span_file
 from wakeline import App
 from wakeline.actors.worker import Worker
 from wakeline.providers.openai_compat import OpenAICompatProvider
+from wakeline.testing.harness import prefixed_topics
 from wakeline.topics.kafka import KafkaLog
 from wakeline.topics.specs import Topics
 
@@ -32,12 +33,7 @@ SPANS = "WAKELINE_TEST_SPANS"
 
 
 def topics_for(prefix: str) -> Topics:
-    return Topics(
-        commands=f"{prefix}.commands",
-        events=f"{prefix}.events",
-        notices=f"{prefix}.notices",
-        deadletter=f"{prefix}.deadletter",
-    )
+    return prefixed_topics(prefix)
 
 
 def make_app(base_url: str) -> App:

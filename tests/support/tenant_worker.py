@@ -1,6 +1,9 @@
 """A worker process whose model costs $1 per output token, for tenant budget tests.
 
-python tests/support/tenant_worker.py DATA_DIR
+    python tests/support/tenant_worker.py DATA_DIR [BOOTSTRAP PREFIX GROUP]
+
+On the embedded log in DATA_DIR, or on Kafka (:mod:`backends`; the tenant ledger is the topic
+``PREFIX.ledger`` there).
 """
 
 from __future__ import annotations
@@ -13,11 +16,12 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+from backends import from_worker_args
+
 from wakeline import App
 from wakeline.actors.worker import Worker
 from wakeline.providers.mock import MockModel
 from wakeline.providers.pricing import ModelPrice, PriceTable
-from wakeline.topics.embedded import EmbeddedLog
 
 MAX_TOKENS = 12
 PRICE = ModelPrice(input_per_mtok=Decimal(0), output_per_mtok=Decimal(1_000_000))
@@ -38,10 +42,16 @@ def make_app() -> App:
     return app
 
 
-async def main(data: Path) -> None:
-    log = await EmbeddedLog.open(data)
+async def main(data: Path, backend_args: list[str]) -> None:
+    backend = from_worker_args(data, backend_args)
+    log = await backend.open_log(client_id=f"{backend.group}-worker")
     worker = Worker(
-        make_app(), log, state_dir=data / "state" / str(os.getpid()), session_timeout_s=2.0
+        make_app(),
+        log,
+        state_dir=data / "state" / str(os.getpid()),
+        session_timeout_s=backend.session_s or 2.0,
+        topics=backend.topics,
+        group=backend.group,
     )
     stop = asyncio.Event()
     asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
@@ -52,4 +62,4 @@ async def main(data: Path) -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(main(Path(sys.argv[1])))
+    asyncio.run(main(Path(sys.argv[1]), sys.argv[2:]))
