@@ -29,7 +29,7 @@ from wakeline.telemetry import (
     traceparent,
 )
 from wakeline.topics.embedded import EmbeddedLog
-from wakeline.topics.port import Log
+from wakeline.topics.port import Log, OutRecord
 from wakeline.topics.specs import DEFAULT_TOPICS
 
 
@@ -295,3 +295,24 @@ async def test_message_content_only_when_asked_for(tmp_path: Path) -> None:
     assert (
         attrs(named(spans, "execute_tool")[0])["gen_ai.tool.call.arguments"] == '{"topic":"fern"}'
     )
+
+
+async def test_dead_letters_and_rebalances_are_counted(tmp_path: Path) -> None:
+    telemetry, _, reader = make_telemetry()
+    log = await EmbeddedLog.open(tmp_path)
+    try:
+        await ensure_topics(log, partitions=2)
+        async with running(log, tmp_path / "state", telemetry):
+            await log.append(DEFAULT_TOPICS.commands, [OutRecord(b"junk", b"\x00not avro")])
+            for _ in range(200):
+                if await log.end_offset(DEFAULT_TOPICS.deadletter, 0) > 0:
+                    break
+                await asyncio.sleep(0.05)
+    finally:
+        await log.close()
+    points = metric_points(reader)
+    [dead] = points["wakeline.dead_letters"]
+    assert dead.value == 1 and dead.attributes["reason"] == "undecodable command"
+    assert dead.attributes["messaging.destination.name"] == DEFAULT_TOPICS.deadletter
+    changes = {p.attributes["change"]: p.value for p in points["wakeline.rebalances"]}
+    assert changes["assign"] == 2  # both partitions, once
