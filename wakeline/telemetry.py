@@ -72,11 +72,13 @@ def _digest(prefix: str, run_id: str) -> bytes:
     return hashlib.sha256(f"{prefix}{run_id}".encode()).digest()
 
 
+@functools.lru_cache(maxsize=4096)
 def run_trace_id(run_id: str) -> int:
     """The run's trace id: the first 16 bytes of sha256("wakeline-trace:" + run_id)."""
     return int.from_bytes(_digest("wakeline-trace:", run_id)[:16], "big") or 1
 
 
+@functools.lru_cache(maxsize=4096)
 def run_root_span_id(run_id: str) -> int:
     """The span id of the run's ``invoke_agent`` root: 8 bytes of sha256("wakeline-root:"...)."""
     return int.from_bytes(_digest("wakeline-root:", run_id)[:8], "big") or 1
@@ -125,6 +127,23 @@ if HAVE_OTEL:
         def generate_trace_id(self) -> int:
             forced = _forced_ids.get()
             return forced[0] if forced is not None else self.inner.generate_trace_id()
+
+
+class _Sums:
+    """A monotonic sum per attribute set, reported by an observable counter when the SDK
+    collects: adding on the hot path (every step) is a dict update, not an SDK call."""
+
+    def __init__(self, meter: Any, name: str, unit: str, description: str) -> None:
+        self._values: dict[tuple[tuple[str, str], ...], float] = {}
+        meter.create_observable_counter(name, [self._observe], unit, description)
+
+    def add(self, value: float, attributes: tuple[tuple[str, str], ...]) -> None:
+        self._values[attributes] = self._values.get(attributes, 0) + value
+
+    def _observe(self, options: CallbackOptions) -> list[Observation]:
+        # list() copies the items in one step under the GIL: the collector's thread never
+        # sees the dict change while it iterates
+        return [Observation(value, dict(key)) for key, value in list(self._values.items())]
 
 
 def _ignore(result: object) -> None:
@@ -180,13 +199,13 @@ class Telemetry:
         from opentelemetry.metrics import NoOpMeterProvider
 
         meter = (meter_provider or NoOpMeterProvider()).get_meter(SCOPE)
-        self._steps = meter.create_counter("wakeline.steps", "{step}", "Steps run, by outcome")
+        self._steps = _Sums(meter, "wakeline.steps", "{step}", "Steps run, by outcome")
         self._step_duration = meter.create_histogram(
             "wakeline.step.duration", "s", "How long a step's effect took"
         )
         self._runs = meter.create_counter("wakeline.runs", "{run}", "Runs ended, by outcome")
-        self._tokens = meter.create_counter("wakeline.tokens", "{token}", "Model tokens")
-        self._cost = meter.create_counter("wakeline.cost", "USD", "Model cost")
+        self._tokens = _Sums(meter, "wakeline.tokens", "{token}", "Model tokens")
+        self._cost = _Sums(meter, "wakeline.cost", "USD", "Model cost")
         self._dead_letters = meter.create_counter("wakeline.dead_letters", "{record}")
         self._rebalances = meter.create_counter("wakeline.rebalances", "{partition}")
         self._meter = meter
@@ -398,13 +417,13 @@ class Telemetry:
         finally:
             span.end()
             labels = {"kind": kind, "outcome": outcome[0]}
-            self._steps.add(1, labels)
+            self._steps.add(1, tuple(labels.items()))
             self._step_duration.record(time.perf_counter() - started, labels)
 
     def _model_metrics(self, result: ev.ModelCallCompleted) -> None:
-        model = {"gen_ai.request.model": result.model, "gen_ai.provider.name": result.provider}
-        self._tokens.add(result.usage.input_tokens, {**model, "gen_ai.token.type": "input"})
-        self._tokens.add(result.usage.output_tokens, {**model, "gen_ai.token.type": "output"})
+        model = (("gen_ai.request.model", result.model), ("gen_ai.provider.name", result.provider))
+        self._tokens.add(result.usage.input_tokens, (*model, ("gen_ai.token.type", "input")))
+        self._tokens.add(result.usage.output_tokens, (*model, ("gen_ai.token.type", "output")))
         if result.cost_usd is not None:
             self._cost.add(float(result.cost_usd), model)
 
