@@ -14,7 +14,7 @@ import click
 
 from wakeline import cli_governance, cli_serve
 from wakeline import cli_render as render
-from wakeline.actors.worker import Worker
+from wakeline.actors.worker import DEFAULT_GROUP, Worker
 from wakeline.cli_common import (
     Settings,
     json_input,
@@ -24,23 +24,28 @@ from wakeline.cli_common import (
     send,
     target_app,
 )
-from wakeline.client import Client, RunError
+from wakeline.client import RunError
 from wakeline.projections.costs import DIMENSIONS
 from wakeline.replay import replay_run
 from wakeline.runtime import (
     DEFAULT_PARTITIONS,
     StateDir,
-    ensure_topics,
 )
 
 
 @click.group()
 @click.option("--data", envvar="WAKELINE_DATA", default=None, help="embedded log directory")
 @click.option("--kafka", envvar="WAKELINE_KAFKA", default=None, help="Kafka bootstrap servers")
+@click.option(
+    "--topic-prefix",
+    envvar="WAKELINE_TOPIC_PREFIX",
+    default=None,
+    help="topics named PREFIX.commands, PREFIX.events, ... (several deployments on one cluster)",
+)
 @click.pass_context
-def main(ctx: click.Context, data: str | None, kafka: str | None) -> None:
+def main(ctx: click.Context, data: str | None, kafka: str | None, topic_prefix: str | None) -> None:
     """Durable execution for LLM agents."""
-    ctx.obj = Settings(data, kafka)
+    ctx.obj = Settings(data, kafka, topic_prefix)
 
 
 @main.command()
@@ -59,13 +64,13 @@ def run(settings: Settings, target: str, input_: str, run_id: str | None, tenant
 
     async def go() -> int:
         log = await settings.log()
-        await ensure_topics(log)
+        await settings.ensure_topics(log)
         slot = StateDir(settings.data / "state")
-        worker = Worker(app, log, state_dir=slot.path)
+        worker = Worker(app, log, state_dir=slot.path, topics=settings.topics)
         stop = asyncio.Event()
         task = asyncio.create_task(worker.run(stop))
         try:
-            client = Client(log, issuer="cli")
+            client = settings.client(log, issuer="cli")
             handle = await client.start_run(agent, value, run_id=run_id, tenant=tenant)
             out.print(f"run [bold]{handle.run_id}[/bold] on partition {handle.partition}")
             async for update in client.watch(handle.run_id, from_offset=handle.from_offset):
@@ -103,8 +108,8 @@ def start(settings: Settings, agent: str, input_: str, run_id: str | None, tenan
     async def go() -> str:
         log = await settings.log()
         try:
-            await ensure_topics(log)
-            handle = await Client(log, issuer="cli").start_run(
+            await settings.ensure_topics(log)
+            handle = await settings.client(log, issuer="cli").start_run(
                 agent, value, run_id=run_id, tenant=tenant
             )
             return handle.run_id
@@ -118,21 +123,45 @@ def start(settings: Settings, agent: str, input_: str, run_id: str | None, tenan
 @click.argument("target")
 @click.option("--session-timeout", default=10.0, show_default=True)
 @click.option("--partitions", default=DEFAULT_PARTITIONS, show_default=True)
+@click.option("--group", envvar="WAKELINE_GROUP", default=DEFAULT_GROUP, show_default=True)
+@click.option(
+    "--membership",
+    type=click.Choice(["static", "dynamic"]),
+    default="static",
+    show_default=True,
+    help="static: the state slot's stable instance id, so a worker restarted within the session"
+    " timeout gets its partitions back without a rebalance",
+)
 @click.pass_obj
-def worker(settings: Settings, target: str, session_timeout: float, partitions: int) -> None:
+def worker(
+    settings: Settings,
+    target: str,
+    session_timeout: float,
+    partitions: int,
+    group: str,
+    membership: str,
+) -> None:
     """Run a worker for the app in TARGET until SIGTERM or Ctrl-C."""
     app, _ = target_app(target)
 
     async def go() -> None:
         log = await settings.log()
-        await ensure_topics(log, partitions=partitions)
+        await settings.ensure_topics(log, partitions=partitions)
         slot = StateDir(settings.data / "state")
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
         try:
-            w = Worker(app, log, state_dir=slot.path, session_timeout_s=session_timeout)
+            w = Worker(
+                app,
+                log,
+                state_dir=slot.path,
+                topics=settings.topics,
+                group=group,
+                session_timeout_s=session_timeout,
+                instance_id=slot.instance_id if membership == "static" else None,
+            )
             click.echo(f"worker {w.worker_id} started", err=True)
             await w.run(stop)
         finally:
@@ -152,7 +181,7 @@ def tail(settings: Settings, run_id: str) -> None:
     async def go() -> None:
         log = await settings.log()
         try:
-            async for update in Client(log).watch(run_id):
+            async for update in settings.client(log).watch(run_id):
                 if update.event is not None:
                     out.print(render.event_line(update.event))
                 elif update.notice is not None:
@@ -193,7 +222,7 @@ def replay(settings: Settings, run_id: str, target: str) -> None:
     async def go() -> int:
         log = await settings.log()
         try:
-            report = await replay_run(log, app, run_id)
+            report = await replay_run(log, app, run_id, topics=settings.topics)
         except LookupError as exc:
             raise click.UsageError(str(exc)) from exc
         finally:
@@ -230,7 +259,7 @@ def topics_create(settings: Settings, partitions: int, replication: int) -> None
     async def go() -> None:
         log = await settings.log()
         try:
-            await ensure_topics(log, partitions=partitions, replication=replication)
+            await settings.ensure_topics(log, partitions=partitions, replication=replication)
         finally:
             await log.close()
 

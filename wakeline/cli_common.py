@@ -14,17 +14,30 @@ from wakeline.client import Client
 from wakeline.projections.views import Views
 from wakeline.runtime import StateDir, TargetError, data_dir, ensure_topics, load_target, open_log
 from wakeline.topics.port import Log, LogError, UnknownTopicError
+from wakeline.topics.specs import DEFAULT_TOPICS, prefixed_topics
 
 T = TypeVar("T")
 
 
 class Settings:
-    def __init__(self, data: str | None, kafka: str | None) -> None:
+    """The global options: where the log is, and which topics on it."""
+
+    def __init__(
+        self, data: str | None, kafka: str | None, topic_prefix: str | None = None
+    ) -> None:
         self.data = data_dir(data)
         self.kafka = kafka
+        self.topics = prefixed_topics(topic_prefix) if topic_prefix else DEFAULT_TOPICS
 
     async def log(self) -> Log:
         return await open_log(data=self.data, kafka=self.kafka)
+
+    def client(self, log: Log, **options: Any) -> Client:
+        """A client of this log on these topics (``options`` go to :class:`Client`)."""
+        return Client(log, topics=self.topics, **options)
+
+    async def ensure_topics(self, log: Log, **options: Any) -> None:
+        await ensure_topics(log, topics=self.topics, **options)
 
 
 def run_async(coro_fn: Callable[[], Awaitable[T]]) -> T:
@@ -57,7 +70,7 @@ def send(settings: Settings, action: Callable[[Client], Awaitable[None]]) -> Non
     async def go() -> None:
         log = await settings.log()
         try:
-            await action(Client(log, issuer="cli"))
+            await action(settings.client(log, issuer="cli"))
         finally:
             await log.close()
 
@@ -72,8 +85,10 @@ def query(settings: Settings, ask: Callable[[Client], Awaitable[T]]) -> T:
         log = await settings.log()
         try:
             if settings.kafka is None:
-                await ensure_topics(log)  # an empty embedded data dir is a log with no runs
-            async with Client(log, views_dir=settings.data / "state") as client:
+                await settings.ensure_topics(
+                    log
+                )  # an empty embedded data dir is a log with no runs
+            async with settings.client(log, views_dir=settings.data / "state") as client:
                 return await ask(client)
         finally:
             await log.close()
@@ -84,9 +99,9 @@ def query(settings: Settings, ask: Callable[[Client], Awaitable[T]]) -> T:
 async def open_views(settings: Settings) -> tuple[Log, Views, StateDir]:
     log = await settings.log()
     if settings.kafka is None:
-        await ensure_topics(log)  # an empty embedded data dir is simply a log with no runs
+        await settings.ensure_topics(log)  # an empty embedded data dir is simply a log with no runs
     slot = StateDir(settings.data / "state", prefix="views")
-    views = Views(log, slot.path)
+    views = Views(log, slot.path, topics=settings.topics)
     await views.refresh()
     return log, views, slot
 

@@ -10,7 +10,6 @@ import click
 from wakeline.cli_common import Settings, run_async, send, views_open
 from wakeline.ledger import Ledger, TenantState, ledger_key
 from wakeline.projections.audit import AuditReport
-from wakeline.topics.specs import DEFAULT_TOPICS
 
 
 def register(main: click.Group) -> None:
@@ -78,7 +77,7 @@ def budget_set(settings: Settings, tenant: str | None, agent: str | None, usd: s
     async def go() -> None:
         log = await settings.log()
         try:
-            await Ledger(log, DEFAULT_TOPICS.ledger, writer="cli").set_limit(key, limit, "cli")
+            await Ledger(log, settings.topics.ledger, writer="cli").set_limit(key, limit, "cli")
         finally:
             await log.close()
 
@@ -97,7 +96,7 @@ def budget_show(settings: Settings, tenant: str | None, agent: str | None) -> No
     async def go() -> TenantState:
         log = await settings.log()
         try:
-            return await Ledger(log, DEFAULT_TOPICS.ledger).state(key)
+            return await Ledger(log, settings.topics.ledger).state(key)
         finally:
             await log.close()
 

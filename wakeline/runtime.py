@@ -6,7 +6,9 @@ import fcntl
 import importlib
 import importlib.util
 import os
+import socket
 import sys
+import uuid
 from pathlib import Path
 from types import ModuleType
 from typing import IO
@@ -64,6 +66,7 @@ class StateDir:
                 continue
             self._lock = handle
             self.path = path / "journal"
+            self.instance_id = _instance_id(path)
             return
         raise RuntimeError(f"no free state slot under {base}")
 
@@ -71,6 +74,17 @@ class StateDir:
         if self._lock is not None:
             self._lock.close()
             self._lock = None
+
+
+def _instance_id(slot: Path) -> str:
+    """The slot's stable member id (created once): whoever holds the slot is that member."""
+    file = slot / "instance-id"
+    if not file.exists():
+        made = f"{socket.gethostname()}-{slot.name}-{uuid.uuid4().hex[:8]}"
+        tmp = slot / "instance-id.tmp"
+        tmp.write_text(made)
+        tmp.replace(file)
+    return file.read_text().strip()
 
 
 class TargetError(Exception):

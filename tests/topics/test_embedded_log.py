@@ -118,7 +118,7 @@ CONSUMER = """
 
     async def main(data_dir: str) -> None:
         log = await EmbeddedLog.open(data_dir)
-        consumer = log.consumer("g", "grp", Quiet(), session_timeout_s=1.0, member_id="child")
+        consumer = log.consumer("g", "grp", Quiet(), session_timeout_s=1.0, instance_id="child")
         while True:
             await consumer.poll(0.1)
 
@@ -135,7 +135,7 @@ async def test_group_spans_processes_and_a_killed_member_expires(tmp_path: Path)
         line = await asyncio.to_thread(child.stdout.readline)
         assert line.strip() == "assigned [0, 1, 2, 3]"
         listener = Listener()
-        me = log.consumer("g", "grp", listener, session_timeout_s=1.0, member_id="parent")
+        me = log.consumer("g", "grp", listener, session_timeout_s=1.0, instance_id="parent")
         deadline = time.monotonic() + 10
         while me.assignment() != {2, 3}:  # range assignor over sorted ids: "child" < "parent"
             await me.poll(0.05)
@@ -345,8 +345,8 @@ async def test_resumed_member_learns_it_lost_its_partitions(tmp_path: Path) -> N
     log = await EmbeddedLog.open(tmp_path)
     await log.create_topics([TopicSpec("t", 2)])
     la, lb = Listener(), Listener()
-    a = log.consumer("g", "t", la, session_timeout_s=0.6, member_id="a")
-    b = log.consumer("g", "t", lb, session_timeout_s=0.6, member_id="b")
+    a = log.consumer("g", "t", la, session_timeout_s=0.6, instance_id="a")
+    b = log.consumer("g", "t", lb, session_timeout_s=0.6, instance_id="b")
     await a.poll(0.05)
     assert a.assignment() == {0, 1}
     await a._freeze()

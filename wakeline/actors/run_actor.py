@@ -54,6 +54,11 @@ class ActorHost(Protocol):
     def actor_stopped(self, actor: RunActor, error: BaseException | None) -> None: ...
 
 
+class ActorGone(LookupError):
+    """The run actor stopped (its run ended, or it was unloaded or stopped) before it applied
+    the command."""
+
+
 @dataclass(slots=True)
 class _Command:
     apply: Callable[[RunCore], Transition]
@@ -71,6 +76,7 @@ class RunActor:
         self._inbox: asyncio.Queue[Any] = asyncio.Queue()
         self._effects: set[asyncio.Task[None]] = set()
         self._task: asyncio.Task[None] | None = None
+        self._gone: BaseException | None = None
         self.evicted = False
         """True once the actor unloaded itself because only people can move the run on."""
 
@@ -79,9 +85,15 @@ class RunActor:
         return self.core.run_id
 
     async def start(self, first: Transition, commit: OffsetCommit | None = None) -> None:
-        """Append the first transition (begin or recovery), then run the actor."""
-        await self._commit(first, commit)
+        """Append the first transition (begin or recovery), then run the actor.  Register the
+        actor only once this returned: if the append fails, no actor exists."""
+        try:
+            await self._commit(first, commit)
+        except BaseException as exc:
+            self._drain(exc)
+            raise
         if self.finished:
+            self._drain(ActorGone(f"run {self.run_id} has ended"))
             self.host.actor_stopped(self, None)
             return
         self._task = asyncio.create_task(self._loop(), name=f"run:{self.run_id}")
@@ -98,9 +110,13 @@ class RunActor:
     def command(
         self, apply: Callable[[RunCore], Transition], commit: OffsetCommit | None
     ) -> Awaitable[None]:
-        """Apply a command in the actor's order; the future resolves once it is durable."""
+        """Apply a command in the actor's order; the future resolves once it is durable, or
+        fails with :class:`ActorGone` (or the actor's error) if the actor stops first."""
         message = _Command(apply, commit)
-        self._inbox.put_nowait(message)
+        if self._gone is not None:
+            message.done.set_exception(_copy(self._gone))
+        else:
+            self._inbox.put_nowait(message)
         return message.done
 
     async def stop(self) -> None:
@@ -110,6 +126,16 @@ class RunActor:
         if self._task is not None:
             self._task.cancel()
             await asyncio.gather(self._task, *self._effects, return_exceptions=True)
+        self._drain(ActorGone(f"run {self.run_id}: its actor was stopped"))
+
+    def _drain(self, reason: BaseException) -> None:
+        """Fail every queued command: nothing may wait on an actor that is gone."""
+        if self._gone is None:
+            self._gone = reason
+        while not self._inbox.empty():
+            message = self._inbox.get_nowait()
+            if isinstance(message, _Command) and not message.done.done():
+                message.done.set_exception(_copy(reason))
 
     async def _loop(self) -> None:
         error: BaseException | None = None
@@ -131,6 +157,7 @@ class RunActor:
             error = exc
         for task in list(self._effects):
             task.cancel()
+        self._drain(error or ActorGone(f"run {self.run_id} has ended or was unloaded"))
         self.host.actor_stopped(self, error)
 
     async def _apply_command(self, message: _Command) -> None:
@@ -143,7 +170,8 @@ class RunActor:
             await self._commit(transition, message.commit)
         except BaseException as exc:
             if not message.done.done():
-                message.done.set_exception(exc)
+                gone = ActorGone(f"run {self.run_id}: its actor was stopped")
+                message.done.set_exception(exc if isinstance(exc, Exception) else gone)
             raise
         if not message.done.done():
             message.done.set_result(None)
@@ -188,3 +216,14 @@ class RunActor:
             record(result)
         if result is not None:
             self._inbox.put_nowait(result)
+
+
+def _copy(error: BaseException) -> BaseException:
+    """A fresh exception of the same kind for each waiter (one instance must not be raised in
+    several tasks: tracebacks would pile up on it)."""
+    try:
+        fresh = type(error)(*error.args)
+    except Exception:
+        return ActorGone(str(error))
+    fresh.__cause__ = error
+    return fresh

@@ -266,6 +266,15 @@ class ProjectionStore:
         data = self.get(offset_key(topic, partition))
         return 0 if data is None else int(data)
 
+    def put(self, key: bytes, value: bytes) -> None:
+        """Write one metadata key outside a fold (e.g. a format mark)."""
+        self._db.put(key, value)
+
+    def rewind(self, topic: str, partition: int, offset: int) -> None:
+        """Fold ``topic``/``partition`` again from ``offset`` (re-folding overwrites the same
+        keys with the same values, so the state converges on a fresh fold's)."""
+        self._db.put(offset_key(topic, partition), str(offset).encode())
+
     def counter(self, name: str) -> int:
         data = self.get(counter_key(name))
         return 0 if data is None else int(data)

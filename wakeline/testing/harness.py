@@ -17,7 +17,7 @@ from wakeline.runtime import ensure_topics
 from wakeline.telemetry import Telemetry
 from wakeline.topics.embedded import EmbeddedLog
 from wakeline.topics.port import Log
-from wakeline.topics.specs import DEFAULT_TOPICS, Topics
+from wakeline.topics.specs import DEFAULT_TOPICS, Topics, prefixed_topics
 
 
 @dataclass
@@ -77,12 +77,6 @@ async def local_runtime(
             yield LocalRuntime(log, Client(log), worker)
     finally:
         await log.close()
-
-
-def prefixed_topics(prefix: str) -> Topics:
-    """Topics named ``<prefix>.commands`` etc., so tests sharing one Kafka broker do not meet."""
-    names = {name: f"{prefix}.{name}" for name in Topics.__dataclass_fields__}
-    return Topics(**names)
 
 
 @asynccontextmanager

@@ -285,7 +285,7 @@ class EmbeddedLog:
         listener: AssignmentListener,
         *,
         session_timeout_s: float = 10.0,
-        member_id: str | None = None,
+        instance_id: str | None = None,
         max_poll_records: int = 500,
     ) -> EmbeddedConsumer:
         """A new member of ``group`` over ``topic``; it joins at its first :meth:`poll`."""
@@ -297,7 +297,7 @@ class EmbeddedLog:
             topic,
             listener,
             session_timeout_s=session_timeout_s,
-            member_id=member_id,
+            member_id=instance_id,
             max_poll_records=max_poll_records,
         )
         self._consumers.add(consumer)

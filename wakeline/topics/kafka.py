@@ -308,6 +308,7 @@ class KafkaLog:
         listener: AssignmentListener,
         *,
         session_timeout_s: float = 10.0,
+        instance_id: str | None = None,
         max_poll_records: int = 500,
     ) -> KafkaConsumer:
         """A new member of ``group`` over ``topic``; it joins at its first :meth:`poll`."""
@@ -319,6 +320,7 @@ class KafkaLog:
             topic,
             listener,
             session_timeout_s=session_timeout_s,
+            instance_id=instance_id,
             max_poll_records=max_poll_records,
         )
         self._consumers.add(consumer)

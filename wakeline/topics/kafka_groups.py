@@ -6,11 +6,20 @@ the group) in the background at its first :meth:`KafkaConsumer.poll`.  Heartbeat
 rebalances run in aiokafka's background tasks, so a member that stops polling keeps its
 partitions until its session times out (or ``max_poll_interval_s`` passes without a poll).
 
-Rebalances are *eager* (aiokafka has no cooperative protocol): at every rebalance a member
-revokes everything it holds (``listener.on_revoked(all)``) before it rejoins, then gets its
-new assignment (``listener.on_assigned(new)``).  A partition therefore reaches another member
-only after its previous owner's ``on_revoked`` returned (or its session expired).  Listener
-calls of one consumer never overlap (a lock).  aiokafka catches and only logs exceptions of
+Rebalances are *eager* (aiokafka has no cooperative protocol): at every rebalance aiokafka
+revokes everything a member holds before it rejoins.  The adapter turns that into the port's
+incremental calls: when the new assignment arrives, ``listener.on_revoked(gone)`` for the
+partitions that left and ``listener.on_assigned(added)`` for the new ones; a partition the
+member keeps is neither, so its runs (and their calls in flight) go on.  The price: a
+partition that moves is revoked on its old member only when that member gets its new
+assignment, about when the new owner gets it, so for a moment both may act on it -- the new
+owner's fenced writer makes the old one's appends fail (``FencedError``), so nothing the old
+one does after that lands.  Listener calls of one consumer never overlap (a lock).
+
+With ``instance_id`` the member is static (``group.instance.id``): it gets its partitions
+back without a rebalance when it rejoins within the session timeout, and it does not leave
+the group when it closes (aiokafka sends no LeaveGroup for static members), so its partitions
+move only after its session timed out.  aiokafka catches and only logs exceptions of
 rebalance callbacks: the adapter keeps the first one and the next :meth:`poll` (or
 :meth:`close`) raises it.  Listener calls run in aiokafka's background task, so :meth:`poll`
 waits for a call in progress before it returns records (like the embedded backend, whose
@@ -138,6 +147,7 @@ class KafkaConsumer:
         listener: AssignmentListener,
         *,
         session_timeout_s: float,
+        instance_id: str | None = None,
         max_poll_records: int = 500,
         max_poll_interval_s: float = 300.0,
     ) -> None:
@@ -152,7 +162,8 @@ class KafkaConsumer:
         self._session_ms = max(1, round(session_timeout_s * 1000))
         self._max_poll = max_poll_records
         self._max_poll_interval_ms = max(1, round(max_poll_interval_s * 1000))
-        self._member_id = uuid.uuid4().hex
+        self._member_id = instance_id or uuid.uuid4().hex
+        self._instance_id = instance_id
         self._held: frozenset[int] = frozenset()
         self._lock = asyncio.Lock()
         self._consumer: Any = None
@@ -277,6 +288,7 @@ class KafkaConsumer:
                 heartbeat_interval_ms=max(1, self._session_ms // 3),
                 rebalance_timeout_ms=max(self._session_ms, self._log.request_timeout_ms // 2),
                 max_poll_interval_ms=self._max_poll_interval_ms,
+                group_instance_id=self._instance_id,
             )
             self._consumer.subscribe([self.topic], listener=_Adapter(self))
             self._starting = asyncio.get_running_loop().create_task(
@@ -306,12 +318,8 @@ class KafkaConsumer:
             )
 
     async def _on_revoked(self) -> None:
-        if not self._listening:
-            return
-        async with self._lock:
-            revoked, self._held = self._held, frozenset()
-            if revoked and self._listening:
-                await self._call(self._listener.on_revoked, revoked)
+        """aiokafka's rebalances are eager: everything is revoked before the member rejoins.
+        The listener is told nothing yet; :meth:`_on_assigned` tells it what really left."""
 
     async def _on_assigned(self, partitions: set[int]) -> None:
         if not self._listening:
@@ -319,8 +327,11 @@ class KafkaConsumer:
         async with self._lock:
             if not self._listening:
                 return
-            added = frozenset(partitions) - self._held
-            self._held = frozenset(partitions)
+            new = frozenset(partitions)
+            gone, added = self._held - new, new - self._held
+            self._held = new
+            if gone:
+                await self._call(self._listener.on_revoked, gone)
             if added:
                 await self._call(self._listener.on_assigned, added)
 

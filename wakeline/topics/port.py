@@ -99,10 +99,14 @@ class LogUnavailableError(LogError):
 
 
 class AssignmentListener(Protocol):
-    """Called by a :class:`GroupConsumer` when its partitions change.
+    """Called by a :class:`GroupConsumer` when its partitions change, incrementally: a
+    partition the member keeps across a rebalance is neither revoked nor assigned again.
 
-    ``on_revoked`` runs before the partitions are handed to another member; an exception
-    raised here propagates to the caller of :meth:`GroupConsumer.poll` (it is never swallowed).
+    The embedded log hands a partition to another member only after ``on_revoked`` returned;
+    on Kafka (eager rebalances) the old member learns of the revocation when it gets its new
+    assignment, about when the new member gets it: the new member's fenced writer is what stops
+    the old one.  An exception raised here propagates to the caller of
+    :meth:`GroupConsumer.poll` (it is never swallowed).
     """
 
     async def on_assigned(self, partitions: frozenset[int]) -> None: ...
@@ -209,7 +213,12 @@ class Log(Protocol):
         listener: AssignmentListener,
         *,
         session_timeout_s: float = 10.0,
-    ) -> GroupConsumer: ...
+        instance_id: str | None = None,
+    ) -> GroupConsumer:
+        """A new member of ``group``.  With ``instance_id`` the member is *static* (Kafka's
+        ``group.instance.id``): a process that comes back with the same id within the session
+        timeout takes its place and gets the same partitions back without a rebalance."""
+        ...
 
     async def writer(self, writer_id: str, partition: int) -> PartitionWriter:
         """Open the fenced writer ``writer_id`` for ``partition``, fencing older ones."""

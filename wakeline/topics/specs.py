@@ -36,3 +36,9 @@ class Topics:
 
 
 DEFAULT_TOPICS = Topics()
+
+
+def prefixed_topics(prefix: str) -> Topics:
+    """Topics named ``<prefix>.commands`` etc.: several deployments (or tests) on one cluster."""
+    names = {name: f"{prefix}.{name}" for name in Topics.__dataclass_fields__}
+    return Topics(**names)

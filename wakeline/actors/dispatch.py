@@ -1,0 +1,183 @@
+"""What a partition owner does with each job: a command record, a resume, a budget wake.
+
+Every method runs inside the owner's serial job queue, so two jobs of one partition never
+interleave (a budget wake and a command cannot both resume a run).  Log errors propagate to the
+owner, which restarts the partition and reads the command again; only undecodable or invalid
+input (and commands that fail for reasons of their own) go to the dead-letter topic.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from typing import TYPE_CHECKING
+
+from wakeline.actors.commands import check_command, command_fn
+from wakeline.actors.core import RunCore, Transition
+from wakeline.actors.run_actor import RunActor
+from wakeline.schemas.codec import DecodeError, command_codec
+from wakeline.schemas.commands import (
+    Command,
+    CommandRejected,
+    ResumeRun,
+    RunDrifted,
+    RunResumed,
+    StartRun,
+)
+from wakeline.schemas.events import RunStarted
+from wakeline.topics.partitioner import partition_for
+from wakeline.topics.port import LogError, OffsetCommit, Record
+
+if TYPE_CHECKING:
+    from wakeline.actors.owner import BudgetWake, PartitionOwner
+
+log = logging.getLogger(__name__)
+
+
+class Dispatcher:
+    def __init__(self, owner: PartitionOwner) -> None:
+        self._owner = owner
+        self._s = owner.shared
+
+    # -- commands -------------------------------------------------------------------------
+    async def command(self, record: Record) -> None:
+        s = self._s
+        commit = OffsetCommit(s.group, record.topic, record.partition, record.offset + 1)
+        try:
+            command = command_codec().decode(record.value)
+        except DecodeError as exc:
+            await s.outputs.dead_letter(record, f"undecodable command: {exc}")
+            await self._commit_only(commit)
+            return
+        with s.telemetry.process(s.log.system, record, s.group, command.run_id, command.type):
+            await self._checked(command, record, commit)
+
+    async def _checked(self, command: Command, record: Record, commit: OffsetCommit) -> None:
+        problem = self._check(command, record)
+        if problem is not None:
+            await self._reject(record, command, problem, commit)
+            return
+        try:
+            await self._apply(command, commit)
+        except LogError:
+            raise  # the owner restarts the partition; the command is read again
+        except Exception as exc:
+            log.exception("command %s failed", command.command_id)
+            reason = f"command failed: {type(exc).__name__}: {exc}"
+            await self._reject(record, command, reason, commit)
+
+    async def _reject(
+        self, record: Record, command: Command, problem: str, commit: OffsetCommit
+    ) -> None:
+        await self._s.outputs.dead_letter(record, problem)
+        await self._s.outputs.notice(command.run_id, CommandRejected(command.command_id, problem))
+        await self._commit_only(commit)
+
+    def _check(self, command: Command, record: Record) -> str | None:
+        if record.key != command.run_id.encode():
+            return f"record key {record.key!r} does not match run id {command.run_id!r}"
+        if partition_for(record.key, self._s.partitions) != record.partition:
+            return f"run {command.run_id} belongs to another partition"
+        payload, limit = command.payload, self._s.max_input_bytes
+        if isinstance(payload, StartRun) and len(payload.input.encode()) > limit:
+            size = len(payload.input.encode())
+            return f"input of {size} bytes exceeds the limit of {limit} bytes"
+        return check_command(payload)
+
+    async def _apply(self, command: Command, commit: OffsetCommit) -> None:
+        run_id, payload = command.run_id, command.payload
+        journal = self._s.journal
+        if isinstance(payload, StartRun):
+            if run_id in self._owner.actors or journal.has_run(run_id):
+                await self._commit_only(commit)  # a duplicate start: already running or ran
+                return
+            await self._start(command, payload, commit)
+            return
+        if isinstance(payload, ResumeRun):
+            if run_id not in self._owner.actors and self._is_open(run_id):
+                await self.resume(run_id, commit, "resume command")
+                return
+            await self._settle_unknown(command, commit)
+            return
+        actor = await self._loaded(run_id, f"loaded for {command.type}")
+        if actor is None:
+            await self._settle_unknown(command, commit)
+            return
+        s = self._s
+        try:
+            await actor.command(command_fn(command, s.now_ms(), s.worker_id), commit)
+        except LookupError as exc:  # no such gate, or the run ended just before
+            await s.outputs.notice(run_id, CommandRejected(command.command_id, str(exc)))
+            await self._commit_only(commit)
+
+    async def _loaded(self, run_id: str, reason: str) -> RunActor | None:
+        """The run's live actor, resumed from the journal if the run is open but unloaded."""
+        actor = self._owner.actors.get(run_id)
+        if actor is None and self._is_open(run_id):
+            await self.resume(run_id, None, reason)
+            actor = self._owner.actors.get(run_id)
+        return actor
+
+    def _is_open(self, run_id: str) -> bool:
+        journal = self._s.journal
+        return journal.has_run(run_id) and not journal.is_finished(run_id)
+
+    async def _settle_unknown(self, command: Command, commit: OffsetCommit) -> None:
+        if not self._s.journal.has_run(command.run_id):
+            problem = f"unknown run {command.run_id}"
+            await self._s.outputs.notice(
+                command.run_id, CommandRejected(command.command_id, problem)
+            )
+        await self._commit_only(commit)
+
+    async def _commit_only(self, commit: OffsetCommit) -> None:
+        await self._owner.append_events(self._owner.partition, [], commit)
+
+    # -- starting and resuming runs ---------------------------------------------------------
+    async def _start(self, command: Command, payload: StartRun, commit: OffsetCommit) -> None:
+        s = self._s
+        core = RunCore(command.run_id, s.app)
+        started = RunStarted(
+            payload.agent, payload.input, payload.tenant, command.command_id, payload.budget
+        )
+        transition = core.begin(started, s.now_ms(), s.worker_id)
+        await self._launch(core, transition, commit)
+
+    async def resume(self, run_id: str, commit: OffsetCommit | None, reason: str) -> None:
+        """Load an open run from its whole journal and continue it."""
+        s, partition = self._s, self._owner.partition
+        events = await s.journal_sync.load(run_id, partition)
+        core = RunCore(run_id, s.app, journal=events)
+        transition = core.recover(s.now_ms(), s.worker_id)
+        if core.drift is not None:
+            drift = core.drift
+            log.error("%s", drift)
+            await s.outputs.notice(
+                run_id, RunDrifted(drift.seq, drift.recorded, drift.requested, str(drift))
+            )
+            if commit is not None:
+                await self._commit_only(commit)
+            return
+        await s.outputs.notice(run_id, RunResumed(len(events), reason))
+        for effect in transition.in_doubt:
+            log.warning("run %s: tool call at seq %s is in doubt; not re-run", run_id, effect.seq)
+        await self._launch(core, transition, commit)
+
+    async def _launch(self, core: RunCore, first: Transition, commit: OffsetCommit | None) -> None:
+        actor = RunActor(core, self._owner.partition, self._owner)
+        await actor.start(first, commit)  # raises if the append failed: no actor is kept
+        self._owner.register(actor)
+
+    # -- budget wakes -----------------------------------------------------------------------
+    async def budget_wake(self, wake: BudgetWake) -> None:
+        """A shared budget was raised: move a run waiting on it on."""
+        actor = await self._loaded(wake.run_id, f"{wake.scope} budget raised")
+        if actor is None:
+            return
+        now, who = self._s.now_ms(), self._s.worker_id
+
+        def raise_shared(core: RunCore) -> Transition:
+            return core.raise_budget("usd", wake.limit, wake.by, now, who, scope=wake.scope)
+
+        with contextlib.suppress(LookupError):
+            await actor.command(raise_shared, None)
