@@ -97,6 +97,7 @@ class JournalAppender:
         if self.broken is not None:
             raise AppenderBroken(f"partition {self.partition} must restart: {self.broken}")
         item = _Append(list(events), commit)
+        item.future.add_done_callback(_retrieved)  # a cancelled caller no longer awaits it
         self._queue.append(item)
         self._wake.set()
         if self._pump is None:
@@ -186,6 +187,11 @@ class JournalAppender:
         for item in queued:
             if not item.future.done():
                 item.future.set_exception(error)
+
+
+def _retrieved(future: asyncio.Future[list[int]]) -> None:
+    if not future.cancelled():
+        future.exception()
 
 
 def _definite(error: BaseException) -> bool:
