@@ -340,9 +340,7 @@ async def test_single_member_gets_every_partition_and_reads_them(
     assert listener.held() == frozenset()
 
 
-async def test_second_member_splits_partitions(
-    log_factory: LogFactory, log: Log
-) -> None:
+async def test_second_member_splits_partitions(log_factory: LogFactory, log: Log) -> None:
     topic = await new_topic(log, 4)
     group = f"g-{uuid.uuid4().hex[:8]}"
     timeline: list[tuple[str, str, frozenset[int]]] = []
