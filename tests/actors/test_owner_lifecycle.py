@@ -152,12 +152,17 @@ async def test_a_transient_failure_on_a_start_reads_the_start_again(tmp_path: Pa
     inner = await EmbeddedLog.open(tmp_path / "log")
     await ensure_topics(inner, partitions=1)
     log = FlakyLog(inner, b"RunStarted")
-    async with worker_running(app, log, tmp_path / "state") as worker:  # type: ignore[arg-type]
+    async with worker_running(app, log, tmp_path / "state"):  # type: ignore[arg-type]
         client = Client(inner)
         await client.start_run("ask", "hello", run_id="s1")
         assert await asyncio.wait_for(client.result("s1"), 30) == "mock reply to: hello"
         assert log.failures == [1]
-        assert worker.running_runs == []
+    started = [
+        r
+        for r in await inner.read(DEFAULT_TOPICS.events, 0, 0)
+        if ("type", b"RunStarted") in r.headers
+    ]
+    assert len(started) == 1, "the start is appended exactly once after the retry"
     dead = await inner.read(DEFAULT_TOPICS.deadletter, 0, 0)
     assert dead == [], "a transient log error must not dead-letter the start"
     await inner.close()
