@@ -12,7 +12,8 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
-from wakeline.actors.core import RunCore, describe
+from wakeline.actors.core import RunCore
+from wakeline.actors.matching import describe
 from wakeline.app import App
 from wakeline.schemas.codec import event_codec
 from wakeline.schemas.events import Event

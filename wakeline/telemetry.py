@@ -61,6 +61,7 @@ JOURNAL_SPANS = {
     "BudgetExceeded": "budget.exceeded",
     "BudgetRaised": "budget.raised",
     "ModelCallDenied": "budget.denied",
+    "ModelCallInterrupted": "model.interrupted",
     "ToolCallInDoubt": "tool.in_doubt",
     "InDoubtResolved": "tool.in_doubt.resolved",
 }

@@ -18,6 +18,7 @@ from wakeline.providers.mock import MockModel
 from wakeline.schemas.codec import event_codec
 from wakeline.schemas.events import (
     Event,
+    ModelCallInterrupted,
     ModelCallRequested,
     RunCompleted,
     RunFailed,
@@ -178,16 +179,27 @@ async def test_recovery_resends_open_calls_and_continues_live() -> None:
     core, step = start(app, "researcher", {"topic": "otters"})
     await drive(core, step)
     journal = list(core.journal)
-    # crash right after the three requests were journaled: all three are open
+    # crash right after the three requests were journaled: all three are open; each is closed
+    # as interrupted (it may have been billed) and sent again as its second attempt
     cut = RunCore("run-1", app, journal=journal[:4])
     out = cut.recover(1, "w2")
-    assert out.events == [] and sorted(e.seq for e in out.effects) == [1, 2, 3]
+    assert [e.type for e in out.events] == ["ModelCallInterrupted", "ModelCallRequested"] * 3
+    interrupted = [e.payload for e in out.events if isinstance(e.payload, ModelCallInterrupted)]
+    assert [(p.step, p.attempt) for p in interrupted] == [(1, 1), (2, 1), (3, 1)]
+    assert [e.seq for e in out.effects] == [5, 7, 9]
+    assert [e.interrupted for e in out.effects] == [(1,), (2,), (3,)]
+    resent = [e.request.payload for e in out.effects]
+    assert [p.attempt for p in resent if isinstance(p, ModelCallRequested)] == [2, 2, 2]
+    assert [p.request_digest for p in resent] == [
+        e.payload.request_digest for e in journal[1:4] if isinstance(e.payload, ModelCallRequested)
+    ]
     # crash after the first result was journaled: two open calls are re-sent, nothing new
     cut = RunCore("run-1", app, journal=journal[:5])
     out = cut.recover(1, "w2")
-    assert sorted(e.seq for e in out.effects) == [2, 3]
+    assert [e.interrupted for e in out.effects] == [(2,), (3,)]
     await drive(cut, out)
     assert cut.terminal is not None and cut.terminal.payload == core.terminal.payload  # type: ignore[union-attr]
+    assert cut.ledger.spent["model_calls"] == 6  # four completed calls and two interrupted
 
 
 async def test_open_non_idempotent_tool_is_in_doubt_not_rerun() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import uuid as uuidlib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -23,6 +24,7 @@ from wakeline.schemas.events import (
     ModelCallCompleted,
     ModelCallDenied,
     ModelCallFailed,
+    ModelCallInterrupted,
     ModelCallRequested,
     PolicyDenied,
     StepCompleted,
@@ -133,31 +135,36 @@ class Context:
         request_json = request.to_json()
         text = jsonutil.dumps(request_json)
         digest = jsonutil.digest(text)
-        policy = retry or app.retry
         await self._check_policies("model", request.model, provider_name, request_json)
         reservation = reservation_for(app.prices, provider_name, request)
+        requested = ModelCallRequested(provider_name, request.model, digest, text, stream)
+        return await self._dispatch(requested, request, reservation, retry or app.retry)
+
+    async def _dispatch(
+        self,
+        requested: ModelCallRequested,
+        request: ModelRequest,
+        reservation: dict[str, Decimal | None],
+        policy: RetryPolicy,
+    ) -> LLMResult:
+        """Send a model call until it completes: every attempt is checked against the run's
+        budget first, and an attempt a crash interrupted stays reserved (it may have been
+        billed) until a later attempt of the call settles."""
+        core = self._core
         attempt = 1
+        interrupted: list[int] = []
         while True:
             await self._check_budget(request.model, reservation)
-            requested = ModelCallRequested(
-                provider_name, request.model, digest, text, stream, attempt
-            )
-            event = self._core.emit(requested, request)
-            self._core.ledger.reserve(event.seq, reservation)
-            result = await self._core.wait(event.seq)
+            core.ledger.reserve(core.next_seq, reservation, interrupted)
+            event = core.emit(dataclasses.replace(requested, attempt=attempt), request)
+            result = await core.wait(event.seq)
             if isinstance(result, ModelCallCompleted):
-                return LLMResult(
-                    text=str(jsonutil.loads(result.message).get("content") or ""),
-                    message=jsonutil.loads(result.message),
-                    usage=result.usage,
-                    cost_usd=result.cost_usd,
-                    model=result.response_model or result.model,
-                    provider=result.provider,
-                    response_id=result.response_id,
-                    finish_reason=result.finish_reason,
-                    seq=event.seq,
-                )
-            if isinstance(result, ModelCallDenied):  # the tenant's ledger said no: wait
+                return _llm_result(result, event.seq)
+            if isinstance(result, ModelCallInterrupted):
+                interrupted.append(event.seq)
+                attempt += 1
+                continue
+            if isinstance(result, ModelCallDenied):  # a shared budget said no: wait
                 await self._wait_for_raise(
                     BudgetExceeded(
                         "model",
@@ -172,6 +179,7 @@ class Context:
                 attempt += 1
                 continue
             assert isinstance(result, ModelCallFailed)
+            interrupted = []  # settled at their worst case with this attempt
             if not result.retriable or attempt >= policy.max_attempts:
                 raise ModelCallError("model call", event.seq, result.error_type, result.message)
             await self._timer(policy.backoff_s(attempt), "retry")
@@ -322,6 +330,21 @@ class Context:
         if spec is None:
             raise UnknownToolError(f"tool {tool!r} is not registered with @app.tool")
         return spec
+
+
+def _llm_result(result: ModelCallCompleted, seq: int) -> LLMResult:
+    message = jsonutil.loads(result.message)
+    return LLMResult(
+        text=str(message.get("content") or ""),
+        message=message,
+        usage=result.usage,
+        cost_usd=result.cost_usd,
+        model=result.response_model or result.model,
+        provider=result.provider,
+        response_id=result.response_id,
+        finish_reason=result.finish_reason,
+        seq=seq,
+    )
 
 
 def _uuid4(entropy: Callable[[int], bytes]) -> uuidlib.UUID:

@@ -29,6 +29,7 @@ from wakeline import jsonutil
 from wakeline.actors.errors import NondeterminismError, StopRun
 from wakeline.actors.governance import RunLedger
 from wakeline.actors.loop import DeterministicLoop
+from wakeline.actors.matching import describe, identity
 from wakeline.app import AgentSpec, App, ToolSpec
 from wakeline.schemas.events import (
     ANNOTATION_TYPES,
@@ -44,6 +45,7 @@ from wakeline.schemas.events import (
     ModelCallCompleted,
     ModelCallDenied,
     ModelCallFailed,
+    ModelCallInterrupted,
     ModelCallRequested,
     PolicyDenied,
     Resolution,
@@ -51,11 +53,8 @@ from wakeline.schemas.events import (
     RunCompleted,
     RunFailed,
     RunStarted,
-    StepRequested,
-    TimerScheduled,
     ToolCallCompleted,
     ToolCallInDoubt,
-    ToolCallRequested,
     ValueRecorded,
     opens_step,
 )
@@ -71,6 +70,9 @@ class Effect:
     request: Event
     call: Any = None
     """The live call object: a ModelRequest, a ToolSpec or a step function."""
+    interrupted: tuple[int, ...] = ()
+    """Model calls: the seqs of earlier attempts of this call that a crash interrupted (see
+    ``ModelCallInterrupted``); their shared-budget reservations settle when this one does."""
 
 
 @dataclass(slots=True)
@@ -79,56 +81,6 @@ class Transition:
     effects: list[Effect] = field(default_factory=list)
     in_doubt: list[Effect] = field(default_factory=list)
     """Open calls of non-idempotent tools found by recovery: never re-run automatically."""
-
-
-def describe(payload: EventPayload) -> str:
-    """A short human description of an event payload, used in drift reports."""
-    match payload:
-        case ModelCallRequested(provider=p, model=m, request_digest=d):
-            return f"model call {p}/{m} (request {d[:12]})"
-        case ToolCallRequested(tool=t, args_digest=d):
-            return f"tool {t} (args {d[:12]})"
-        case StepRequested(name=n):
-            return f"step {n!r}"
-        case ValueRecorded(kind=k):
-            return f"{k.lower()} read"
-        case TimerScheduled(duration_ms=ms, purpose=p):
-            return f"timer {ms} ms ({p})"
-        case GateOpened(name=n):
-            return f"approval gate {n!r}"
-        case PolicyDenied(policy=p, target=t):
-            return f"policy {p} denying {t}"
-        case BudgetExceeded(metric=m, target=t):
-            return f"budget {m} exceeded by {t}"
-        case _:
-            return type(payload).__name__
-
-
-def _identity(payload: EventPayload) -> tuple[Any, ...]:
-    """The part of a produced event that must match the journal on replay."""
-    match payload:
-        case ModelCallRequested(provider=p, model=m, request_digest=d, attempt=a):
-            return ("model", p, m, d, a)
-        case ToolCallRequested(tool=t, args_digest=d):
-            return ("tool", t, d)
-        case StepRequested(name=n):
-            return ("step", n)
-        case ValueRecorded(kind=k):
-            return ("value", k)
-        case TimerScheduled(duration_ms=ms, purpose=p):
-            return ("timer", ms, p)
-        case GateOpened(name=n, payload=body, timeout_ms=t):
-            return ("gate", n, body, t)
-        case PolicyDenied(kind=k, target=t, policy=p, suspend=w):
-            return ("denied", k, t, p, w)
-        case BudgetExceeded(kind=k, target=t, scope=sc, metric=m):
-            return ("budget", k, t, sc, m)
-        case RunCompleted(output=o):
-            return ("completed", o)
-        case RunFailed(error_type=t, message=m):
-            return ("failed", t, m)
-        case _:
-            return (type(payload).__name__,)
 
 
 def _explain(exc: ValidationError) -> str:
@@ -301,7 +253,8 @@ class RunCore:
             self.open[event.seq] = event
             self.calls[event.seq] = call
             if self._out.events and self._out.events[-1] is event:
-                self._out.effects.append(Effect(event.seq, event, call))
+                carried = self.ledger.interrupted_before(event.seq)
+                self._out.effects.append(Effect(event.seq, event, call, carried))
         return event
 
     def fail_run(self, error_type: str, message: str) -> BaseException:
@@ -338,7 +291,7 @@ class RunCore:
         seq = self._cursor
         if seq < len(self.journal):
             recorded = self.journal[seq]
-            if _identity(recorded.payload) != _identity(payload):
+            if identity(recorded.payload) != identity(payload):
                 self._record_drift(seq, describe(recorded.payload), describe(payload))
                 self.diverged = Event(self.run_id, seq, recorded.time_ms, recorded.writer, payload)
                 raise StopRun()
@@ -449,13 +402,20 @@ class RunCore:
 
     def _reopen(self) -> None:
         """After recovery: open calls are sent again, except calls of non-idempotent tools,
-        which may have run: those are in doubt and wait for a person."""
+        which may have run: those are in doubt and wait for a person.  An open model call may
+        have reached the provider: it is closed as interrupted, and the agent's ``ctx.llm``
+        sends it again as a new attempt, through the same budget checks as any call."""
         fresh = {e.seq for e in self._out.effects}
         for seq, event in sorted(self.open.items()):
-            if seq in fresh:
+            if seq in fresh or self.terminal is not None or self.drift is not None:
                 continue
             call = self.calls.get(seq)
-            if isinstance(call, ToolSpec) and not call.idempotent:
+            payload = event.payload
+            if isinstance(payload, ModelCallRequested):
+                reason = "the worker stopped after the call was sent"
+                interrupted = self._emit(ModelCallInterrupted(seq, payload.attempt, reason))
+                self._apply_result(interrupted)
+            elif isinstance(call, ToolSpec) and not call.idempotent:
                 if seq not in self.in_doubt:
                     self._emit(ToolCallInDoubt(seq, "the worker stopped after the call was sent"))
                     self.in_doubt.add(seq)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
 import inspect
 import time
@@ -174,11 +175,17 @@ async def _budgeted_model_call(
     on_delta: DeltaSink | None,
     gate: BudgetGate,
 ) -> ModelCallCompleted | ModelCallFailed | ModelCallDenied:
-    """Reserve the call's worst case in each shared budget, call, settle what it cost."""
+    """Reserve the call's worst case in each shared budget, call, settle what it cost.
+
+    Each attempt has its own request id (``run:seq``).  The reservations of the attempts a
+    crash interrupted (``effect.interrupted``) stay in force while this one is reserved, and
+    once it has been sent they are settled at their worst case: they may have been billed.
+    """
     request = effect.call if isinstance(effect.call, ModelRequest) else _request_from(payload)
     run_id = effect.request.run_id
     request_id = f"{run_id}:{effect.seq}"
     worst = reservation_for(app.prices, payload.provider, request)["usd"]
+    earlier = [f"{run_id}:{seq}" for seq in effect.interrupted]
     granted: list[str] = []
     try:
         for scope, key in gate.keys:
@@ -195,17 +202,30 @@ async def _budgeted_model_call(
                 )
             granted.append(key)
     except LogError as exc:
-        await _release(gate.ledger, granted, request_id, Decimal(0))
+        with contextlib.suppress(LogError):  # else they stay reserved: never under-counted
+            await _release(gate.ledger, granted, request_id, Decimal(0))
+            await _settle_interrupted(gate, earlier, worst)
         return ModelCallFailed(effect.seq, "LedgerUnavailable", _error_text(exc), True)
     result = await _model_call(app, effect, payload, on_delta)
     cost = result.cost_usd if isinstance(result, ModelCallCompleted) else None
     await _release(gate.ledger, granted, request_id, cost or Decimal(0))
+    await _settle_interrupted(gate, earlier, worst)
     return result
 
 
 async def _release(ledger: Ledger, keys: list[str], request_id: str, cost: Decimal) -> None:
     for key in keys:
         await ledger.settle(key, request_id, cost)
+
+
+async def _settle_interrupted(
+    gate: BudgetGate, request_ids: list[str], worst: Decimal | None
+) -> None:
+    """Count each interrupted attempt as spent at its worst case, in every shared budget (a
+    ``Settle`` of a reservation that is not in force, e.g. one its worker settled before it
+    died, changes nothing)."""
+    for request_id in request_ids:
+        await _release(gate.ledger, [key for _, key in gate.keys], request_id, worst or Decimal(0))
 
 
 def _request_from(payload: ModelCallRequested) -> ModelRequest:

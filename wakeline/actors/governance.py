@@ -77,7 +77,13 @@ def reservation_for(
 
 
 class RunLedger:
-    """A run's budget: limits, spend settled from results, and reservations in flight."""
+    """A run's budget: limits, spend settled from results, and reservations in flight.
+
+    An attempt interrupted by a crash (``ModelCallInterrupted``) may have been billed, so its
+    reservation is never released: it stays in flight while the call is sent again and, once a
+    later attempt of the same call settles, counts as spent at its worst case (one model call,
+    its reserved tokens and dollars).  The provider can therefore bill a run at most its limits.
+    """
 
     def __init__(self, budget: Budget | None) -> None:
         self.limits: dict[str, Decimal] = {}
@@ -88,6 +94,7 @@ class RunLedger:
                     self.limits[metric] = Decimal(str(value))
         self.spent = {metric: Decimal(0) for metric in METRICS[:3]}
         self._reserved: dict[int, dict[str, Decimal | None]] = {}
+        self._carried: dict[int, tuple[int, ...]] = {}
 
     def check(self, reservation: Mapping[str, Decimal | None], elapsed_ms: int) -> Exceeded | None:
         """The first limit that ``reservation`` (plus the calls in flight) would break."""
@@ -106,17 +113,34 @@ class RunLedger:
             return Exceeded("wall_time_ms", wall, Decimal(elapsed_ms), Decimal(0))
         return None
 
-    def reserve(self, seq: int, reservation: Mapping[str, Decimal | None]) -> None:
+    def reserve(
+        self, seq: int, reservation: Mapping[str, Decimal | None], interrupted: Sequence[int] = ()
+    ) -> None:
+        """Reserve the call at ``seq``; ``interrupted``: the seqs of earlier attempts of the same
+        call that a crash interrupted (they stay reserved until this attempt settles)."""
         self._reserved[seq] = dict(reservation)
+        if interrupted:
+            self._carried[seq] = tuple(interrupted)
+
+    def interrupted_before(self, seq: int) -> tuple[int, ...]:
+        """The interrupted attempts the call at ``seq`` sends again."""
+        return self._carried.get(seq, ())
 
     def settle(self, step: int, result: object) -> None:
-        """Release the reservation of ``step``; count what the call really used."""
+        """Release the reservation of ``step``; count what the call really used, and the worst
+        case of each interrupted attempt it was sent again for."""
+        carried = self._carried.pop(step, ())
         if self._reserved.pop(step, None) is None or isinstance(result, ModelCallDenied):
-            return
+            return  # a denied attempt was not sent: the interrupted ones stay reserved
         self.spent["model_calls"] += 1
         if isinstance(result, ModelCallCompleted):
             self.spent["tokens"] += result.usage.input_tokens + result.usage.output_tokens
             self.spent["usd"] += result.cost_usd or Decimal(0)
+        for seq in carried:
+            worst = self._reserved.pop(seq, None)
+            if worst is not None:
+                for metric in METRICS[:3]:
+                    self.spent[metric] += worst.get(metric) or Decimal(0)
 
     def raise_limit(self, metric: str, limit: str) -> None:
         self.limits[metric] = Decimal(limit)

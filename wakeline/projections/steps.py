@@ -6,8 +6,10 @@ of the event that opened the step (a ``*Requested`` event, ``TimerScheduled``, o
 
 ``kind``: ``model`` | ``tool`` | ``step`` | ``timer`` | ``value``.  ``name``: the model, tool,
 step name, timer purpose or value kind.  ``status``: ``open`` | ``completed`` | ``failed`` |
-``fired`` | ``recorded``.  JSON payloads stay JSON *text*: ``request`` (model request, tool
-args), ``response`` (model message, tool / step result; the value of a value read).
+``fired`` | ``recorded`` | ``interrupted`` (a model call whose worker stopped after sending
+it: it may have been billed; the call's next attempt is a new step).  JSON payloads stay JSON
+*text*: ``request`` (model request, tool args), ``response`` (model message, tool / step
+result; the value of a value read).
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from wakeline.schemas.events import (
     ModelCallCompleted,
     ModelCallDenied,
     ModelCallFailed,
+    ModelCallInterrupted,
     ModelCallRequested,
     PolicyDenied,
     StepCompleted,
@@ -51,6 +54,7 @@ _RESULT_KINDS: dict[type[Any], str] = {
     BudgetRaised: "budget",
     ModelCallCompleted: "model",
     ModelCallFailed: "model",
+    ModelCallInterrupted: "model",
     ToolCallCompleted: "tool",
     ToolCallFailed: "tool",
     StepCompleted: "step",
@@ -205,6 +209,9 @@ def _close(row: JsonObject, event: Event) -> None:
     elif isinstance(p, ModelCallFailed):
         row["status"] = "failed"
         row["error"] = _error(p.error_type, p.message, p.retriable, p.status_code)
+    elif isinstance(p, ModelCallInterrupted):
+        row["status"] = "interrupted"
+        row["error"] = _error("ModelCallInterrupted", p.reason, True, None)
     elif isinstance(p, ToolCallFailed):
         row["status"] = "failed"
         row["error"] = _error(p.error_type, p.message, p.retriable, None)

@@ -217,6 +217,19 @@ class ModelCallDenied:
     reservation: str
 
 
+@dataclass(frozen=True, slots=True)
+class ModelCallInterrupted:
+    """Recovery closed an open model call whose worker stopped after sending it: the attempt
+    may have reached the provider.  ``ctx.llm`` sends the call again as a new attempt (a new
+    ``ModelCallRequested``) once the budgets cover it; the interrupted attempt stays reserved
+    until then and counts at its worst case (see :class:`wakeline.actors.governance.RunLedger`).
+    """
+
+    step: int
+    attempt: int
+    reason: str = ""
+
+
 EventPayload = (
     RunStarted
     | RunCompleted
@@ -242,6 +255,7 @@ EventPayload = (
     | ToolCallInDoubt
     | InDoubtResolved
     | ModelCallDenied
+    | ModelCallInterrupted
 )
 
 EVENT_TYPES: tuple[type[EventPayload], ...] = (
@@ -269,6 +283,7 @@ EVENT_TYPES: tuple[type[EventPayload], ...] = (
     ToolCallInDoubt,
     InDoubtResolved,
     ModelCallDenied,
+    ModelCallInterrupted,
 )
 
 REQUEST_TYPES = (
@@ -293,6 +308,7 @@ RESULT_TYPES = (
     GateResolved,
     BudgetRaised,
     ModelCallDenied,
+    ModelCallInterrupted,
 )
 """Events that close a step: inputs to the agent, never produced by its code."""
 
