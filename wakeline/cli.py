@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import signal
 from typing import Any
 
@@ -32,6 +33,19 @@ from wakeline.runtime import (
     StateDir,
 )
 
+LOG_LEVELS = ("debug", "info", "warning", "error")
+CHATTY = ("aiokafka", "httpx", "httpcore")
+"""Libraries whose info lines drown wakeline's own: shown from ``warning`` unless ``debug``."""
+
+
+def configure_logging(level: str) -> None:
+    number = logging.getLevelName(level.upper())
+    logging.basicConfig(
+        level=number, format="%(asctime)s %(process)d %(name)s %(levelname)s %(message)s"
+    )
+    for name in CHATTY:
+        logging.getLogger(name).setLevel(number if number <= logging.DEBUG else logging.WARNING)
+
 
 @click.group()
 @click.option("--data", envvar="WAKELINE_DATA", default=None, help="embedded log directory")
@@ -42,9 +56,24 @@ from wakeline.runtime import (
     default=None,
     help="topics named PREFIX.commands, PREFIX.events, ... (several deployments on one cluster)",
 )
+@click.option(
+    "--log-level",
+    envvar="WAKELINE_LOG_LEVEL",
+    type=click.Choice(LOG_LEVELS, case_sensitive=False),
+    default="warning",
+    show_default=True,
+    help="logs to stderr; info shows a worker's assignments, revokes and resumed runs",
+)
 @click.pass_context
-def main(ctx: click.Context, data: str | None, kafka: str | None, topic_prefix: str | None) -> None:
+def main(
+    ctx: click.Context,
+    data: str | None,
+    kafka: str | None,
+    topic_prefix: str | None,
+    log_level: str,
+) -> None:
     """Durable execution for LLM agents."""
+    configure_logging(log_level)
     ctx.obj = Settings(data, kafka, topic_prefix)
 
 

@@ -9,8 +9,6 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -18,16 +16,11 @@ import pytest
 from wakeline import App, Context
 from wakeline.actors.core import RunCore, Transition
 from wakeline.actors.run_actor import ActorGone, RunActor
-from wakeline.client import Client
 from wakeline.providers.base import DeltaSink, ModelRequest, ModelResponse
 from wakeline.providers.mock import MockModel
-from wakeline.runtime import ensure_topics
 from wakeline.schemas.events import Event, RunStarted
 from wakeline.telemetry import Telemetry
-from wakeline.testing.harness import worker_running
-from wakeline.topics.embedded import EmbeddedLog
-from wakeline.topics.port import LogUnavailableError, OffsetCommit, OutRecord, PartitionWriter
-from wakeline.topics.specs import DEFAULT_TOPICS
+from wakeline.topics.port import OffsetCommit
 
 
 class Hanging(MockModel):
@@ -109,60 +102,3 @@ async def test_a_command_queued_when_the_actor_is_stopped_is_failed() -> None:
     await actor.stop()
     with pytest.raises(ActorGone):
         await asyncio.wait_for(queued, 5)
-
-
-class FlakyWriter:
-    """A real writer whose first append carrying ``type`` fails before anything is written."""
-
-    def __init__(self, inner: PartitionWriter, fail_on: bytes, failures: list[int]) -> None:
-        self._inner, self._fail_on, self._failures = inner, fail_on, failures
-
-    @property
-    def partition(self) -> int:
-        return self._inner.partition
-
-    async def append(
-        self, topic: str, records: Sequence[OutRecord], *, commit: OffsetCommit | None = None
-    ) -> list[int]:
-        if not self._failures and any(("type", self._fail_on) in r.headers for r in records):
-            self._failures.append(1)
-            raise LogUnavailableError("injected: the log is briefly unreachable")
-        return await self._inner.append(topic, records, commit=commit)
-
-    async def close(self) -> None:
-        await self._inner.close()
-
-
-class FlakyLog:
-    def __init__(self, inner: EmbeddedLog, fail_on: bytes) -> None:
-        self._inner, self._fail_on = inner, fail_on
-        self.failures: list[int] = []
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._inner, name)
-
-    async def writer(self, writer_id: str, partition: int) -> FlakyWriter:
-        inner = await self._inner.writer(writer_id, partition)
-        return FlakyWriter(inner, self._fail_on, self.failures)
-
-
-async def test_a_transient_failure_on_a_start_reads_the_start_again(tmp_path: Path) -> None:
-    model = MockModel()
-    app = _app(model)
-    inner = await EmbeddedLog.open(tmp_path / "log")
-    await ensure_topics(inner, partitions=1)
-    log = FlakyLog(inner, b"RunStarted")
-    async with worker_running(app, log, tmp_path / "state"):  # type: ignore[arg-type]
-        client = Client(inner)
-        await client.start_run("ask", "hello", run_id="s1")
-        assert await asyncio.wait_for(client.result("s1"), 30) == "mock reply to: hello"
-        assert log.failures == [1]
-    started = [
-        r
-        for r in await inner.read(DEFAULT_TOPICS.events, 0, 0)
-        if ("type", b"RunStarted") in r.headers
-    ]
-    assert len(started) == 1, "the start is appended exactly once after the retry"
-    dead = await inner.read(DEFAULT_TOPICS.deadletter, 0, 0)
-    assert dead == [], "a transient log error must not dead-letter the start"
-    await inner.close()

@@ -181,8 +181,10 @@ class PartitionOwner:
             telemetry=s.telemetry,
             on_broken=self._appender_broken,
         )
-        for run_id in s.journal.open_runs(self.partition):
+        open_runs = s.journal.open_runs(self.partition)
+        for run_id in open_runs:
             await self._dispatch.resume(run_id, None, "assigned")
+        log.info("partition %d: open, %d runs resumed from the log", self.partition, len(open_runs))
         self.opened.set()
         s.on_opened(self)
 
