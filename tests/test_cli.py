@@ -125,6 +125,7 @@ def test_costs_and_a_shared_budget(tmp_path: Path) -> None:
 
 
 def test_bad_usage_exits_2(tmp_path: Path) -> None:
+    assert cli(tmp_path, "--log-level", "loud", "ls")[0] == 2
     assert cli(tmp_path, "run", f"{EXAMPLE}:nope", "--input", "{}")[0] == 2
     assert cli(tmp_path, "run", f"{EXAMPLE}:research", "--input", "{not json")[0] == 2
     code, out = cli(tmp_path, "show", "missing-run")
@@ -142,15 +143,19 @@ def test_start_then_a_separate_worker_process_runs_it(tmp_path: Path) -> None:
     run_id = out.strip()
     env = {**os.environ, "WAKELINE_DATA": str(tmp_path)}
     worker = subprocess.Popen(
-        [sys.executable, "-m", "wakeline.cli", "worker", EXAMPLE],
+        [sys.executable, "-m", "wakeline.cli", "--log-level", "info", "worker", EXAMPLE],
         env=env,
         stderr=subprocess.PIPE,
+        text=True,
     )
     try:
         code, out = cli(tmp_path, "tail", run_id)
         assert code == 0 and "RunCompleted" in out
     finally:
         worker.send_signal(signal.SIGTERM)
-        assert worker.wait(20) == 0
+        _, logged = worker.communicate(timeout=20)
+    assert worker.returncode == 0, logged
+    assert re.search(r"wakeline\.actors\.worker INFO \S+ assigned \[0, 1, 2, 3\]", logged), logged
+    assert "partition 0: open, 0 runs resumed from the log" in logged, logged
     code, out = cli(tmp_path, "cancel", run_id)
     assert code == 0 and "cancel requested" in out
