@@ -27,7 +27,7 @@ from benchmarks.registry import BENCHMARKS, FULL, QUICK, Profile, Row
 from benchmarks.report import print_table, write_json
 
 MODULES = ("benchmarks.embedded", "benchmarks.codec", "benchmarks.telemetry")
-OPTIONAL_MODULES = ("benchmarks.kafka",)
+OPTIONAL_MODULES = ("benchmarks.kafka", "benchmarks.rebalance")
 
 
 def load_modules() -> None:

@@ -25,7 +25,6 @@ from pathlib import Path
 
 import pytest
 from soak_checks import (
-    Journals,
     Problems,
     Totals,
     cost_problems,
@@ -43,6 +42,7 @@ from wakeline.testing import soak_agents
 from wakeline.testing.cli_fleet import CliFleet, Incarnation
 from wakeline.testing.fake_llm import FakeLLMServer, RequestRecord
 from wakeline.testing.harness import local_runtime, prefixed_topics
+from wakeline.testing.journals import Journals
 from wakeline.testing.kafka_broker import KafkaBroker
 from wakeline.testing.soak_agents import AGENT, CALLS, make_app
 from wakeline.topics.kafka import KafkaLog

@@ -7,53 +7,24 @@ import itertools
 import json
 from collections import Counter
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from decimal import Decimal
 
 from wakeline.app import App
 from wakeline.replay import replay_journal
-from wakeline.schemas.codec import event_codec
 from wakeline.schemas.events import (
     TERMINAL_TYPES,
     Event,
     ModelCallCompleted,
     ModelCallInterrupted,
     ModelCallRequested,
-    RunCompleted,
     RunStarted,
 )
 from wakeline.testing.cli_fleet import CliFleet, Incarnation
 from wakeline.testing.fake_llm import RequestRecord
+from wakeline.testing.journals import Journals
 from wakeline.testing.soak_agents import CALLS
-from wakeline.topics.port import Log, Record
-
-
-@dataclass
-class Journals:
-    """Every record of a topic, read incrementally in offset order, decoded."""
-
-    log: Log
-    topic: str
-    offsets: dict[int, int] = field(default_factory=dict)
-    records: dict[str, list[tuple[Record, Event]]] = field(default_factory=dict)
-    completed: Counter[str] = field(default_factory=Counter)
-
-    async def refresh(self) -> None:
-        codec = event_codec()
-        for partition in range(await self.log.partition_count(self.topic)):
-            offset = self.offsets.get(partition, 0)
-            end = await self.log.end_offset(self.topic, partition)
-            while offset < end:
-                batch = await self.log.read(self.topic, partition, offset, max_records=5000)
-                if not batch:
-                    break
-                for record in batch:
-                    event = codec.decode(record.value)
-                    self.records.setdefault(event.run_id, []).append((record, event))
-                    if isinstance(event.payload, RunCompleted):
-                        self.completed[event.run_id] += 1
-                offset = batch[-1].offset + 1
-            self.offsets[partition] = offset
+from wakeline.topics.port import Record
 
 
 @dataclass(frozen=True)
