@@ -121,7 +121,11 @@ async def settle(fleet: CliFleet) -> dict[str, set[int]]:
         every = sorted(p for parts in held.values() for p in parts)
         return held if all(held.values()) and every == list(range(PARTITIONS)) else None
 
-    return await poll(settled, SETTLE_TIMEOUT_S, "partitions not settled")
+    try:
+        return await poll(settled, SETTLE_TIMEOUT_S, "partitions not settled")
+    except TimeoutError as exc:
+        tails = "\n".join(f"--- {i.tag}\n{i.tail(15)}" for i in fleet.current.values())
+        raise TimeoutError(f"{exc}: {sorted(fleet.current)} hold\n{tails}") from None
 
 
 def moved(before: dict[str, set[int]], after: dict[str, set[int]]) -> int:

@@ -91,7 +91,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     rows.append(peak_rss_row())
     total = time.perf_counter() - started
     durations["total"] = round(total, 3)
-    title = f"wakeline benchmarks ({profile.name}, embedded log, zero-latency mock) {total:.1f} s"
+    title = f"wakeline benchmarks ({profile.name}; conditions per row in its notes) {total:.1f} s"
     print_table(rows, title)
     path = write_json(rows, profile, durations, args.json)
     print(f"wrote {path}")
