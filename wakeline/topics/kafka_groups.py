@@ -44,8 +44,6 @@ from typing import TYPE_CHECKING, Any
 from aiokafka import errors as kerrors
 from aiokafka.abc import ConsumerRebalanceListener
 from aiokafka.client import ConnectionGroup, CoordinationType
-from aiokafka.coordinator.assignors.roundrobin import RoundRobinPartitionAssignor
-from aiokafka.coordinator.assignors.sticky.sticky_assignor import StickyPartitionAssignor
 from aiokafka.protocol.commit import OffsetCommitRequest, OffsetFetchRequest
 from aiokafka.structs import TopicPartition
 
@@ -291,7 +289,6 @@ class KafkaConsumer:
                 rebalance_timeout_ms=max(self._session_ms, self._log.request_timeout_ms // 2),
                 max_poll_interval_ms=self._max_poll_interval_ms,
                 group_instance_id=self._instance_id,
-                partition_assignment_strategy=assignors(),
             )
             self._consumer.subscribe([self.topic], listener=_Adapter(self))
             self._starting = asyncio.get_running_loop().create_task(
@@ -360,18 +357,3 @@ def to_record(r: Any) -> Record:
         headers=tuple((k, bytes(v) if v is not None else b"") for k, v in r.headers),
         timestamp_ms=r.timestamp,
     )
-
-
-def assignors() -> tuple[type, ...]:
-    """Kafka's sticky assignor first: a membership change moves only the partitions balance
-    needs (a fourth member of three takes a quarter; the others keep theirs, with their runs and
-    calls in flight).  Round robin after it, so members of an older version still agree on one.
-
-    A subclass per consumer: aiokafka's sticky assignor keeps the member's last assignment in
-    class attributes, which the consumers of one process must not share."""
-    sticky = type(
-        "MemberStickyAssignor",
-        (StickyPartitionAssignor,),
-        {"member_assignment": None, "generation": StickyPartitionAssignor.DEFAULT_GENERATION_ID},
-    )
-    return (sticky, RoundRobinPartitionAssignor)
