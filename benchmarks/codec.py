@@ -9,7 +9,7 @@ from functools import partial
 
 from benchmarks.registry import Profile, Row, register
 from wakeline import jsonutil
-from wakeline.providers.base import ModelRequest, Usage
+from wakeline.core.model import ModelRequest, Usage
 from wakeline.schemas.codec import event_codec
 from wakeline.schemas.events import (
     Event,

@@ -26,13 +26,13 @@ from benchmarks.harness import (
     wait_events,
 )
 from benchmarks.registry import Profile, Row, register
-from wakeline.actors.core import RunCore
-from wakeline.app import App
+from wakeline.core.app import App
+from wakeline.core.run_core import RunCore
 from wakeline.projections.journal import JournalProjection
 from wakeline.projections.store import ProjectionStore
 from wakeline.schemas.codec import event_codec
 from wakeline.schemas.events import Event
-from wakeline.topics.embedded_store import SyncMode
+from wakeline.topics.embedded.store import SyncMode
 
 HOUR_S = 3600.0
 

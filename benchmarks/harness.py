@@ -13,16 +13,16 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from wakeline.actors.context import Context
 from wakeline.actors.worker import Worker
-from wakeline.app import App
 from wakeline.client import Client
-from wakeline.providers.base import DeltaSink, ModelRequest, ModelResponse
+from wakeline.core.app import App
+from wakeline.core.context import Context
+from wakeline.core.model import DeltaSink, ModelRequest, ModelResponse
 from wakeline.providers.mock import MockModel
 from wakeline.runtime import ensure_topics
-from wakeline.telemetry import Telemetry
-from wakeline.topics.embedded import EmbeddedLog
-from wakeline.topics.embedded_store import SyncMode
+from wakeline.telemetry.runtime import Telemetry
+from wakeline.topics.embedded.log import EmbeddedLog
+from wakeline.topics.embedded.store import SyncMode
 from wakeline.topics.specs import DEFAULT_TOPICS
 
 CHAIN = "chain"

@@ -21,12 +21,12 @@ from pathlib import Path
 from benchmarks.harness import CHAIN, Job, TimedModel, bench_app, percentile, scratch_dir
 from benchmarks.registry import Profile, Row, register
 from wakeline.actors.worker import Worker
-from wakeline.app import App
 from wakeline.client import Client
+from wakeline.core.app import App
 from wakeline.runtime import ensure_topics
 from wakeline.schemas.codec import event_codec
 from wakeline.testing.kafka_broker import KafkaBroker, start_broker
-from wakeline.topics.kafka import KafkaLog
+from wakeline.topics.kafka.log import KafkaLog
 from wakeline.topics.specs import Topics
 
 SESSION_TIMEOUT_S = 3.0

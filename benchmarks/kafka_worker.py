@@ -12,9 +12,9 @@ from pathlib import Path
 
 from benchmarks.harness import CHAIN, chain
 from wakeline.actors.worker import Worker
-from wakeline.app import App
+from wakeline.core.app import App
 from wakeline.providers.mock import MockModel
-from wakeline.topics.kafka import KafkaLog
+from wakeline.topics.kafka.log import KafkaLog
 
 MODEL_LATENCY_S = 0.05
 

@@ -35,7 +35,7 @@ from wakeline.testing import soak_agents
 from wakeline.testing.cli_fleet import CliFleet, Incarnation
 from wakeline.testing.fake_llm import FakeLLMServer, RequestRecord
 from wakeline.testing.journals import Journals
-from wakeline.topics.kafka import KafkaLog
+from wakeline.topics.kafka.log import KafkaLog
 from wakeline.topics.specs import prefixed_topics
 
 PARTITIONS = 12

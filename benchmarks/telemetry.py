@@ -35,7 +35,7 @@ from benchmarks.harness import (
     sequential_runs,
 )
 from benchmarks.registry import Profile, Row, register
-from wakeline.telemetry import Telemetry
+from wakeline.telemetry.runtime import Telemetry
 
 OFF = "off"
 VARIANTS = (OFF, "on", "on+content")

@@ -14,8 +14,8 @@ from typing import Any
 
 from click.testing import CliRunner
 
-from wakeline import cli_render as render
-from wakeline.cli import main
+from wakeline.cli import render
+from wakeline.cli.main import main
 from wakeline.client import Client
 from wakeline.projections.costs import utc_day
 from wakeline.runtime import open_log

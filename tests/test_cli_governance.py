@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from wakeline.cli import main
+from wakeline.cli.main import main
 from wakeline.topics.partitioner import partition_for
 
 AGENTS = str(Path(__file__).parent / "support" / "cli_agents.py")

@@ -20,8 +20,8 @@ from slow_stream import SlowStream
 
 from wakeline import App
 from wakeline.client import Client, RunUpdate
+from wakeline.core.model import Usage
 from wakeline.deltas import DeltaFollower, DeltaPublisher
-from wakeline.providers.base import Usage
 from wakeline.runtime import ensure_topics
 from wakeline.schemas.deltas import Delta, delta_codec
 from wakeline.schemas.events import (
@@ -31,7 +31,7 @@ from wakeline.schemas.events import (
     RunStarted,
 )
 from wakeline.testing.harness import LocalRuntime, local_runtime, worker_running
-from wakeline.topics.embedded import EmbeddedLog
+from wakeline.topics.embedded.log import EmbeddedLog
 from wakeline.topics.port import Log, OutRecord, UnknownTopicError
 from wakeline.topics.specs import DEFAULT_TOPICS, Topics
 
@@ -220,7 +220,7 @@ async def test_no_deltas_topic_never_breaks_a_run(
 
 @pytest.mark.kafka
 async def test_deltas_flow_on_kafka(kafka_broker: Any, tmp_path: Path) -> None:
-    from wakeline.topics.kafka import KafkaLog
+    from wakeline.topics.kafka.log import KafkaLog
 
     prefix = f"deltas-{uuid.uuid4().hex[:8]}"
     names = ("commands", "events", "notices", "deadletter", "ledger", "deltas")

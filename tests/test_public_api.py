@@ -30,6 +30,6 @@ def test_public_names_are_pinned() -> None:
 
 
 def test_control_flow_cannot_be_swallowed_by_except_exception() -> None:
-    from wakeline.actors.errors import StopRun
+    from wakeline.core.errors import StopRun
 
     assert not issubclass(StopRun, Exception)

@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from wakeline.providers.base import Usage
+from wakeline.core.model import Usage
 from wakeline.schemas.codec import (
     MAGIC,
     Codec,

@@ -21,14 +21,14 @@ from wakeline.actors.worker import Worker
 from wakeline.client import Client
 from wakeline.providers.mock import MockModel
 from wakeline.runtime import ensure_topics
-from wakeline.telemetry import (
+from wakeline.telemetry.runtime import (
     Telemetry,
     configure_from_env,
     run_root_span_id,
     run_trace_id,
     traceparent,
 )
-from wakeline.topics.embedded import EmbeddedLog
+from wakeline.topics.embedded.log import EmbeddedLog
 from wakeline.topics.port import Log, OutRecord
 from wakeline.topics.specs import DEFAULT_TOPICS
 

@@ -1,16 +1,16 @@
 """wakeline: durable execution for LLM agents on Kafka-style logs."""
 
-from wakeline.actors.context import Context, LLMResult
 from wakeline.actors.effects import RetriableToolError, ToolCall, current_tool_call
-from wakeline.actors.errors import (
+from wakeline.client import Client, RunError, RunHandle
+from wakeline.core.app import App, RetryPolicy
+from wakeline.core.context import Context, LLMResult
+from wakeline.core.errors import (
     ModelCallError,
     NondeterminismError,
     StepFailedError,
     ToolCallError,
     WakelineError,
 )
-from wakeline.app import App, RetryPolicy
-from wakeline.client import Client, RunError, RunHandle
 from wakeline.replay import ReplayReport, replay_run
 
 __all__ = [

@@ -19,7 +19,7 @@ from types import TracebackType
 from typing import Any, Self
 
 from wakeline import jsonutil
-from wakeline.actors.errors import WakelineError
+from wakeline.core.errors import WakelineError
 from wakeline.deltas import DeltaFollower
 from wakeline.projections.store import JsonObject
 from wakeline.projections.views import Views
@@ -48,7 +48,7 @@ from wakeline.schemas.events import (
     RunCompleted,
     RunFailed,
 )
-from wakeline.telemetry import current_trace_headers
+from wakeline.telemetry.runtime import current_trace_headers
 from wakeline.topics.partitioner import partition_for
 from wakeline.topics.port import Log, OutRecord, Record
 from wakeline.topics.specs import DEFAULT_TOPICS, Topics

@@ -23,7 +23,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterable
 
-from wakeline.providers.base import DeltaSink
+from wakeline.core.model import DeltaSink
 from wakeline.schemas.codec import DecodeError
 from wakeline.schemas.deltas import Delta, delta_codec
 from wakeline.schemas.events import Event, ModelCallRequested

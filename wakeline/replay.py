@@ -12,9 +12,9 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
-from wakeline.actors.core import RunCore
-from wakeline.actors.matching import describe
-from wakeline.app import App
+from wakeline.core.app import App
+from wakeline.core.matching import describe
+from wakeline.core.run_core import RunCore
 from wakeline.schemas.codec import event_codec
 from wakeline.schemas.events import Event
 from wakeline.topics.partitioner import partition_for

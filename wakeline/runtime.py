@@ -13,7 +13,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import IO
 
-from wakeline.app import App
+from wakeline.core.app import App
 from wakeline.topics.port import Log
 from wakeline.topics.specs import DEFAULT_TOPICS, Topics
 
@@ -28,10 +28,10 @@ def data_dir(path: str | Path | None = None) -> Path:
 async def open_log(*, data: Path | None = None, kafka: str | None = None) -> Log:
     """The Kafka backend when a bootstrap address is given, else the embedded log."""
     if kafka:
-        from wakeline.topics.kafka import KafkaLog
+        from wakeline.topics.kafka.log import KafkaLog
 
         return await KafkaLog.open(kafka)
-    from wakeline.topics.embedded import EmbeddedLog
+    from wakeline.topics.embedded.log import EmbeddedLog
 
     return await EmbeddedLog.open(data_dir(data))
 

@@ -21,7 +21,7 @@ from wakeline.client import Client
 from wakeline.runtime import ensure_topics
 from wakeline.schemas.events import Event, ModelCallCompleted, RunCompleted
 from wakeline.testing.fake_llm import FakeLLMServer
-from wakeline.topics.embedded import EmbeddedLog
+from wakeline.topics.embedded.log import EmbeddedLog
 
 WORKER = Path(__file__).parent.parent / "support" / "crash_worker.py"
 STEPS = 4

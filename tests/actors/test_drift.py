@@ -16,7 +16,7 @@ from wakeline.providers.mock import MockModel
 from wakeline.replay import read_journal
 from wakeline.runtime import ensure_topics
 from wakeline.testing.harness import worker_running
-from wakeline.topics.embedded import EmbeddedLog
+from wakeline.topics.embedded.log import EmbeddedLog
 
 
 def make_app(prompt: str) -> App:

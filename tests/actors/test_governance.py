@@ -16,10 +16,10 @@ import pytest
 from backends import backend_params, runtime_for
 from governed_agents import make_app
 
-from wakeline.actors.governance import reservation_for
 from wakeline.client import RunError
-from wakeline.providers.base import ModelRequest
-from wakeline.providers.pricing import PriceTable
+from wakeline.core.governance import reservation_for
+from wakeline.core.model import ModelRequest
+from wakeline.core.pricing import PriceTable
 from wakeline.schemas.events import (
     Budget,
     BudgetExceeded,

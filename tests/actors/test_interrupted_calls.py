@@ -17,10 +17,10 @@ from pathlib import Path
 import pytest
 from governed_agents import make_app
 
-from wakeline.actors.governance import reservation_for
+from wakeline.core.governance import reservation_for
+from wakeline.core.model import ModelRequest
+from wakeline.core.pricing import PriceTable
 from wakeline.ledger import Ledger
-from wakeline.providers.base import ModelRequest
-from wakeline.providers.pricing import PriceTable
 from wakeline.replay import read_journal, replay_run
 from wakeline.schemas.codec import event_codec
 from wakeline.schemas.events import (

@@ -19,18 +19,18 @@ from wakeline import App, Context
 from wakeline.actors.appender import JournalAppender
 from wakeline.actors.journal_sync import JournalSync, format_key
 from wakeline.client import Client
+from wakeline.core.model import DeltaSink, ModelRequest, ModelResponse
 from wakeline.projections import EVENTS, NOTICES
 from wakeline.projections.journal import JournalProjection
 from wakeline.projections.store import ProjectionStore
-from wakeline.providers.base import DeltaSink, ModelRequest, ModelResponse
 from wakeline.providers.mock import MockModel
 from wakeline.replay import read_journal, replay_run
 from wakeline.runtime import ensure_topics
 from wakeline.schemas.codec import event_codec
 from wakeline.schemas.events import Event, RunCompleted, RunStarted
-from wakeline.telemetry import Telemetry
+from wakeline.telemetry.runtime import Telemetry
 from wakeline.testing.harness import worker_running
-from wakeline.topics.embedded import EmbeddedLog
+from wakeline.topics.embedded.log import EmbeddedLog
 from wakeline.topics.port import OffsetCommit, OutRecord, PartitionWriter
 from wakeline.topics.specs import DEFAULT_TOPICS
 
@@ -108,8 +108,8 @@ async def test_out_of_order_appends_are_folded_in_offset_order(tmp_path: Path) -
         on_broken=lambda exc: None,
     )
     first = asyncio.create_task(appender.append([_event("first", 0)]))
-    second = asyncio.create_task(appender.append([_event("second", 0)]))
     await writer.landed.wait()  # "first" is on the log; its append has not returned
+    second = asyncio.create_task(appender.append([_event("second", 0)]))
     await asyncio.sleep(0)
     assert not second.done() and store.offset(TOPICS.events, 0) == 0
     writer.release.set()

@@ -14,12 +14,12 @@ from typing import Any
 import pytest
 
 from wakeline import App, Context
-from wakeline.actors.core import RunCore, Transition
 from wakeline.actors.run_actor import ActorGone, RunActor
-from wakeline.providers.base import DeltaSink, ModelRequest, ModelResponse
+from wakeline.core.model import DeltaSink, ModelRequest, ModelResponse
+from wakeline.core.run_core import RunCore, Transition
 from wakeline.providers.mock import MockModel
 from wakeline.schemas.events import Event, RunStarted
-from wakeline.telemetry import Telemetry
+from wakeline.telemetry.runtime import Telemetry
 from wakeline.topics.port import OffsetCommit
 
 

@@ -25,7 +25,7 @@ from pydantic import BaseModel
 from wakeline import App
 from wakeline.api import KeyRing, Role, create_app
 from wakeline.api.serve import REDACTED, redact, serving
-from wakeline.cli_serve import register
+from wakeline.cli.serve import register
 from wakeline.ledger import Ledger
 from wakeline.projections.costs import utc_day
 from wakeline.providers.mock import MockModel

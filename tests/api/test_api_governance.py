@@ -33,9 +33,9 @@ from test_api import (
 )
 
 from wakeline import App
-from wakeline.actors.governance import CallInfo, Deny
 from wakeline.api import KeyRing, create_app
 from wakeline.api.serve import serving
+from wakeline.core.governance import CallInfo, Deny
 from wakeline.providers.mock import MockModel
 from wakeline.schemas.events import Budget
 from wakeline.topics.partitioner import partition_for

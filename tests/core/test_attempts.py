@@ -16,11 +16,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from wakeline import jsonutil
-from wakeline.actors.core import Effect, RunCore, Transition
 from wakeline.actors.effects import run_effect
-from wakeline.actors.governance import reservation_for
-from wakeline.app import App
-from wakeline.providers.base import ModelRequest
+from wakeline.core.app import App
+from wakeline.core.governance import reservation_for
+from wakeline.core.model import ModelRequest
+from wakeline.core.run_core import Effect, RunCore, Transition
 from wakeline.providers.mock import MockModel
 from wakeline.replay import replay_journal
 from wakeline.schemas.codec import event_codec

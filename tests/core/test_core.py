@@ -10,10 +10,10 @@ import pytest
 from pydantic import BaseModel
 
 from wakeline import jsonutil
-from wakeline.actors.core import Effect, RunCore, Transition
 from wakeline.actors.effects import run_effect
-from wakeline.app import App, RetryPolicy
-from wakeline.providers.base import ModelRequest, ModelResponse, RetriableProviderError, Usage
+from wakeline.core.app import App, RetryPolicy
+from wakeline.core.model import ModelRequest, ModelResponse, RetriableProviderError, Usage
+from wakeline.core.run_core import Effect, RunCore, Transition
 from wakeline.providers.mock import MockModel
 from wakeline.schemas.codec import event_codec
 from wakeline.schemas.events import (

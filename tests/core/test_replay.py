@@ -8,8 +8,8 @@ import pytest
 from click.testing import CliRunner
 from golden_agents import make_app, read_golden
 
-from wakeline.actors.core import RunCore
-from wakeline.cli import main as cli
+from wakeline.cli.main import main as cli
+from wakeline.core.run_core import RunCore
 from wakeline.replay import replay_journal, replay_run
 from wakeline.schemas.codec import event_codec
 from wakeline.testing.harness import local_runtime

@@ -15,13 +15,13 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from wakeline.core.model import Usage
 from wakeline.ledger import Ledger, LedgerRecord, Reserve, SetLimit, Settle, ledger_codec
 from wakeline.projections import EVENTS_TOPIC, LEDGER_TOPIC
 from wakeline.projections.costs import DIMENSIONS
 from wakeline.projections.runner import catch_up
 from wakeline.projections.store import JsonObject, ProjectionStore
 from wakeline.projections.views import Views, query_projections
-from wakeline.providers.base import Usage
 from wakeline.schemas.codec import event_codec
 from wakeline.schemas.events import (
     Event,
@@ -30,7 +30,7 @@ from wakeline.schemas.events import (
     ModelCallRequested,
     RunStarted,
 )
-from wakeline.topics.embedded import EmbeddedLog
+from wakeline.topics.embedded.log import EmbeddedLog
 from wakeline.topics.port import OutRecord
 from wakeline.topics.specs import DEFAULT_TOPICS
 

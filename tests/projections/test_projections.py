@@ -14,6 +14,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from wakeline.core.model import Usage
 from wakeline.projections import EVENTS_TOPIC, NOTICES_TOPIC
 from wakeline.projections.journal import JournalProjection
 from wakeline.projections.queries import Queries
@@ -28,7 +29,6 @@ from wakeline.projections.store import (
     Projection,
     ProjectionStore,
 )
-from wakeline.providers.base import Usage
 from wakeline.schemas.codec import event_codec, notice_codec
 from wakeline.schemas.commands import CommandRejected, Notice, NoticePayload, RunDrifted
 from wakeline.schemas.events import (
@@ -51,7 +51,7 @@ from wakeline.schemas.events import (
     ToolCallRequested,
     ValueRecorded,
 )
-from wakeline.topics.embedded import EmbeddedLog
+from wakeline.topics.embedded.log import EmbeddedLog
 from wakeline.topics.port import OutRecord, Record, TopicSpec
 
 PARTITIONS = 3

@@ -12,8 +12,7 @@ from typing import Any
 
 import pytest
 
-from wakeline.providers.anthropic import AnthropicProvider, to_anthropic_messages
-from wakeline.providers.base import (
+from wakeline.core.model import (
     ModelProvider,
     ModelRequest,
     ModelResponse,
@@ -21,9 +20,10 @@ from wakeline.providers.base import (
     TerminalProviderError,
     Usage,
 )
+from wakeline.core.pricing import ModelPrice, PriceTable
+from wakeline.providers.anthropic import AnthropicProvider, to_anthropic_messages
 from wakeline.providers.mock import MockModel
 from wakeline.providers.openai_compat import OpenAICompatProvider
-from wakeline.providers.pricing import ModelPrice, PriceTable
 from wakeline.testing.fake_llm import FakeLLMServer, FakeReply, fake_reply
 
 _LOOPBACK = ("127.", "localhost", "::1")

@@ -45,7 +45,7 @@ from wakeline.testing.harness import local_runtime, prefixed_topics
 from wakeline.testing.journals import Journals
 from wakeline.testing.kafka_broker import KafkaBroker
 from wakeline.testing.soak_agents import AGENT, CALLS, make_app
-from wakeline.topics.kafka import KafkaLog
+from wakeline.topics.kafka.log import KafkaLog
 from wakeline.topics.specs import Topics
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow, pytest.mark.timeout(900)]

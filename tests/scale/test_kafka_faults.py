@@ -22,7 +22,7 @@ from wakeline.schemas.events import ModelCallCompleted, ModelCallRequested
 from wakeline.testing.fake_llm import FakeLLMServer
 from wakeline.testing.harness import worker_running
 from wakeline.testing.kafka_broker import KafkaBroker, start_broker
-from wakeline.topics.kafka import KafkaLog
+from wakeline.topics.kafka.log import KafkaLog
 from wakeline.topics.specs import Topics
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]

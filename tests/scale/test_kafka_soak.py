@@ -27,7 +27,7 @@ from wakeline.runtime import ensure_topics
 from wakeline.schemas.events import ModelCallCompleted, ModelCallRequested
 from wakeline.testing.fake_llm import FakeLLMServer
 from wakeline.testing.kafka_broker import KafkaBroker
-from wakeline.topics.kafka import KafkaLog
+from wakeline.topics.kafka.log import KafkaLog
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 

@@ -26,11 +26,11 @@ from span_file import as_json, read_spans
 from wakeline.client import Client
 from wakeline.runtime import ensure_topics
 from wakeline.schemas.events import ModelCallCompleted
-from wakeline.telemetry import Telemetry, run_root_span_id, run_trace_id
+from wakeline.telemetry.runtime import Telemetry, run_root_span_id, run_trace_id
 from wakeline.testing.fake_llm import FakeLLMServer
 from wakeline.testing.harness import worker_running
 from wakeline.testing.kafka_broker import KafkaBroker
-from wakeline.topics.kafka import KafkaLog
+from wakeline.topics.kafka.log import KafkaLog
 from wakeline.topics.port import Record
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from wakeline.actors.worker import DEFAULT_GROUP
-from wakeline.app import App
+from wakeline.core.app import App
 from wakeline.runtime import ensure_topics
 from wakeline.testing.harness import LocalRuntime, kafka_runtime, local_runtime, prefixed_topics
 from wakeline.topics.port import Log
@@ -72,10 +72,10 @@ class Backend:
 
     async def open_log(self, *, client_id: str = "wakeline-test") -> Log:
         if self.bootstrap:
-            from wakeline.topics.kafka import KafkaLog
+            from wakeline.topics.kafka.log import KafkaLog
 
             return await KafkaLog.open(self.bootstrap, client_id=client_id)
-        from wakeline.topics.embedded import EmbeddedLog
+        from wakeline.topics.embedded.log import EmbeddedLog
 
         return await EmbeddedLog.open(self.data)
 

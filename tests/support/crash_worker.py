@@ -20,9 +20,9 @@ from typing import Any
 
 from wakeline import App
 from wakeline.actors.worker import Worker
-from wakeline.providers.base import DeltaSink, ModelRequest, ModelResponse
+from wakeline.core.model import DeltaSink, ModelRequest, ModelResponse
 from wakeline.providers.openai_compat import OpenAICompatProvider
-from wakeline.topics.embedded import EmbeddedLog
+from wakeline.topics.embedded.log import EmbeddedLog
 from wakeline.topics.port import OffsetCommit, OutRecord, PartitionWriter
 
 STEPS = 4

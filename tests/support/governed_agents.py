@@ -21,8 +21,8 @@ from typing import Any
 from backends import from_worker_args
 
 from wakeline import App, current_tool_call
-from wakeline.actors.governance import CallInfo, Deny
 from wakeline.actors.worker import Worker
+from wakeline.core.governance import CallInfo, Deny
 from wakeline.providers.openai_compat import OpenAICompatProvider
 
 

@@ -25,7 +25,7 @@ from wakeline import App
 from wakeline.actors.worker import Worker
 from wakeline.providers.openai_compat import OpenAICompatProvider
 from wakeline.testing.harness import prefixed_topics
-from wakeline.topics.kafka import KafkaLog
+from wakeline.topics.kafka.log import KafkaLog
 from wakeline.topics.specs import Topics
 
 CALLS = 10

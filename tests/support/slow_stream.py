@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from wakeline.providers.base import DeltaSink, ModelRequest, ModelResponse, Usage
+from wakeline.core.model import DeltaSink, ModelRequest, ModelResponse, Usage
 
 
 def reply_for(request: ModelRequest) -> str:

@@ -10,7 +10,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from decimal import Decimal
 
-from wakeline.app import App
+from wakeline.core.app import App
 from wakeline.replay import replay_journal
 from wakeline.schemas.events import (
     TERMINAL_TYPES,

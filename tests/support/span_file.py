@@ -14,7 +14,7 @@ from typing import Any
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExporter, SpanExportResult
 
-from wakeline.telemetry import Telemetry
+from wakeline.telemetry.runtime import Telemetry
 
 
 class FileSpanExporter(SpanExporter):

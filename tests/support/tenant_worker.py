@@ -20,8 +20,8 @@ from backends import from_worker_args
 
 from wakeline import App
 from wakeline.actors.worker import Worker
+from wakeline.core.pricing import ModelPrice, PriceTable
 from wakeline.providers.mock import MockModel
-from wakeline.providers.pricing import ModelPrice, PriceTable
 
 MAX_TOKENS = 12
 PRICE = ModelPrice(input_per_mtok=Decimal(0), output_per_mtok=Decimal(1_000_000))

@@ -20,7 +20,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from wakeline.topics.embedded import DB_FILENAME, EmbeddedLog
+from wakeline.topics.embedded.log import DB_FILENAME, EmbeddedLog
 from wakeline.topics.partitioner import partition_for
 from wakeline.topics.port import (
     LogUnavailableError,
@@ -62,7 +62,7 @@ class Listener:
 
 APPENDER = """
     import asyncio, sys, time
-    from wakeline.topics.embedded import EmbeddedLog
+    from wakeline.topics.embedded.log import EmbeddedLog
     from wakeline.topics.port import OutRecord
 
     async def main(data_dir: str, tag: str, n: int, start: float) -> None:
@@ -107,7 +107,7 @@ async def test_processes_appending_concurrently_get_dense_unique_offsets(tmp_pat
 
 CONSUMER = """
     import asyncio, sys
-    from wakeline.topics.embedded import EmbeddedLog
+    from wakeline.topics.embedded.log import EmbeddedLog
 
     class Quiet:
         async def on_assigned(self, partitions):
@@ -159,7 +159,7 @@ async def test_group_spans_processes_and_a_killed_member_expires(tmp_path: Path)
 
 CRASHER = """
     import asyncio, hashlib, sys
-    from wakeline.topics.embedded import EmbeddedLog
+    from wakeline.topics.embedded.log import EmbeddedLog
     from wakeline.topics.port import OutRecord, TopicSpec
 
     def value(i: int) -> bytes:

@@ -1,4 +1,4 @@
-"""Kafka-specific behaviour of :mod:`wakeline.topics.kafka` (the shared semantics are in
+"""Kafka-specific behaviour of :mod:`wakeline.topics.kafka.log` (the shared semantics are in
 ``test_log_conformance.py``): zombie fencing with transactions, group commit, a broker
 restart under load, listener errors, and a few measured figures (printed with ``-s``)."""
 
@@ -15,7 +15,7 @@ import pytest
 from aiokafka.structs import TopicPartition
 
 from wakeline.testing.kafka_broker import KafkaBroker, start_broker
-from wakeline.topics.kafka import KafkaLog
+from wakeline.topics.kafka.log import KafkaLog
 from wakeline.topics.partitioner import partition_for
 from wakeline.topics.port import (
     FencedError,

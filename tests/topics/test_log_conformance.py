@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from wakeline.topics.embedded import EmbeddedConsumer, EmbeddedLog
+from wakeline.topics.embedded.log import EmbeddedConsumer, EmbeddedLog
 from wakeline.topics.partitioner import partition_for
 from wakeline.topics.port import (
     FencedError,
@@ -77,7 +77,7 @@ KAFKA_SPARSE_OFFSETS_WHY = "Kafka: every transaction's commit marker takes an of
 
 def _kafka(request: pytest.FixtureRequest) -> LogFactory:
     from wakeline.testing.kafka_broker import KafkaBroker
-    from wakeline.topics.kafka import KafkaConsumer, KafkaLog
+    from wakeline.topics.kafka.log import KafkaConsumer, KafkaLog
 
     broker: KafkaBroker = request.getfixturevalue("kafka_broker")
     if request.node.originalname in KAFKA_SPARSE_OFFSETS:

@@ -30,7 +30,7 @@ from wakeline.projections.journal import JournalProjection
 from wakeline.projections.store import ProjectionStore
 from wakeline.schemas.codec import event_codec
 from wakeline.schemas.events import Event
-from wakeline.telemetry import Telemetry
+from wakeline.telemetry.runtime import Telemetry
 from wakeline.topics.port import (
     LogUnavailableError,
     OffsetCommit,

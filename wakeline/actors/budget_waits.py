@@ -11,7 +11,7 @@ import asyncio
 import contextlib
 from collections.abc import Awaitable, Callable
 
-from wakeline.actors.core import RunCore
+from wakeline.core.run_core import RunCore
 from wakeline.ledger import Ledger, ledger_key
 from wakeline.schemas.events import BudgetExceeded
 

@@ -10,8 +10,8 @@ from collections.abc import Callable
 from decimal import Decimal, InvalidOperation
 
 from wakeline import jsonutil
-from wakeline.actors.core import RunCore, Transition
-from wakeline.actors.governance import METRICS
+from wakeline.core.governance import METRICS
+from wakeline.core.run_core import RunCore, Transition
 from wakeline.schemas.commands import (
     CancelRun,
     Command,

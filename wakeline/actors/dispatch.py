@@ -13,8 +13,8 @@ import logging
 from typing import TYPE_CHECKING
 
 from wakeline.actors.commands import check_command, command_fn
-from wakeline.actors.core import RunCore, Transition
 from wakeline.actors.run_actor import RunActor
+from wakeline.core.run_core import RunCore, Transition
 from wakeline.schemas.codec import DecodeError, command_codec
 from wakeline.schemas.commands import (
     Command,

@@ -13,13 +13,13 @@ from decimal import Decimal
 from typing import Any
 
 from wakeline import jsonutil
-from wakeline.actors.context import StepCall
-from wakeline.actors.core import Effect
-from wakeline.actors.governance import reservation_for
-from wakeline.actors.governance import text as money_text
-from wakeline.app import App, ToolSpec
+from wakeline.core.app import App, ToolSpec
+from wakeline.core.context import StepCall
+from wakeline.core.governance import reservation_for
+from wakeline.core.governance import text as money_text
+from wakeline.core.model import DeltaSink, ModelRequest, ProviderError
+from wakeline.core.run_core import Effect
 from wakeline.ledger import Ledger
-from wakeline.providers.base import DeltaSink, ModelRequest, ProviderError
 from wakeline.schemas.events import (
     BudgetExceeded,
     GateOpened,
@@ -284,7 +284,7 @@ async def _call(fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str,
     return result
 
 
-# -- telemetry: the OpenTelemetry GenAI description of an effect (see wakeline.telemetry) --
+# -- telemetry: the OpenTelemetry GenAI description of an effect (see wakeline.telemetry.runtime) --
 
 
 def span_of(effect: Effect, capture: bool) -> tuple[str, str, dict[str, Any]] | None:

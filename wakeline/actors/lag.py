@@ -13,7 +13,7 @@ import contextlib
 import logging
 from collections.abc import Callable, Mapping
 
-from wakeline.telemetry import Telemetry
+from wakeline.telemetry.runtime import Telemetry
 from wakeline.topics.port import Log, LogError
 
 log = logging.getLogger(__name__)

@@ -13,7 +13,7 @@ from collections.abc import Callable
 
 from wakeline.schemas.codec import notice_codec
 from wakeline.schemas.commands import Notice, NoticePayload
-from wakeline.telemetry import Telemetry
+from wakeline.telemetry.runtime import Telemetry
 from wakeline.topics.port import Log, OutRecord, Record
 from wakeline.topics.specs import Topics
 

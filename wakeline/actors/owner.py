@@ -28,15 +28,15 @@ from dataclasses import dataclass
 from typing import Any
 
 from wakeline.actors.appender import JournalAppender
-from wakeline.actors.core import Transition
 from wakeline.actors.dispatch import Dispatcher
 from wakeline.actors.run_actor import RunActor
 from wakeline.actors.shared import Shared
-from wakeline.app import App
+from wakeline.core.app import App
+from wakeline.core.model import DeltaSink
+from wakeline.core.run_core import Transition
 from wakeline.ledger import Ledger
-from wakeline.providers.base import DeltaSink
 from wakeline.schemas.events import Event
-from wakeline.telemetry import Telemetry
+from wakeline.telemetry.runtime import Telemetry
 from wakeline.topics.port import FencedError, LogError, OffsetCommit, PartitionWriter, Record
 
 log = logging.getLogger(__name__)

@@ -14,13 +14,13 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from wakeline.actors.core import Effect, RunCore, Transition
 from wakeline.actors.effects import BudgetGate, is_passive, run_effect
-from wakeline.app import App
+from wakeline.core.app import App
+from wakeline.core.model import DeltaSink
+from wakeline.core.run_core import Effect, RunCore, Transition
 from wakeline.ledger import Ledger, ledger_key
-from wakeline.providers.base import DeltaSink
 from wakeline.schemas.events import Event
-from wakeline.telemetry import Telemetry
+from wakeline.telemetry.runtime import Telemetry
 from wakeline.topics.port import OffsetCommit
 
 log = logging.getLogger(__name__)

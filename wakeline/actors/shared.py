@@ -9,12 +9,12 @@ from wakeline.actors.budget_waits import BudgetWaits
 from wakeline.actors.journal_sync import JournalSync
 from wakeline.actors.lag import LagProbe
 from wakeline.actors.outputs import SideOutputs
-from wakeline.app import App
+from wakeline.core.app import App
 from wakeline.deltas import DeltaPublisher
 from wakeline.ledger import Ledger
 from wakeline.projections.journal import JournalProjection
 from wakeline.projections.store import ProjectionStore
-from wakeline.telemetry import Telemetry
+from wakeline.telemetry.runtime import Telemetry
 from wakeline.topics.port import Log
 from wakeline.topics.specs import Topics
 

@@ -30,13 +30,13 @@ from wakeline.actors.journal_sync import JournalSync
 from wakeline.actors.lag import LagProbe
 from wakeline.actors.outputs import SideOutputs
 from wakeline.actors.owner import BudgetWake, PartitionOwner
-from wakeline.app import App
+from wakeline.core.app import App
 from wakeline.deltas import DeltaPublisher
 from wakeline.ledger import Ledger
 from wakeline.projections import EVENTS, NOTICES
 from wakeline.projections.journal import JournalProjection
 from wakeline.projections.store import ProjectionStore
-from wakeline.telemetry import Telemetry, default_telemetry
+from wakeline.telemetry.runtime import Telemetry, default_telemetry
 from wakeline.topics.partitioner import partition_for
 from wakeline.topics.port import GroupConsumer, Log
 from wakeline.topics.specs import DEFAULT_TOPICS, Topics

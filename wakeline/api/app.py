@@ -30,7 +30,7 @@ from wakeline.api.routes_events import router as events_router
 from wakeline.api.routes_governance import router as governance_router
 from wakeline.api.routes_runs import router as runs_router
 from wakeline.api.state import DEFAULT_MAX_INPUT_BYTES, ApiState
-from wakeline.app import App
+from wakeline.core.app import App
 from wakeline.topics.port import Log
 from wakeline.topics.specs import DEFAULT_TOPICS, Topics
 

@@ -21,7 +21,7 @@ from fastapi import FastAPI
 from wakeline.api.app import create_app
 from wakeline.api.auth import KeyRing
 from wakeline.api.errors import DEFAULT_MAX_BODY_BYTES
-from wakeline.app import App
+from wakeline.core.app import App
 from wakeline.runtime import DEFAULT_PARTITIONS, ensure_topics, open_log
 
 _KEY_PARAM = re.compile(r"([?&](?:key|api_key|token)=)[^&\s\"']*", re.IGNORECASE)

@@ -11,8 +11,8 @@ from fastapi import Depends, Request
 
 from wakeline.api.auth import KeyRing, Principal
 from wakeline.api.projector import Projector
-from wakeline.app import App
 from wakeline.client import Client
+from wakeline.core.app import App
 from wakeline.projections.queries import Queries
 from wakeline.projections.store import JsonObject
 from wakeline.projections.views import Views

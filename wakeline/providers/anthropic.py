@@ -28,7 +28,7 @@ from anthropic.types import (
     ToolUseBlock,
 )
 
-from .base import (
+from wakeline.core.model import (
     DeltaSink,
     ModelRequest,
     ModelResponse,
@@ -55,7 +55,7 @@ _TERMINAL_ERROR_TYPES = {
 
 
 class AnthropicProvider:
-    """A :class:`~wakeline.providers.base.ModelProvider` for the Anthropic Messages API."""
+    """A :class:`~wakeline.core.model.ModelProvider` for the Anthropic Messages API."""
 
     def __init__(
         self,

@@ -13,7 +13,14 @@ import json
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from .base import DeltaSink, Message, ModelRequest, ModelResponse, RetriableProviderError, Usage
+from wakeline.core.model import (
+    DeltaSink,
+    Message,
+    ModelRequest,
+    ModelResponse,
+    RetriableProviderError,
+    Usage,
+)
 
 __all__ = ["MockModel", "approx_tokens"]
 
@@ -47,7 +54,7 @@ def _chunks(text: str, n: int = 3) -> list[str]:
 
 
 class MockModel:
-    """A :class:`~wakeline.providers.base.ModelProvider` that answers without any I/O.
+    """A :class:`~wakeline.core.model.ModelProvider` that answers without any I/O.
 
     ``replies``: a sequence (reply index = assistant messages already in the request, clamped to
     the last reply), a callable of the request, or None (``"mock reply to: <last user text>"``).

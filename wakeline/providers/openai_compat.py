@@ -11,7 +11,7 @@ import openai
 from openai.types import CompletionUsage
 from openai.types.chat import ChatCompletion, ChatCompletionChunk
 
-from .base import (
+from wakeline.core.model import (
     DeltaSink,
     ModelRequest,
     ModelResponse,
@@ -29,7 +29,7 @@ _TRANSPORT_MODULES = {"httpx", "httpx2", "httpcore", "httpcore2", "h11", "anyio"
 
 
 class OpenAICompatProvider:
-    """A :class:`~wakeline.providers.base.ModelProvider` for any OpenAI-compatible server."""
+    """A :class:`~wakeline.core.model.ModelProvider` for any OpenAI-compatible server."""
 
     def __init__(
         self,

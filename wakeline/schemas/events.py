@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Literal
 
-from wakeline.providers.base import Usage
+from wakeline.core.model import Usage
 
 ValueKind = Literal["CLOCK", "UUID", "RANDOM"]
 Resolution = Literal["RETRY", "SUPPLY", "FAIL"]
@@ -222,7 +222,7 @@ class ModelCallInterrupted:
     """Recovery closed an open model call whose worker stopped after sending it: the attempt
     may have reached the provider.  ``ctx.llm`` sends the call again as a new attempt (a new
     ``ModelCallRequested``) once the budgets cover it; the interrupted attempt stays reserved
-    until then and counts at its worst case (see :class:`wakeline.actors.governance.RunLedger`).
+    until then and counts at its worst case (see :class:`wakeline.core.governance.RunLedger`).
     """
 
     step: int

@@ -10,12 +10,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from wakeline.actors.worker import DEFAULT_GROUP, Worker
-from wakeline.app import App
 from wakeline.client import Client
+from wakeline.core.app import App
 from wakeline.projections.store import JsonObject
 from wakeline.runtime import ensure_topics
-from wakeline.telemetry import Telemetry
-from wakeline.topics.embedded import EmbeddedLog
+from wakeline.telemetry.runtime import Telemetry
+from wakeline.topics.embedded.log import EmbeddedLog
 from wakeline.topics.port import Log
 from wakeline.topics.specs import DEFAULT_TOPICS, Topics, prefixed_topics
 
@@ -91,7 +91,7 @@ async def kafka_runtime(
 ) -> AsyncIterator[LocalRuntime]:
     """Like :func:`local_runtime` on a Kafka cluster: topics and a consumer group of their own
     (named after ``prefix``), a running worker and a client."""
-    from wakeline.topics.kafka import KafkaLog
+    from wakeline.topics.kafka.log import KafkaLog
 
     topics = prefixed_topics(prefix)
     log = await KafkaLog.open(bootstrap)

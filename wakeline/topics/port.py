@@ -1,7 +1,7 @@
 """The log port: what wakeline needs from a Kafka-style log.
 
-Two backends implement it: :mod:`wakeline.topics.embedded` (one machine, no services) and
-:mod:`wakeline.topics.kafka` (Apache Kafka through aiokafka).  Everything above this module
+Two backends implement it: :mod:`wakeline.topics.embedded.log` (one machine, no services) and
+:mod:`wakeline.topics.kafka.log` (Apache Kafka through aiokafka).  Everything above this module
 (workers, projections, the client) is written against these protocols only.
 
 Model (the same as Kafka's):

@@ -4,7 +4,7 @@ Prices come from the caller's overrides first (by model name), then from the pri
 with the ``genai-prices`` package (never fetched: this module does not start its updater).  An
 unknown model costs ``None``, never a guess.
 
-Token accounting follows :class:`~wakeline.providers.base.Usage` (and genai-prices): the cached
+Token accounting follows :class:`~wakeline.core.model.Usage` (and genai-prices): the cached
 and cache-write counts are *parts of* ``input_tokens``, and reasoning tokens are part of
 ``output_tokens``.
 """
@@ -17,7 +17,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from .base import Usage
+from wakeline.core.model import Usage
 
 __all__ = ["BUILTIN_PRICES", "GENAI_PROVIDER_IDS", "MOCK_PRICE", "ModelPrice", "PriceTable"]
 

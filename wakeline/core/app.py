@@ -9,12 +9,12 @@ from typing import TYPE_CHECKING, Any, get_type_hints
 
 from pydantic import TypeAdapter
 
-from wakeline.providers.base import ModelProvider
-from wakeline.providers.pricing import PriceTable
+from wakeline.core.model import ModelProvider
+from wakeline.core.pricing import PriceTable
 from wakeline.schemas.events import Budget
 
 if TYPE_CHECKING:
-    from wakeline.actors.governance import Policy
+    from wakeline.core.governance import Policy
 
 
 @dataclass(frozen=True, slots=True)

@@ -26,11 +26,11 @@ from typing import Any, cast
 from pydantic import ValidationError
 
 from wakeline import jsonutil
-from wakeline.actors.errors import NondeterminismError, StopRun
-from wakeline.actors.governance import RunLedger
-from wakeline.actors.loop import DeterministicLoop
-from wakeline.actors.matching import describe, identity
-from wakeline.app import AgentSpec, App, ToolSpec
+from wakeline.core.app import AgentSpec, App, ToolSpec
+from wakeline.core.errors import NondeterminismError, StopRun
+from wakeline.core.governance import RunLedger
+from wakeline.core.loop import DeterministicLoop
+from wakeline.core.matching import describe, identity
 from wakeline.schemas.events import (
     ANNOTATION_TYPES,
     RESULT_TYPES,
@@ -316,7 +316,7 @@ class RunCore:
             self.drift = NondeterminismError(self.run_id, seq, recorded, requested)
 
     def _start_agent(self, started: RunStarted) -> None:
-        from wakeline.actors.context import Context
+        from wakeline.core.context import Context
 
         spec = self.app.get_agent(started.agent)
         if spec is None:

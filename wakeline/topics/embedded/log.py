@@ -40,7 +40,7 @@ Fencing: ``writer(writer_id, partition)`` bumps the epoch of ``writer_id`` (one 
 ``writer_id``, like a Kafka transactional id: opening it for any partition fences every older
 writer with that id); each fenced append checks the epoch in its own write transaction.
 
-Consumer groups: see :mod:`wakeline.topics.embedded_groups`.
+Consumer groups: see :mod:`wakeline.topics.embedded.groups`.
 
 A cancelled ``append`` may still land: the write runs on its thread to the end (the same as a
 Kafka produce whose response was lost).  Timestamps are wall-clock milliseconds at append.
@@ -56,8 +56,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import Self
 
-from wakeline.topics.embedded_groups import EmbeddedConsumer
-from wakeline.topics.embedded_store import (
+from wakeline.topics.embedded.groups import EmbeddedConsumer
+from wakeline.topics.embedded.store import (
     Notifier,
     SqliteStore,
     SyncMode,

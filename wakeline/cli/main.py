@@ -13,10 +13,11 @@ from typing import Any
 
 import click
 
-from wakeline import cli_governance, cli_serve
-from wakeline import cli_render as render
 from wakeline.actors.worker import DEFAULT_GROUP, Worker
-from wakeline.cli_common import (
+from wakeline.cli import governance as cli_governance
+from wakeline.cli import render
+from wakeline.cli import serve as cli_serve
+from wakeline.cli.common import (
     Settings,
     json_input,
     open_views,
@@ -396,6 +397,3 @@ def projections_rebuild(settings: Settings) -> None:
 
 cli_governance.register(main)
 cli_serve.register(main)
-
-if __name__ == "__main__":
-    main()

@@ -11,11 +11,11 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Any, Literal
 
 from wakeline import jsonutil
-from wakeline.actors.errors import ModelCallError, StepFailedError, ToolCallError, WakelineError
-from wakeline.actors.governance import CallInfo, reservation_for, run_policies
-from wakeline.actors.governance import text as money_text
-from wakeline.app import AgentSpec, RetryPolicy, ToolSpec
-from wakeline.providers.base import ModelRequest, Usage
+from wakeline.core.app import AgentSpec, RetryPolicy, ToolSpec
+from wakeline.core.errors import ModelCallError, StepFailedError, ToolCallError, WakelineError
+from wakeline.core.governance import CallInfo, reservation_for, run_policies
+from wakeline.core.governance import text as money_text
+from wakeline.core.model import ModelRequest, Usage
 from wakeline.schemas.events import (
     BudgetExceeded,
     BudgetRaised,
@@ -38,7 +38,7 @@ from wakeline.schemas.events import (
 )
 
 if TYPE_CHECKING:
-    from wakeline.actors.core import RunCore
+    from wakeline.core.run_core import RunCore
 
 
 @dataclass(frozen=True, slots=True)

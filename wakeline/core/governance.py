@@ -13,8 +13,8 @@ from decimal import Decimal
 from typing import Any, Literal
 
 from wakeline import jsonutil
-from wakeline.providers.base import ModelRequest
-from wakeline.providers.pricing import PriceTable
+from wakeline.core.model import ModelRequest
+from wakeline.core.pricing import PriceTable
 from wakeline.schemas.events import Budget, ModelCallCompleted, ModelCallDenied
 
 METRICS = ("usd", "tokens", "model_calls", "wall_time_ms")

@@ -36,11 +36,11 @@ import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING
 
-from wakeline.topics.embedded_store import now_ms, wait_event
+from wakeline.topics.embedded.store import now_ms, wait_event
 from wakeline.topics.port import AssignmentListener, LogError, Record
 
 if TYPE_CHECKING:
-    from wakeline.topics.embedded import EmbeddedLog
+    from wakeline.topics.embedded.log import EmbeddedLog
 
 _POLL_SYNC_S = 0.1
 _WAIT_MIN_S = 0.002

@@ -47,11 +47,11 @@ from aiokafka.client import ConnectionGroup, CoordinationType
 from aiokafka.protocol.commit import OffsetCommitRequest, OffsetFetchRequest
 from aiokafka.structs import TopicPartition
 
-from wakeline.topics.kafka_writer import call_retrying, map_error
+from wakeline.topics.kafka.writer import call_retrying, map_error
 from wakeline.topics.port import AssignmentListener, FencedError, LogError, Record
 
 if TYPE_CHECKING:
-    from wakeline.topics.kafka import KafkaLog
+    from wakeline.topics.kafka.log import KafkaLog
 
 log = logging.getLogger(__name__)
 

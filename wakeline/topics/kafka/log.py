@@ -15,15 +15,15 @@ Open it with ``log = await KafkaLog.open("host:9092")`` and ``await log.close()`
   ``max_message_bytes`` (the broker's ``message.max.bytes``, default 1 MiB + 12), raises
   :class:`RecordTooLargeError` before anything is sent.
 * :meth:`KafkaLog.read`: pooled non-group ``read_committed`` consumers, paused while idle
-  (:mod:`wakeline.topics.kafka_reader`).  Aborted records of fenced zombies and transaction
+  (:mod:`wakeline.topics.kafka.reader`).  Aborted records of fenced zombies and transaction
   markers are never returned: offsets have gaps.
 * :meth:`KafkaLog.end_offset` is the last stable offset (``read_committed`` ListOffsets):
   the offset after the last record a reader can see now.  With transactions it is not the
   offset the next record will get (commit markers take offsets).
-* groups: :mod:`wakeline.topics.kafka_groups`; fenced writers (transactions, group commit,
-  what a zombie can do) and error mapping: :mod:`wakeline.topics.kafka_writer`.
+* groups: :mod:`wakeline.topics.kafka.groups`; fenced writers (transactions, group commit,
+  what a zombie can do) and error mapping: :mod:`wakeline.topics.kafka.writer`.
 
-Every aiokafka error is mapped by :func:`~wakeline.topics.kafka_writer.map_error`: connection
+Every aiokafka error is mapped by :func:`~wakeline.topics.kafka.writer.map_error`: connection
 problems and timeouts become :class:`LogUnavailableError`.  While the broker is unreachable
 aiokafka retries produce requests forever: an append gives up after ``retry_deadline_s`` with
 :class:`LogUnavailableError`, and may still land later (like any lost produce response).
@@ -45,9 +45,9 @@ from aiokafka.client import AIOKafkaClient
 from aiokafka.record.default_records import DefaultRecordBatchBuilder as _Batch
 from aiokafka.structs import TopicPartition
 
-from wakeline.topics.kafka_groups import GroupOffsets, KafkaConsumer
-from wakeline.topics.kafka_reader import ReaderPool
-from wakeline.topics.kafka_writer import KafkaWriter, call_retrying, map_error, producer_failed
+from wakeline.topics.kafka.groups import GroupOffsets, KafkaConsumer
+from wakeline.topics.kafka.reader import ReaderPool
+from wakeline.topics.kafka.writer import KafkaWriter, call_retrying, map_error, producer_failed
 from wakeline.topics.partitioner import partition_for
 from wakeline.topics.port import (
     AssignmentListener,

@@ -2,7 +2,7 @@
 
 Everything here that touches SQLite is blocking and runs on one of two dedicated threads of a
 :class:`SqliteStore` (one for writes, one for reads), each with its own connection;
-:mod:`wakeline.topics.embedded` and :mod:`wakeline.topics.embedded_groups` only ``await``
+:mod:`wakeline.topics.embedded.log` and :mod:`wakeline.topics.embedded.groups` only ``await``
 :meth:`SqliteStore.write` / :meth:`SqliteStore.read`.
 
 Layout: a record's rowid is ``(partitions.id << 40) | offset``, so one partition is one
@@ -203,7 +203,7 @@ def _is_busy(exc: sqlite3.OperationalError) -> bool:
 
 
 class SqliteStore:
-    """The SQLite file of one :class:`~wakeline.topics.embedded.EmbeddedLog` and its threads.
+    """The SQLite file of one :class:`~wakeline.topics.embedded.log.EmbeddedLog` and its threads.
 
     Write operations run on the write thread; read operations on the read thread.  Both retry
     ``SQLITE_BUSY``/``SQLITE_LOCKED`` (SQLite's busy handler waits first) and raise

@@ -67,7 +67,7 @@ from wakeline.topics.port import (
 )
 
 if TYPE_CHECKING:
-    from wakeline.topics.kafka import KafkaLog
+    from wakeline.topics.kafka.log import KafkaLog
 
 log = logging.getLogger(__name__)
 _T = TypeVar("_T")

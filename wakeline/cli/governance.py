@@ -7,7 +7,7 @@ from decimal import Decimal, InvalidOperation
 
 import click
 
-from wakeline.cli_common import Settings, run_async, send, views_open
+from wakeline.cli.common import Settings, run_async, send, views_open
 from wakeline.ledger import Ledger, TenantState, ledger_key
 from wakeline.projections.audit import AuditReport
 
