@@ -9,7 +9,7 @@ from functools import partial
 
 from benchmarks.registry import Profile, Row, register
 from wakeline import jsonutil
-from wakeline.core.model import ModelRequest, Usage
+from wakeline.core.model import ModelRequest
 from wakeline.schemas.codec import event_codec
 from wakeline.schemas.events import (
     Event,
@@ -18,6 +18,7 @@ from wakeline.schemas.events import (
     ModelCallRequested,
     RunStarted,
 )
+from wakeline.schemas.usage import Usage
 
 RUN_ID = "0123456789abcdef0123456789abcdef"
 WRITER = "bench-host-1234-abcdef"

@@ -20,7 +20,6 @@ from slow_stream import SlowStream
 
 from wakeline import App
 from wakeline.client import Client, RunUpdate
-from wakeline.core.model import Usage
 from wakeline.deltas import DeltaFollower, DeltaPublisher
 from wakeline.runtime import ensure_topics
 from wakeline.schemas.deltas import Delta, delta_codec
@@ -30,6 +29,7 @@ from wakeline.schemas.events import (
     ModelCallRequested,
     RunStarted,
 )
+from wakeline.schemas.usage import Usage
 from wakeline.testing.harness import LocalRuntime, local_runtime, worker_running
 from wakeline.topics.embedded.log import EmbeddedLog
 from wakeline.topics.port import Log, OutRecord, UnknownTopicError

@@ -12,7 +12,6 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from wakeline.core.model import Usage
 from wakeline.schemas.codec import (
     MAGIC,
     Codec,
@@ -26,6 +25,7 @@ from wakeline.schemas.codec import (
 from wakeline.schemas.commands import COMMAND_TYPES, NOTICE_TYPES, Command, Notice
 from wakeline.schemas.deltas import Delta, delta_codec
 from wakeline.schemas.events import EVENT_TYPES, Event, ModelCallRequested, RunStarted
+from wakeline.schemas.usage import Usage
 
 AVRO_TO_PY = {
     "string": {"str"},

@@ -1,9 +1,21 @@
-"""wakeline: durable execution for LLM agents on Kafka-style logs."""
+"""wakeline: durable execution for LLM agents on Kafka-style logs.
 
-from wakeline.actors.effects import RetriableToolError, ToolCall, current_tool_call
-from wakeline.client import Client, RunError, RunHandle
-from wakeline.core.app import App, RetryPolicy
-from wakeline.core.context import Context, LLMResult
+This is the agent author's API: register agents and tools on an :class:`App`, call models,
+tools, timers and approvals through the :class:`Context`, and govern them with budgets and
+policies.  ``import wakeline`` loads only the pure core and the wire schemas; the client, the
+worker (``wakeline.worker``), the providers (``wakeline.providers``) and the test toolkit
+(``wakeline.testing``) are imported when used.
+
+Other audiences: ``wakeline.worker`` (run workers), ``wakeline.providers`` (model providers and
+the price table), ``wakeline.testing`` (fakes and waits for tests).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from wakeline.core.app import App, AppError, RetryPolicy
+from wakeline.core.context import Approval, Context, LLMResult
 from wakeline.core.errors import (
     ModelCallError,
     NondeterminismError,
@@ -11,15 +23,27 @@ from wakeline.core.errors import (
     ToolCallError,
     WakelineError,
 )
-from wakeline.replay import ReplayReport, replay_run
+from wakeline.core.governance import CallInfo, Deny, Policy
+from wakeline.core.tools import RetriableToolError, ToolCall, current_tool_call
+from wakeline.schemas.events import Budget
+
+if TYPE_CHECKING:
+    from wakeline.client import Client, RunError, RunHandle
+    from wakeline.replay import ReplayReport, replay_run
 
 __all__ = [
     "App",
+    "AppError",
+    "Approval",
+    "Budget",
+    "CallInfo",
     "Client",
     "Context",
+    "Deny",
     "LLMResult",
     "ModelCallError",
     "NondeterminismError",
+    "Policy",
     "ReplayReport",
     "RetriableToolError",
     "RetryPolicy",
@@ -33,3 +57,23 @@ __all__ = [
     "replay_run",
 ]
 __version__ = "0.1.0"
+
+_LAZY = {
+    "Client": "wakeline.client",
+    "RunError": "wakeline.client",
+    "RunHandle": "wakeline.client",
+    "ReplayReport": "wakeline.replay",
+    "replay_run": "wakeline.replay",
+}
+
+
+def __getattr__(name: str) -> Any:
+    """The client and replay load the log and RocksDB: imported on first use only."""
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'wakeline' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value

@@ -21,9 +21,15 @@ import asyncio
 import time
 from dataclasses import dataclass, field
 from decimal import Decimal
-from functools import cache
 
-from wakeline.schemas.codec import Codec, load_schema
+from wakeline.schemas.ledger import (
+    LedgerPayload,
+    LedgerRecord,
+    Reserve,
+    SetLimit,
+    Settle,
+    ledger_codec,
+)
 from wakeline.topics.partitioner import partition_for
 from wakeline.topics.port import Log, OutRecord, Record
 
@@ -31,41 +37,6 @@ from wakeline.topics.port import Log, OutRecord, Record
 def ledger_key(scope: str, name: str) -> str:
     """The ledger key of a shared budget: ``tenant:<tenant>`` or ``agent:<agent>``."""
     return f"{scope}:{name}"
-
-
-@dataclass(frozen=True, slots=True)
-class Reserve:
-    request_id: str
-    run_id: str
-    usd: str
-
-
-@dataclass(frozen=True, slots=True)
-class Settle:
-    request_id: str
-    usd: str
-
-
-@dataclass(frozen=True, slots=True)
-class SetLimit:
-    usd: str
-    by: str = ""
-
-
-LedgerPayload = Reserve | Settle | SetLimit
-
-
-@dataclass(frozen=True, slots=True)
-class LedgerRecord:
-    tenant: str
-    time_ms: int
-    writer: str
-    payload: LedgerPayload
-
-
-@cache
-def ledger_codec() -> Codec[LedgerRecord]:
-    return Codec(load_schema("ledger.avsc"), LedgerRecord, (Reserve, Settle, SetLimit))
 
 
 @dataclass(frozen=True, slots=True)

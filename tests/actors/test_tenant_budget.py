@@ -17,11 +17,12 @@ from backends import Backend, backend_for, backend_params, runtime_for
 from tenant_worker import make_app
 
 from wakeline.client import Client
-from wakeline.ledger import Ledger, Reserve, ledger_codec
+from wakeline.ledger import Ledger
 from wakeline.projections.views import Views
 from wakeline.replay import read_journal
 from wakeline.schemas.codec import event_codec
 from wakeline.schemas.events import BudgetExceeded, ModelCallCompleted, ModelCallInterrupted
+from wakeline.schemas.ledger import Reserve, ledger_codec
 from wakeline.testing.harness import LocalRuntime
 from wakeline.topics.port import Log
 from wakeline.topics.specs import DEFAULT_TOPICS, Topics

@@ -12,7 +12,7 @@ from pydantic import BaseModel
 from wakeline import jsonutil
 from wakeline.actors.effects import run_effect
 from wakeline.core.app import App, RetryPolicy
-from wakeline.core.model import ModelRequest, ModelResponse, RetriableProviderError, Usage
+from wakeline.core.model import ModelRequest, ModelResponse, RetriableProviderError
 from wakeline.core.run_core import Effect, RunCore, Transition
 from wakeline.providers.mock import MockModel
 from wakeline.schemas.codec import event_codec
@@ -27,6 +27,7 @@ from wakeline.schemas.events import (
     ToolCallRequested,
     ValueRecorded,
 )
+from wakeline.schemas.usage import Usage
 
 
 class Question(BaseModel):

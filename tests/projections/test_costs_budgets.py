@@ -15,8 +15,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from wakeline.core.model import Usage
-from wakeline.ledger import Ledger, LedgerRecord, Reserve, SetLimit, Settle, ledger_codec
+from wakeline.ledger import Ledger
 from wakeline.projections import EVENTS_TOPIC, LEDGER_TOPIC
 from wakeline.projections.costs import DIMENSIONS
 from wakeline.projections.runner import catch_up
@@ -30,6 +29,8 @@ from wakeline.schemas.events import (
     ModelCallRequested,
     RunStarted,
 )
+from wakeline.schemas.ledger import LedgerRecord, Reserve, SetLimit, Settle, ledger_codec
+from wakeline.schemas.usage import Usage
 from wakeline.topics.embedded.log import EmbeddedLog
 from wakeline.topics.port import OutRecord
 from wakeline.topics.specs import DEFAULT_TOPICS

@@ -14,7 +14,6 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from wakeline.core.model import Usage
 from wakeline.projections import EVENTS_TOPIC, NOTICES_TOPIC
 from wakeline.projections.journal import JournalProjection
 from wakeline.projections.queries import Queries
@@ -51,6 +50,7 @@ from wakeline.schemas.events import (
     ToolCallRequested,
     ValueRecorded,
 )
+from wakeline.schemas.usage import Usage
 from wakeline.topics.embedded.log import EmbeddedLog
 from wakeline.topics.port import OutRecord, Record, TopicSpec
 

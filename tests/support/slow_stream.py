@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import asyncio
 
-from wakeline.core.model import DeltaSink, ModelRequest, ModelResponse, Usage
+from wakeline.core.model import DeltaSink, ModelRequest, ModelResponse
+from wakeline.schemas.usage import Usage
 
 
 def reply_for(request: ModelRequest) -> str:

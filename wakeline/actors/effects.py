@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import contextvars
 import inspect
 import time
 from collections.abc import Callable
@@ -19,6 +18,7 @@ from wakeline.core.governance import reservation_for
 from wakeline.core.governance import text as money_text
 from wakeline.core.model import DeltaSink, ModelRequest, ProviderError
 from wakeline.core.run_core import Effect
+from wakeline.core.tools import RetriableToolError, ToolCall, running_tool
 from wakeline.ledger import Ledger
 from wakeline.schemas.events import (
     BudgetExceeded,
@@ -39,32 +39,6 @@ from wakeline.schemas.events import (
     ToolCallRequested,
 )
 from wakeline.topics.port import LogError
-
-
-class RetriableToolError(Exception):
-    """Raise from a tool to have the call retried (on a durable timer, same idempotency key)."""
-
-
-@dataclass(frozen=True, slots=True)
-class ToolCall:
-    """What a running tool can know about its call (see :func:`current_tool_call`)."""
-
-    run_id: str
-    seq: int
-    idempotency_key: str
-
-
-_current_tool_call: contextvars.ContextVar[ToolCall | None] = contextvars.ContextVar(
-    "wakeline_tool_call", default=None
-)
-
-
-def current_tool_call() -> ToolCall:
-    """Inside a tool: the call's run, sequence and idempotency key (pass it to payment APIs)."""
-    call = _current_tool_call.get()
-    if call is None:
-        raise RuntimeError("current_tool_call() is only available inside a running tool")
-    return call
 
 
 def _error_text(exc: BaseException) -> str:
@@ -250,16 +224,14 @@ async def _tool_call(
     call = ToolCall(effect.request.run_id, effect.seq, payload.idempotency_key)
     args = jsonutil.loads(payload.args)
     started = time.perf_counter()
-    token = _current_tool_call.set(call)
     try:
-        result = await _call(spec.fn, (), args)
+        with running_tool(call):
+            result = await _call(spec.fn, (), args)
         text = jsonutil.dumps(result)
     except RetriableToolError as exc:
         return ToolCallFailed(effect.seq, type(exc).__name__, _error_text(exc), True)
     except Exception as exc:
         return ToolCallFailed(effect.seq, type(exc).__name__, _error_text(exc), False)
-    finally:
-        _current_tool_call.reset(token)
     latency = int((time.perf_counter() - started) * 1e6)
     return ToolCallCompleted(effect.seq, text, latency)
 

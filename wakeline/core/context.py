@@ -15,7 +15,7 @@ from wakeline.core.app import AgentSpec, RetryPolicy, ToolSpec
 from wakeline.core.errors import ModelCallError, StepFailedError, ToolCallError, WakelineError
 from wakeline.core.governance import CallInfo, reservation_for, run_policies
 from wakeline.core.governance import text as money_text
-from wakeline.core.model import ModelRequest, Usage
+from wakeline.core.model import ModelRequest
 from wakeline.schemas.events import (
     BudgetExceeded,
     BudgetRaised,
@@ -36,6 +36,7 @@ from wakeline.schemas.events import (
     ToolCallRequested,
     ValueRecorded,
 )
+from wakeline.schemas.usage import Usage
 
 if TYPE_CHECKING:
     from wakeline.core.run_core import RunCore

@@ -11,24 +11,13 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Protocol
 
+from wakeline.schemas.usage import Usage
+
 Message = Mapping[str, Any]
 """An OpenAI-style chat message: ``{"role": ..., "content": ...}`` (plus ``tool_calls`` etc.)."""
 
 DeltaSink = Callable[[str], None]
 """Receives text deltas while a streamed model call is in progress."""
-
-
-@dataclass(frozen=True, slots=True)
-class Usage:
-    input_tokens: int = 0
-    output_tokens: int = 0
-    cached_input_tokens: int = 0
-    cache_write_tokens: int = 0
-    reasoning_tokens: int = 0
-
-    @property
-    def total_tokens(self) -> int:
-        return self.input_tokens + self.output_tokens
 
 
 @dataclass(frozen=True, slots=True)

@@ -17,7 +17,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from wakeline.core.model import Usage
+from wakeline.schemas.usage import Usage
 
 __all__ = ["BUILTIN_PRICES", "GENAI_PROVIDER_IDS", "MOCK_PRICE", "ModelPrice", "PriceTable"]
 

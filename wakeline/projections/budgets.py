@@ -19,11 +19,12 @@ from __future__ import annotations
 
 from decimal import Decimal, InvalidOperation
 
-from wakeline.ledger import LedgerRecord, Reserve, SetLimit, Settle, TenantState
+from wakeline.ledger import TenantState
 from wakeline.projections import LEDGER
 from wakeline.projections.costs import component
 from wakeline.projections.runs import decimal_text
 from wakeline.projections.store import BatchView, JsonObject, ProjectionStore, load_json
+from wakeline.schemas.ledger import LedgerRecord, Reserve, SetLimit, Settle
 from wakeline.topics.port import Record
 
 _PREFIX = b"budget/"

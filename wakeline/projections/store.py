@@ -30,11 +30,11 @@ from typing import Any, Protocol
 from rocksdict import DBCompressionType, Options, Rdict, WriteBatch
 
 from wakeline.jsonutil import dumps
-from wakeline.ledger import LedgerRecord, ledger_codec
 from wakeline.projections import DEFAULT_TOPIC_NAMES, EVENTS, LEDGER, NOTICES
 from wakeline.schemas.codec import DecodeError, event_codec, notice_codec
 from wakeline.schemas.commands import Notice
 from wakeline.schemas.events import Event
+from wakeline.schemas.ledger import LedgerRecord, ledger_codec
 from wakeline.topics.port import Record
 
 Decoded = Event | Notice

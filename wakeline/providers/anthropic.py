@@ -35,8 +35,8 @@ from wakeline.core.model import (
     ProviderError,
     RetriableProviderError,
     TerminalProviderError,
-    Usage,
 )
+from wakeline.schemas.usage import Usage
 
 __all__ = ["DEFAULT_MAX_TOKENS", "AnthropicProvider", "to_anthropic_messages"]
 

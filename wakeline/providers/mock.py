@@ -19,8 +19,8 @@ from wakeline.core.model import (
     ModelRequest,
     ModelResponse,
     RetriableProviderError,
-    Usage,
 )
+from wakeline.schemas.usage import Usage
 
 __all__ = ["MockModel", "approx_tokens"]
 

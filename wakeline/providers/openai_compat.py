@@ -18,8 +18,8 @@ from wakeline.core.model import (
     ProviderError,
     RetriableProviderError,
     TerminalProviderError,
-    Usage,
 )
+from wakeline.schemas.usage import Usage
 
 __all__ = ["OpenAICompatProvider"]
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Literal
 
-from wakeline.core.model import Usage
+from wakeline.schemas.usage import Usage
 
 ValueKind = Literal["CLOCK", "UUID", "RANDOM"]
 Resolution = Literal["RETRY", "SUPPLY", "FAIL"]
