@@ -26,6 +26,7 @@ from benchmarks.harness import (
     wait_events,
 )
 from benchmarks.registry import Profile, Row, register
+from wakeline.core.activation import Activation, Recover
 from wakeline.core.app import App
 from wakeline.core.run_core import RunCore
 from wakeline.projections.journal import JournalProjection
@@ -136,7 +137,7 @@ async def resume(profile: Profile) -> list[Row]:
         Row(name, "record the run (worker)", recorded_s * 1000, "ms", note),
         Row(name, "(a) load journal from RocksDB", load_s * 1000, "ms"),
         Row(name, "(a) Avro-decode journal", decode_s * 1000, "ms"),
-        Row(name, "(b) RunCore.recover()", recover_s * 1000, "ms"),
+        Row(name, "(b) RunCore recovery", recover_s * 1000, "ms"),
         Row(name, "(c) fresh worker, same state dir", warm_s * 1000, "ms", "run() -> actor runs"),
         Row(name, "(c) fresh worker, empty state dir", cold_s * 1000, "ms", "folds the log first"),
     ]
@@ -166,10 +167,10 @@ def _load_journal(state: Path, run_id: str) -> tuple[float, float, list[Event]]:
 def _recover(app: App, run_id: str, events: list[Event]) -> float:
     core = RunCore(run_id, app, journal=list(events))
     start = time.perf_counter()
-    transition = core.recover(int(time.time() * 1000), "bench")
+    completion = core.activate(Activation(Recover(), int(time.time() * 1000), "bench"))
     elapsed = time.perf_counter() - start
-    if core.drift is not None or core.terminal is not None or len(transition.effects) != 1:
-        raise RuntimeError(f"unexpected recovery of {run_id}: {core.drift or transition}")
+    if completion.finished or len(completion.effects) != 1:
+        raise RuntimeError(f"unexpected recovery of {run_id}: {completion.status}")
     return elapsed
 
 

@@ -12,9 +12,10 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
+from wakeline.core.activation import Activation, Drifted, Ended, Recover
 from wakeline.core.app import App
-from wakeline.core.matching import describe
 from wakeline.core.run_core import RunCore
+from wakeline.core.steps import describe
 from wakeline.schemas.codec import event_codec
 from wakeline.schemas.events import Event
 from wakeline.topics.partitioner import partition_for
@@ -70,29 +71,31 @@ def replay_journal(app: App, run_id: str, raw: list[bytes]) -> ReplayReport:
     if not journal:
         raise LookupError(f"run {run_id} has no events")
     core = RunCore(run_id, app.with_providers({}), journal=list(journal), entropy=_no_entropy)
-    live = core.recover(journal[-1].time_ms, journal[-1].writer)
-    if core.drift is not None:
-        seq = core.drift.seq
-        produced = core.diverged
-        recorded_event = journal[seq] if seq < len(journal) else None
+    last = journal[-1]
+    live = core.activate(Activation(Recover(), last.time_ms, last.writer))
+    replayed = live.replayed
+    if isinstance(live.status, Drifted):
+        drift, produced = live.status.error, live.status.diverged
+        recorded_event = journal[drift.seq] if drift.seq < len(journal) else None
         divergence = (
             _first_difference(recorded_event, produced)
             if recorded_event is not None and produced is not None
-            else Divergence(seq, "payload", core.drift.recorded, core.drift.requested)
+            else Divergence(drift.seq, "payload", drift.recorded, drift.requested)
         )
-        return ReplayReport(run_id, len(journal), len(core.replayed), False, divergence)
-    for event in core.replayed:
+        return ReplayReport(run_id, len(journal), len(replayed), False, divergence)
+    for event in replayed:
         again = codec.encode(event, writer=raw[event.seq][2:10])
         if again != raw[event.seq]:
             diff = _first_difference(journal[event.seq], event)
-            return ReplayReport(run_id, len(journal), len(core.replayed), False, diff)
+            return ReplayReport(run_id, len(journal), len(replayed), False, diff)
+    ended = isinstance(live.status, Ended) and live.status.terminal.seq < len(journal)
     return ReplayReport(
         run_id,
         len(journal),
-        len(core.replayed),
+        len(replayed),
         True,
         None,
-        core.terminal is not None and core.terminal.seq < len(journal),
+        ended,
         tuple(describe(e.request.payload) for e in live.effects),
     )
 

@@ -9,14 +9,14 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Any
 
 import pytest
 
 from wakeline import App, Context
 from wakeline.actors.run_actor import ActorGone, RunActor
+from wakeline.core.activation import Activation, Cancel, Completion, Start
 from wakeline.core.model import DeltaSink, ModelRequest, ModelResponse
-from wakeline.core.run_core import RunCore, Transition
+from wakeline.core.run_core import RunCore
 from wakeline.providers.mock import MockModel
 from wakeline.schemas.events import Event, RunStarted
 from wakeline.telemetry.runtime import Telemetry
@@ -55,7 +55,7 @@ class Host:
     def delta_sink(self, run_id: str, seq: int) -> DeltaSink | None:
         return None
 
-    def on_transition(self, actor: RunActor, transition: Transition) -> None:
+    def on_completion(self, actor: RunActor, completion: Completion) -> None:
         pass
 
     def actor_stopped(self, actor: RunActor, error: BaseException | None) -> None:
@@ -73,16 +73,22 @@ def _app(model: MockModel) -> App:
     return app
 
 
-def _cancel(reason: str) -> Any:
-    return lambda core: core.cancel(reason, "test", 0, "w")
+def _cancel(reason: str) -> Cancel:
+    return Cancel(reason, "test")
+
+
+def _begin(core: RunCore) -> tuple[Event, Completion]:
+    first = core.activate(Activation(Start(RunStarted("ask", '"q"')), 0, "w"))
+    return first.events[0], first
 
 
 async def test_a_command_queued_behind_the_final_event_is_failed_not_left_pending() -> None:
     app = _app(Hanging())
     host = Host(app)
     core = RunCore("r1", app)
-    actor = RunActor(core, 0, host)  # type: ignore[arg-type]
-    await actor.start(core.begin(RunStarted("ask", '"q"'), 0, "w"))
+    started, first_completion = _begin(core)
+    actor = RunActor(core, started, 0, host)  # type: ignore[arg-type]
+    await actor.start(first_completion)
     first = actor.command(_cancel("first"), None)
     behind = actor.command(_cancel("behind"), None)  # queued behind the run's last event
     await asyncio.wait_for(first, 5)
@@ -96,8 +102,9 @@ async def test_a_command_queued_behind_the_final_event_is_failed_not_left_pendin
 async def test_a_command_queued_when_the_actor_is_stopped_is_failed() -> None:
     app = _app(Hanging())
     core = RunCore("r2", app)
-    actor = RunActor(core, 0, Host(app))  # type: ignore[arg-type]
-    await actor.start(core.begin(RunStarted("ask", '"q"'), 0, "w"))
+    started, first_completion = _begin(core)
+    actor = RunActor(core, started, 0, Host(app))  # type: ignore[arg-type]
+    await actor.start(first_completion)
     queued = actor.command(_cancel("queued"), None)
     await actor.stop()
     with pytest.raises(ActorGone):

@@ -11,9 +11,9 @@ from pydantic import BaseModel
 
 from wakeline import jsonutil
 from wakeline.actors.effects import run_effect
+from wakeline.core.activation import Completion, Effect, WaitingOnPeople
 from wakeline.core.app import App, RetryPolicy
 from wakeline.core.model import ModelRequest, ModelResponse, RetriableProviderError
-from wakeline.core.run_core import Effect, RunCore, Transition
 from wakeline.providers.mock import MockModel
 from wakeline.schemas.codec import event_codec
 from wakeline.schemas.events import (
@@ -28,6 +28,7 @@ from wakeline.schemas.events import (
     ValueRecorded,
 )
 from wakeline.schemas.usage import Usage
+from wakeline.testing.core import CoreDriver
 
 
 class Question(BaseModel):
@@ -91,22 +92,21 @@ def last(effects: list[Effect]) -> Effect:
     return effects[-1]
 
 
-async def drive(core: RunCore, transition: Transition, order: Order = first) -> None:
+async def drive(core: CoreDriver, completion: Completion, order: Order = first) -> None:
     """A tiny synchronous driver: run effects one at a time in the chosen order."""
-    pending = list(transition.effects)
-    clock = iter(range(1_000, 1_000_000, 7))
+    pending = list(completion.effects)
     while pending:
         effect = order(pending)
         pending.remove(effect)
         result = await run_effect(core.app, effect, now_ms=lambda: 0)
-        step = core.deliver(result, next(clock), "w1")
-        pending.extend(step.effects)
+        pending.extend(core.deliver(result).effects)
 
 
-def start(app: App, agent: str, value: Any, run_id: str = "run-1") -> tuple[RunCore, Transition]:
-    core = RunCore(run_id, app)
-    started = RunStarted(agent=agent, input=jsonutil.dumps(value))
-    return core, core.begin(started, 500, "w1")
+def start(
+    app: App, agent: str, value: Any, run_id: str = "run-1", *, always_replay: bool = True
+) -> tuple[CoreDriver, Completion]:
+    core = CoreDriver(run_id, app, always_replay=always_replay)
+    return core, core.start(RunStarted(agent=agent, input=jsonutil.dumps(value)))
 
 
 async def test_run_completes_and_journal_is_dense() -> None:
@@ -126,15 +126,15 @@ async def test_replay_reproduces_every_event_byte_for_byte(order: Order) -> None
     app = make_app()
     core, step = start(app, "researcher", {"topic": "otters"})
     await drive(core, step, order=order)
-    replay = RunCore("run-1", app, journal=list(core.journal))
-    out = replay.recover(9_999, "replayer")
-    assert out.events == [] and out.effects == [] and replay.drift is None
+    replay = core.crash(writer="replayer")
+    out = replay.recover()
+    assert out.events == () and out.effects == () and replay.drift is None
     codec = event_codec()
-    produced = {e.seq: codec.encode(e) for e in replay.replayed}
+    produced = {e.seq: codec.encode(e) for e in out.replayed}
     recorded = {e.seq: codec.encode(e) for e in core.journal if e.seq in produced}
     assert produced == recorded
     # three parallel model calls, the tool, the summary call and the terminal event
-    kinds = [e.type for e in replay.replayed]
+    kinds = [e.type for e in out.replayed]
     assert sorted(kinds) == sorted(
         ["ModelCallRequested"] * 4 + ["ToolCallRequested", "RunCompleted"]
     )
@@ -147,8 +147,8 @@ async def test_recorded_values_are_returned_on_replay() -> None:
     await drive(core, step)
     kinds = [e.payload.kind for e in core.journal if isinstance(e.payload, ValueRecorded)]
     assert kinds == ["CLOCK", "UUID", "RANDOM"]
-    again = RunCore("run-1", app, journal=list(core.journal), entropy=lambda n: b"\x00" * n)
-    again.recover(123, "other")
+    again = CoreDriver("run-1", app, journal=core.journal, entropy=lambda n: b"\xff" * n)
+    again.recover()
     assert again.terminal == core.terminal
 
 
@@ -166,12 +166,13 @@ async def test_changed_code_raises_nondeterminism_and_leaves_journal() -> None:
         await ctx.llm(f"a different prompt about {q.topic}")
         return Answer(summary="", facts=[])
 
-    replay = RunCore("run-1", changed, journal=list(journal))
-    out = replay.recover(1, "w2")
+    replay = core.crash(app=changed)
+    out = replay.recover()
     assert replay.drift is not None
-    assert replay.drift.seq == 1
-    assert "mock/mock-1" in replay.drift.recorded and "mock/mock-1" in replay.drift.requested
-    assert out.events == [] and out.effects == []
+    drift = replay.drift.error
+    assert drift.seq == 1
+    assert "mock/mock-1" in drift.recorded and "mock/mock-1" in drift.requested
+    assert out.events == () and out.effects == ()
     assert replay.journal == journal
 
 
@@ -182,8 +183,8 @@ async def test_recovery_resends_open_calls_and_continues_live() -> None:
     journal = list(core.journal)
     # crash right after the three requests were journaled: all three are open; each is closed
     # as interrupted (it may have been billed) and sent again as its second attempt
-    cut = RunCore("run-1", app, journal=journal[:4])
-    out = cut.recover(1, "w2")
+    cut = CoreDriver("run-1", app, journal=journal[:4], writer="w2")
+    out = cut.recover()
     assert [e.type for e in out.events] == ["ModelCallInterrupted", "ModelCallRequested"] * 3
     interrupted = [e.payload for e in out.events if isinstance(e.payload, ModelCallInterrupted)]
     assert [(p.step, p.attempt) for p in interrupted] == [(1, 1), (2, 1), (3, 1)]
@@ -195,12 +196,13 @@ async def test_recovery_resends_open_calls_and_continues_live() -> None:
         e.payload.request_digest for e in journal[1:4] if isinstance(e.payload, ModelCallRequested)
     ]
     # crash after the first result was journaled: two open calls are re-sent, nothing new
-    cut = RunCore("run-1", app, journal=journal[:5])
-    out = cut.recover(1, "w2")
+    cut = CoreDriver("run-1", app, journal=journal[:5], writer="w2", always_replay=True)
+    out = cut.recover()
     assert [e.interrupted for e in out.effects] == [(2,), (3,)]
     await drive(cut, out)
     assert cut.terminal is not None and cut.terminal.payload == core.terminal.payload  # type: ignore[union-attr]
-    assert cut.ledger.spent["model_calls"] == 6  # four completed calls and two interrupted
+    assert cut.last is not None
+    assert cut.last.spent["model_calls"] == 6  # four completed calls and two interrupted
 
 
 async def test_open_non_idempotent_tool_is_in_doubt_not_rerun() -> None:
@@ -208,11 +210,11 @@ async def test_open_non_idempotent_tool_is_in_doubt_not_rerun() -> None:
     core, step = start(app, "payer", 12)
     assert isinstance(step.events[-1].payload, ToolCallRequested)
     assert step.events[-1].payload.idempotency_key == "run-1:1"
-    recovered = RunCore("run-1", app, journal=list(core.journal))
-    out = recovered.recover(1, "w2")
-    assert out.effects == [] and [e.seq for e in out.in_doubt] == [1]
+    out = core.crash().recover()
+    assert out.effects == () and [e.seq for e in out.in_doubt] == [1]
     assert [e.type for e in out.events] == ["ToolCallInDoubt"]
-    assert recovered.waiting_on_humans
+    assert isinstance(out.status, WaitingOnPeople)
+    assert [e.seq for e in out.waiting] == [1]
 
 
 async def test_bad_input_and_unknown_agent_fail_the_run() -> None:

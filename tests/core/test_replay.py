@@ -9,6 +9,7 @@ from click.testing import CliRunner
 from golden_agents import make_app, read_golden
 
 from wakeline.cli.main import main as cli
+from wakeline.core.activation import Activation, Drifted, Recover
 from wakeline.core.run_core import RunCore
 from wakeline.replay import replay_journal, replay_run
 from wakeline.schemas.codec import event_codec
@@ -33,9 +34,9 @@ def test_golden_history_with_changed_code_raises_nondeterminism() -> None:
     journal = [event_codec().decode(r) for r in raw]
     changed = make_app(prompt="Tell me about")
     core = RunCore("golden-run-1", changed, journal=list(journal))
-    out = core.recover(0, "test")
-    drift = core.drift
-    assert drift is not None and out.events == [] and core.journal == journal
+    out = core.activate(Activation(Recover(), 0, "test"))
+    assert isinstance(out.status, Drifted) and out.events == ()
+    drift = out.status.error
     first_call = next(e.seq for e in journal if e.type == "ModelCallRequested")
     assert drift.seq == first_call and drift.run_id == "golden-run-1"
     assert (

@@ -11,9 +11,9 @@ import asyncio
 import contextlib
 from collections.abc import Awaitable, Callable
 
-from wakeline.core.run_core import RunCore
+from wakeline.core.activation import Completion
 from wakeline.ledger import Ledger, ledger_key
-from wakeline.schemas.events import BudgetExceeded
+from wakeline.schemas.events import BudgetExceeded, RunStarted
 
 Wake = Callable[[str, str, str, str], Awaitable[None]]
 """``wake(run_id, scope, new limit, set by)``."""
@@ -25,18 +25,14 @@ class BudgetWaits:
     def __init__(self) -> None:
         self._runs: dict[str, set[str]] = {}
 
-    def update(self, run_id: str, core: RunCore) -> None:
-        """Record which shared budgets the run waits on after its last transition."""
-        started = core.started
-        if started is None:
-            return
+    def update(self, run_id: str, started: RunStarted, completion: Completion) -> None:
+        """Record which shared budgets the run waits on after its last activation."""
         waiting: set[str] = set()
-        if core.terminal is None:
-            for event in core.open.values():
-                p = event.payload
-                if isinstance(p, BudgetExceeded) and p.scope in ("tenant", "agent"):
-                    name = started.tenant if p.scope == "tenant" else started.agent
-                    waiting.add(ledger_key(p.scope, name))
+        for event in completion.waiting:
+            p = event.payload
+            if isinstance(p, BudgetExceeded) and p.scope in ("tenant", "agent"):
+                name = started.tenant if p.scope == "tenant" else started.agent
+                waiting.add(ledger_key(p.scope, name))
         for key, runs in self._runs.items():
             if key not in waiting:
                 runs.discard(run_id)

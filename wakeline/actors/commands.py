@@ -6,12 +6,11 @@ events a command produces depend only on the command and the run's journal.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from decimal import Decimal, InvalidOperation
 
 from wakeline import jsonutil
+from wakeline.core import activation as act
 from wakeline.core.governance import METRICS
-from wakeline.core.run_core import RunCore, Transition
 from wakeline.schemas.commands import (
     CancelRun,
     Command,
@@ -40,16 +39,16 @@ def check_command(payload: object) -> str | None:
     return None
 
 
-def command_fn(command: Command, now_ms: int, worker: str) -> Callable[[RunCore], Transition]:
-    """The core call that applies a command to a live run, at ``now_ms`` on ``worker``."""
+def core_input(command: Command) -> act.Command:
+    """The core input a command to a live run becomes."""
     by = command.issuer
     match command.payload:
         case CancelRun(reason=reason):
-            return lambda core: core.cancel(reason, by, now_ms, worker)
+            return act.Cancel(reason, by)
         case ResolveGate(gate=gate, approved=ok, reason=reason):
-            return lambda core: core.resolve_gate(gate, ok, by, reason, now_ms, worker)
+            return act.DecideGate(gate, ok, by, reason)
         case RaiseBudget(metric=metric, limit=limit):
-            return lambda core: core.raise_budget(metric, limit, by, now_ms, worker)
+            return act.RaiseLimit(metric, limit, by)
         case ResolveInDoubt(step=step, resolution=resolution, result=result):
-            return lambda core: core.resolve_in_doubt(step, resolution, result, by, now_ms, worker)
+            return act.DecideInDoubt(step, resolution, result, by)
     raise TypeError(f"not a run command: {command.type}")

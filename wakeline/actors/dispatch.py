@@ -12,9 +12,10 @@ import contextlib
 import logging
 from typing import TYPE_CHECKING
 
-from wakeline.actors.commands import check_command, command_fn
+from wakeline.actors.commands import check_command, core_input
 from wakeline.actors.run_actor import RunActor
-from wakeline.core.run_core import RunCore, Transition
+from wakeline.core.activation import Activation, Completion, Drifted, RaiseLimit, Recover, Start
+from wakeline.core.run_core import RunCore
 from wakeline.schemas.codec import DecodeError, command_codec
 from wakeline.schemas.commands import (
     Command,
@@ -24,7 +25,7 @@ from wakeline.schemas.commands import (
     RunResumed,
     StartRun,
 )
-from wakeline.schemas.events import RunStarted
+from wakeline.schemas.events import Event, RunStarted
 from wakeline.topics.partitioner import partition_for
 from wakeline.topics.port import LogError, OffsetCommit, Record
 
@@ -105,7 +106,7 @@ class Dispatcher:
             return
         s = self._s
         try:
-            await actor.command(command_fn(command, s.now_ms(), s.worker_id), commit)
+            await actor.command(core_input(command), commit)
         except LookupError as exc:  # no such gate, or the run ended just before
             await s.outputs.notice(run_id, CommandRejected(command.command_id, str(exc)))
             await self._commit_only(commit)
@@ -140,17 +141,17 @@ class Dispatcher:
         started = RunStarted(
             payload.agent, payload.input, payload.tenant, command.command_id, payload.budget
         )
-        transition = core.begin(started, s.now_ms(), s.worker_id)
-        await self._launch(core, transition, commit)
+        first = core.activate(Activation(Start(started), s.now_ms(), s.worker_id))
+        await self._launch(core, first.events[0], first, commit)
 
     async def resume(self, run_id: str, commit: OffsetCommit | None, reason: str) -> None:
         """Load an open run from its whole journal and continue it."""
         s, partition = self._s, self._owner.partition
         events = await s.journal_sync.load(run_id, partition)
         core = RunCore(run_id, s.app, journal=events)
-        transition = core.recover(s.now_ms(), s.worker_id)
-        if core.drift is not None:
-            drift = core.drift
+        first = core.activate(Activation(Recover(), s.now_ms(), s.worker_id))
+        if isinstance(first.status, Drifted):
+            drift = first.status.error
             log.error("%s", drift)
             await s.outputs.notice(
                 run_id, RunDrifted(drift.seq, drift.recorded, drift.requested, str(drift))
@@ -159,12 +160,14 @@ class Dispatcher:
                 await self._commit_only(commit)
             return
         await s.outputs.notice(run_id, RunResumed(len(events), reason))
-        for effect in transition.in_doubt:
+        for effect in first.in_doubt:
             log.warning("run %s: tool call at seq %s is in doubt; not re-run", run_id, effect.seq)
-        await self._launch(core, transition, commit)
+        await self._launch(core, events[0], first, commit)
 
-    async def _launch(self, core: RunCore, first: Transition, commit: OffsetCommit | None) -> None:
-        actor = RunActor(core, self._owner.partition, self._owner)
+    async def _launch(
+        self, core: RunCore, started: Event, first: Completion, commit: OffsetCommit | None
+    ) -> None:
+        actor = RunActor(core, started, self._owner.partition, self._owner)
         await actor.start(first, commit)  # raises if the append failed: no actor is kept
         self._owner.register(actor)
 
@@ -174,10 +177,6 @@ class Dispatcher:
         actor = await self._loaded(wake.run_id, f"{wake.scope} budget raised")
         if actor is None:
             return
-        now, who = self._s.now_ms(), self._s.worker_id
-
-        def raise_shared(core: RunCore) -> Transition:
-            return core.raise_budget("usd", wake.limit, wake.by, now, who, scope=wake.scope)
-
+        raised = RaiseLimit("usd", wake.limit, wake.by, scope=wake.scope)
         with contextlib.suppress(LookupError):
-            await actor.command(raise_shared, None)
+            await actor.command(raised, None)

@@ -12,12 +12,13 @@ from decimal import Decimal
 from typing import Any
 
 from wakeline import jsonutil
+from wakeline.core.activation import Effect
 from wakeline.core.app import App, ToolSpec
 from wakeline.core.context import StepCall
 from wakeline.core.governance import reservation_for
 from wakeline.core.governance import text as money_text
 from wakeline.core.model import DeltaSink, ModelRequest, ProviderError
-from wakeline.core.run_core import Effect
+from wakeline.core.steps import waits_for
 from wakeline.core.tools import RetriableToolError, ToolCall, running_tool
 from wakeline.ledger import Ledger
 from wakeline.schemas.events import (
@@ -88,10 +89,7 @@ async def run_effect(
 
 def is_passive(effect: Effect) -> bool:
     """Steps that wait for a person: nothing to run until a command arrives."""
-    payload = effect.request.payload
-    if isinstance(payload, GateOpened):
-        return payload.timeout_ms is None
-    return isinstance(payload, BudgetExceeded | PolicyDenied)
+    return waits_for(effect.request.payload) == "person"
 
 
 async def _sleep_until(when_ms: int, now_ms: Callable[[], int]) -> None:

@@ -31,9 +31,9 @@ from wakeline.actors.appender import JournalAppender
 from wakeline.actors.dispatch import Dispatcher
 from wakeline.actors.run_actor import RunActor
 from wakeline.actors.shared import Shared
+from wakeline.core.activation import Completion
 from wakeline.core.app import App
 from wakeline.core.model import DeltaSink
-from wakeline.core.run_core import Transition
 from wakeline.ledger import Ledger
 from wakeline.schemas.events import Event
 from wakeline.telemetry.runtime import Telemetry
@@ -257,8 +257,8 @@ class PartitionOwner:
     def delta_sink(self, run_id: str, seq: int) -> DeltaSink | None:
         return self.shared.deltas.sink(run_id, seq)
 
-    def on_transition(self, actor: RunActor, transition: Transition) -> None:
-        self.shared.budget_waits.update(actor.run_id, actor.core)
+    def on_completion(self, actor: RunActor, completion: Completion) -> None:
+        self.shared.budget_waits.update(actor.run_id, actor.run_started, completion)
 
     async def append_events(
         self, partition: int, events: list[Event], commit: OffsetCommit | None = None

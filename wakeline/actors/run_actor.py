@@ -2,24 +2,27 @@
 
 It owns the run's :class:`RunCore` and processes one message at a time from its inbox -- a
 result from an effect, or a command -- so a run's events are always appended in the order its
-core produced them.  Each message becomes a transition whose events are appended (and durable)
-before its effects are started: nothing external happens that the journal does not show first.
+core produced them.  Each message becomes an activation of the core; the completion's events
+are appended (and durable) before its effects are started: nothing external happens that the
+journal does not show first.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from wakeline.actors.effects import BudgetGate, is_passive, run_effect
+from wakeline.core import activation as act
+from wakeline.core.activation import Activation, Completion, Effect, WaitingOnPeople
 from wakeline.core.app import App
 from wakeline.core.model import DeltaSink
-from wakeline.core.run_core import Effect, RunCore, Transition
+from wakeline.core.run_core import RunCore
 from wakeline.ledger import Ledger, ledger_key
-from wakeline.schemas.events import Event
+from wakeline.schemas.events import Event, RunStarted
 from wakeline.telemetry.runtime import Telemetry
 from wakeline.topics.port import OffsetCommit
 
@@ -49,7 +52,7 @@ class ActorHost(Protocol):
     @property
     def ledger(self) -> Ledger | None: ...
 
-    def on_transition(self, actor: RunActor, transition: Transition) -> None: ...
+    def on_completion(self, actor: RunActor, completion: Completion) -> None: ...
 
     def actor_stopped(self, actor: RunActor, error: BaseException | None) -> None: ...
 
@@ -61,7 +64,7 @@ class ActorGone(LookupError):
 
 @dataclass(slots=True)
 class _Command:
-    apply: Callable[[RunCore], Transition]
+    input: act.Command
     commit: OffsetCommit | None
     done: asyncio.Future[None] = field(
         default_factory=lambda: asyncio.get_running_loop().create_future()
@@ -69,8 +72,12 @@ class _Command:
 
 
 class RunActor:
-    def __init__(self, core: RunCore, partition: int, host: ActorHost) -> None:
+    def __init__(self, core: RunCore, started: Event, partition: int, host: ActorHost) -> None:
         self.core = core
+        self.started = started
+        """The run's ``RunStarted`` event."""
+        self.last: Completion | None = None
+        """The core's last completion (its status is the run's)."""
         self.partition = partition
         self.host = host
         self._inbox: asyncio.Queue[Any] = asyncio.Queue()
@@ -84,8 +91,8 @@ class RunActor:
     def run_id(self) -> str:
         return self.core.run_id
 
-    async def start(self, first: Transition, commit: OffsetCommit | None = None) -> None:
-        """Append the first transition (begin or recovery), then run the actor.  Register the
+    async def start(self, first: Completion, commit: OffsetCommit | None = None) -> None:
+        """Append the first completion (start or recovery), then run the actor.  Register the
         actor only once this returned: if the append fails, no actor exists."""
         try:
             await self._commit(first, commit)
@@ -101,18 +108,25 @@ class RunActor:
     def _idle_waiting_on_humans(self) -> bool:
         """Nothing in flight and only people can move the run on: unload it from memory."""
         busy = any(not t.done() for t in self._effects) or not self._inbox.empty()
-        return not busy and self.core.waiting_on_humans
+        return not busy and self.last is not None and isinstance(self.last.status, WaitingOnPeople)
 
     @property
     def finished(self) -> bool:
-        return self.core.terminal is not None or self.core.drift is not None
+        return self.last is not None and self.last.finished
 
-    def command(
-        self, apply: Callable[[RunCore], Transition], commit: OffsetCommit | None
-    ) -> Awaitable[None]:
+    @property
+    def run_started(self) -> RunStarted:
+        payload = self.started.payload
+        assert isinstance(payload, RunStarted)
+        return payload
+
+    def _activation(self, input: act.Input) -> Activation:
+        return Activation(input, self.host.now_ms(), self.host.worker_id)
+
+    def command(self, input: act.Command, commit: OffsetCommit | None) -> Awaitable[None]:
         """Apply a command in the actor's order; the future resolves once it is durable, or
         fails with :class:`ActorGone` (or the actor's error) if the actor stops first."""
-        message = _Command(apply, commit)
+        message = _Command(input, commit)
         if self._gone is not None:
             message.done.set_exception(_copy(self._gone))
         else:
@@ -148,9 +162,8 @@ class RunActor:
                 if isinstance(message, _Command):
                     await self._apply_command(message)
                 else:
-                    now = self.host.now_ms()
-                    transition = self.core.deliver(message, now, self.host.worker_id)
-                    await self._commit(transition)
+                    completion = self.core.activate(self._activation(act.Deliver(message)))
+                    await self._commit(completion)
         except asyncio.CancelledError:
             raise
         except BaseException as exc:
@@ -162,12 +175,12 @@ class RunActor:
 
     async def _apply_command(self, message: _Command) -> None:
         try:
-            transition = message.apply(self.core)
+            completion = self.core.activate(self._activation(message.input))
         except LookupError as exc:  # no such gate / budget wait / in-doubt call: nothing changed
             message.done.set_exception(exc)
             return
         try:
-            await self._commit(transition, message.commit)
+            await self._commit(completion, message.commit)
         except BaseException as exc:
             if not message.done.done():
                 gone = ActorGone(f"run {self.run_id}: its actor was stopped")
@@ -176,12 +189,14 @@ class RunActor:
         if not message.done.done():
             message.done.set_result(None)
 
-    async def _commit(self, transition: Transition, commit: OffsetCommit | None = None) -> None:
-        if transition.events or commit is not None:
-            await self.host.append_events(self.partition, transition.events, commit)
-            self.host.telemetry.appended(self.core.journal, transition.events)
-        self.host.on_transition(self, transition)
-        for effect in transition.effects:
+    async def _commit(self, completion: Completion, commit: OffsetCommit | None = None) -> None:
+        self.last = completion
+        events = list(completion.events)
+        if events or commit is not None:
+            await self.host.append_events(self.partition, events, commit)
+            self.host.telemetry.appended([self.started], events)
+        self.host.on_completion(self, completion)
+        for effect in completion.effects:
             if is_passive(effect):
                 continue
             task = asyncio.create_task(self._run(effect), name=f"effect:{self.run_id}:{effect.seq}")
@@ -191,8 +206,8 @@ class RunActor:
     def _budgets(self) -> BudgetGate | None:
         """The run's shared budgets: its tenant's (always tracked) and its agent's (when the
         agent has a limit)."""
-        ledger, started = self.host.ledger, self.core.started
-        if ledger is None or started is None:
+        ledger, started = self.host.ledger, self.run_started
+        if ledger is None:
             return None
         keys: list[tuple[str, str]] = []
         if started.tenant:
@@ -204,7 +219,7 @@ class RunActor:
 
     async def _run(self, effect: Effect) -> None:
         sink = self.host.delta_sink(self.run_id, effect.seq)
-        tenant = self.core.started.tenant if self.core.started is not None else ""
+        tenant = self.run_started.tenant
         with self.host.telemetry.effect(effect, tenant) as record:
             result = await run_effect(
                 self.host.app,

@@ -8,7 +8,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from wakeline import jsonutil
 from wakeline.core.app import AgentSpec, RetryPolicy, ToolSpec
@@ -39,7 +39,45 @@ from wakeline.schemas.events import (
 from wakeline.schemas.usage import Usage
 
 if TYPE_CHECKING:
-    from wakeline.core.run_core import RunCore
+    import asyncio
+
+    from wakeline.core.app import App
+    from wakeline.core.governance import RunLedger
+    from wakeline.schemas.events import Event, EventPayload
+
+
+class ContextPort(Protocol):
+    """All a :class:`Context` may ask of its run's core."""
+
+    @property
+    def run_id(self) -> str: ...
+    @property
+    def app(self) -> App: ...
+    @property
+    def replaying(self) -> bool: ...
+    @property
+    def next_seq(self) -> int: ...
+    @property
+    def time_ms(self) -> int:
+        """The activation's time."""
+
+    @property
+    def started_ms(self) -> int: ...
+    @property
+    def tenant(self) -> str: ...
+    @property
+    def budget(self) -> RunLedger:
+        """The run's own budget: what it has spent and reserved."""
+
+    def entropy(self, n: int) -> bytes: ...
+    def emit(self, payload: EventPayload, call: Any = None) -> Event:
+        """Produce an event (checked against the journal while replaying)."""
+
+    def wait(self, seq: int) -> asyncio.Future[Any]:
+        """A future resolved with the result of the step opened at ``seq``."""
+
+    def fail_run(self, error_type: str, message: str) -> BaseException:
+        """Make the run fail: returns the exception to raise in agent code."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,7 +126,7 @@ class UnknownToolError(WakelineError):
 class Context:
     """Passed to every agent as its first argument."""
 
-    def __init__(self, core: RunCore, spec: AgentSpec) -> None:
+    def __init__(self, core: ContextPort, spec: AgentSpec) -> None:
         self._core = core
         self._spec = spec
 
@@ -156,7 +194,7 @@ class Context:
         interrupted: list[int] = []
         while True:
             await self._check_budget(request.model, reservation)
-            core.ledger.reserve(core.next_seq, reservation, interrupted)
+            core.budget.reserve(core.next_seq, reservation, interrupted)
             event = core.emit(dataclasses.replace(requested, attempt=attempt), request)
             result = await core.wait(event.seq)
             if isinstance(result, ModelCallCompleted):
@@ -245,12 +283,11 @@ class Context:
         self, kind: Literal["model", "tool"], target: str, provider: str, request: Any
     ) -> None:
         core = self._core
-        started = core.started
         info = CallInfo(
             kind,
             self.run_id,
             self.agent,
-            started.tenant if started else "",
+            core.tenant,
             target,
             provider,
             request,
@@ -270,8 +307,8 @@ class Context:
 
     async def _check_budget(self, target: str, reservation: dict[str, Decimal | None]) -> None:
         core = self._core
-        started_ms = core.journal[0].time_ms if core.journal else core.time_ms
-        while (over := core.ledger.check(reservation, core.time_ms - started_ms)) is not None:
+        elapsed = core.time_ms - core.started_ms
+        while (over := core.budget.check(reservation, elapsed)) is not None:
             await self._wait_for_raise(
                 BudgetExceeded(
                     "model",

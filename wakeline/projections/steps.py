@@ -15,14 +15,13 @@ result; the value of a value read).
 from __future__ import annotations
 
 import json
-from typing import Any
 
+from wakeline.core.steps import BY_RESULT, RESULT_TYPES
 from wakeline.projections import EVENTS
 from wakeline.projections.runs import decimal_text
 from wakeline.projections.store import BatchView, Decoded, JsonObject
 from wakeline.schemas.commands import Notice
 from wakeline.schemas.events import (
-    RESULT_TYPES,
     BudgetExceeded,
     BudgetRaised,
     Event,
@@ -47,20 +46,6 @@ from wakeline.schemas.events import (
     ValueRecorded,
 )
 from wakeline.topics.port import Record
-
-_RESULT_KINDS: dict[type[Any], str] = {
-    ModelCallDenied: "model",
-    GateResolved: "gate",
-    BudgetRaised: "budget",
-    ModelCallCompleted: "model",
-    ModelCallFailed: "model",
-    ModelCallInterrupted: "model",
-    ToolCallCompleted: "tool",
-    ToolCallFailed: "tool",
-    StepCompleted: "step",
-    StepFailed: "step",
-    TimerFired: "timer",
-}
 
 
 def step_key(run_id: str, seq: int) -> bytes:
@@ -121,7 +106,7 @@ class StepsProjection:
         if not isinstance(payload, RESULT_TYPES):
             return
         key = step_key(decoded.run_id, payload.step)
-        kind = _RESULT_KINDS[type(payload)]
+        kind = BY_RESULT[type(payload)].name
         row = view.get_json(key) or new_step(decoded.run_id, payload.step, kind, "", None)
         _close(row, decoded)
         view.put_json(key, row)

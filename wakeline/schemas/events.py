@@ -286,42 +286,6 @@ EVENT_TYPES: tuple[type[EventPayload], ...] = (
     ModelCallInterrupted,
 )
 
-REQUEST_TYPES = (
-    ModelCallRequested,
-    ToolCallRequested,
-    StepRequested,
-    TimerScheduled,
-    GateOpened,
-    BudgetExceeded,
-)
-"""Events that open a step; their ``seq`` is the step's id.  (A ``PolicyDenied`` with
-``suspend`` opens one too: see :func:`opens_step`.)"""
-
-RESULT_TYPES = (
-    ModelCallCompleted,
-    ModelCallFailed,
-    ToolCallCompleted,
-    ToolCallFailed,
-    StepCompleted,
-    StepFailed,
-    TimerFired,
-    GateResolved,
-    BudgetRaised,
-    ModelCallDenied,
-    ModelCallInterrupted,
-)
-"""Events that close a step: inputs to the agent, never produced by its code."""
-
-ANNOTATION_TYPES = (ToolCallInDoubt, InDoubtResolved)
-"""Events the driver writes about an open step; they neither open nor close one."""
-
-
-def opens_step(payload: object) -> bool:
-    return isinstance(payload, REQUEST_TYPES) or (
-        isinstance(payload, PolicyDenied) and payload.suspend
-    )
-
-
 TERMINAL_TYPES = (RunCompleted, RunFailed, RunCancelled)
 
 

@@ -41,7 +41,7 @@ except ImportError:  # pragma: no cover - the ``otel`` extra is not installed
     HAVE_OTEL = False
 
 if TYPE_CHECKING:
-    from wakeline.core.run_core import Effect
+    from wakeline.core.activation import Effect
 
 log = logging.getLogger(__name__)
 
