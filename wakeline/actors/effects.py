@@ -18,18 +18,15 @@ from wakeline.core.context import StepCall
 from wakeline.core.governance import reservation_for
 from wakeline.core.governance import text as money_text
 from wakeline.core.model import DeltaSink, ModelRequest, ProviderError
-from wakeline.core.steps import waits_for
 from wakeline.core.tools import RetriableToolError, ToolCall, running_tool
 from wakeline.ledger import Ledger
 from wakeline.schemas.events import (
-    BudgetExceeded,
     GateOpened,
     GateResolved,
     ModelCallCompleted,
     ModelCallDenied,
     ModelCallFailed,
     ModelCallRequested,
-    PolicyDenied,
     StepCompleted,
     StepFailed,
     StepRequested,
@@ -63,8 +60,8 @@ async def run_effect(
     on_delta: DeltaSink | None = None,
     budgets: BudgetGate | None = None,
 ) -> Any:
-    """Run one effect and return the result payload to deliver to the run's core (``None``
-    when the step waits for a person instead)."""
+    """Run one effect and return the result payload to deliver to the run's core.  (Steps
+    that wait for a person are never effects: the core lists them as ``waiting``.)"""
     payload = effect.request.payload
     if isinstance(payload, ModelCallRequested):
         if budgets is None or not budgets.keys:
@@ -77,19 +74,10 @@ async def run_effect(
     if isinstance(payload, TimerScheduled):
         await _sleep_until(payload.fire_at_ms, now_ms)
         return TimerFired(effect.seq)
-    if isinstance(payload, GateOpened):
-        if payload.timeout_ms is None:
-            return None  # waits for a person
+    if isinstance(payload, GateOpened) and payload.timeout_ms is not None:
         await _sleep_until(effect.request.time_ms + payload.timeout_ms, now_ms)
         return GateResolved(effect.seq, False, "timeout", "no decision before the timeout", True)
-    if isinstance(payload, BudgetExceeded | PolicyDenied):
-        return None  # waits for a person: RaiseBudget / ResolveGate commands
     raise TypeError(f"not an effect: {type(payload).__name__}")
-
-
-def is_passive(effect: Effect) -> bool:
-    """Steps that wait for a person: nothing to run until a command arrives."""
-    return waits_for(effect.request.payload) == "person"
 
 
 async def _sleep_until(when_ms: int, now_ms: Callable[[], int]) -> None:

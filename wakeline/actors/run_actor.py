@@ -15,7 +15,7 @@ from collections.abc import Awaitable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from wakeline.actors.effects import BudgetGate, is_passive, run_effect
+from wakeline.actors.effects import BudgetGate, run_effect
 from wakeline.core import activation as act
 from wakeline.core.activation import Activation, Completion, Effect, WaitingOnPeople
 from wakeline.core.app import App
@@ -197,8 +197,6 @@ class RunActor:
             self.host.telemetry.appended([self.started], events)
         self.host.on_completion(self, completion)
         for effect in completion.effects:
-            if is_passive(effect):
-                continue
             task = asyncio.create_task(self._run(effect), name=f"effect:{self.run_id}:{effect.seq}")
             self._effects.add(task)
             task.add_done_callback(self._effects.discard)

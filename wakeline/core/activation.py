@@ -98,7 +98,8 @@ class Activation:
 
 @dataclass(frozen=True, slots=True)
 class Effect:
-    """Something the driver must do once the events before it are durable."""
+    """Something the driver must do once the events before it are durable: a call to run or
+    a timer to fire (steps that wait for a person are not effects: see ``waiting``)."""
 
     seq: int
     request: Event

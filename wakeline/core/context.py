@@ -230,6 +230,8 @@ class Context:
         spec = self._find_tool(tool)
         text = jsonutil.dumps(args)
         await self._check_policies("tool", spec.name, "", jsonutil.loads(text))
+        if spec.requires_approval:
+            await self._approve_tool(spec, text)
         key = ""
         attempt = 1
         while True:
@@ -259,6 +261,18 @@ class Context:
             return jsonutil.loads(result.result)
         assert isinstance(result, StepFailed)
         raise StepFailedError(f"step {name!r}", event.seq, result.error_type, result.message)
+
+    async def _approve_tool(self, spec: ToolSpec, args: str) -> None:
+        """``@app.tool(requires_approval=True)``: a durable gate named ``tool:<name>`` opens
+        before the tool runs; a rejection raises :class:`ToolCallError` in the agent."""
+        body = jsonutil.dumps({"tool": spec.name, "args": jsonutil.loads(args)})
+        event = self._core.emit(GateOpened(f"tool:{spec.name}", body, None))
+        result = await self._core.wait(event.seq)
+        assert isinstance(result, GateResolved)
+        if not result.approved:
+            why = f"rejected by {result.by or 'someone'}"
+            why = f"{why}: {result.reason}" if result.reason else why
+            raise ToolCallError(f"tool {spec.name}", event.seq, "ApprovalRejected", why)
 
     async def approval(
         self,

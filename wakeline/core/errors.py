@@ -32,6 +32,7 @@ class StepFailedError(WakelineError):
         self.kind = kind
         self.seq = seq
         self.error_type = error_type
+        self.message = message
         super().__init__(f"{kind} at seq {seq} failed: {error_type}: {message}")
 
 

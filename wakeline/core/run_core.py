@@ -222,7 +222,8 @@ class RunCore:
         if opens_step(payload):
             self._open[event.seq] = event
             self._calls[event.seq] = call
-            if self._out.events and self._out.events[-1] is event:
+            live = bool(self._out.events) and self._out.events[-1] is event
+            if live and step_waits_for(payload) != "person":
                 carried = self._ledger.interrupted_before(event.seq)
                 self._out.effects.append(Effect(event.seq, event, call, carried))
         return event
@@ -316,7 +317,7 @@ class RunCore:
                     self._emit(ToolCallInDoubt(seq, _STOPPED))
                     self._in_doubt.add(seq)
                 self._out.in_doubt.append(Effect(seq, event, call))
-            else:
+            elif step_waits_for(payload) != "person":
                 self._out.effects.append(Effect(seq, event, call))
 
     def _waiting(self) -> tuple[Event, ...]:

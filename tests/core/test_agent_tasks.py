@@ -1,0 +1,97 @@
+"""Tasks an agent starts itself: an exception nobody awaits fails the run instead of vanishing."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from wakeline import App, Context, jsonutil
+from wakeline.actors.effects import run_effect
+from wakeline.core.activation import Completion, Ended
+from wakeline.providers.mock import MockModel
+from wakeline.schemas.events import RunCompleted, RunFailed, RunStarted
+from wakeline.testing.core import CoreDriver
+
+
+def make_app() -> App:
+    app = App()
+    app.provider("mock", MockModel())
+
+    async def boom(ctx: Context) -> None:
+        await ctx.llm("first")
+        raise ValueError("the background task broke")
+
+    @app.agent
+    async def forgets(ctx: Context, n: int) -> str:
+        asyncio.get_running_loop().create_task(boom(ctx))  # fire and forget
+        await ctx.llm("second")
+        await ctx.llm("third")
+        return "done"
+
+    @app.agent
+    async def handles(ctx: Context, n: int) -> str:
+        task = asyncio.get_running_loop().create_task(boom(ctx))
+        await ctx.llm("second")
+        try:
+            await task
+        except ValueError as exc:
+            return f"handled: {exc}"
+        return "not reached"
+
+    @app.agent
+    async def waits_forever(ctx: Context, n: int) -> str:
+        ready = asyncio.Event()
+
+        async def setter() -> None:
+            await boom(ctx)
+            ready.set()  # never reached
+
+        asyncio.get_running_loop().create_task(setter())
+        await ready.wait()
+        return "not reached"
+
+    return app
+
+
+async def run_to_end(agent: str) -> tuple[CoreDriver, Completion]:
+    core = CoreDriver("r", make_app(), always_replay=True)
+    out = core.start(RunStarted(agent, jsonutil.dumps(1)))
+    pending = list(out.effects)
+    while pending and not out.finished:
+        effect = pending.pop(0)
+        out = core.deliver(await run_effect(core.app, effect, now_ms=lambda: 0))
+        pending += out.effects
+    return core, out
+
+
+def terminal_payload(core: CoreDriver) -> Any:
+    assert isinstance(core.status, Ended), core.status
+    return core.status.terminal.payload
+
+
+async def test_an_unawaited_task_that_fails_fails_the_run_with_its_error() -> None:
+    core, _ = await run_to_end("forgets")
+    failed = terminal_payload(core)
+    assert isinstance(failed, RunFailed) and failed.error_type == "ValueError"
+    assert "the background task broke" in failed.message and "background task" in failed.message
+
+
+async def test_a_task_the_agent_awaits_and_handles_does_not_fail_the_run() -> None:
+    core, _ = await run_to_end("handles")
+    done = terminal_payload(core)
+    assert isinstance(done, RunCompleted)
+    assert jsonutil.loads(done.output) == "handled: the background task broke"
+
+
+async def test_a_run_blocked_on_a_failed_task_fails_instead_of_hanging() -> None:
+    core, out = await run_to_end("waits_forever")
+    failed = terminal_payload(core)
+    assert isinstance(failed, RunFailed) and failed.error_type == "ValueError"
+    assert out.effects == ()
+
+
+async def test_the_failure_replays_identically() -> None:
+    core, _ = await run_to_end("forgets")
+    again = core.crash(writer="replayer").recover()
+    assert again.events == () and isinstance(again.status, Ended)
+    assert again.status.terminal == core.terminal
