@@ -15,7 +15,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from wakeline.core.app import App, AppError, RetryPolicy
-from wakeline.core.context import Approval, Context, LLMResult
+from wakeline.core.context import Context
 from wakeline.core.errors import (
     ModelCallError,
     NondeterminismError,
@@ -24,6 +24,7 @@ from wakeline.core.errors import (
     WakelineError,
 )
 from wakeline.core.governance import CallInfo, Deny, Policy
+from wakeline.core.results import Approval, LLMResult
 from wakeline.core.tools import RetriableToolError, ToolCall, current_tool_call
 from wakeline.schemas.events import Budget
 

@@ -14,10 +14,10 @@ from typing import Any
 from wakeline import jsonutil
 from wakeline.core.activation import Effect
 from wakeline.core.app import App, ToolSpec
-from wakeline.core.context import StepCall
 from wakeline.core.governance import reservation_for
 from wakeline.core.governance import text as money_text
 from wakeline.core.model import DeltaSink, ModelRequest, ProviderError
+from wakeline.core.results import StepCall
 from wakeline.core.tools import RetriableToolError, ToolCall, running_tool
 from wakeline.ledger import Ledger
 from wakeline.schemas.events import (

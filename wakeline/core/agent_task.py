@@ -16,9 +16,10 @@ from pydantic import ValidationError
 
 from wakeline import jsonutil
 from wakeline.core.app import AgentSpec
-from wakeline.core.context import Context, ContextPort
+from wakeline.core.context import Context
 from wakeline.core.errors import StopRun
 from wakeline.core.loop import DeterministicLoop
+from wakeline.core.port import ContextPort
 from wakeline.schemas.events import EventPayload, RunCompleted, RunFailed, RunStarted
 
 if TYPE_CHECKING:

@@ -5,10 +5,9 @@ from __future__ import annotations
 import dataclasses
 import uuid as uuidlib
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any, Literal, Protocol
+from typing import Any, Literal
 
 from wakeline import jsonutil
 from wakeline.core.app import AgentSpec, RetryPolicy, ToolSpec
@@ -16,6 +15,8 @@ from wakeline.core.errors import ModelCallError, StepFailedError, ToolCallError,
 from wakeline.core.governance import CallInfo, reservation_for, run_policies
 from wakeline.core.governance import text as money_text
 from wakeline.core.model import ModelRequest
+from wakeline.core.port import ContextPort
+from wakeline.core.results import Approval, LLMResult, StepCall, llm_result
 from wakeline.schemas.events import (
     BudgetExceeded,
     BudgetRaised,
@@ -36,87 +37,6 @@ from wakeline.schemas.events import (
     ToolCallRequested,
     ValueRecorded,
 )
-from wakeline.schemas.usage import Usage
-
-if TYPE_CHECKING:
-    import asyncio
-
-    from wakeline.core.app import App
-    from wakeline.core.governance import RunLedger
-    from wakeline.schemas.events import Event, EventPayload
-
-
-class ContextPort(Protocol):
-    """All a :class:`Context` may ask of its run's core."""
-
-    @property
-    def run_id(self) -> str: ...
-    @property
-    def app(self) -> App: ...
-    @property
-    def replaying(self) -> bool: ...
-    @property
-    def next_seq(self) -> int: ...
-    @property
-    def time_ms(self) -> int:
-        """The activation's time."""
-
-    @property
-    def started_ms(self) -> int: ...
-    @property
-    def tenant(self) -> str: ...
-    @property
-    def budget(self) -> RunLedger:
-        """The run's own budget: what it has spent and reserved."""
-
-    def entropy(self, n: int) -> bytes: ...
-    def emit(self, payload: EventPayload, call: Any = None) -> Event:
-        """Produce an event (checked against the journal while replaying)."""
-
-    def wait(self, seq: int) -> asyncio.Future[Any]:
-        """A future resolved with the result of the step opened at ``seq``."""
-
-    def fail_run(self, error_type: str, message: str) -> BaseException:
-        """Make the run fail: returns the exception to raise in agent code."""
-
-
-@dataclass(frozen=True, slots=True)
-class LLMResult:
-    """A completed model call, as journaled."""
-
-    text: str
-    message: dict[str, Any]
-    usage: Usage
-    cost_usd: Decimal | None
-    model: str
-    provider: str
-    response_id: str
-    finish_reason: str
-    seq: int
-
-    @property
-    def tool_calls(self) -> list[dict[str, Any]]:
-        calls: list[dict[str, Any]] = self.message.get("tool_calls", [])
-        return calls
-
-
-@dataclass(frozen=True, slots=True)
-class Approval:
-    """The decision on an approval gate."""
-
-    approved: bool
-    by: str
-    reason: str
-    timed_out: bool = False
-
-
-@dataclass(frozen=True, slots=True)
-class StepCall:
-    """A ``ctx.step`` function with its arguments, run by the driver."""
-
-    fn: Callable[..., Any]
-    args: tuple[Any, ...]
-    kwargs: Mapping[str, Any]
 
 
 class UnknownToolError(WakelineError):
@@ -198,7 +118,7 @@ class Context:
             event = core.emit(dataclasses.replace(requested, attempt=attempt), request)
             result = await core.wait(event.seq)
             if isinstance(result, ModelCallCompleted):
-                return _llm_result(result, event.seq)
+                return llm_result(result, event.seq)
             if isinstance(result, ModelCallInterrupted):
                 interrupted.append(event.seq)
                 attempt += 1
@@ -382,21 +302,6 @@ class Context:
         if spec is None:
             raise UnknownToolError(f"tool {tool!r} is not registered with @app.tool")
         return spec
-
-
-def _llm_result(result: ModelCallCompleted, seq: int) -> LLMResult:
-    message = jsonutil.loads(result.message)
-    return LLMResult(
-        text=str(message.get("content") or ""),
-        message=message,
-        usage=result.usage,
-        cost_usd=result.cost_usd,
-        model=result.response_model or result.model,
-        provider=result.provider,
-        response_id=result.response_id,
-        finish_reason=result.finish_reason,
-        seq=seq,
-    )
 
 
 def _uuid4(entropy: Callable[[int], bytes]) -> uuidlib.UUID:

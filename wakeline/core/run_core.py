@@ -40,25 +40,22 @@ from wakeline.core.activation import (
 )
 from wakeline.core.agent_task import AgentTask
 from wakeline.core.app import App, ToolSpec
+from wakeline.core.commands import gate_decision, limit_raised
 from wakeline.core.errors import NondeterminismError, StopRun
 from wakeline.core.governance import RunLedger
 from wakeline.core.steps import ANNOTATION_TYPES, RESULT_TYPES, describe, identity, opens_step
 from wakeline.core.steps import waits_for as step_waits_for
 from wakeline.schemas.events import (
     TERMINAL_TYPES,
-    BudgetExceeded,
     BudgetRaised,
     Event,
     EventPayload,
-    GateOpened,
-    GateResolved,
     InDoubtResolved,
     ModelCallCompleted,
     ModelCallDenied,
     ModelCallFailed,
     ModelCallInterrupted,
     ModelCallRequested,
-    PolicyDenied,
     RunCancelled,
     RunStarted,
     ToolCallCompleted,
@@ -133,9 +130,9 @@ class RunCore:
                 self._emit(RunCancelled(reason=reason, by=by))
                 self._stop_agent()
             case DecideGate() as gate:
-                self._deliver(self._gate_result(gate))
+                self._deliver(gate_decision(self._run_id, self._open, gate))
             case RaiseLimit() as raised:
-                self._deliver(self._raised(raised))
+                self._deliver(limit_raised(self._run_id, self._open, raised))
             case DecideInDoubt() as resolved:
                 self._resolve_in_doubt(resolved)
         return self._complete()
@@ -181,26 +178,6 @@ class RunCore:
         if int(result.step) not in self._open:
             raise KeyError(f"run {self._run_id}: no open call at seq {result.step}")
         self._apply_result(self._emit(result))
-
-    def _gate_result(self, command: DecideGate) -> GateResolved:
-        for seq, event in sorted(self._open.items()):
-            payload, gate = event.payload, command.gate
-            named = isinstance(payload, GateOpened) and payload.name == gate
-            named = named or (isinstance(payload, PolicyDenied) and payload.policy == gate)
-            if named or (str(seq) == gate and isinstance(payload, GateOpened | PolicyDenied)):
-                return GateResolved(seq, command.approved, command.by, command.reason)
-        raise LookupError(f"run {self._run_id} has no open gate {command.gate!r}")
-
-    def _raised(self, command: RaiseLimit) -> BudgetRaised:
-        for seq, event in sorted(self._open.items()):
-            p = event.payload
-            if isinstance(p, BudgetExceeded) and (p.metric, p.scope) == (
-                command.metric,
-                command.scope,
-            ):
-                return BudgetRaised(seq, command.metric, command.limit, command.by, command.scope)
-        scope, metric = command.scope, command.metric
-        raise LookupError(f"run {self._run_id} is not waiting on its {scope} {metric!r} budget")
 
     def _resolve_in_doubt(self, command: DecideInDoubt) -> None:
         step, resolution = command.step, command.resolution
