@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 from collections.abc import Callable
 from typing import Any
 
@@ -28,7 +29,7 @@ from wakeline.schemas.events import (
     ValueRecorded,
 )
 from wakeline.schemas.usage import Usage
-from wakeline.testing.core import CoreDriver
+from wakeline.testing.core import CoreDriver, ReplayMismatch
 
 
 class Question(BaseModel):
@@ -275,3 +276,21 @@ def test_events_round_trip_through_avro() -> None:
     codec = event_codec()
     event = Event("r", 0, 1, "w", RunStarted(agent="a", input="{}"))
     assert codec.decode(codec.encode(event)) == event
+
+
+async def test_always_replay_catches_code_that_depends_on_hidden_state() -> None:
+    app = App()
+    app.provider("mock", MockModel())
+    counter = itertools.count()
+
+    @app.agent
+    async def leaky(ctx: Any, n: int) -> str:
+        first = await ctx.llm(f"first {next(counter)}")  # differs when replayed from scratch
+        await ctx.llm("second")
+        return str(first.text)
+
+    core = CoreDriver("r", app, always_replay=True)
+    out = core.start(RunStarted("leaky", "1"))
+    result = await run_effect(app, out.effects[0], now_ms=lambda: 0)
+    with pytest.raises(ReplayMismatch, match="replaying 2 events changed the run"):
+        core.deliver(result)
