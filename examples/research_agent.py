@@ -6,7 +6,7 @@ Runs on the embedded log with the deterministic mock model -- no services, no AP
 
 To use a real model instead, register a provider, e.g.::
 
-    from wakeline.providers.openai_compat import OpenAICompatProvider
+    from wakeline.providers import OpenAICompatProvider
     app = App(default_provider="openai", default_model="gpt-4o-mini")
     app.provider("openai", OpenAICompatProvider())          # reads OPENAI_API_KEY
     # any OpenAI-compatible server (vLLM, Ollama, llama.cpp):
@@ -20,7 +20,7 @@ import asyncio
 from pydantic import BaseModel
 
 from wakeline import App, Context
-from wakeline.providers.mock import MockModel
+from wakeline.providers import MockModel
 
 app = App(default_provider="mock", default_model="mock-1")
 app.provider("mock", MockModel())
