@@ -24,7 +24,8 @@ from wakeline.core.pricing import ModelPrice, PriceTable
 from wakeline.providers.anthropic import AnthropicProvider, to_anthropic_messages
 from wakeline.providers.mock import MockModel
 from wakeline.providers.openai_compat import OpenAICompatProvider
-from wakeline.testing.fake_llm import FakeLLMServer, FakeReply, fake_reply
+from wakeline.testing.fake_llm import FakeLLMServer
+from wakeline.testing.fake_llm_wire import FakeReply, fake_reply
 
 _LOOPBACK = ("127.", "localhost", "::1")
 _attempted_hosts: list[str] = []

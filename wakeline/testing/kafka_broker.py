@@ -21,7 +21,6 @@ import argparse
 import atexit
 import base64
 import contextlib
-import fcntl
 import gc
 import importlib
 import logging
@@ -40,21 +39,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from wakeline.testing.kafka_jars import KAFKA_VERSION, fetch_jars, tail
+
 log = logging.getLogger(__name__)
 
-KAFKA_VERSION = "3.9.2"  # newest 3.9.x: Kafka 4.x dropped protocol versions aiokafka uses
-# Beyond kafka_2.13's runtime scope, the broker needs an slf4j binding to log: the Kafka 3.9
-# tarball ships slf4j-reload4j + reload4j, so do we.
-EXTRA_DEPS = ("org.slf4j:slf4j-reload4j:1.7.36", "ch.qos.reload4j:reload4j:1.2.25")
+
 DOCKER_IMAGE = "confluentinc/cp-kafka:7.9.0"  # Confluent 7.9 = Kafka 3.9; $WAKELINE_KAFKA_IMAGE
 # Small heap, serial GC and C1 only: quick start and light on a 2-core CI machine.
 JVM_OPTS = ("-Xms256m", "-Xmx512m", "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1")
-_POM = """<project xmlns="http://maven.apache.org/POM/4.0.0"><modelVersion>4.0.0</modelVersion>
-<groupId>wakeline.testing</groupId><artifactId>kafka-jars</artifactId><version>1</version>
-<packaging>pom</packaging><dependencies>{deps}</dependencies><build><plugins><plugin>
-<groupId>org.apache.maven.plugins</groupId><artifactId>maven-dependency-plugin</artifactId>
-<version>3.8.1</version></plugin></plugins></build></project>
-"""
 _LOG4J = """log4j.rootLogger={level}, stdout
 log4j.appender.stdout=org.apache.log4j.ConsoleAppender
 log4j.appender.stdout.layout=org.apache.log4j.PatternLayout
@@ -88,48 +80,6 @@ background.threads=2
 log.cleaner.threads=1
 log.cleaner.dedupe.buffer.size=16777216
 """
-
-
-def cache_dir(version: str = KAFKA_VERSION) -> Path:
-    base = os.environ.get("WAKELINE_CACHE") or str(Path.home() / ".cache" / "wakeline")
-    return Path(base) / f"kafka-{version}"
-
-
-def fetch_jars(version: str = KAFKA_VERSION) -> Path:
-    """Download the broker's runtime jars with Maven once; return the directory holding them."""
-    root = cache_dir(version)
-    libs, marker = root / "libs", root / ".complete"
-    root.mkdir(parents=True, exist_ok=True)
-    with (root / ".lock").open("w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)  # concurrent runners (xdist, CI jobs) fetch only once
-        if marker.exists():
-            return libs
-        mvn = shutil.which("mvn")
-        if mvn is None:
-            raise RuntimeError("Maven ('mvn') is not on PATH: cannot fetch the Kafka jars")
-        deps = "".join(
-            "<dependency><groupId>{}</groupId><artifactId>{}</artifactId><version>{}</version>"
-            "</dependency>".format(*c.split(":"))
-            for c in (f"org.apache.kafka:kafka_2.13:{version}", *EXTRA_DEPS)
-        )
-        (root / "pom.xml").write_text(_POM.format(deps=deps))
-        shutil.rmtree(libs, ignore_errors=True)
-        log.info("fetching Apache Kafka %s jars from Maven Central into %s", version, libs)
-        t0 = time.monotonic()
-        goal = ["-B", "-q", "dependency:copy-dependencies", "-Dmdep.includeScope=runtime"]
-        cmd = [mvn, *goal, "-f", str(root / "pom.xml"), f"-DoutputDirectory={libs}"]
-        res = subprocess.run(cmd, capture_output=True, text=True, timeout=900, check=False)
-        if res.returncode != 0 or not any(libs.glob("kafka_2.13-*.jar")):
-            raise RuntimeError(
-                f"{' '.join(cmd)} failed ({res.returncode}):\n{_tail(res.stdout + res.stderr)}"
-            )
-        marker.write_text(f"{version}\n")
-        log.info("fetched Kafka jars in %.1fs", time.monotonic() - t0)
-        return libs
-
-
-def _tail(text: str, lines: int = 40) -> str:
-    return "\n".join(text.splitlines()[-lines:])
 
 
 def _free_port() -> int:
@@ -211,7 +161,7 @@ class _JarsBroker:
         cmd = self._java("kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", conf)
         res = subprocess.run(cmd, capture_output=True, text=True, timeout=120, check=False)
         if res.returncode != 0:
-            raise RuntimeError(f"kafka-storage format failed:\n{_tail(res.stdout + res.stderr)}")
+            raise RuntimeError(f"kafka-storage format failed:\n{tail(res.stdout + res.stderr)}")
 
     def start(self, timeout: float = 90.0) -> None:
         if self.closed:
@@ -235,7 +185,7 @@ class _JarsBroker:
                 self.kill()
                 raise RuntimeError(
                     f"Kafka broker {what}; tail of {self.log_file}:\n"
-                    f"{_tail(self.log_file.read_text(errors='replace'))}"
+                    f"{tail(self.log_file.read_text(errors='replace'))}"
                 )
             time.sleep(0.2)
         log.info("Kafka broker up on 127.0.0.1:%d in %.1fs", self.port, time.monotonic() - t0)
