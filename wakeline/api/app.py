@@ -70,6 +70,23 @@ def create_app(
         heartbeat_s=heartbeat_s,
     )
 
+    api = _fastapi(projector)
+    api.state.api = state
+    api.state.keys = keys
+    install_error_handlers(api)
+    api.add_middleware(BodyLimitMiddleware, max_bytes=max_body_bytes)
+    for router in (runs_router, governance_router, events_router, costs_router, budgets_router):
+        api.include_router(router)
+    _add_health(api, projector)
+    if app is not None and app.agents:
+        _document_agents(api, sorted(app.agents))
+    api.mount("/", StaticFiles(directory=STATIC_DIR, html=True), name="dashboard")
+    return api
+
+
+def _fastapi(projector: Projector) -> FastAPI:
+    """The FastAPI app, whose lifespan runs the API's projections."""
+
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         await projector.start()
@@ -78,7 +95,7 @@ def create_app(
         finally:
             await projector.stop()
 
-    api = FastAPI(
+    return FastAPI(
         title="wakeline",
         version="1",
         summary="Durable execution for LLM agents: runs, steps, live events and costs.",
@@ -87,16 +104,9 @@ def create_app(
         redoc_url=None,
         openapi_url="/openapi.json",
     )
-    api.state.api = state
-    api.state.keys = keys
-    install_error_handlers(api)
-    api.add_middleware(BodyLimitMiddleware, max_bytes=max_body_bytes)
-    api.include_router(runs_router)
-    api.include_router(governance_router)
-    api.include_router(events_router)
-    api.include_router(costs_router)
-    api.include_router(budgets_router)
 
+
+def _add_health(api: FastAPI, projector: Projector) -> None:
     @api.get("/healthz", tags=["health"], response_model=Health, responses={503: {"model": Health}})
     async def healthz() -> Any:
         """Liveness (no key needed): 503 when the API's projections stopped following the log."""
@@ -107,11 +117,6 @@ def create_app(
             projections_error=projector.error,
         )
         return body if ok else JSONResponse(body.model_dump(), status_code=503)
-
-    if app is not None and app.agents:
-        _document_agents(api, sorted(app.agents))
-    api.mount("/", StaticFiles(directory=STATIC_DIR, html=True), name="dashboard")
-    return api
 
 
 def _document_agents(api: FastAPI, agents: list[str]) -> None:
