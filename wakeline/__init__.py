@@ -12,8 +12,9 @@ the price table), ``wakeline.testing`` (fakes and waits for tests).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from wakeline._lazy import lazy_names
 from wakeline.core.app import App, AppError, RetryPolicy
 from wakeline.core.context import Context
 from wakeline.core.errors import (
@@ -68,13 +69,4 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    """The client and replay load the log and RocksDB: imported on first use only."""
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'wakeline' has no attribute {name!r}")
-    import importlib
-
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_names(__name__, _LAZY, globals())
