@@ -48,7 +48,7 @@ from wakeline.schemas.events import (
     RunCompleted,
     RunFailed,
 )
-from wakeline.telemetry.runtime import current_trace_headers
+from wakeline.telemetry.tracing import current_trace_headers
 from wakeline.topics.partitioner import partition_for
 from wakeline.topics.port import Log, OutRecord, Record
 from wakeline.topics.specs import DEFAULT_TOPICS, Topics
