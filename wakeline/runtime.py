@@ -25,7 +25,7 @@ def data_dir(path: str | Path | None = None) -> Path:
     return Path(path or os.environ.get("WAKELINE_DATA") or ".wakeline")
 
 
-async def open_log(*, data: Path | None = None, kafka: str | None = None) -> Log:
+async def open_log(*, data: str | Path | None = None, kafka: str | None = None) -> Log:
     """The Kafka backend when a bootstrap address is given, else the embedded log."""
     if kafka:
         from wakeline.topics.kafka.log import KafkaLog
