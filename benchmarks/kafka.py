@@ -134,10 +134,15 @@ def _spawn(
     args = [
         sys.executable,
         "-m",
-        "benchmarks.kafka_worker",
+        "wakeline.testing.worker_process",
+        "benchmarks.recovery_agents:recovery_app()",
+        "--kafka",
         broker().bootstrap,
+        "--group",
         group,
+        "--state-dir",
         str(state),
+        "--session-timeout",
         str(SESSION_TIMEOUT_S),
     ]
     proc = subprocess.Popen(args, stdout=subprocess.PIPE, text=True)

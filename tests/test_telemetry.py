@@ -21,9 +21,9 @@ from wakeline.actors.worker import Worker
 from wakeline.client import Client
 from wakeline.providers.mock import MockModel
 from wakeline.runtime import ensure_topics
+from wakeline.telemetry.config import configure_from_env
 from wakeline.telemetry.runtime import (
     Telemetry,
-    configure_from_env,
     run_root_span_id,
     run_trace_id,
     traceparent,

@@ -23,8 +23,8 @@ from wakeline.core.errors import WakelineError
 from wakeline.deltas import DeltaFollower
 from wakeline.projections.store import JsonObject
 from wakeline.projections.views import Views
-from wakeline.runtime import StateDir
-from wakeline.schemas.codec import DecodeError, command_codec, event_codec, notice_codec
+from wakeline.runtime import DEFAULT_PARTITIONS, StateDir, ensure_topics, open_log
+from wakeline.schemas.codec import command_codec
 from wakeline.schemas.commands import (
     CancelRun,
     Command,
@@ -36,7 +36,6 @@ from wakeline.schemas.commands import (
     ResolveInDoubt,
     ResumeRun,
     RunDrifted,
-    RunResumed,
     StartRun,
 )
 from wakeline.schemas.deltas import Delta
@@ -48,10 +47,11 @@ from wakeline.schemas.events import (
     RunCompleted,
     RunFailed,
 )
-from wakeline.telemetry.runtime import current_trace_headers
+from wakeline.telemetry.tracing import current_trace_headers
 from wakeline.topics.partitioner import partition_for
-from wakeline.topics.port import Log, OutRecord, Record
+from wakeline.topics.port import Log, OutRecord
 from wakeline.topics.specs import DEFAULT_TOPICS, Topics
+from wakeline.watching import final_notice, run_events, run_notice
 
 
 class RunError(WakelineError):
@@ -114,6 +114,46 @@ class Client:
         self._views_dir = views_dir
         self._slot: StateDir | None = None
         self._views: Views | None = None
+        self._owns_log = False
+
+    @classmethod
+    async def open(
+        cls,
+        *,
+        data: str | Path | None = None,
+        kafka: str | None = None,
+        topics: Topics = DEFAULT_TOPICS,
+        issuer: str = "",
+        views_dir: Path | None = None,
+    ) -> Client:
+        """A client with a log of its own: Kafka when ``kafka`` (bootstrap servers) is given,
+        else the embedded log in ``data`` (default ``$WAKELINE_DATA``, else ``./.wakeline``).
+
+        The client closes that log in :meth:`aclose` (``async with await Client.open(...)``)."""
+        client = cls(
+            await open_log(data=data, kafka=kafka),
+            topics=topics,
+            issuer=issuer,
+            views_dir=views_dir,
+        )
+        client._owns_log = True
+        return client
+
+    @property
+    def log(self) -> Log:
+        return self._log
+
+    @property
+    def topics(self) -> Topics:
+        return self._topics
+
+    async def create_topics(
+        self, *, partitions: int = DEFAULT_PARTITIONS, replication: int = 1
+    ) -> None:
+        """Create the client's topics on its log (existing topics are kept as they are)."""
+        await ensure_topics(
+            self._log, partitions=partitions, replication=replication, topics=self._topics
+        )
 
     async def __aenter__(self) -> Self:
         return self
@@ -121,16 +161,23 @@ class Client:
     async def __aexit__(
         self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
-        self.close()
+        await self.aclose()
 
     def close(self) -> None:
-        """Close the views (the log is not the client's to close)."""
+        """Close the views (a log given to the constructor is not the client's to close)."""
         if self._views is not None:
             self._views.close()
             self._views = None
         if self._slot is not None:
             self._slot.release()
             self._slot = None
+
+    async def aclose(self) -> None:
+        """Close the views, and the log when :meth:`open` opened it."""
+        self.close()
+        if self._owns_log:
+            self._owns_log = False
+            await self._log.close()
 
     async def _partition(self, run_id: str) -> int:
         count = await self._log.partition_count(self._topics.commands)
@@ -268,7 +315,7 @@ class Client:
             )
             if records:
                 events_at = records[-1].offset + 1
-            events = _run_events(records, key, expected)
+            events = run_events(records, key, expected)
             expected += len(events)
             if follower.closes(events):
                 await follower.poll()  # the last deltas of a call that just ended
@@ -285,7 +332,7 @@ class Client:
             notices, notices_at = await self._run_notices(partition, key, notices_at)
             for notice in notices:
                 yield RunUpdate(notice=notice)
-            final = _final_notice(notices, started=expected > 0)
+            final = final_notice(notices, started=expected > 0)
             if final is not None and final.time_ms >= last_event_ms:
                 return
 
@@ -297,7 +344,7 @@ class Client:
         out: Notices = []
         for record in await self._log.read(self._topics.notices, partition, offset):
             offset = record.offset + 1
-            notice = _run_notice(record.key, record.value, key)
+            notice = run_notice(record.key, record.value, key)
             if notice is not None:
                 out.append(notice)
         return out, offset
@@ -330,39 +377,3 @@ class Client:
         if isinstance(note, CommandRejected):
             raise RunError(run_id, "rejected", note.reason)
         raise RunError(run_id, "unknown", "the event stream ended")
-
-
-def _run_events(records: list[Record], key: bytes, expected: int) -> list[Event]:
-    """The run's events among ``records``, from seq ``expected`` on, dense (no duplicates)."""
-    out: list[Event] = []
-    for record in records:
-        if record.key != key:
-            continue
-        event = event_codec().decode(record.value)
-        if event.seq == expected + len(out):
-            out.append(event)
-    return out
-
-
-def _final_notice(notices: Notices, *, started: bool) -> Notice | None:
-    """The notice that ends a watch: a drift, or the rejection of a start (there is no run),
-    unless a later resume superseded it."""
-    final: Notice | None = None
-    for notice in notices:
-        payload = notice.payload
-        if isinstance(payload, RunDrifted) or (
-            isinstance(payload, CommandRejected) and not started
-        ):
-            final = notice
-        elif isinstance(payload, RunResumed):
-            final = None
-    return final
-
-
-def _run_notice(record_key: bytes | None, value: bytes, key: bytes) -> Notice | None:
-    if record_key != key:
-        return None
-    try:
-        return notice_codec().decode(value)
-    except DecodeError:
-        return None

@@ -25,7 +25,7 @@ def data_dir(path: str | Path | None = None) -> Path:
     return Path(path or os.environ.get("WAKELINE_DATA") or ".wakeline")
 
 
-async def open_log(*, data: Path | None = None, kafka: str | None = None) -> Log:
+async def open_log(*, data: str | Path | None = None, kafka: str | None = None) -> Log:
     """The Kafka backend when a bootstrap address is given, else the embedded log."""
     if kafka:
         from wakeline.topics.kafka.log import KafkaLog
@@ -98,7 +98,7 @@ def load_target(target: str) -> tuple[App, str | None]:
     an ``App``, ``factory()`` (a function returning one) or the name of one of the app's agents.
     """
     module_part, _, name = target.partition(":")
-    module = _import(module_part)
+    module = import_target(module_part)
     if name.endswith("()"):
         made = getattr(module, name[:-2], None)
         app_made = made() if callable(made) else None
@@ -118,7 +118,7 @@ def load_target(target: str) -> tuple[App, str | None]:
     return app, name or None
 
 
-def _import(module_part: str) -> ModuleType:
+def import_target(module_part: str) -> ModuleType:
     path = Path(module_part)
     if module_part.endswith(".py") or path.is_file():
         if not path.is_file():

@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import asyncio
 import subprocess
-import sys
 from collections import Counter
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 import pytest
+from crash_agents import CRASH_ENV, command
+from workers import worker_env
 
 from wakeline.client import Client
 from wakeline.runtime import ensure_topics
@@ -23,7 +24,6 @@ from wakeline.schemas.events import Event, ModelCallCompleted, RunCompleted
 from wakeline.testing.fake_llm import FakeLLMServer
 from wakeline.topics.embedded.log import EmbeddedLog
 
-WORKER = Path(__file__).parent.parent / "support" / "crash_worker.py"
 STEPS = 4
 CRASH_AT = 2
 
@@ -31,8 +31,8 @@ pytestmark = pytest.mark.slow
 
 
 def spawn(data: Path, server: FakeLLMServer, crash: str = "") -> subprocess.Popen[bytes]:
-    args = [sys.executable, str(WORKER), str(data), server.openai_base_url]
-    return subprocess.Popen([*args, crash] if crash else args)
+    env = worker_env(llm_url=server.openai_base_url, **{CRASH_ENV: crash})
+    return subprocess.Popen(command(data), env=env)
 
 
 async def run_once(data: Path, server: FakeLLMServer, crash: str) -> tuple[Any, list[Event]]:

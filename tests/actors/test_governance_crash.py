@@ -6,18 +6,16 @@ from __future__ import annotations
 import asyncio
 import signal
 import subprocess
-import sys
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
 from backends import Backend, backend_for, backend_params
+from workers import worker_env
 
 from wakeline.client import Client, RunError
 from wakeline.schemas.events import Event, InDoubtResolved, ToolCallInDoubt
 from wakeline.testing.fake_llm import FakeLLMServer
-
-WORKER = Path(__file__).parent.parent / "support" / "governed_agents.py"
 
 pytestmark = pytest.mark.slow
 
@@ -29,15 +27,10 @@ class Workers:
 
     def start(self) -> tuple[subprocess.Popen[str], str]:
         proc = subprocess.Popen(
-            [
-                sys.executable,
-                str(WORKER),
-                str(self.backend.data),
-                self.server.openai_base_url,
-                *self.backend.worker_args(),
-            ],
+            self.backend.worker_command("governed_agents.py:app_from_env()", session_s=1.0),
             stdout=subprocess.PIPE,
             text=True,
+            env=worker_env(llm_url=self.server.openai_base_url, data=self.backend.data),
         )
         self.procs.append(proc)
         assert proc.stdout is not None

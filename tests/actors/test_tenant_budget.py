@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import AsyncIterator, Callable
 from decimal import Decimal
@@ -14,7 +13,7 @@ from pathlib import Path
 
 import pytest
 from backends import Backend, backend_for, backend_params, runtime_for
-from tenant_worker import make_app
+from tenant_agents import make_app
 
 from wakeline.client import Client
 from wakeline.ledger import Ledger
@@ -27,7 +26,6 @@ from wakeline.testing.harness import LocalRuntime
 from wakeline.topics.port import Log
 from wakeline.topics.specs import DEFAULT_TOPICS, Topics
 
-WORKER = Path(__file__).parent.parent / "support" / "tenant_worker.py"
 RUNS = 24
 
 pytestmark = pytest.mark.slow
@@ -100,7 +98,7 @@ async def test_tenant_budget_is_never_overspent_by_concurrent_workers(
     log = await backend.create(partitions=4)
     ledger = Ledger(log, topics.ledger, writer="test")
     await ledger.set_limit("tenant:acme", Decimal(100), "test")
-    command = [sys.executable, str(WORKER), str(tmp_path), *backend.worker_args()]
+    command = backend.worker_command("tenant_agents.py:make_app()", session_s=2.0)
     workers = [await asyncio.to_thread(subprocess.Popen, command) for _ in range(3)]
     views = Views(log, tmp_path / "views", topics=topics)
     client = Client(log, topics=topics)

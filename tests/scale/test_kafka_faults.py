@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 from fleet import Fleet, all_events, check_journal
-from kafka_worker import CALLS, make_app, topics_for
+from kafka_agents import CALLS, make_app, topics_for
 
 from wakeline.client import Client
 from wakeline.replay import replay_run

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 from fleet import Fleet, all_events, check_journal
-from kafka_worker import CALLS, topics_for
+from kafka_agents import CALLS, topics_for
 
 from wakeline.client import Client
 from wakeline.projections.runner import catch_up

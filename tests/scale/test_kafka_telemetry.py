@@ -17,11 +17,10 @@ from typing import Any
 
 import pytest
 from fleet import Fleet, all_events, check_journal
-from kafka_worker import CALLS, SPANS, make_app, topics_for
+from kafka_agents import CALLS, make_app, topics_for
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
-from span_file import as_json, read_spans
 
 from wakeline.client import Client
 from wakeline.runtime import ensure_topics
@@ -30,6 +29,8 @@ from wakeline.telemetry.runtime import Telemetry, run_root_span_id, run_trace_id
 from wakeline.testing.fake_llm import FakeLLMServer
 from wakeline.testing.harness import worker_running
 from wakeline.testing.kafka_broker import KafkaBroker
+from wakeline.testing.span_file import as_json, read_spans
+from wakeline.testing.worker_process import SPANS_ENV as SPANS
 from wakeline.topics.kafka.log import KafkaLog
 from wakeline.topics.port import Record
 

@@ -2,9 +2,8 @@
 
 A :class:`Backend` says where a test's log lives: the embedded log in a data directory, or
 topics ``<prefix>.commands`` etc. (:func:`prefixed_topics`, the ledger included) and a consumer
-group of their own on a Kafka broker, so tests sharing the broker do not meet.  Worker scripts
-in this directory take ``DATA_DIR ... [BOOTSTRAP PREFIX GROUP]`` (:meth:`Backend.worker_args`)
-and rebuild it with :func:`from_worker_args`.
+group of their own on a Kafka broker, so tests sharing the broker do not meet.  Worker
+processes of the agent modules in this directory get the same (:meth:`Backend.worker_command`).
 """
 
 from __future__ import annotations
@@ -16,6 +15,8 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from workers import worker_command
 
 from wakeline.actors.worker import DEFAULT_GROUP
 from wakeline.core.app import App
@@ -66,9 +67,16 @@ class Backend:
         """The session timeout for worker processes on Kafka; ``None``: the script's own."""
         return KAFKA_SESSION_S if self.bootstrap else None
 
-    def worker_args(self) -> list[str]:
-        """What a worker script takes after its own arguments to use this backend."""
-        return [self.bootstrap, self.prefix, self.group] if self.bootstrap else []
+    def worker_command(self, target: str, *, session_s: float) -> list[str]:
+        """A worker process of ``target`` (``FILE:NAME`` in this directory) on this backend,
+        with a fresh journal store per process under ``DATA/state``; ``session_s`` is its
+        session timeout on the embedded log (on Kafka :data:`KAFKA_SESSION_S`)."""
+        options = ["--data", str(self.data), "--state-dir", str(self.data / "state" / "{pid}")]
+        options += ["--session-timeout", str(self.session_s or session_s)]
+        if self.bootstrap:
+            options += ["--kafka", self.bootstrap, "--topic-prefix", self.prefix]
+            options += ["--group", self.group]
+        return worker_command(target, *options)
 
     async def open_log(self, *, client_id: str = "wakeline-test") -> Log:
         if self.bootstrap:
@@ -88,14 +96,6 @@ class Backend:
             await log.close()
             raise
         return log
-
-
-def from_worker_args(data: Path, args: list[str]) -> Backend:
-    """The backend a worker script was given: nothing (embedded) or BOOTSTRAP PREFIX GROUP."""
-    if not args:
-        return Backend(data)
-    bootstrap, prefix, group = args
-    return Backend(data, bootstrap, prefix, group)
 
 
 def backend_for(request: Any, data: Path, name: str) -> Backend:

@@ -2,20 +2,18 @@
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
-import sys
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from workers import worker_command, worker_env
+
 from wakeline.schemas.codec import event_codec
 from wakeline.schemas.events import Event
 from wakeline.topics.port import Log
-
-WORKER = Path(__file__).parent / "kafka_worker.py"
 
 
 @dataclass
@@ -35,17 +33,23 @@ class Fleet:
         ``/<name>/v1/...`` so the fake server's log shows which worker sent each one."""
         state = self.root / f"{name}-{uuid.uuid4().hex[:6]}"
         log_file = (self.root / f"{name}.log").open("ab")
-        args = [
-            sys.executable,
-            str(WORKER),
+        args = worker_command(
+            "kafka_agents.py:app_from_env()",
+            "--kafka",
             self.bootstrap,
-            self.base_url.replace("/v1", f"/{name}/v1") if tag_requests else self.base_url,
+            "--topic-prefix",
             self.prefix,
+            "--group",
             self.group,
+            "--state-dir",
             str(state),
+            "--session-timeout",
             str(self.session_s),
-        ]
-        environ = {**os.environ, **env} if env else None
+            "--log-level",
+            "info",
+        )
+        url = self.base_url.replace("/v1", f"/{name}/v1") if tag_requests else self.base_url
+        environ = worker_env(llm_url=url, **(env or {}))
         proc = subprocess.Popen(args, stdout=log_file, stderr=subprocess.STDOUT, env=environ)
         self.procs[name] = proc
         return proc

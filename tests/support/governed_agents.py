@@ -1,27 +1,23 @@
 """Agents with gates, policies, budgets and a non-idempotent tool, for governance tests.
 
-Also a worker process, on the embedded log in DATA_DIR or on Kafka (:mod:`backends`)::
-
-    python tests/support/governed_agents.py DATA_DIR OPENAI_BASE_URL [BOOTSTRAP PREFIX GROUP]
-
-It prints ``worker-id <id>`` first.  The tool ``charge`` appends each execution to
-``DATA_DIR/charges.txt``; if the file ``DATA_DIR/kill-in-tool`` exists, it removes it and
-SIGKILLs its own process right after the charge (the crash that leaves the call in doubt).
+Worker processes run ``governed_agents.py:app_from_env()`` (the fake server's URL in
+``$WAKELINE_TEST_LLM_URL``, the test's directory in ``$WAKELINE_TEST_DATA``) on the embedded
+log or on Kafka (:meth:`backends.Backend.worker_command`); they print ``worker-id <id>``
+first.  The tool ``charge`` appends each execution to ``DATA/charges.txt``; if the file
+``DATA/kill-in-tool`` exists, it removes it and SIGKILLs its own process right after the
+charge (the crash that leaves the call in doubt).
 """
 
 from __future__ import annotations
 
-import asyncio
 import os
 import signal
-import sys
 from pathlib import Path
 from typing import Any
 
-from backends import from_worker_args
+from workers import DATA_ENV, llm_url
 
 from wakeline import App, current_tool_call
-from wakeline.actors.worker import Worker
 from wakeline.core.governance import CallInfo, Deny
 from wakeline.providers.openai_compat import OpenAICompatProvider
 
@@ -94,25 +90,5 @@ def make_app(base_url: str, data: Path) -> App:
     return app
 
 
-async def _worker(data: Path, base_url: str, backend_args: list[str]) -> None:
-    backend = from_worker_args(data, backend_args)
-    log = await backend.open_log(client_id=f"{backend.group}-worker")
-    worker = Worker(
-        make_app(base_url, data),
-        log,
-        state_dir=data / "state" / str(os.getpid()),
-        session_timeout_s=backend.session_s or 1.0,
-        topics=backend.topics,
-        group=backend.group,
-    )
-    stop = asyncio.Event()
-    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
-    print(f"worker-id {worker.worker_id}", flush=True)
-    try:
-        await worker.run(stop)
-    finally:
-        await log.close()
-
-
-if __name__ == "__main__":
-    asyncio.run(_worker(Path(sys.argv[1]), sys.argv[2], sys.argv[3:]))
+def app_from_env() -> App:
+    return make_app(llm_url(), Path(os.environ[DATA_ENV]))

@@ -36,7 +36,8 @@ from wakeline.ledger import Ledger
 from wakeline.projections import EVENTS, NOTICES
 from wakeline.projections.journal import JournalProjection
 from wakeline.projections.store import ProjectionStore
-from wakeline.telemetry.runtime import Telemetry, default_telemetry
+from wakeline.telemetry.config import default_telemetry
+from wakeline.telemetry.runtime import Telemetry
 from wakeline.topics.partitioner import partition_for
 from wakeline.topics.port import GroupConsumer, Log
 from wakeline.topics.specs import DEFAULT_TOPICS, Topics

@@ -12,8 +12,8 @@ import click
 
 from wakeline.client import Client
 from wakeline.projections.views import Views
-from wakeline.runtime import StateDir, TargetError, data_dir, ensure_topics, load_target, open_log
-from wakeline.topics.port import Log, LogError, UnknownTopicError
+from wakeline.runtime import TargetError, data_dir, load_target
+from wakeline.topics.port import LogError, UnknownTopicError
 from wakeline.topics.specs import DEFAULT_TOPICS, prefixed_topics
 
 T = TypeVar("T")
@@ -29,15 +29,21 @@ class Settings:
         self.kafka = kafka
         self.topics = prefixed_topics(topic_prefix) if topic_prefix else DEFAULT_TOPICS
 
-    async def log(self) -> Log:
-        return await open_log(data=self.data, kafka=self.kafka)
+    @asynccontextmanager
+    async def connect(self, **options: Any) -> AsyncIterator[Client]:
+        """A client on its own log (closed afterwards); ``options`` go to :meth:`Client.open`."""
+        client = await Client.open(data=self.data, kafka=self.kafka, topics=self.topics, **options)
+        async with client:
+            yield client
 
-    def client(self, log: Log, **options: Any) -> Client:
-        """A client of this log on these topics (``options`` go to :class:`Client`)."""
-        return Client(log, topics=self.topics, **options)
-
-    async def ensure_topics(self, log: Log, **options: Any) -> None:
-        await ensure_topics(log, topics=self.topics, **options)
+    @asynccontextmanager
+    async def querying(self) -> AsyncIterator[Client]:
+        """A client whose views live in this machine's state directory (caught up with the
+        log at each query).  An empty embedded data dir is simply a log with no runs."""
+        async with self.connect(views_dir=self.data / "state") as client:
+            if self.kafka is None:
+                await client.create_topics()
+            yield client
 
 
 def run_async(coro_fn: Callable[[], Awaitable[T]]) -> T:
@@ -68,51 +74,34 @@ def target_app(target: str) -> tuple[Any, str | None]:
 
 def send(settings: Settings, action: Callable[[Client], Awaitable[None]]) -> None:
     async def go() -> None:
-        log = await settings.log()
-        try:
-            await action(settings.client(log, issuer="cli"))
-        finally:
-            await log.close()
+        async with settings.connect(issuer="cli") as client:
+            await action(client)
 
     run_async(go)
 
 
 def query(settings: Settings, ask: Callable[[Client], Awaitable[T]]) -> T:
-    """``ask`` a client whose views live in this machine's state directory (caught up with the
-    log at each query)."""
+    """``ask`` a client whose views live in this machine's state directory."""
 
     async def go() -> T:
-        log = await settings.log()
-        try:
-            if settings.kafka is None:
-                await settings.ensure_topics(
-                    log
-                )  # an empty embedded data dir is a log with no runs
-            async with settings.client(log, views_dir=settings.data / "state") as client:
-                return await ask(client)
-        finally:
-            await log.close()
+        async with settings.querying() as client:
+            return await ask(client)
 
     return run_async(go)
 
 
-async def open_views(settings: Settings) -> tuple[Log, Views, StateDir]:
-    log = await settings.log()
-    if settings.kafka is None:
-        await settings.ensure_topics(log)  # an empty embedded data dir is simply a log with no runs
-    slot = StateDir(settings.data / "state", prefix="views")
-    views = Views(log, slot.path, topics=settings.topics)
-    await views.refresh()
-    return log, views, slot
+def with_views(settings: Settings, use: Callable[[Views], Awaitable[T]]) -> T:
+    """``use`` the caught-up query views of this machine."""
+
+    async def go() -> T:
+        async with views_open(settings) as views:
+            return await use(views)
+
+    return run_async(go)
 
 
 @asynccontextmanager
 async def views_open(settings: Settings) -> AsyncIterator[Views]:
     """The caught-up query views of this machine, closed afterwards."""
-    log, views, slot = await open_views(settings)
-    try:
-        yield views
-    finally:
-        views.close()
-        slot.release()
-        await log.close()
+    async with settings.querying() as client:
+        yield await client.views()

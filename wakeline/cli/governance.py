@@ -75,11 +75,9 @@ def budget_set(settings: Settings, tenant: str | None, agent: str | None, usd: s
     limit = None if usd.lower() == "none" else _decimal(usd)
 
     async def go() -> None:
-        log = await settings.log()
-        try:
-            await Ledger(log, settings.topics.ledger, writer="cli").set_limit(key, limit, "cli")
-        finally:
-            await log.close()
+        async with settings.connect() as client:
+            ledger = Ledger(client.log, settings.topics.ledger, writer="cli")
+            await ledger.set_limit(key, limit, "cli")
 
     run_async(go)
     click.echo(f"{key}: limit {'none' if limit is None else f'${limit}'}")
@@ -94,11 +92,8 @@ def budget_show(settings: Settings, tenant: str | None, agent: str | None) -> No
     key = _shared_key(tenant, agent)
 
     async def go() -> TenantState:
-        log = await settings.log()
-        try:
-            return await Ledger(log, settings.topics.ledger).state(key)
-        finally:
-            await log.close()
+        async with settings.connect() as client:
+            return await Ledger(client.log, settings.topics.ledger).state(key)
 
     state = run_async(go)
     limit = "none" if state.limit is None else f"${state.limit}"

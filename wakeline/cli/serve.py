@@ -6,14 +6,14 @@ when this command runs).
 
 from __future__ import annotations
 
-import asyncio
 import os
 from pathlib import Path
 from typing import Protocol
 
 import click
 
-from wakeline.runtime import DEFAULT_PARTITIONS, TargetError, load_target
+from wakeline.cli.common import run_async, target_app
+from wakeline.runtime import DEFAULT_PARTITIONS
 
 _KEYS_HELP = (
     "an API key NAME:ROLE:SECRET, ROLE one of viewer, operator, approver (repeatable). "
@@ -65,34 +65,22 @@ def serve(
         raise click.BadParameter(str(exc), param_hint="--api-key / $WAKELINE_API_KEYS") from None
     if not keys:
         raise click.UsageError(f"no API keys: pass --api-key NAME:ROLE:SECRET or set ${KEYS_ENV}")
-    app = None
-    if target is not None:
-        try:
-            app, _ = load_target(target)
-        except TargetError as exc:
-            raise click.UsageError(str(exc)) from exc
+    app = None if target is None else target_app(target)[0]
     roles = ", ".join(f"{name} ({role.label})" for name, role in keys.names())
     click.echo(f"wakeline API on http://{host}:{port}/  keys: {roles}", err=True)
-    from wakeline.topics.port import LogError, UnknownTopicError
-
-    try:
-        asyncio.run(
-            run_server(
-                data=settings.data,
-                kafka=settings.kafka,
-                keys=keys,
-                app=app,
-                host=host,
-                port=port,
-                partitions=partitions,
-                max_body_bytes=max_body_bytes,
-                log_level=log_level,
-            )
+    run_async(
+        lambda: run_server(
+            data=settings.data,
+            kafka=settings.kafka,
+            keys=keys,
+            app=app,
+            host=host,
+            port=port,
+            partitions=partitions,
+            max_body_bytes=max_body_bytes,
+            log_level=log_level,
         )
-    except UnknownTopicError as exc:
-        raise click.ClickException(f"{exc}; run `wakeline topics create`") from exc
-    except LogError as exc:
-        raise click.ClickException(f"log error: {exc}") from exc
+    )
 
 
 def register(main: click.Group) -> None:

@@ -1,56 +1,65 @@
 """OpenTelemetry for wakeline: one trace per run, across workers and crashes.
 
 Off by default (:class:`Telemetry` with no providers does nothing).  Turn it on with the
-standard ``OTEL_*`` variables (:func:`configure_from_env`) or inject SDK providers.
+standard ``OTEL_*`` variables (:func:`wakeline.telemetry.config.configure_from_env`) or inject
+SDK providers.
 
-The trace of a run is a pure function of its run id: :func:`run_trace_id` and
-:func:`run_root_span_id`.  Every worker that touches the run -- before or after a crash --
-parents its spans to the same ``invoke_agent {agent}`` root without reading anything; the root
-itself is emitted once, by the worker that appends the run's terminal event.  Effect spans
-(``chat``, ``execute_tool``, ``step``) are emitted only when the effect really runs, never for
-events replayed from the journal.  See ``docs/telemetry.md``.
+The trace of a run is a pure function of its run id (:mod:`wakeline.telemetry.tracing`).
+Every worker that touches the run -- before or after a crash -- parents its spans to the same
+``invoke_agent {agent}`` root without reading anything; the root itself is emitted once, by
+the worker that appends the run's terminal event.  Effect spans (``chat``, ``execute_tool``,
+``step``) are emitted only when the effect really runs, never for events replayed from the
+journal.  See ``docs/telemetry.md``.
 """
 
 from __future__ import annotations
 
 import contextlib
-import contextvars
 import dataclasses
-import functools
-import hashlib
 import logging
 import os
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from wakeline.actors.effects import span_of, span_result
 from wakeline.schemas import events as ev
+from wakeline.telemetry.genai import span_of, span_result
+from wakeline.telemetry.tracing import (
+    HAVE_OTEL,
+    Headers,
+    forced_ids,
+    producer_links,
+    run_root_span_id,
+    run_trace_id,
+    traceparent,
+)
 from wakeline.topics.port import Record
 
-try:
+if HAVE_OTEL:
     from opentelemetry import context as otel_context
-    from opentelemetry import propagate, trace
+    from opentelemetry import trace
     from opentelemetry.metrics import CallbackOptions, MeterProvider, Observation
     from opentelemetry.sdk.trace import TracerProvider as SDKTracerProvider
-    from opentelemetry.sdk.trace.id_generator import IdGenerator
     from opentelemetry.trace import SpanKind, Status, StatusCode
 
-    HAVE_OTEL = True
-except ImportError:  # pragma: no cover - the ``otel`` extra is not installed
-    HAVE_OTEL = False
+    from wakeline.telemetry.tracing import RunIds
 
 if TYPE_CHECKING:
     from wakeline.core.activation import Effect
 
+__all__ = [
+    "CAPTURE_ENV",
+    "JOURNAL_SPANS",
+    "Telemetry",
+    "run_root_span_id",
+    "run_trace_id",
+    "traceparent",
+]
+
 log = logging.getLogger(__name__)
 
-Headers = tuple[tuple[str, bytes], ...]
 SCOPE = "wakeline"
 CAPTURE_ENV = "OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT"
-_forced_ids: contextvars.ContextVar[tuple[int, int] | None] = contextvars.ContextVar(
-    "wakeline_forced_ids", default=None
-)
 
 JOURNAL_SPANS = {
     "TimerScheduled": "timer.scheduled",
@@ -67,67 +76,6 @@ JOURNAL_SPANS = {
 }
 """Journal events that become (instant) spans when they are appended live."""
 _CONTENT_FIELDS = frozenset({"payload", "result", "args", "message", "input", "output"})
-
-
-def _digest(prefix: str, run_id: str) -> bytes:
-    return hashlib.sha256(f"{prefix}{run_id}".encode()).digest()
-
-
-@functools.lru_cache(maxsize=4096)
-def run_trace_id(run_id: str) -> int:
-    """The run's trace id: the first 16 bytes of sha256("wakeline-trace:" + run_id)."""
-    return int.from_bytes(_digest("wakeline-trace:", run_id)[:16], "big") or 1
-
-
-@functools.lru_cache(maxsize=4096)
-def run_root_span_id(run_id: str) -> int:
-    """The span id of the run's ``invoke_agent`` root: 8 bytes of sha256("wakeline-root:"...)."""
-    return int.from_bytes(_digest("wakeline-root:", run_id)[:8], "big") or 1
-
-
-def traceparent(trace_id: int, span_id: int) -> str:
-    """A W3C ``traceparent`` header value (sampled)."""
-    return f"00-{trace_id:032x}-{span_id:016x}-01"
-
-
-def current_trace_headers() -> Headers:
-    """``traceparent`` (and ``tracestate``) of the caller's current span, to stamp on a command
-    record so the worker's ``process`` span links back to it; ``()`` without a current span."""
-    if not HAVE_OTEL or not trace.get_current_span().get_span_context().is_valid:
-        return ()
-    carrier: dict[str, str] = {}
-    propagate.inject(carrier)
-    return tuple((k, v.encode()) for k, v in carrier.items() if k in ("traceparent", "tracestate"))
-
-
-def _links(record: Record) -> list[trace.Link]:
-    """A link to the producer's span named by the record's ``traceparent`` header, if any."""
-    carrier = {
-        name: value.decode("latin-1")
-        for name, value in record.headers
-        if name in ("traceparent", "tracestate")
-    }
-    if "traceparent" not in carrier:
-        return []
-    producer = trace.get_current_span(propagate.extract(carrier)).get_span_context()
-    return [trace.Link(producer)] if producer.is_valid else []
-
-
-if HAVE_OTEL:
-
-    class _RunIds(IdGenerator):
-        """Ids of the SDK, except while a run's root span is created (forced ids)."""
-
-        def __init__(self, inner: IdGenerator) -> None:
-            self.inner = inner
-
-        def generate_span_id(self) -> int:
-            forced = _forced_ids.get()
-            return forced[1] if forced is not None else self.inner.generate_span_id()
-
-        def generate_trace_id(self) -> int:
-            forced = _forced_ids.get()
-            return forced[0] if forced is not None else self.inner.generate_trace_id()
 
 
 class _Sums:
@@ -193,9 +141,9 @@ class Telemetry:
         if not self.enabled:
             return
         if isinstance(tracer_provider, SDKTracerProvider) and not isinstance(
-            tracer_provider.id_generator, _RunIds
+            tracer_provider.id_generator, RunIds
         ):
-            tracer_provider.id_generator = _RunIds(tracer_provider.id_generator)  # type: ignore[assignment]
+            tracer_provider.id_generator = RunIds(tracer_provider.id_generator)  # type: ignore[assignment]
         self._tracer = (tracer_provider or trace.NoOpTracerProvider()).get_tracer(SCOPE)
         from opentelemetry.metrics import NoOpMeterProvider
 
@@ -285,7 +233,7 @@ class Telemetry:
             self.run_context(run_id),
             SpanKind.CONSUMER,
             attributes,
-            links=_links(record),
+            links=producer_links(record),
         )
         with trace.use_span(span, end_on_exit=True):
             yield
@@ -366,7 +314,7 @@ class Telemetry:
             attributes["wakeline.input"] = started.input
             if isinstance(terminal.payload, ev.RunCompleted):
                 attributes["wakeline.output"] = terminal.payload.output
-        token = _forced_ids.set((run_trace_id(run_id), run_root_span_id(run_id)))
+        token = forced_ids.set((run_trace_id(run_id), run_root_span_id(run_id)))
         try:
             span = self._tracer.start_span(
                 f"invoke_agent {started.agent}",
@@ -376,7 +324,7 @@ class Telemetry:
                 start_time=first.time_ms * 1_000_000,
             )
         finally:
-            _forced_ids.reset(token)
+            forced_ids.reset(token)
         if isinstance(terminal.payload, ev.RunFailed):
             span.set_attribute("error.type", terminal.payload.error_type)
             span.set_status(Status(StatusCode.ERROR, terminal.payload.message))
@@ -427,55 +375,3 @@ class Telemetry:
         self._tokens.add(result.usage.output_tokens, (*model, ("gen_ai.token.type", "output")))
         if result.cost_usd is not None:
             self._cost.add(float(result.cost_usd), model)
-
-
-def configure_from_env(environ: Mapping[str, str] | None = None) -> Telemetry:
-    """Telemetry from the standard ``OTEL_*`` variables; a no-op one unless asked for.
-
-    Enabled when ``OTEL_TRACES_EXPORTER`` is ``otlp`` and/or ``console``, or when
-    ``OTEL_EXPORTER_OTLP_ENDPOINT`` is set (OTLP over HTTP).  ``OTEL_METRICS_EXPORTER``
-    defaults to the traces exporter; ``OTEL_SERVICE_NAME`` to ``wakeline-worker``."""
-    env = os.environ if environ is None else environ
-    endpoint = env.get("OTEL_EXPORTER_OTLP_ENDPOINT") or env.get(
-        "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"
-    )
-    traces = _exporters(env.get("OTEL_TRACES_EXPORTER", ""), "otlp" if endpoint else "")
-    metrics = _exporters(env.get("OTEL_METRICS_EXPORTER", ""), ",".join(traces))
-    capture = env.get(CAPTURE_ENV, "").strip().lower() == "true"
-    if not traces and not metrics:
-        return Telemetry(capture_content=capture)
-    if not HAVE_OTEL:
-        log.warning("OTEL_* is set but the 'otel' extra is not installed: telemetry is off")
-        return Telemetry(capture_content=capture)
-    from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
-    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
-    from opentelemetry.sdk.metrics import MeterProvider as SDKMeterProvider
-    from opentelemetry.sdk.metrics.export import ConsoleMetricExporter
-    from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader as Reader
-    from opentelemetry.sdk.resources import Resource
-    from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter
-
-    resource = Resource.create({"service.name": env.get("OTEL_SERVICE_NAME") or "wakeline-worker"})
-    tracer_provider = SDKTracerProvider(resource=resource) if traces else None
-    for name in traces:
-        exporter = ConsoleSpanExporter() if name == "console" else OTLPSpanExporter()
-        tracer_provider.add_span_processor(BatchSpanProcessor(exporter))  # type: ignore[union-attr]
-    readers = [
-        Reader(ConsoleMetricExporter() if n == "console" else OTLPMetricExporter()) for n in metrics
-    ]
-    meter_provider = SDKMeterProvider(readers, resource) if readers else None
-    return Telemetry(tracer_provider, meter_provider, capture_content=capture)
-
-
-def _exporters(value: str, default: str) -> list[str]:
-    names = [n.strip().lower() for n in (value or default).split(",") if n.strip()]
-    unknown = [n for n in names if n not in ("otlp", "console", "none")]
-    if unknown:
-        log.warning("unsupported OTel exporters %s (use otlp or console)", unknown)
-    return [n for n in names if n in ("otlp", "console")]
-
-
-@functools.cache
-def default_telemetry() -> Telemetry:
-    """The process's telemetry, configured once from the environment."""
-    return configure_from_env()

@@ -1,31 +1,32 @@
-"""A worker process for crash tests: it SIGKILLs itself at a chosen point of a model call.
+"""Agents for crash tests: a worker process SIGKILLs itself at a chosen point of a model call.
 
-    python tests/support/crash_worker.py DATA_DIR OPENAI_BASE_URL [MODE:N]
+    WAKELINE_TEST_LLM_URL=URL WAKELINE_TEST_CRASH=MODE:N python -m wakeline.testing.worker_process \
+        tests/support/crash_agents.py:app_from_env() --log-hook tests/support/crash_agents.py:arm
 
 MODE is ``before_send`` (the request is journaled, the HTTP request is not sent yet),
 ``after_answer`` (the provider answered, the result is not journaled yet) or ``after_journal``
 (the result was appended).  The kill points are put in place by wrapping the ports -- the model
-port and the log port -- exactly as the worker sees them, not by hooks in wakeline itself.
+port (:func:`app_from_env`) and the log port (:func:`arm`) -- exactly as the worker sees them,
+not by hooks in wakeline itself.
 """
 
 from __future__ import annotations
 
-import asyncio
 import os
 import signal
-import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from workers import SUPPORT, llm_url, worker_command
+
 from wakeline import App
-from wakeline.actors.worker import Worker
 from wakeline.core.model import DeltaSink, ModelRequest, ModelResponse
 from wakeline.providers.openai_compat import OpenAICompatProvider
-from wakeline.topics.embedded.log import EmbeddedLog
-from wakeline.topics.port import OffsetCommit, OutRecord, PartitionWriter
+from wakeline.topics.port import Log, OffsetCommit, OutRecord, PartitionWriter
 
 STEPS = 4
+CRASH_ENV = "WAKELINE_TEST_CRASH"
 
 
 def die() -> None:
@@ -75,15 +76,18 @@ class KillingWriter:
         await self._inner.close()
 
 
-class KillingLog(EmbeddedLog):
-    def arm(self, at: int) -> None:
-        self._kill_at, self._kill_counter = at, [0]
+def arm(log: Log) -> Log:
+    """The ``--log-hook``: with ``after_journal:N`` the Nth appended model call result kills."""
+    mode, _, at = os.environ.get(CRASH_ENV, "").partition(":")
+    if mode != "after_journal":
+        return log
+    inner, counter = log.writer, [0]
 
-    async def writer(self, writer_id: str, partition: int) -> Any:
-        inner = await super().writer(writer_id, partition)
-        if getattr(self, "_kill_at", 0):
-            return KillingWriter(inner, self._kill_at, self._kill_counter)
-        return inner
+    async def writer(writer_id: str, partition: int) -> PartitionWriter:
+        return KillingWriter(await inner(writer_id, partition), int(at), counter)
+
+    log.writer = writer  # type: ignore[method-assign]
+    return log
 
 
 def make_app(base_url: str, mode: str = "", at: int = 0) -> App:
@@ -108,21 +112,23 @@ def make_app(base_url: str, mode: str = "", at: int = 0) -> App:
     return app
 
 
-async def main(data: Path, base_url: str, crash: str) -> None:
-    mode, _, at = crash.partition(":")
-    log = KillingLog(data)
-    await log.start()
-    if mode == "after_journal":
-        log.arm(int(at))
-    app = make_app(base_url, "" if mode == "after_journal" else mode, int(at or 0))
-    worker = Worker(app, log, state_dir=data / "state" / f"w{os.getpid()}", session_timeout_s=1.0)
-    stop = asyncio.Event()
-    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
-    try:
-        await worker.run(stop)
-    finally:
-        await log.close()
+def app_from_env() -> App:
+    mode, _, at = os.environ.get(CRASH_ENV, "").partition(":")
+    kill = mode if mode in ("before_send", "after_answer") else ""
+    return make_app(llm_url(), kill, int(at or 0))
 
 
-if __name__ == "__main__":
-    asyncio.run(main(Path(sys.argv[1]), sys.argv[2], sys.argv[3] if len(sys.argv) > 3 else ""))
+def command(data: Path) -> list[str]:
+    """The worker process (a fresh journal store per process, as each crash leaves it)."""
+    target = "crash_agents.py"
+    return worker_command(
+        f"{target}:app_from_env()",
+        "--data",
+        str(data),
+        "--state-dir",
+        str(data / "state" / "w{pid}"),
+        "--session-timeout",
+        "1.0",
+        "--log-hook",
+        f"{SUPPORT / target}:arm",
+    )

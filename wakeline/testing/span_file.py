@@ -1,7 +1,10 @@
 """A span exporter that appends each finished span to a JSON-lines file at once.
 
 A worker process that is SIGKILLed keeps every span it ended: the test reads them back with
-:func:`read_spans` and compares them with the spans of the worker that took over.
+:func:`read_spans` and compares them with the spans of the worker that took over.  Worker
+processes (:mod:`wakeline.testing.worker_process`) write their spans to the file named by
+``$WAKELINE_TEST_SPANS`` (:data:`wakeline.testing.worker_process.SPANS_ENV`).  Needs the
+``otel`` extra.
 """
 
 from __future__ import annotations

@@ -1,0 +1,160 @@
+"""Commands about one run: run, start, tail, resume, cancel, replay."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import click
+
+from wakeline.cli import render
+from wakeline.cli.common import Settings, json_input, run_async, send, target_app
+from wakeline.client import Client, RunError, RunHandle
+from wakeline.replay import ReplayReport, replay_run
+from wakeline.runtime import StateDir
+from wakeline.worker import Worker
+
+
+def register(main: click.Group) -> None:
+    for command in (run, start, tail, resume, cancel, replay):
+        main.add_command(command)
+
+
+async def _print_updates(client: Client, run_id: str, from_offset: int = 0) -> None:
+    out = render.console()
+    async for update in client.watch(run_id, from_offset=from_offset):
+        if update.event is not None:
+            out.print(render.event_line(update.event))
+        elif update.notice is not None:
+            out.print(render.notice_line(update.notice))
+
+
+async def _follow(client: Client, handle: RunHandle) -> int:
+    """Print the run's events as they come, then its result (0) or why it did not end (1)."""
+    out = render.console()
+    out.print(f"run [bold]{handle.run_id}[/bold] on partition {handle.partition}")
+    await _print_updates(client, handle.run_id, handle.from_offset)
+    try:
+        result = await client.result(handle.run_id, from_offset=handle.from_offset)
+    except RunError as exc:
+        out.print(f"[red]{exc}[/red]")
+        return 1
+    out.print_json(json.dumps(result))
+    return 0
+
+
+@click.command()
+@click.argument("target")
+@click.option("--input", "input_", default="null", help="the agent's input as JSON")
+@click.option("--run-id", default=None)
+@click.option("--tenant", default="")
+@click.pass_obj
+def run(settings: Settings, target: str, input_: str, run_id: str | None, tenant: str) -> None:
+    """Run MODULE:AGENT in this process, streaming its events, and print the result."""
+    app, agent = target_app(target)
+    if agent is None:
+        raise click.UsageError("name the agent: MODULE:AGENT")
+    value = json_input(input_)
+
+    async def go() -> int:
+        async with settings.connect(issuer="cli") as client:
+            await client.create_topics()
+            slot = StateDir(settings.data / "state")
+            worker = Worker(app, client.log, state_dir=slot.path, topics=settings.topics)
+            stop = asyncio.Event()
+            task = asyncio.create_task(worker.run(stop))
+            try:
+                handle = await client.start_run(agent, value, run_id=run_id, tenant=tenant)
+                return await _follow(client, handle)
+            finally:
+                stop.set()
+                await task
+                slot.release()
+
+    raise SystemExit(run_async(go))
+
+
+@click.command()
+@click.argument("agent")
+@click.option("--input", "input_", default="null")
+@click.option("--run-id", default=None)
+@click.option("--tenant", default="")
+@click.pass_obj
+def start(settings: Settings, agent: str, input_: str, run_id: str | None, tenant: str) -> None:
+    """Publish a start command for AGENT (a worker runs it); print the run id."""
+    value = json_input(input_)
+    agent = agent.rpartition(":")[2]
+
+    async def go() -> str:
+        async with settings.connect(issuer="cli") as client:
+            await client.create_topics()
+            handle = await client.start_run(agent, value, run_id=run_id, tenant=tenant)
+            return handle.run_id
+
+    click.echo(run_async(go))
+
+
+@click.command()
+@click.argument("run_id")
+@click.pass_obj
+def tail(settings: Settings, run_id: str) -> None:
+    """Follow a run's events until it ends."""
+
+    async def go() -> None:
+        async with settings.connect() as client:
+            await _print_updates(client, run_id)
+
+    run_async(go)
+
+
+@click.command()
+@click.argument("run_id")
+@click.pass_obj
+def resume(settings: Settings, run_id: str) -> None:
+    """Ask the workers to resume a run from its journal (e.g. after fixing drifted code)."""
+    send(settings, lambda c: c.resume(run_id))
+    click.echo(f"resume requested for {run_id}")
+
+
+@click.command()
+@click.argument("run_id")
+@click.option("--reason", default="cancelled from the CLI")
+@click.pass_obj
+def cancel(settings: Settings, run_id: str, reason: str) -> None:
+    """Cancel a run."""
+    send(settings, lambda c: c.cancel(run_id, reason))
+    click.echo(f"cancel requested for {run_id}")
+
+
+@click.command()
+@click.argument("run_id")
+@click.argument("target")
+@click.pass_obj
+def replay(settings: Settings, run_id: str, target: str) -> None:
+    """Re-drive RUN_ID with the code in TARGET, no provider reachable; compare bytes."""
+    app, _ = target_app(target)
+
+    async def go() -> ReplayReport:
+        async with settings.connect() as client:
+            try:
+                return await replay_run(client.log, app, run_id, topics=settings.topics)
+            except LookupError as exc:
+                raise click.UsageError(str(exc)) from exc
+
+    raise SystemExit(_print_replay(run_async(go)))
+
+
+def _print_replay(report: ReplayReport) -> int:
+    if report.identical:
+        state = "ended" if report.ended else "still open"
+        click.echo(
+            f"byte-identical: {report.checked} produced events of {report.events} "
+            f"match the log (run {state})"
+        )
+        return 0
+    d = report.divergence
+    assert d is not None
+    click.echo(f"DIVERGED at seq {d.seq}, field {d.field}")
+    click.echo(f"  recorded: {d.recorded}")
+    click.echo(f"  replayed: {d.replayed}")
+    return 1
