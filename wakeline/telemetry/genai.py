@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from wakeline import jsonutil
+from wakeline.core.steps import kind_of
 from wakeline.schemas.events import (
     ModelCallCompleted,
     ModelCallDenied,
@@ -24,14 +25,18 @@ from wakeline.schemas.events import (
 )
 
 if TYPE_CHECKING:
-    from wakeline.core.run_core import Effect
+    from wakeline.core.activation import Effect
 
 __all__ = ["span_of", "span_result"]
 
 
 def span_of(effect: Effect, capture: bool) -> tuple[str, str, dict[str, Any]] | None:
-    """``(kind, span name, attributes)`` of an effect that gets a span when it runs."""
+    """``(kind, span name, attributes)`` of an effect that gets a span when it runs; the kind
+    is the step kind's name (``core/steps.py``)."""
     payload = effect.request.payload
+    kind = kind_of(payload)
+    if kind is None:
+        return None
     attributes: dict[str, Any] = {
         "wakeline.run.id": effect.request.run_id,
         "wakeline.seq": effect.seq,
@@ -50,7 +55,7 @@ def span_of(effect: Effect, capture: bool) -> tuple[str, str, dict[str, Any]] | 
                 attributes[f"gen_ai.request.{key}"] = request[key]
         if capture and isinstance(request, dict):
             attributes["gen_ai.input.messages"] = jsonutil.dumps(request.get("messages", []))
-        return "model", f"chat {payload.model}", attributes
+        return kind.name, f"chat {payload.model}", attributes
     if isinstance(payload, ToolCallRequested):
         attributes |= {
             "gen_ai.operation.name": "execute_tool",
@@ -60,9 +65,10 @@ def span_of(effect: Effect, capture: bool) -> tuple[str, str, dict[str, Any]] | 
         }
         if capture:
             attributes["gen_ai.tool.call.arguments"] = payload.args
-        return "tool", f"execute_tool {payload.tool}", attributes
+        return kind.name, f"execute_tool {payload.tool}", attributes
     if isinstance(payload, StepRequested):
-        return "step", f"step {payload.name}", attributes | {"wakeline.step.name": payload.name}
+        name = f"step {payload.name}"
+        return kind.name, name, attributes | {"wakeline.step.name": payload.name}
     return None
 
 
