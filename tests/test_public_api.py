@@ -9,6 +9,7 @@ import pytest
 
 import wakeline
 import wakeline.providers
+import wakeline.worker
 
 AUTHORS = {
     "App",
@@ -53,8 +54,12 @@ PROVIDERS = {
 }
 
 
+WORKERS = {"DEFAULT_GROUP", "Telemetry", "Worker", "serve"}
+
+
 @pytest.mark.parametrize(
-    ("module", "expected"), [(wakeline, AUTHORS), (wakeline.providers, PROVIDERS)]
+    ("module", "expected"),
+    [(wakeline, AUTHORS), (wakeline.providers, PROVIDERS), (wakeline.worker, WORKERS)],
 )
 def test_public_names_are_pinned(module: object, expected: set[str]) -> None:
     assert set(getattr(module, "__all__")) == expected  # noqa: B009 - modules, not a typed attr

@@ -24,7 +24,7 @@ from wakeline.telemetry.runtime import Telemetry
 from wakeline.topics.port import Log
 from wakeline.topics.specs import DEFAULT_TOPICS, Topics
 
-__all__ = ["DEFAULT_GROUP", "Worker", "serve"]
+__all__ = ["DEFAULT_GROUP", "Telemetry", "Worker", "serve"]
 
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
