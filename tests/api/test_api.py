@@ -131,6 +131,7 @@ async def env(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[E
             poll_s=0.05,
             heartbeat_s=1.0,
         )
+        observe_folds(api)
         async with lifespan(api):
             transport = httpx.ASGITransport(app=api)
             async with httpx.AsyncClient(
@@ -139,15 +140,57 @@ async def env(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[E
                 yield Env(rt, api, http)
 
 
+class Folds:
+    """Counts the folds of an API's projector: what the API answers changes only then."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self._changed = asyncio.Event()
+
+    def tick(self) -> None:
+        self.count += 1
+        self._changed.set()
+
+    async def after(self, count: int) -> None:
+        """Return once the projector folded again since it had folded ``count`` times."""
+        while self.count <= count:
+            self._changed.clear()
+            await self._changed.wait()
+
+
+FOLDS = Folds()
+"""The folds of the API the current test started last (:func:`observe_folds`)."""
+
+
+def observe_folds(api: FastAPI) -> Folds:
+    """Count the folds of ``api``'s projector in :data:`FOLDS` (a test seam: its fold hook)."""
+    global FOLDS
+    FOLDS = folds = Folds()
+    projector = api.state.api.projector
+    inner = projector._on_fold
+
+    def on_fold(records: Any) -> None:
+        inner(records)
+        folds.tick()
+
+    projector._on_fold = on_fold
+    return folds
+
+
 async def eventually(probe: Callable[[], Awaitable[T | None]], within_s: float = 20.0) -> T:
-    deadline = time.monotonic() + within_s
-    while True:
-        value = await probe()
-        if value is not None:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        await asyncio.sleep(0.05)
+    """``probe()``'s first value that is not ``None``: probed now and again after each fold of
+    the API's projections (nothing the API answers changes in between)."""
+    folds = FOLDS
+    try:
+        async with asyncio.timeout(within_s):
+            while True:
+                seen = folds.count
+                value = await probe()
+                if value is not None:
+                    return value
+                await folds.after(seen)
+    except TimeoutError:
+        raise AssertionError(f"condition not met within {within_s}s") from None
 
 
 async def run_row(http: httpx.AsyncClient, run_id: str, *, status: str | None = None) -> Any:
@@ -517,9 +560,10 @@ async def read_sse(
     *,
     take: int | None = None,
     into: list[Message] | None = None,
+    on_message: Callable[[Message], None] | None = None,
 ) -> list[Message]:
     """SSE messages until the stream ends (or ``take`` journal events were read); ``into``
-    receives them as they arrive."""
+    receives them as they arrive, and ``on_message`` is called with each."""
     out: list[Message] = [] if into is None else into
     async with http.stream("GET", url, headers=headers) as response:
         assert response.status_code == 200, await response.aread()
@@ -534,13 +578,14 @@ async def read_sse(
                 continue
             if "data" in fields:
                 ident = fields.get("id")
-                out.append(
-                    Message(
-                        int(ident) if ident is not None else None,
-                        fields.get("event", "message"),
-                        json.loads(fields["data"]),
-                    )
+                message = Message(
+                    int(ident) if ident is not None else None,
+                    fields.get("event", "message"),
+                    json.loads(fields["data"]),
                 )
+                out.append(message)
+                if on_message is not None:
+                    on_message(message)
                 if take is not None and sum(m.event == "message" for m in out) >= take:
                     break
             fields = {}

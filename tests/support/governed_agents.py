@@ -21,6 +21,7 @@ from typing import Any
 from backends import from_worker_args
 
 from wakeline import App, current_tool_call
+from wakeline.actors.owner import on_run_unloaded
 from wakeline.actors.worker import Worker
 from wakeline.core.governance import CallInfo, Deny
 from wakeline.providers.openai_compat import OpenAICompatProvider
@@ -108,6 +109,8 @@ async def _worker(data: Path, base_url: str, backend_args: list[str]) -> None:
     stop = asyncio.Event()
     asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
     print(f"worker-id {worker.worker_id}", flush=True)
+    # tell the test each run this worker unloads (only people can move it on)
+    on_run_unloaded(lambda _worker, _partition, run_id: print(f"unloaded {run_id}", flush=True))
     try:
         await worker.run(stop)
     finally:
