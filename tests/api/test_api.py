@@ -31,6 +31,7 @@ from wakeline.projections.costs import utc_day
 from wakeline.providers.mock import MockModel
 from wakeline.schemas.codec import command_codec
 from wakeline.testing.harness import LocalRuntime
+from wakeline.testing.seams import Calls, observe_calls
 from wakeline.topics.port import Log
 from wakeline.topics.specs import Topics
 
@@ -140,47 +141,23 @@ async def env(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[E
                 yield Env(rt, api, http)
 
 
-class Folds:
-    """Counts the folds of an API's projector: what the API answers changes only then."""
-
-    def __init__(self) -> None:
-        self.count = 0
-        self._changed = asyncio.Event()
-
-    def tick(self) -> None:
-        self.count += 1
-        self._changed.set()
-
-    async def after(self, count: int) -> None:
-        """Return once the projector folded again since it had folded ``count`` times."""
-        while self.count <= count:
-            self._changed.clear()
-            await self._changed.wait()
+FOLDS: Calls | None = None
+"""The folds of the projector of the API the current test started last (:func:`observe_folds`):
+what the API answers changes only then."""
 
 
-FOLDS = Folds()
-"""The folds of the API the current test started last (:func:`observe_folds`)."""
-
-
-def observe_folds(api: FastAPI) -> Folds:
+def observe_folds(api: FastAPI) -> Calls:
     """Count the folds of ``api``'s projector in :data:`FOLDS` (a test seam: its fold hook)."""
     global FOLDS
-    FOLDS = folds = Folds()
-    projector = api.state.api.projector
-    inner = projector._on_fold
-
-    def on_fold(records: Any) -> None:
-        inner(records)
-        folds.tick()
-
-    projector._on_fold = on_fold
-    return folds
+    FOLDS = observe_calls(api.state.api.projector, "_on_fold")
+    return FOLDS
 
 
 async def eventually(probe: Callable[[], Awaitable[T | None]], within_s: float = 20.0) -> T:
     """``probe()``'s first value that is not ``None``: probed now and again after each fold of
     the API's projections (nothing the API answers changes in between)."""
     folds = FOLDS
+    assert folds is not None, "observe_folds(api) first"
     try:
         async with asyncio.timeout(within_s):
             while True:
