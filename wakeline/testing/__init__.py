@@ -1,5 +1,5 @@
-"""The test toolkit: in-process runtimes and event-driven waits (fake providers, brokers and
-soak helpers are in the submodules).
+"""The test toolkit: in-process runtimes, event-driven waits and call seams (fake providers,
+brokers and soak helpers are in the submodules).
 
 ``import wakeline.testing`` stays light: the runtimes, which load the worker, are imported on
 first use.
@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from wakeline.testing.seams import Calls, observe_calls
 from wakeline.testing.waits import (
     RunUnloads,
     wait_for_event,
@@ -25,10 +26,12 @@ if TYPE_CHECKING:
     )
 
 __all__ = [
+    "Calls",
     "LocalRuntime",
     "RunUnloads",
     "kafka_runtime",
     "local_runtime",
+    "observe_calls",
     "wait_for_event",
     "wait_status",
     "wait_until_ended",

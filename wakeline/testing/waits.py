@@ -23,11 +23,14 @@ if TYPE_CHECKING:
 
 DEFAULT_TIMEOUT_S = 30.0
 
-EventKind = type[Any] | tuple[type[Any], ...] | str
-"""A payload class (``GateOpened``), a tuple of them, or an event type name (``"GateOpened"``)."""
+EventKind = type[Any] | tuple[type[Any], ...] | str | None
+"""A payload class (``GateOpened``), a tuple of them, an event type name (``"GateOpened"``), or
+``None`` for any event."""
 
 
 def _kind_name(kind: EventKind) -> str:
+    if kind is None:
+        return "event"
     if isinstance(kind, str):
         return kind
     if isinstance(kind, tuple):
@@ -36,6 +39,8 @@ def _kind_name(kind: EventKind) -> str:
 
 
 def _matches(event: Event, kind: EventKind) -> bool:
+    if kind is None:
+        return True
     if isinstance(kind, str):
         return event.type == kind
     return isinstance(event.payload, kind)
