@@ -2,19 +2,24 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import sqlite3
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from click.testing import CliRunner
 
 from wakeline.cli.main import main
+from wakeline.client import Client
+from wakeline.schemas.events import GateOpened, RunCompleted
+from wakeline.testing import wait_for_event
+from wakeline.topics.embedded.log import EmbeddedLog
 from wakeline.topics.partitioner import partition_for
 
 AGENTS = str(Path(__file__).parent / "support" / "cli_agents.py")
@@ -34,15 +39,21 @@ def worker(tmp_path: Path) -> Iterator[subprocess.Popen[bytes]]:
     proc.wait(20)
 
 
-def wait_status(data: Path, run_id: str, status: str, limit_s: float = 30) -> str:
-    deadline = time.monotonic() + limit_s
-    out = ""
-    while time.monotonic() < deadline:
-        _, out = cli(data, "show", run_id)
-        if f"status {status}" in out:
-            return out
-        time.sleep(0.2)
-    raise AssertionError(out)
+def wait_status(data: Path, run_id: str, status: str, kind: type[Any]) -> str:
+    """``wakeline show`` of the run once the log shows its event of ``kind`` (which gives the
+    run ``status``), followed as it is appended."""
+
+    async def follow() -> None:
+        log = await EmbeddedLog.open(data)
+        try:
+            await wait_for_event(Client(log), run_id, kind)
+        finally:
+            await log.close()
+
+    asyncio.run(follow())
+    _, out = cli(data, "show", run_id)
+    assert f"status {status}" in out, out
+    return out
 
 
 def test_approve_and_budget_raise_from_the_cli(
@@ -50,14 +61,14 @@ def test_approve_and_budget_raise_from_the_cli(
 ) -> None:
     _, out = cli(tmp_path, "start", "gated", "--input", "5")
     gated = out.strip()
-    wait_status(tmp_path, gated, "suspended")
+    wait_status(tmp_path, gated, "suspended", GateOpened)
     assert cli(tmp_path, "approve", gated, "pay", "--reason", "fine")[0] == 0
     code, out = cli(tmp_path, "tail", gated)
     assert code == 0 and "approved by cli" in out
 
     _, out = cli(tmp_path, "start", "chatty", "--input", "3")
     chatty = out.strip()
-    wait_status(tmp_path, chatty, "completed")  # no budget: runs straight through
+    wait_status(tmp_path, chatty, "completed", RunCompleted)  # no budget: runs straight through
     code, _ = cli(tmp_path, "budget", "raise", chatty, "--metric", "usd", "--limit", "1")
     assert code == 0  # a raise for a run that waits on nothing is rejected by the worker
 
@@ -67,7 +78,9 @@ def test_audit_verify_detects_a_changed_event_and_names_it(
 ) -> None:
     _, out = cli(tmp_path, "start", "chatty", "--input", "2")
     run_id = out.strip()
-    wait_status(tmp_path, run_id, "completed")  # the views fold (and audit) the journal
+    wait_status(
+        tmp_path, run_id, "completed", RunCompleted
+    )  # the views fold (and audit) the journal
     code, out = cli(tmp_path, "audit", "verify", run_id)
     assert code == 0 and "ok: 6 events" in out
     code, out = cli(tmp_path, "audit", "show", run_id)

@@ -3,7 +3,6 @@ client folds from the log on demand (embedded log, a real worker)."""
 
 from __future__ import annotations
 
-import asyncio
 import time
 from decimal import Decimal
 from pathlib import Path
@@ -139,13 +138,10 @@ async def test_costs_and_shared_budgets(tmp_path: Path) -> None:
         with pytest.raises(ValueError, match="unknown cost dimension 'planet'"):
             await client.costs("planet")
 
-        # the echo run spent against its tenant's budget: reserved, then settled
-        for _ in range(400):
-            budgets = await client.budgets()
-            if budgets and budgets[0]["in_flight"] == 0 and budgets[0]["settles"] == 1:
-                break
-            await asyncio.sleep(0.05)
-        [budget] = budgets
+        # the echo run spent against its tenant's budget: reserved, then settled -- before its
+        # result was journaled, so the views show it as soon as the run has ended
+        [budget] = await client.budgets()
+        assert budget["settles"] == 1
         assert (budget["key"], budget["limit"], budget["limit_by"]) == ("tenant:acme", "0.5", "ops")
         assert Decimal(budget["spent"]) == cost["echo"] and budget["grants"] == 1
         assert budget["in_flight"] == 0 and Decimal(budget["reserved"]) == 0

@@ -32,6 +32,7 @@ from wakeline.schemas.events import (
 from wakeline.schemas.usage import Usage
 from wakeline.testing.harness import LocalRuntime, local_runtime, worker_running
 from wakeline.topics.embedded.log import EmbeddedLog
+from wakeline.topics.partitioner import partition_for
 from wakeline.topics.port import Log, OutRecord, UnknownTopicError
 from wakeline.topics.specs import DEFAULT_TOPICS, Topics
 
@@ -151,12 +152,22 @@ async def test_a_subscriber_joining_mid_call_gets_the_rest_only(tmp_path: Path) 
         assert final_text(completed).endswith("".join(d.text for d in deltas))
 
 
-async def wait_for_deltas(log: Log, run_id: str, *, at_least: int) -> None:
-    for _ in range(200):
-        if len(await read_deltas(log, run_id)) >= at_least:
-            return
-        await asyncio.sleep(0.02)
-    raise AssertionError("no deltas were published")
+async def wait_for_deltas(
+    log: Log, run_id: str, *, at_least: int, topic: str = DEFAULT_TOPICS.deltas
+) -> None:
+    """Return once ``at_least`` deltas of the run were published: follows the run's deltas
+    partition (each read returns as soon as something is appended)."""
+    partition = partition_for(run_id.encode(), await log.partition_count(topic))
+    offset, seen = 0, 0
+    try:
+        async with asyncio.timeout(10):
+            while seen < at_least:
+                records = await log.read(topic, partition, offset, timeout_s=1.0)
+                for record in records:
+                    offset = record.offset + 1
+                    seen += delta_codec().decode(record.value).run_id == run_id
+    except TimeoutError:
+        raise AssertionError(f"run {run_id}: {seen} deltas published, not {at_least}") from None
 
 
 async def read_deltas(log: Log, run_id: str, topic: str = DEFAULT_TOPICS.deltas) -> list[Delta]:

@@ -28,6 +28,7 @@ from wakeline.telemetry.runtime import (
     run_trace_id,
     traceparent,
 )
+from wakeline.testing.seams import observe_calls
 from wakeline.topics.embedded.log import EmbeddedLog
 from wakeline.topics.port import Log, OutRecord
 from wakeline.topics.specs import DEFAULT_TOPICS
@@ -100,11 +101,13 @@ async def test_a_run_is_one_trace_with_genai_spans(tmp_path: Path) -> None:
         await ensure_topics(log, partitions=1)
         client = Client(log)
         tracer = telemetry_tracer(telemetry)
-        async with running(log, tmp_path / "state", telemetry):
+        async with running(log, tmp_path / "state", telemetry) as worker:
+            measured = observe_calls(worker.lag, "measure")
             with tracer.start_as_current_span("submit order") as submit:
                 handle = await client.start_run("researcher", "moss", tenant="acme")
             await asyncio.wait_for(client.result(handle.run_id), 20)
-            await asyncio.sleep(0.3)  # a lag measurement after the last command
+            # a lag measurement begun after the last command was handled: the second from now
+            await measured.after(measured.count + 1)
         records = await log.read(DEFAULT_TOPICS.events, 0, 0)
     finally:
         await log.close()
@@ -302,12 +305,11 @@ async def test_dead_letters_and_rebalances_are_counted(tmp_path: Path) -> None:
     log = await EmbeddedLog.open(tmp_path)
     try:
         await ensure_topics(log, partitions=2)
+        lettered = observe_calls(telemetry, "dead_letter")
         async with running(log, tmp_path / "state", telemetry):
             await log.append(DEFAULT_TOPICS.commands, [OutRecord(b"junk", b"\x00not avro")])
-            for _ in range(200):
-                if await log.end_offset(DEFAULT_TOPICS.deadletter, 0) > 0:
-                    break
-                await asyncio.sleep(0.05)
+            await lettered.after(0)
+            assert await log.end_offset(DEFAULT_TOPICS.deadletter, 0) == 1
     finally:
         await log.close()
     points = metric_points(reader)

@@ -24,11 +24,12 @@ from wakeline.schemas.events import (
     Budget,
     BudgetExceeded,
     Event,
+    GateOpened,
     GateResolved,
     PolicyDenied,
 )
+from wakeline.testing import LocalRuntime, wait_for_event
 from wakeline.testing.fake_llm import FakeLLMServer
-from wakeline.testing.harness import LocalRuntime
 
 
 @pytest.fixture()
@@ -48,13 +49,6 @@ async def rt(
 
 async def journal(rt: LocalRuntime, run_id: str) -> list[Event]:
     return [e async for e in rt.client.events(run_id)]
-
-
-async def until(rt: LocalRuntime, run_id: str, event_type: str) -> Event:
-    async for event in rt.client.events(run_id):
-        if event.type == event_type:
-            return event
-    raise AssertionError(f"{run_id} ended without {event_type}")
 
 
 async def test_a_policy_denial_never_reaches_the_provider(
@@ -81,15 +75,15 @@ async def test_a_suspending_policy_waits_for_a_person(
     rt: LocalRuntime, server: FakeLLMServer
 ) -> None:
     approved = await rt.client.start_run("ask", "o1")
-    await until(rt, approved.run_id, "PolicyDenied")
-    await asyncio.sleep(0.2)
-    assert server.received == 0 and approved.run_id not in rt.worker.running_runs  # unloaded
+    await wait_for_event(rt.client, approved.run_id, PolicyDenied)
+    await rt.wait_unloaded(approved.run_id)  # nothing in flight, nothing left in memory
+    assert server.received == 0 and approved.run_id not in rt.worker.running_runs
     await rt.client.approve(approved.run_id, "no_big_models", "ok for this one")
     assert "fake reply" in await rt.client.result(approved.run_id)
     assert server.received == 1
 
     rejected = await rt.client.start_run("ask", "o1")
-    await until(rt, rejected.run_id, "PolicyDenied")
+    await wait_for_event(rt.client, rejected.run_id, PolicyDenied)
     await rt.client.reject(rejected.run_id, "no_big_models", "too pricey")
     with pytest.raises(RunError, match=r"no_big_models: o1 needs .*; rejected by .*: too pricey"):
         await rt.client.result(rejected.run_id)
@@ -108,12 +102,12 @@ async def test_budget_denies_before_dispatch_and_resumes_after_a_raise(
     assert worst is not None
     limit = str(worst + Decimal("0.000000001"))
     handle = await rt.client.start_run("spender", 3, budget=Budget(usd=limit))
-    exceeded = await until(rt, handle.run_id, "BudgetExceeded")
+    exceeded = await wait_for_event(rt.client, handle.run_id, BudgetExceeded)
     payload = exceeded.payload
     assert isinstance(payload, BudgetExceeded)
     assert (payload.scope, payload.metric, payload.limit) == ("run", "usd", limit)
     assert Decimal(payload.reservation) == worst and Decimal(payload.spent) > 0
-    await asyncio.sleep(0.2)
+    await rt.wait_unloaded(handle.run_id)  # nothing in flight any more
     assert server.received == 1  # the second call was never sent
     await rt.client.raise_budget(handle.run_id, "usd", "1")
     assert await rt.client.result(handle.run_id) == 3
@@ -124,7 +118,7 @@ async def test_budget_denies_before_dispatch_and_resumes_after_a_raise(
 
 async def test_calls_budget_and_bad_raise_commands(rt: LocalRuntime) -> None:
     handle = await rt.client.start_run("spender", 2, budget=Budget(model_calls=1))
-    await until(rt, handle.run_id, "BudgetExceeded")
+    await wait_for_event(rt.client, handle.run_id, BudgetExceeded)
     await rt.client.raise_budget(handle.run_id, "dollars", "5")
     await rt.client.raise_budget(handle.run_id, "tokens", "5")  # not what the run waits on
     await rt.client.raise_budget(handle.run_id, "model_calls", "2")
@@ -133,8 +127,8 @@ async def test_calls_budget_and_bad_raise_commands(rt: LocalRuntime) -> None:
 
 async def test_an_approval_gate_records_who_decided(rt: LocalRuntime) -> None:
     handle = await rt.client.start_run("gated", 42)
-    await until(rt, handle.run_id, "GateOpened")
-    await asyncio.sleep(0.2)
+    await wait_for_event(rt.client, handle.run_id, GateOpened)
+    await rt.wait_unloaded(handle.run_id)
     assert handle.run_id not in rt.worker.running_runs  # no memory, no task while it waits
     await rt.client.approve(handle.run_id, "nope")  # unknown gate: rejected, run unaffected
     await rt.client.approve(handle.run_id, "pay", "looks right")
@@ -144,7 +138,7 @@ async def test_an_approval_gate_records_who_decided(rt: LocalRuntime) -> None:
     assert resolved[0].approved and resolved[0].reason == "looks right"
 
     other = await rt.client.start_run("gated", 7)
-    await until(rt, other.run_id, "GateOpened")
+    await wait_for_event(rt.client, other.run_id, GateOpened)
     await rt.client.reject(other.run_id, "pay", "not today")
     assert (await rt.client.result(other.run_id)).endswith(": not today")
 

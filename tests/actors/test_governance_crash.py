@@ -14,7 +14,8 @@ from backends import Backend, backend_for, backend_params
 from workers import worker_env
 
 from wakeline.client import Client, RunError
-from wakeline.schemas.events import Event, InDoubtResolved, ToolCallInDoubt
+from wakeline.schemas.events import GateOpened, InDoubtResolved, ToolCallInDoubt
+from wakeline.testing import wait_for_event
 from wakeline.testing.fake_llm import FakeLLMServer
 
 pytestmark = pytest.mark.slow
@@ -65,11 +66,19 @@ async def env(
         await log.close()
 
 
-async def wait_for(client: Client, run_id: str, event_type: str) -> Event:
-    async for event in client.events(run_id):
-        if event.type == event_type:
-            return event
-    raise AssertionError(f"no {event_type}")
+async def unloaded(proc: subprocess.Popen[str], run_id: str, timeout_s: float = 30) -> None:
+    """Return once the worker process ``proc`` says it unloaded ``run_id`` (it prints
+    ``unloaded <run id>`` when it does)."""
+
+    def read() -> bool:  # False once the process exited without saying so
+        assert proc.stdout is not None
+        return any(line.split() == ["unloaded", run_id] for line in proc.stdout)
+
+    try:
+        found = await asyncio.wait_for(asyncio.to_thread(read), timeout_s)
+    except TimeoutError:
+        found = False
+    assert found, f"worker {proc.pid} did not unload run {run_id} within {timeout_s}s"
 
 
 async def test_approval_after_a_crash_resumes_once_on_another_worker(
@@ -78,7 +87,7 @@ async def test_approval_after_a_crash_resumes_once_on_another_worker(
     client, workers = env
     first, _ = workers.start()
     handle = await client.start_run("gated", 99)
-    await wait_for(client, handle.run_id, "GateOpened")
+    await wait_for_event(client, handle.run_id, GateOpened)
     first.send_signal(signal.SIGKILL)
     first.wait(10)
     await client.approve(handle.run_id, "pay", "approved while no worker was alive")
@@ -103,10 +112,10 @@ async def test_an_in_doubt_tool_is_never_rerun_by_itself(
     handle = await client.start_run("payer", 25)
     assert first.wait(30) == -signal.SIGKILL
     assert len(charges.read_text().splitlines()) == 1
-    workers.start()
-    doubt = await wait_for(client, handle.run_id, "ToolCallInDoubt")
+    second, _ = workers.start()
+    doubt = await wait_for_event(client, handle.run_id, ToolCallInDoubt)
     assert isinstance(doubt.payload, ToolCallInDoubt)
-    await asyncio.sleep(0.5)
+    await unloaded(second, handle.run_id)  # idle: no call of the run in flight any more
     assert len(charges.read_text().splitlines()) == 1  # not re-run automatically
     step = doubt.payload.step
     key = charges.read_text().split()[0]

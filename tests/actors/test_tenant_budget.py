@@ -6,8 +6,7 @@ from __future__ import annotations
 import asyncio
 import signal
 import subprocess
-import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from decimal import Decimal
 from pathlib import Path
 
@@ -20,9 +19,16 @@ from wakeline.ledger import Ledger
 from wakeline.projections.views import Views
 from wakeline.replay import read_journal
 from wakeline.schemas.codec import event_codec
-from wakeline.schemas.events import BudgetExceeded, ModelCallCompleted, ModelCallInterrupted
+from wakeline.schemas.events import (
+    BudgetExceeded,
+    ModelCallCompleted,
+    ModelCallInterrupted,
+    RunCompleted,
+)
 from wakeline.schemas.ledger import Reserve, ledger_codec
+from wakeline.testing import wait_for_event
 from wakeline.testing.harness import LocalRuntime
+from wakeline.testing.seams import observe_calls
 from wakeline.topics.port import Log
 from wakeline.topics.specs import DEFAULT_TOPICS, Topics
 
@@ -53,20 +59,21 @@ async def spend(log: Log, run_ids: list[str], topics: Topics = DEFAULT_TOPICS) -
     return total
 
 
-async def settle_statuses(views: Views, run_ids: list[str], done: set[str]) -> dict[str, str]:
-    """Wait until every run is in one of ``done`` and nothing has moved for a while."""
-    last: dict[str, str] = {}
-    stable_since = time.monotonic()
-    deadline = time.monotonic() + 40
-    while time.monotonic() < deadline:
-        await views.refresh()
-        now = {r: str((views.queries.get_run(r) or {}).get("status")) for r in run_ids}
-        if now != last:
-            last, stable_since = now, time.monotonic()
-        elif set(now.values()) <= done and time.monotonic() - stable_since > 2:
-            return now
-        await asyncio.sleep(0.3)
-    raise AssertionError(f"runs did not settle: {sorted(last.values())}")
+async def settle(
+    client: Client, run_ids: list[str], views: Views, *, raised: bool = False
+) -> dict[str, str]:
+    """Wait until every run completed or (unless ``raised``: the limit was raised, every run
+    must complete) waits on a budget; their statuses.  A run waiting on a budget stays so until
+    its limit changes, and every call is settled in the ledger before its result is journaled.
+    """
+    kinds = RunCompleted if raised else (RunCompleted, BudgetExceeded)
+    ends = await asyncio.gather(*(wait_for_event(client, r, kinds, timeout_s=60) for r in run_ids))
+    statuses = {
+        r: "completed" if e.is_terminal else "suspended" for r, e in zip(run_ids, ends, strict=True)
+    }
+    await views.refresh()  # the views fold the same statuses
+    assert {r: (views.queries.get_run(r) or {}).get("status") for r in run_ids} == statuses
+    return statuses
 
 
 async def reservations(log: Log, topics: Topics) -> dict[str, Decimal]:
@@ -106,7 +113,7 @@ async def test_tenant_budget_is_never_overspent_by_concurrent_workers(
         run_ids = [
             (await client.start_run("shopper", n, tenant="acme")).run_id for n in range(RUNS)
         ]
-        statuses = await settle_statuses(views, run_ids, {"completed", "suspended"})
+        statuses = await settle(client, run_ids, views)
         suspended = [r for r, s in statuses.items() if s == "suspended"]
         assert suspended, "the budget should have stopped some runs"
         spent = await spend(log, run_ids, topics)
@@ -132,7 +139,7 @@ async def test_tenant_budget_is_never_overspent_by_concurrent_workers(
         assert Decimal(waiting[-1].payload.limit) == Decimal(100)  # type: ignore[union-attr]
 
         await ledger.set_limit("tenant:acme", Decimal(10_000), "test")
-        statuses = await settle_statuses(views, run_ids, {"completed"})
+        statuses = await settle(client, run_ids, views, raised=True)
         assert set(statuses.values()) == {"completed"}
         total = await spend(log, run_ids, topics)
         assert total <= Decimal(10_000)
@@ -157,11 +164,12 @@ async def test_tenant_budget_is_never_overspent_by_concurrent_workers(
 async def test_an_agent_budget_spans_its_runs(rt: LocalRuntime, tmp_path: Path) -> None:
     ledger = Ledger(rt.log, rt.topics.ledger, writer="test")
     await ledger.set_limit("agent:shopper", Decimal(25), "test")
-    await until(lambda: rt.worker.ledger.has_limit("agent:shopper"))  # the worker's fold saw it
+    with observe_calls(rt.worker.ledger, "catch_up") as folds:  # the worker's fold saw it
+        await folds.until(lambda: rt.worker.ledger.has_limit("agent:shopper"))
     first = await rt.client.start_run("shopper", 1)
     second = await rt.client.start_run("shopper", 2)
     views = Views(rt.log, tmp_path / "views", topics=rt.topics)
-    statuses = await settle_statuses(views, [first.run_id, second.run_id], {"suspended"})
+    statuses = await settle(rt.client, [first.run_id, second.run_id], views)
     assert set(statuses.values()) == {"suspended"}
     assert await spend(rt.log, [first.run_id, second.run_id], rt.topics) <= Decimal(25)
     await ledger.set_limit("agent:shopper", Decimal(1000), "test")
@@ -170,10 +178,3 @@ async def test_an_agent_budget_spans_its_runs(rt: LocalRuntime, tmp_path: Path) 
     state = await ledger.state("agent:shopper")
     assert state.spent == await spend(rt.log, [first.run_id, second.run_id], rt.topics)
     views.close()
-
-
-async def until(condition: Callable[[], bool], timeout_s: float = 30) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        assert time.monotonic() < deadline, "condition not met in time"
-        await asyncio.sleep(0.05)

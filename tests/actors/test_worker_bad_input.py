@@ -13,7 +13,8 @@ from wakeline import App, Client, RunError
 from wakeline.providers.mock import MockModel
 from wakeline.schemas.codec import notice_codec
 from wakeline.schemas.commands import CommandRejected
-from wakeline.testing.harness import local_runtime
+from wakeline.schemas.events import TimerScheduled
+from wakeline.testing import local_runtime, wait_for_event
 from wakeline.topics.port import Log, OutRecord
 from wakeline.topics.specs import DEFAULT_TOPICS
 
@@ -101,7 +102,7 @@ async def _journal(client: Client, run_id: str) -> Any:
 async def test_cancel_and_unknown_run_commands(tmp_path: Path) -> None:
     async with local_runtime(make_app(), tmp_path) as rt:
         handle = await rt.client.start_run("napper", 3600)
-        await asyncio.sleep(0.2)
+        await wait_for_event(rt.client, handle.run_id, TimerScheduled)  # a run to cancel
         await rt.client.cancel(handle.run_id, "changed my mind")
         with pytest.raises(RunError, match="cancelled: changed my mind"):
             await asyncio.wait_for(rt.client.result(handle.run_id), 10)

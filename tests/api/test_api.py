@@ -31,6 +31,7 @@ from wakeline.projections.costs import utc_day
 from wakeline.providers.mock import MockModel
 from wakeline.schemas.codec import command_codec
 from wakeline.testing.harness import LocalRuntime
+from wakeline.testing.seams import Calls, observe_calls
 from wakeline.topics.port import Log
 from wakeline.topics.specs import Topics
 
@@ -131,6 +132,7 @@ async def env(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[E
             poll_s=0.05,
             heartbeat_s=1.0,
         )
+        observe_folds(api)
         async with lifespan(api):
             transport = httpx.ASGITransport(app=api)
             async with httpx.AsyncClient(
@@ -139,15 +141,33 @@ async def env(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[E
                 yield Env(rt, api, http)
 
 
+FOLDS: Calls | None = None
+"""The folds of the projector of the API the current test started last (:func:`observe_folds`):
+what the API answers changes only then."""
+
+
+def observe_folds(api: FastAPI) -> Calls:
+    """Count the folds of ``api``'s projector in :data:`FOLDS` (a test seam: its fold hook)."""
+    global FOLDS
+    FOLDS = observe_calls(api.state.api.projector, "_on_fold")
+    return FOLDS
+
+
 async def eventually(probe: Callable[[], Awaitable[T | None]], within_s: float = 20.0) -> T:
-    deadline = time.monotonic() + within_s
-    while True:
-        value = await probe()
-        if value is not None:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        await asyncio.sleep(0.05)
+    """``probe()``'s first value that is not ``None``: probed now and again after each fold of
+    the API's projections (nothing the API answers changes in between)."""
+    folds = FOLDS
+    assert folds is not None, "observe_folds(api) first"
+    try:
+        async with asyncio.timeout(within_s):
+            while True:
+                seen = folds.count
+                value = await probe()
+                if value is not None:
+                    return value
+                await folds.after(seen)
+    except TimeoutError:
+        raise AssertionError(f"condition not met within {within_s}s") from None
 
 
 async def run_row(http: httpx.AsyncClient, run_id: str, *, status: str | None = None) -> Any:
@@ -517,9 +537,10 @@ async def read_sse(
     *,
     take: int | None = None,
     into: list[Message] | None = None,
+    on_message: Callable[[Message], None] | None = None,
 ) -> list[Message]:
     """SSE messages until the stream ends (or ``take`` journal events were read); ``into``
-    receives them as they arrive."""
+    receives them as they arrive, and ``on_message`` is called with each."""
     out: list[Message] = [] if into is None else into
     async with http.stream("GET", url, headers=headers) as response:
         assert response.status_code == 200, await response.aread()
@@ -534,13 +555,14 @@ async def read_sse(
                 continue
             if "data" in fields:
                 ident = fields.get("id")
-                out.append(
-                    Message(
-                        int(ident) if ident is not None else None,
-                        fields.get("event", "message"),
-                        json.loads(fields["data"]),
-                    )
+                message = Message(
+                    int(ident) if ident is not None else None,
+                    fields.get("event", "message"),
+                    json.loads(fields["data"]),
                 )
+                out.append(message)
+                if on_message is not None:
+                    on_message(message)
                 if take is not None and sum(m.event == "message" for m in out) >= take:
                     break
             fields = {}

@@ -24,8 +24,10 @@ from test_api import (
     Env,
     Message,
     end_offsets,
+    eventually,
     journal,
     lifespan,
+    observe_folds,
     read_sse,
     run_row,
     runtime,
@@ -98,6 +100,7 @@ async def api_env(data: Path, request: pytest.FixtureRequest | None = None) -> A
             poll_s=0.05,
             heartbeat_s=1.0,
         )
+        observe_folds(api)
         async with lifespan(api):
             transport = httpx.ASGITransport(app=api)
             async with httpx.AsyncClient(
@@ -238,11 +241,13 @@ async def test_resolve_an_in_doubt_call(tmp_path: Path) -> None:
     async with api_env(tmp_path) as first:
         run_id = await start(first.http, "charger", 25)
         row = await run_row(first.http, run_id)
-        for _ in range(200):  # the charge was requested (and hangs): then its worker stops
+
+        async def some_steps() -> Any:
             steps = (await first.http.get(f"/v1/runs/{run_id}/steps", headers=VIEWER)).json()
-            if steps["steps"]:
-                break
-            await asyncio.sleep(0.05)
+            return steps if steps["steps"] else None
+
+        # the charge was requested (and hangs): then its worker stops
+        steps = await eventually(some_steps)
         (charge,) = steps["steps"]
         assert charge["kind"] == "tool" and charge["status"] == "open"
     async with api_env(tmp_path) as env:  # a new worker finds the call in doubt
@@ -329,9 +334,9 @@ async def test_streamed_text_arrives_as_delta_messages(env: Env) -> None:
     await run_row(env.http, run_id, status="suspended")  # streams once approved
     async with serving(env.api) as base, httpx.AsyncClient(base_url=base, timeout=30) as live:
         url = f"/v1/runs/{run_id}/events"
-        seen: list[Message] = []
-        reading = asyncio.create_task(read_sse(live, url, VIEWER, into=seen))
-        await joined(seen)
+        gate = Joined()
+        reading = asyncio.create_task(read_sse(live, url, VIEWER, on_message=gate.saw))
+        await gate.wait(reading)
         r = await env.http.post(f"/v1/runs/{run_id}/gates/go/approve", headers=APPROVER)
         assert r.status_code == 202
         messages = await reading
@@ -359,21 +364,34 @@ async def test_streamed_text_arrives_as_delta_messages(env: Env) -> None:
         # deltas=false: none, even while it streams
         quiet = await start(env.http, "talk", "seals")
         await run_row(env.http, quiet, status="suspended")
-        seen = []
+        gate = Joined()
         reading = asyncio.create_task(
-            read_sse(live, f"/v1/runs/{quiet}/events?deltas=false", VIEWER, into=seen)
+            read_sse(live, f"/v1/runs/{quiet}/events?deltas=false", VIEWER, on_message=gate.saw)
         )
-        await joined(seen)
+        await gate.wait(reading)
         await env.http.post(f"/v1/runs/{quiet}/gates/go/approve", headers=APPROVER)
         messages = await reading
         assert not [m for m in messages if m.event == "delta"]
         assert journal(messages)[-1].data["type"] == "RunCompleted"
 
 
-async def joined(seen: list[Message]) -> None:
-    """Wait until a subscriber got the history up to the open gate (it follows deltas then)."""
-    for _ in range(400):
-        if any(m.event == "message" and m.data["type"] == "GateOpened" for m in seen):
-            return
-        await asyncio.sleep(0.025)
-    raise AssertionError(f"the subscriber got no GateOpened: {seen}")
+class Joined:
+    """Set once a subscriber got the history up to the open gate (it follows deltas then)."""
+
+    def __init__(self) -> None:
+        self.seen: list[Message] = []
+        self._opened = asyncio.Event()
+
+    def saw(self, message: Message) -> None:
+        self.seen.append(message)
+        if message.event == "message" and message.data["type"] == "GateOpened":
+            self._opened.set()
+
+    async def wait(self, reading: asyncio.Task[list[Message]], timeout_s: float = 10) -> None:
+        opened = asyncio.create_task(self._opened.wait())
+        await asyncio.wait(
+            {opened, reading}, timeout=timeout_s, return_when=asyncio.FIRST_COMPLETED
+        )
+        if not opened.done():
+            opened.cancel()
+            raise AssertionError(f"the subscriber got no GateOpened: {self.seen}")

@@ -444,22 +444,25 @@ async def test_list_runs_pagination_and_filters(log: EmbeddedLog, store: Project
 async def test_follow_tails_new_records(log: EmbeddedLog, store: ProjectionStore) -> None:
     stop = asyncio.Event()
     batches: list[Sequence[Record]] = []
+    folded = asyncio.Event()
+
+    def on_fold(batch: Sequence[Record]) -> None:
+        batches.append(batch)
+        folded.set()
+
     task = asyncio.create_task(
-        follow(log, store, projections(), stop=stop, poll_s=0.05, on_fold=batches.append)
+        follow(log, store, projections(), stop=stop, poll_s=0.05, on_fold=on_fold)
     )
     j = started("r-live", 1_000)
     await log.append(EVENTS_TOPIC, j.records())
     q = Queries(store)
-    for _ in range(200):
-        if q.get_run("r-live") is not None:
-            break
-        await asyncio.sleep(0.01)
+    await asyncio.wait_for(folded.wait(), 10)
+    assert q.get_run("r-live")["status"] == "running"  # type: ignore[index]
+    folded.clear()
     j.add(RunCompleted('"done"'))
     await log.append(EVENTS_TOPIC, j.records()[1:])
-    for _ in range(200):
-        if q.get_run("r-live")["status"] == "completed":  # type: ignore[index]
-            break
-        await asyncio.sleep(0.01)
+    await asyncio.wait_for(folded.wait(), 10)
+    assert q.get_run("r-live")["status"] == "completed"  # type: ignore[index]
     stop.set()
     assert await asyncio.wait_for(task, 5) == 2
     assert sum(len(b) for b in batches) == 2

@@ -207,7 +207,7 @@ async def test_error_mapping_sends_exactly_one_request(
         await provider_for(kind, server).complete(request)
     assert info.value.status_code == status
     assert info.value.retriable is (error is RetriableProviderError)
-    await asyncio.sleep(0.05)
+    assert await asyncio.to_thread(server.wait, completed=1)  # the server answered it
     assert server.received == 1  # the SDK did not retry
 
 
@@ -294,7 +294,8 @@ async def test_hold_release_and_hooks(server: FakeLLMServer) -> None:
         openai_provider(server).complete(ModelRequest(model="m", messages=CONVERSATION))
     )
     assert await asyncio.to_thread(server.wait, received=1)
-    await asyncio.sleep(0.1)
+    # held: not answered, however long we give it (a bounded check that nothing happens)
+    assert not await asyncio.to_thread(server.wait, completed=1, timeout=0.1)
     assert (server.received, server.completed, seen, task.done()) == (1, 0, [0], False)
     server.release()
     response = await task

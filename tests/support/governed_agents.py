@@ -18,6 +18,7 @@ from typing import Any
 from workers import DATA_ENV, llm_url
 
 from wakeline import App, current_tool_call
+from wakeline.actors.owner import on_run_unloaded
 from wakeline.core.governance import CallInfo, Deny
 from wakeline.providers.openai_compat import OpenAICompatProvider
 
@@ -91,4 +92,7 @@ def make_app(base_url: str, data: Path) -> App:
 
 
 def app_from_env() -> App:
+    """The app of a worker process: it also prints ``unloaded <run>`` for each run it
+    unloads (only people can move it on), so a test can wait for that."""
+    on_run_unloaded(lambda _worker, _partition, run_id: print(f"unloaded {run_id}", flush=True))
     return make_app(llm_url(), Path(os.environ[DATA_ENV]))

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Awaitable, Callable
+from decimal import Decimal
 
 from wakeline.core.activation import Completion
 from wakeline.ledger import Ledger, ledger_key
@@ -39,6 +40,27 @@ class BudgetWaits:
         for key in waiting:
             self._runs.setdefault(key, set()).add(run_id)
 
+    @staticmethod
+    def missed(
+        started: RunStarted, completion: Completion, ledger: Ledger
+    ) -> list[tuple[str, str]]:
+        """``(scope, limit)`` of each shared budget the run waits on whose limit, as folded
+        so far, is already above the one the run was denied under: a raise folded while no
+        worker had the run registered (it was being moved or resumed) would otherwise never
+        wake it."""
+        out: list[tuple[str, str]] = []
+        for event in completion.waiting:
+            p = event.payload
+            if not isinstance(p, BudgetExceeded) or p.scope not in ("tenant", "agent"):
+                continue
+            name = started.tenant if p.scope == "tenant" else started.agent
+            state = ledger.tenants.get(ledger_key(p.scope, name))
+            if state is None:
+                continue
+            if state.limit is None or state.limit > _decimal(p.limit):
+                out.append((p.scope, "Infinity" if state.limit is None else str(state.limit)))
+        return out
+
     def waiting_on(self, key: str) -> list[str]:
         return sorted(self._runs.get(key, ()))
 
@@ -56,3 +78,10 @@ class BudgetWaits:
                     await wake(run_id, scope, change.usd or "Infinity", change.by)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), every_s)
+
+
+def _decimal(text: str) -> Decimal:
+    try:
+        return Decimal(text)
+    except ArithmeticError:
+        return Decimal("Infinity")  # unreadable: never a reason to wake

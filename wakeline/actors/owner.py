@@ -23,7 +23,7 @@ import asyncio
 import collections
 import contextlib
 import logging
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any
 
@@ -53,6 +53,26 @@ class BudgetWake:
 
 
 Job = Record | BudgetWake
+
+UnloadListener = Callable[[str, int, str], None]
+"""Called with ``(worker_id, partition, run_id)`` when an owner unloads a run."""
+
+_unload_listeners: list[UnloadListener] = []
+
+
+def on_run_unloaded(listener: UnloadListener) -> Callable[[], None]:
+    """Call ``listener(worker_id, partition, run_id)`` each time an owner in this process
+    unloads a run from memory because only people can move it on (its actor stopped with
+    nothing in flight: a command loads it again).  Returns a function that removes the
+    listener.  For tests and diagnostics: the listener runs on the worker's loop and must not
+    block."""
+    _unload_listeners.append(listener)
+
+    def remove() -> None:
+        if listener in _unload_listeners:
+            _unload_listeners.remove(listener)
+
+    return remove
 
 
 class PartitionOwner:
@@ -258,7 +278,10 @@ class PartitionOwner:
         return self.shared.deltas.sink(run_id, seq)
 
     def on_completion(self, actor: RunActor, completion: Completion) -> None:
-        self.shared.budget_waits.update(actor.run_id, actor.run_started, completion)
+        waits = self.shared.budget_waits
+        waits.update(actor.run_id, actor.run_started, completion)
+        for scope, limit in waits.missed(actor.run_started, completion, self.shared.ledger):
+            self.wake_budget(BudgetWake(actor.run_id, scope, limit, "ledger"))
 
     async def append_events(
         self, partition: int, events: list[Event], commit: OffsetCommit | None = None
@@ -272,6 +295,8 @@ class PartitionOwner:
         if self.actors.get(actor.run_id) is actor:
             del self.actors[actor.run_id]
         if error is None:
+            if actor.evicted:
+                self._unloaded(actor.run_id)
             return
         if isinstance(error, FencedError):
             self._lose(error)
@@ -283,6 +308,13 @@ class PartitionOwner:
             exc_info=error,
         )
         self.request_restart()
+
+    def _unloaded(self, run_id: str) -> None:
+        for listener in list(_unload_listeners):
+            try:
+                listener(self.worker_id, self.partition, run_id)
+            except Exception:  # an observer must never break the partition
+                log.exception("run %s: an unload listener failed", run_id)
 
     def register(self, actor: RunActor) -> None:
         """Keep a run actor whose first append succeeded (and that has not ended)."""

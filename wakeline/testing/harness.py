@@ -3,21 +3,28 @@
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from wakeline.actors.worker import DEFAULT_GROUP, Worker
+from wakeline.actors.worker import DEFAULT_GROUP, Worker, default_worker_id
 from wakeline.client import Client
 from wakeline.core.app import App
-from wakeline.projections.store import JsonObject
 from wakeline.runtime import ensure_topics
 from wakeline.telemetry.runtime import Telemetry
+from wakeline.testing.waits import DEFAULT_TIMEOUT_S, RunUnloads, wait_status
 from wakeline.topics.embedded.log import EmbeddedLog
 from wakeline.topics.port import Log
 from wakeline.topics.specs import DEFAULT_TOPICS, Topics, prefixed_topics
+
+__all__ = [
+    "LocalRuntime",
+    "kafka_runtime",
+    "local_runtime",
+    "wait_status",
+    "worker_running",
+]
 
 
 @dataclass
@@ -26,6 +33,16 @@ class LocalRuntime:
     client: Client
     worker: Worker
     topics: Topics = DEFAULT_TOPICS
+    unloads: RunUnloads | None = None
+    """The runs :attr:`worker` unloaded from memory, recorded from before it started."""
+
+    async def wait_unloaded(
+        self, run_id: str, *, times: int = 1, timeout_s: float = DEFAULT_TIMEOUT_S
+    ) -> None:
+        """Return once the worker unloaded ``run_id`` (``times`` times in all)."""
+        if self.unloads is None:
+            raise RuntimeError("this runtime records no unloads: give it a RunUnloads")
+        await self.unloads.wait(run_id, times=times, timeout_s=timeout_s)
 
 
 @asynccontextmanager
@@ -38,6 +55,7 @@ async def worker_running(
     topics: Topics = DEFAULT_TOPICS,
     group: str = DEFAULT_GROUP,
     telemetry: Telemetry | None = None,
+    worker_id: str | None = None,
 ) -> AsyncIterator[Worker]:
     """A worker of ``app`` running on ``log`` until the block exits."""
     worker = Worker(
@@ -47,6 +65,7 @@ async def worker_running(
         session_timeout_s=session_timeout_s,
         topics=topics,
         group=group,
+        worker_id=worker_id,
         telemetry=telemetry,
     )
     stop = asyncio.Event()
@@ -69,12 +88,14 @@ async def local_runtime(
 ) -> AsyncIterator[LocalRuntime]:
     """An embedded log in ``data`` with topics, a running worker and a client."""
     log = await EmbeddedLog.open(data)
+    worker_id = default_worker_id()
     try:
         await ensure_topics(log, partitions=partitions)
-        async with worker_running(
-            app, log, data / "state", session_timeout_s=session_timeout_s
-        ) as worker:
-            yield LocalRuntime(log, Client(log), worker)
+        with RunUnloads(worker_id) as unloads:
+            async with worker_running(
+                app, log, data / "state", session_timeout_s=session_timeout_s, worker_id=worker_id
+            ) as worker:
+                yield LocalRuntime(log, Client(log), worker, unloads=unloads)
     finally:
         await log.close()
 
@@ -95,29 +116,19 @@ async def kafka_runtime(
 
     topics = prefixed_topics(prefix)
     log = await KafkaLog.open(bootstrap)
+    worker_id = default_worker_id()
     try:
         await ensure_topics(log, partitions=partitions, topics=topics)
-        async with worker_running(
-            app,
-            log,
-            state / "worker",
-            session_timeout_s=session_timeout_s,
-            topics=topics,
-            group=f"{prefix}-workers",
-        ) as worker:
-            yield LocalRuntime(log, Client(log, topics=topics), worker, topics)
+        with RunUnloads(worker_id) as unloads:
+            async with worker_running(
+                app,
+                log,
+                state / "worker",
+                session_timeout_s=session_timeout_s,
+                topics=topics,
+                group=f"{prefix}-workers",
+                worker_id=worker_id,
+            ) as worker:
+                yield LocalRuntime(log, Client(log, topics=topics), worker, topics, unloads)
     finally:
         await log.close()
-
-
-async def wait_status(
-    client: Client, run_id: str, status: str, *, within_s: float = 20.0
-) -> JsonObject:
-    """The run's row from ``client``'s views once its status is ``status``."""
-    deadline = time.monotonic() + within_s
-    while time.monotonic() < deadline:
-        row = await client.get(run_id)
-        if row is not None and row["status"] == status:
-            return row
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"run {run_id} never became {status}: {await client.get(run_id)}")

@@ -1,0 +1,37 @@
+"""A run that registers its wait on a shared budget after the limit was already raised (the
+raise was folded while the run was being moved or resumed) is woken at once."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from types import SimpleNamespace
+from typing import Any
+
+from wakeline.actors.budget_waits import BudgetWaits
+from wakeline.core.activation import Completion, WaitingOnPeople
+from wakeline.ledger import TenantState
+from wakeline.schemas.events import BudgetExceeded, Event, RunStarted
+
+STARTED = RunStarted("shopper", "1", tenant="acme")
+
+
+def waiting_on(limit: str) -> Completion:
+    exceeded = BudgetExceeded("model", "mock-1", "tenant", "usd", limit, "99", "2")
+    event = Event("r", 5, 0, "w", exceeded)
+    return Completion((), (), (), WaitingOnPeople(), (event,), {})
+
+
+def ledger(limit: Decimal | None) -> Any:
+    return SimpleNamespace(tenants={"tenant:acme": TenantState(limit=limit)})
+
+
+def test_a_limit_raised_before_the_wait_was_registered_wakes_the_run() -> None:
+    assert BudgetWaits.missed(STARTED, waiting_on("100"), ledger(Decimal(500))) == [
+        ("tenant", "500")
+    ]
+    assert BudgetWaits.missed(STARTED, waiting_on("100"), ledger(None)) == [("tenant", "Infinity")]
+
+
+def test_the_limit_the_run_was_denied_under_wakes_nothing() -> None:
+    assert BudgetWaits.missed(STARTED, waiting_on("100"), ledger(Decimal(100))) == []
+    assert BudgetWaits.missed(STARTED, waiting_on("100"), SimpleNamespace(tenants={})) == []  # type: ignore[arg-type]
