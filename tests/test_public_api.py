@@ -9,6 +9,7 @@ import pytest
 
 import wakeline
 import wakeline.providers
+import wakeline.testing
 import wakeline.worker
 
 AUTHORS = {
@@ -56,10 +57,31 @@ PROVIDERS = {
 
 WORKERS = {"DEFAULT_GROUP", "Telemetry", "Worker", "serve"}
 
+TESTING = {
+    "Calls",
+    "CoreDriver",
+    "FakeClock",
+    "LocalRuntime",
+    "ReplayMismatch",
+    "RunUnloads",
+    "kafka_runtime",
+    "local_runtime",
+    "observe_calls",
+    "wait_for_event",
+    "wait_status",
+    "wait_until_ended",
+    "worker_running",
+}
+
 
 @pytest.mark.parametrize(
     ("module", "expected"),
-    [(wakeline, AUTHORS), (wakeline.providers, PROVIDERS), (wakeline.worker, WORKERS)],
+    [
+        (wakeline, AUTHORS),
+        (wakeline.providers, PROVIDERS),
+        (wakeline.worker, WORKERS),
+        (wakeline.testing, TESTING),
+    ],
 )
 def test_public_names_are_pinned(module: object, expected: set[str]) -> None:
     assert set(getattr(module, "__all__")) == expected  # noqa: B009 - modules, not a typed attr

@@ -10,7 +10,7 @@ from wakeline.actors.effects import run_effect
 from wakeline.core.activation import Completion, Ended
 from wakeline.providers.mock import MockModel
 from wakeline.schemas.events import RunCompleted, RunFailed, RunStarted
-from wakeline.testing.core import CoreDriver
+from wakeline.testing import CoreDriver
 
 
 def make_app() -> App:

@@ -35,7 +35,7 @@ from wakeline.schemas.events import (
     RunCompleted,
     RunStarted,
 )
-from wakeline.testing.core import CoreDriver, FakeClock
+from wakeline.testing import CoreDriver, FakeClock
 
 MAX_TOKENS = 40
 

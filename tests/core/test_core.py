@@ -29,7 +29,7 @@ from wakeline.schemas.events import (
     ValueRecorded,
 )
 from wakeline.schemas.usage import Usage
-from wakeline.testing.core import CoreDriver, ReplayMismatch
+from wakeline.testing import CoreDriver, ReplayMismatch
 
 
 class Question(BaseModel):

@@ -31,7 +31,7 @@ from wakeline.schemas.events import (
     RunCompleted,
     RunStarted,
 )
-from wakeline.testing.core import CoreDriver
+from wakeline.testing import CoreDriver
 
 
 def make_app() -> App:

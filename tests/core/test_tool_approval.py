@@ -5,7 +5,7 @@ from __future__ import annotations
 from wakeline import App, Context, ToolCallError, jsonutil
 from wakeline.core.activation import DecideGate, WaitingOnPeople
 from wakeline.schemas.events import GateOpened, RunCompleted, RunStarted, ToolCallRequested
-from wakeline.testing.core import CoreDriver
+from wakeline.testing import CoreDriver
 
 
 def make_app() -> App:

@@ -1,5 +1,6 @@
-"""The test toolkit: in-process runtimes, event-driven waits and call seams (fake providers,
-brokers and soak helpers are in the submodules).
+"""The test toolkit: a core driver with a fake clock and an always-replay mode, in-process
+runtimes, event-driven waits and call seams (fake providers, brokers and soak helpers are in
+the submodules).
 
 ``import wakeline.testing`` stays light: the runtimes, which load the worker, are imported on
 first use.
@@ -7,8 +8,10 @@ first use.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from wakeline._lazy import lazy_names
+from wakeline.testing.core import CoreDriver, FakeClock, ReplayMismatch
 from wakeline.testing.seams import Calls, observe_calls
 from wakeline.testing.waits import (
     RunUnloads,
@@ -27,7 +30,10 @@ if TYPE_CHECKING:
 
 __all__ = [
     "Calls",
+    "CoreDriver",
+    "FakeClock",
     "LocalRuntime",
+    "ReplayMismatch",
     "RunUnloads",
     "kafka_runtime",
     "local_runtime",
@@ -46,10 +52,4 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    import importlib
-
-    return getattr(importlib.import_module(module), name)
+__getattr__ = lazy_names(__name__, _LAZY, globals())
