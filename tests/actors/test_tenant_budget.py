@@ -61,7 +61,7 @@ async def settle_statuses(views: Views, run_ids: list[str], done: set[str]) -> d
     deadline = time.monotonic() + 40
     while time.monotonic() < deadline:
         await views.refresh()
-        now = {r: str((views.queries.get_run(r) or {}).get("status")) for r in run_ids}
+        now = {r: str(getattr(views.queries.get_run(r), "status", None)) for r in run_ids}
         if now != last:
             last, stable_since = now, time.monotonic()
         elif set(now.values()) <= done and time.monotonic() - stable_since > 2:

@@ -19,6 +19,7 @@ from wakeline.projections import EVENTS_TOPIC, NOTICES_TOPIC
 from wakeline.projections.journal import JournalProjection
 from wakeline.projections.queries import Queries
 from wakeline.projections.rebuild import rebuild
+from wakeline.projections.rows import Page, RunRow, dump
 from wakeline.projections.runner import catch_up, follow
 from wakeline.projections.runs import RunsProjection
 from wakeline.projections.steps import StepsProjection
@@ -26,6 +27,7 @@ from wakeline.projections.store import (
     PROJECTION_ERRORS,
     BatchView,
     Decoded,
+    JsonObject,
     Projection,
     ProjectionStore,
 )
@@ -187,6 +189,16 @@ async def append_scenario(log: EmbeddedLog) -> dict[str, Journal]:
     return journals
 
 
+def as_json(row: RunRow | None) -> JsonObject:
+    """The JSON of a run row that must be there (the API's and the CLI's shape)."""
+    assert row is not None
+    return dump(row)
+
+
+def ids(page: Page[RunRow]) -> tuple[list[str], str | None]:
+    return [r.run_id for r in page.items], page.next_cursor
+
+
 def snapshot(store: ProjectionStore) -> dict[bytes, bytes]:
     return dict(store.items())
 
@@ -197,8 +209,7 @@ async def test_runs_steps_journal_and_queries(log: EmbeddedLog, store: Projectio
     assert folded == sum(len(j.events) for j in journals.values()) + 2
     q = Queries(store)
 
-    done = q.get_run("r-done")
-    assert done is not None
+    done = as_json(q.get_run("r-done"))
     assert done["status"] == "completed"
     assert (done["agent"], done["tenant"], done["input"]) == ("writer", "acme", '{"q":1}')
     assert done["output"] == '{"answer":42}'
@@ -222,20 +233,20 @@ async def test_runs_steps_journal_and_queries(log: EmbeddedLog, store: Projectio
     [first] = await log.read(EVENTS_TOPIC, partition, offset, max_records=1)
     assert event_codec().decode(first.value) == journals["r-done"].events[0]
 
-    failed = q.get_run("r-fail")
-    assert failed is not None and failed["status"] == "failed"
+    failed = as_json(q.get_run("r-fail"))
+    assert failed["status"] == "failed"
     assert failed["error"] == {"type": "PermissionError", "message": "nope"}
-    cancelled = q.get_run("r-cancel")
-    assert cancelled is not None and cancelled["status"] == "cancelled"
+    cancelled = as_json(q.get_run("r-cancel"))
+    assert cancelled["status"] == "cancelled"
     assert cancelled["cancelled_by"] == "cli"
     assert cancelled["error"] == {"type": "cancelled", "message": "user asked"}
-    assert q.get_run("r-wait")["status"] == "waiting"  # type: ignore[index]
-    assert q.get_run("r-par")["status"] == "running"  # type: ignore[index]
-    drifted = q.get_run("r-drift")
-    assert drifted is not None and drifted["status"] == "drifted"
+    assert as_json(q.get_run("r-wait"))["status"] == "waiting"
+    assert as_json(q.get_run("r-par"))["status"] == "running"
+    drifted = as_json(q.get_run("r-drift"))
+    assert drifted["status"] == "drifted"
     assert drifted["drift"]["seq"] == 1 and drifted["drift"]["requested"] == "model gpt-y"
-    ghost = q.get_run("r-ghost")
-    assert ghost is not None and ghost["status"] == "rejected"
+    ghost = as_json(q.get_run("r-ghost"))
+    assert ghost["status"] == "rejected"
     assert ghost["rejection"]["reason"] == "unknown run"
     assert ghost["started_ms"] == 70_000 and ghost["partition"] is None
     assert q.get_run("nope") is None
@@ -246,7 +257,7 @@ async def test_steps_rows(log: EmbeddedLog, store: ProjectionStore) -> None:
     await catch_up(log, store, projections())
     q = Queries(store)
 
-    par = q.steps("r-par")
+    par = [dump(s) for s in q.steps("r-par")]
     assert [s["seq"] for s in par] == [1, 2, 3]
     model, tool, step = par
     assert (model["kind"], model["status"]) == ("model", "failed")
@@ -267,7 +278,7 @@ async def test_steps_rows(log: EmbeddedLog, store: ProjectionStore) -> None:
     )
     assert step["latency_us"] == 10_000  # no latency in StepCompleted: from the event times
 
-    done = q.steps("r-done")
+    done = [dump(s) for s in q.steps("r-done")]
     assert [s["kind"] for s in done] == ["model", "tool", "model", "model"]
     assert done[0]["usage"] == {
         "input": 10,
@@ -280,7 +291,7 @@ async def test_steps_rows(log: EmbeddedLog, store: ProjectionStore) -> None:
     assert done[0]["request"] == '{"messages":[]}' and done[0]["response"] == '{"content":"hi"}'
     assert done[0]["attempt"] == 1 and done[0]["provider"] == "openai"
 
-    value, timer = q.steps("r-wait")
+    value, timer = map(dump, q.steps("r-wait"))
     assert (value["kind"], value["name"], value["status"], value["response"]) == (
         "value",
         "CLOCK",
@@ -398,7 +409,7 @@ async def test_undecodable_records_are_counted_and_skipped(
     q = Queries(store)
     assert q.projection_errors() == 2 == store.counter(PROJECTION_ERRORS)
     run = q.get_run("r-bad")
-    assert run is not None and run["status"] == "completed"
+    assert run is not None and run.status == "completed"
     errors = dict(store.scan(b"err/"))
     assert len(errors) == 2
     assert all(b'"error"' in value for value in errors.values())
@@ -419,24 +430,21 @@ async def test_list_runs_pagination_and_filters(log: EmbeddedLog, store: Project
     cursor: str | None = None
     pages = 0
     while True:
-        rows, cursor = q.list_runs(limit=3, cursor=cursor)
+        rows, cursor = ids(q.list_runs(limit=3, cursor=cursor))
         pages += 1
-        seen += [r["run_id"] for r in rows]
+        seen += rows
         if cursor is None:
             break
     assert pages == 3
     assert seen == ["run-6", "run-5", "run-4", "run-3", "run-x", "run-2", "run-1", "run-0"]
 
-    rows, cursor = q.list_runs(status="completed", limit=2)
-    assert [r["run_id"] for r in rows] == ["run-6", "run-3"] and cursor is not None
-    rows, cursor = q.list_runs(status="completed", limit=2, cursor=cursor)
-    assert [r["run_id"] for r in rows] == ["run-0"] and cursor is None
-    rows, _ = q.list_runs(agent="a")
-    assert [r["run_id"] for r in rows] == ["run-5", "run-3", "run-1"]
-    rows, _ = q.list_runs(since_ms=3_000, until_ms=5_000)
-    assert [r["run_id"] for r in rows] == ["run-3", "run-x", "run-2"]
-    rows, cursor = q.list_runs(tenant="nobody")
-    assert rows == [] and cursor is None
+    rows, cursor = ids(q.list_runs(status="completed", limit=2))
+    assert rows == ["run-6", "run-3"] and cursor is not None
+    rows, cursor = ids(q.list_runs(status="completed", limit=2, cursor=cursor))
+    assert rows == ["run-0"] and cursor is None
+    assert ids(q.list_runs(agent="a"))[0] == ["run-5", "run-3", "run-1"]
+    assert ids(q.list_runs(since_ms=3_000, until_ms=5_000))[0] == ["run-3", "run-x", "run-2"]
+    assert q.list_runs(tenant="nobody") == Page(())
     with pytest.raises(ValueError):
         q.list_runs(cursor="bogus")
 
@@ -457,7 +465,7 @@ async def test_follow_tails_new_records(log: EmbeddedLog, store: ProjectionStore
     j.add(RunCompleted('"done"'))
     await log.append(EVENTS_TOPIC, j.records()[1:])
     for _ in range(200):
-        if q.get_run("r-live")["status"] == "completed":  # type: ignore[index]
+        if as_json(q.get_run("r-live"))["status"] == "completed":
             break
         await asyncio.sleep(0.01)
     stop.set()

@@ -67,7 +67,7 @@ async def test_soak_with_a_worker_killed_every_few_seconds(
         next_kill = started + KILL_EVERY_S
         while True:
             await views.refresh()
-            done, _ = views.queries.list_runs(status="completed", limit=RUNS + 1)
+            done = views.queries.list_runs(status="completed", limit=RUNS + 1).items
             if len(done) == RUNS:
                 break
             assert time.monotonic() - started < DEADLINE_S, f"only {len(done)}/{RUNS} completed"

@@ -18,9 +18,6 @@ from wakeline.actors.commands import check_command
 from wakeline.api.auth import AUTH_RESPONSES, ApproverKey, OperatorKey, Principal, ViewerKey
 from wakeline.api.errors import ApiError, canonical_input, json_safe
 from wakeline.api.models import (
-    TERMINAL_STATUSES,
-    AuditEntry,
-    AuditProblem,
     AuditTrail,
     AuditVerification,
     BudgetRequest,
@@ -29,10 +26,11 @@ from wakeline.api.models import (
     InDoubtRequest,
 )
 from wakeline.api.pending import find_gate, in_doubt, waits_on_budget
-from wakeline.api.routes_runs import MAX_SEQ, NOT_FOUND, RunId, known_run
+from wakeline.api.routes_runs import MAX_SEQ, NOT_FOUND, RunId, known_run, open_run
 from wakeline.api.state import Api, ApiState
-from wakeline.projections.audit import AuditReport, audit_trail, verify
-from wakeline.projections.store import JsonObject
+from wakeline.projections.audit import audit_trail, verify
+from wakeline.projections.rows import AuditReport, StepRow
+from wakeline.schemas.budgets import is_metric
 from wakeline.schemas.commands import RaiseBudget
 
 router = APIRouter(prefix="/v1", tags=["governance"], responses=AUTH_RESPONSES)
@@ -50,11 +48,9 @@ AUDIT_LAG_S = 2.0
 """How long an audit check waits for the views to fold events the log already has."""
 
 
-async def _waiting_steps(api: ApiState, run_id: str) -> list[JsonObject]:
+async def _waiting_steps(api: ApiState, run_id: str) -> list[StepRow]:
     """The run's steps; 404 for an unknown run, 409 for one that has ended."""
-    row = await known_run(api, run_id)
-    if row["status"] in TERMINAL_STATUSES:
-        raise ApiError(409, f"run {run_id!r} has already ended ({row['status']})")
+    await open_run(api, run_id)
     return api.queries.steps(run_id)
 
 
@@ -121,14 +117,14 @@ async def raise_budget(
     run_id: RunId, body: BudgetRequest, who: OperatorKey, api: Api
 ) -> CommandAccepted:
     """Raise the limit the run waits on; the waiting call is checked again (operator)."""
-    limit = str(body.limit)
-    problem = check_command(RaiseBudget(body.metric, limit))
-    if problem is not None:
-        raise ApiError(422, problem)
+    metric, limit = body.metric, str(body.limit)
+    problem = check_command(RaiseBudget(metric, limit))
+    if problem is not None or not is_metric(metric):
+        raise ApiError(422, problem or f"unknown budget metric {metric!r}")
     steps = await _waiting_steps(api, run_id)
-    if not waits_on_budget(steps, body.metric):
-        raise ApiError(409, f"run {run_id!r} is not waiting on its {body.metric} budget")
-    await api.client(who).raise_budget(run_id, body.metric, limit)
+    if not waits_on_budget(steps, metric):
+        raise ApiError(409, f"run {run_id!r} is not waiting on its {metric} budget")
+    await api.client(who).raise_budget(run_id, metric, limit)
     return CommandAccepted(run_id=run_id, command="raise_budget", issuer=who.name)
 
 
@@ -160,15 +156,8 @@ async def run_audit(run_id: RunId, _: ViewerKey, api: Api) -> AuditTrail:
     """The run's hash chain (who decided what) and its check against the log (viewer)."""
     await known_run(api, run_id)
     report = await _verified(api, run_id)
-    entries = [
-        AuditEntry.model_validate({**entry, "seq": seq})
-        for seq, entry in enumerate(audit_trail(api.queries.store, run_id))
-    ]
-    problems = [
-        AuditProblem(seq=p.seq, offset=p.offset, type=p.type, problem=p.problem)
-        for p in report.problems
-    ]
-    verification = AuditVerification(ok=report.ok, events=report.events, problems=problems)
+    entries = audit_trail(api.queries.store, run_id)
+    verification = AuditVerification.of(report)
     return AuditTrail(run_id=run_id, entries=entries, verification=verification)
 
 

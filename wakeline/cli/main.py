@@ -9,7 +9,6 @@ import asyncio
 import json
 import logging
 import signal
-from typing import Any
 
 import click
 
@@ -28,6 +27,7 @@ from wakeline.cli.common import (
 )
 from wakeline.client import RunError
 from wakeline.projections.costs import DIMENSIONS
+from wakeline.projections.rows import CostDimension, RunRow, StepRow, dump, is_run_status
 from wakeline.replay import replay_run
 from wakeline.runtime import (
     DEFAULT_PARTITIONS,
@@ -308,13 +308,14 @@ def list_runs(
 ) -> None:
     """List runs, newest first."""
 
-    async def go() -> list[dict[str, Any]]:
+    async def go() -> tuple[RunRow, ...]:
+        if status is not None and not is_run_status(status):
+            return ()  # no run has it
         log, views, slot = await open_views(settings)
         try:
-            rows, _ = views.queries.list_runs(
+            return views.queries.list_runs(
                 status=status, agent=agent, tenant=tenant, limit=limit
-            )
-            return rows
+            ).items
         finally:
             views.close()
             slot.release()
@@ -329,7 +330,7 @@ def list_runs(
 def show(settings: Settings, run_id: str) -> None:
     """A run's timeline: each step with its tokens, cost and latency."""
 
-    async def go() -> tuple[dict[str, Any] | None, list[dict[str, Any]]]:
+    async def go() -> tuple[RunRow | None, list[StepRow]]:
         log, views, slot = await open_views(settings)
         try:
             return views.queries.get_run(run_id), views.queries.steps(run_id)
@@ -343,13 +344,12 @@ def show(settings: Settings, run_id: str) -> None:
         raise click.ClickException(f"unknown run {run_id}")
     out = render.console()
     out.print(render.steps_table(run, steps))
-    tokens = run.get("tokens") or {}
     out.print(
-        f"status {run.get('status')}  tokens {tokens.get('input', 0)} in / "
-        f"{tokens.get('output', 0)} out  cost {render.money(run.get('cost_usd'))}"
+        f"status {run.status}  tokens {run.tokens.input} in / "
+        f"{run.tokens.output} out  cost {render.money(run.cost_usd)}"
     )
-    if run.get("error"):
-        out.print(f"[red]error: {run['error']}[/red]")
+    if run.error is not None:
+        out.print(f"[red]error: {dump(run.error)}[/red]")
 
 
 @main.command()
@@ -367,7 +367,7 @@ def show(settings: Settings, run_id: str) -> None:
     help="only the rows whose first name is KEY: an agent, tenant, provider or day",
 )
 @click.pass_obj
-def costs(settings: Settings, dimension: str, key: str | None) -> None:
+def costs(settings: Settings, dimension: CostDimension, key: str | None) -> None:
     """Model calls, tokens and cost of the completed calls, from this machine's views."""
     rows = query(settings, lambda client: client.costs(dimension, key))
     render.console().print(render.costs_table(dimension, rows))

@@ -12,7 +12,7 @@ from pathlib import Path
 from wakeline.actors.worker import DEFAULT_GROUP, Worker
 from wakeline.client import Client
 from wakeline.core.app import App
-from wakeline.projections.store import JsonObject
+from wakeline.projections.rows import RunRow
 from wakeline.runtime import ensure_topics
 from wakeline.telemetry.runtime import Telemetry
 from wakeline.topics.embedded.log import EmbeddedLog
@@ -112,12 +112,12 @@ async def kafka_runtime(
 
 async def wait_status(
     client: Client, run_id: str, status: str, *, within_s: float = 20.0
-) -> JsonObject:
+) -> RunRow:
     """The run's row from ``client``'s views once its status is ``status``."""
     deadline = time.monotonic() + within_s
     while time.monotonic() < deadline:
         row = await client.get(run_id)
-        if row is not None and row["status"] == status:
+        if row is not None and row.status == status:
             return row
         await asyncio.sleep(0.05)
     raise AssertionError(f"run {run_id} never became {status}: {await client.get(run_id)}")
