@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Body, Path
 
@@ -60,7 +60,7 @@ async def _decide(
     run_id: str,
     gate: str,
     body: DecisionRequest | None,
-    approved: bool,
+    command: Literal["approve", "reject"],
 ) -> CommandAccepted:
     steps = await _waiting_steps(api, run_id)
     if find_gate(steps, gate) is None:
@@ -69,45 +69,36 @@ async def _decide(
     if not (json_safe(reason) and json_safe(gate)):
         raise ApiError(422, "gate and reason must be valid Unicode")
     client = api.client(who)
-    if approved:
-        await client.approve(run_id, gate, reason)
-        return CommandAccepted(run_id=run_id, command="approve", issuer=who.name)
-    await client.reject(run_id, gate, reason)
-    return CommandAccepted(run_id=run_id, command="reject", issuer=who.name)
+    await (client.approve if command == "approve" else client.reject)(run_id, gate, reason)
+    return CommandAccepted(run_id=run_id, command=command, issuer=who.name)
 
 
-@router.post(
-    "/runs/{run_id}/gates/{gate}/approve",
-    status_code=202,
-    response_model=CommandAccepted,
-    responses=CONFLICT,
+def _gate_route(command: Literal["approve", "reject"], doc: str) -> None:
+    """``POST /v1/runs/{run_id}/gates/{gate}/{command}`` (approver)."""
+
+    async def decide(
+        run_id: RunId,
+        gate: GateName,
+        who: ApproverKey,
+        api: Api,
+        body: Annotated[DecisionRequest | None, Body()] = None,
+    ) -> CommandAccepted:
+        return await _decide(api, who, run_id, gate, body, command)
+
+    decide.__doc__ = doc
+    router.post(
+        f"/runs/{{run_id}}/gates/{{gate}}/{command}",
+        status_code=202,
+        response_model=CommandAccepted,
+        responses=CONFLICT,
+        name=f"{command}_gate",
+    )(decide)
+
+
+_gate_route("approve", "Approve an open gate, or send a call a policy suspended anyway (approver).")
+_gate_route(
+    "reject", "Reject an open gate (the agent sees the decision) or a suspended call (approver)."
 )
-async def approve_gate(
-    run_id: RunId,
-    gate: GateName,
-    who: ApproverKey,
-    api: Api,
-    body: Annotated[DecisionRequest | None, Body()] = None,
-) -> CommandAccepted:
-    """Approve an open gate, or send a call a policy suspended anyway (approver)."""
-    return await _decide(api, who, run_id, gate, body, approved=True)
-
-
-@router.post(
-    "/runs/{run_id}/gates/{gate}/reject",
-    status_code=202,
-    response_model=CommandAccepted,
-    responses=CONFLICT,
-)
-async def reject_gate(
-    run_id: RunId,
-    gate: GateName,
-    who: ApproverKey,
-    api: Api,
-    body: Annotated[DecisionRequest | None, Body()] = None,
-) -> CommandAccepted:
-    """Reject an open gate (the agent sees the decision) or a suspended call (approver)."""
-    return await _decide(api, who, run_id, gate, body, approved=False)
 
 
 @router.post(
