@@ -22,7 +22,7 @@ from wakeline import jsonutil
 from wakeline.core.errors import WakelineError
 from wakeline.deltas import DeltaFollower
 from wakeline.projections.queries import RunQuery
-from wakeline.projections.rows import BudgetRow, CostRow, Page, RunRow, StepRow
+from wakeline.projections.rows import BudgetRow, CostDimension, CostRow, Page, RunRow, StepRow
 from wakeline.projections.views import Views
 from wakeline.runtime import StateDir
 from wakeline.schemas.budgets import BudgetMetric
@@ -211,7 +211,7 @@ class Client:
         """The run's steps in seq order (kind, name, status, usage, cost, payloads)."""
         return (await self.views()).queries.steps(run_id)
 
-    async def costs(self, dimension: str, key: str | None = None) -> Costs:
+    async def costs(self, dimension: CostDimension, key: str | None = None) -> Costs:
         """Completed model calls, tokens and cost (``cost_usd``: exact decimal text) summed by
         ``dimension``: ``agent``, ``tenant``, ``model`` (provider and model), ``day`` (UTC
         date), ``agent-day`` or ``tenant-day``; one row per name, in key order.  With ``key``,

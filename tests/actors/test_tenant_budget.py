@@ -124,10 +124,8 @@ async def test_tenant_budget_is_never_overspent_by_concurrent_workers(
         )
         assert state.spent == spent + settled_worst
 
-        journal = [
-            event_codec().decode(raw)
-            for raw in await read_journal(log, suspended[0], topics=topics)
-        ]
+        raws = await read_journal(log, suspended[0], topics=topics)
+        journal = [event_codec().decode(raw) for raw in raws]
         waiting = [e for e in journal if isinstance(e.payload, BudgetExceeded)]
         assert waiting[-1].payload.scope == "tenant"  # type: ignore[union-attr]
         assert Decimal(waiting[-1].payload.limit) == Decimal(100)  # type: ignore[union-attr]

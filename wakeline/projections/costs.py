@@ -57,7 +57,7 @@ def component(name: str) -> str:
     return quote(name, safe="")
 
 
-def cost_key(dimension: str, *names: str) -> bytes:
+def cost_key(dimension: CostDimension, *names: str) -> bytes:
     return ("cost/" + "/".join([dimension, *map(component, names)])).encode()
 
 
@@ -118,7 +118,9 @@ def add_call(row: JsonObject, payload: ModelCallCompleted) -> None:
     add_usage(row, payload)
 
 
-def costs(store: ProjectionStore, dimension: str, key: str | None = None) -> list[CostRow]:
+def costs(
+    store: ProjectionStore, dimension: CostDimension, key: str | None = None
+) -> list[CostRow]:
     """The rows of ``dimension`` in key order; with ``key``, those whose first name is ``key``
     (``costs(store, "agent-day", "alice")``: alice's days; ``"model", "openai"``: the openai
     models).  Raises ``ValueError`` for an unknown dimension."""

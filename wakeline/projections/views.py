@@ -15,7 +15,7 @@ from wakeline.projections.budgets import BudgetsProjection, budget, budgets
 from wakeline.projections.costs import CostsProjection, costs
 from wakeline.projections.queries import Queries
 from wakeline.projections.rebuild import rebuild
-from wakeline.projections.rows import AuditEntry, AuditReport, BudgetRow, CostRow
+from wakeline.projections.rows import AuditEntry, AuditReport, BudgetRow, CostDimension, CostRow
 from wakeline.projections.runner import catch_up
 from wakeline.projections.runs import RunsProjection
 from wakeline.projections.steps import StepsProjection
@@ -67,7 +67,7 @@ class Views:
     def audit_trail(self, run_id: str) -> list[AuditEntry]:
         return audit_trail(self._store, run_id)
 
-    def costs(self, dimension: str, key: str | None = None) -> list[CostRow]:
+    def costs(self, dimension: CostDimension, key: str | None = None) -> list[CostRow]:
         """Cost rows of ``dimension`` (``agent``, ``tenant``, ``model``, ``day``, ``agent-day``,
         ``tenant-day``); with ``key``, those whose first name is ``key``.  See
         :func:`wakeline.projections.costs.costs`."""
