@@ -4,7 +4,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Annotated
 
@@ -19,14 +19,12 @@ from wakeline.projections.runs import decimal_text
 
 router = APIRouter(prefix="/v1", tags=["costs"], responses=AUTH_RESPONSES)
 
-_TOKEN_FIELDS = tuple(f.name for f in fields(Tokens))
-
 
 @dataclass
 class _Sum:
     runs: set[str] = field(default_factory=set)
     model_calls: int = 0
-    tokens: dict[str, int] = field(default_factory=lambda: dict.fromkeys(_TOKEN_FIELDS, 0))
+    tokens: Tokens = field(default_factory=Tokens)
     cost: Decimal = Decimal(0)
     unpriced: int = 0
 
@@ -35,8 +33,8 @@ class _Sum:
     ) -> None:
         self.runs.add(run_id)
         self.model_calls += calls
-        for name in _TOKEN_FIELDS if tokens is not None else ():
-            self.tokens[name] += getattr(tokens, name)
+        if tokens is not None:
+            self.tokens += tokens
         if cost is not None:
             self.cost += Decimal(cost)
         self.unpriced += unpriced
@@ -46,7 +44,7 @@ class _Sum:
             key=key,
             runs=len(self.runs),
             model_calls=self.model_calls,
-            tokens=Tokens(**self.tokens),
+            tokens=self.tokens,
             cost_usd=decimal_text(self.cost),
             unpriced_calls=self.unpriced,
         )

@@ -9,7 +9,7 @@ client, the CLI and the API all return these same types.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field, fields
+from dataclasses import astuple, dataclass, field, fields
 from typing import Annotated, Any, Generic, Literal, TypeGuard, TypeVar, get_args
 
 from pydantic import Field, SerializerFunctionWrapHandler, TypeAdapter, model_serializer
@@ -65,6 +65,9 @@ class Tokens:
     cached_input: int = 0
     cache_write: int = 0
     reasoning: int = 0
+
+    def __add__(self, other: Tokens) -> Tokens:
+        return Tokens(*(a + b for a, b in zip(astuple(self), astuple(other), strict=True)))
 
 
 @dataclass(frozen=True, slots=True)
