@@ -15,7 +15,7 @@ from projection_scenario import (
 
 from wakeline.projections import EVENTS_TOPIC
 from wakeline.projections.queries import Queries
-from wakeline.projections.rows import Page, dump
+from wakeline.projections.rows import Failure, Page, RunRow, StepRow, Tokens, dump, load
 from wakeline.projections.runner import catch_up
 from wakeline.projections.store import ProjectionStore
 from wakeline.schemas.codec import event_codec
@@ -154,3 +154,15 @@ async def test_list_runs_pagination_and_filters(log: EmbeddedLog, store: Project
     assert q.list_runs(tenant="nobody") == Page(())
     with pytest.raises(ValueError):
         q.list_runs(cursor="bogus")
+
+
+def test_rows_round_trip_their_json() -> None:
+    gate = StepRow("r", 3, "gate", "pay", timeout_ms=None, request="{}")
+    model = StepRow("r", 1, "model", "m", usage=Tokens(input=2) + Tokens(input=1, output=4))
+    assert "timeout_ms" in dump(gate) and "target" not in dump(gate)
+    assert "timeout_ms" not in dump(model) and dump(model)["usage"]["input"] == 3
+    page = Page((model, gate), "cursor")
+    assert dump(page) == {"items": [dump(model), dump(gate)], "next_cursor": "cursor"}
+    assert [load(StepRow, item) for item in dump(page)["items"]] == [model, gate]
+    run = RunRow("r", status="failed", error=Failure("E", "bad"), tokens=Tokens(output=1))
+    assert load(RunRow, {**dump(run), "_outcome": "failed"}) == run and run.ended

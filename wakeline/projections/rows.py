@@ -312,7 +312,9 @@ def load(kind: type[R], data: Mapping[str, Any]) -> R:
 
 
 def dump(row: object) -> JsonObject:
-    """The JSON of a row (a :class:`Page` or any of the row types)."""
+    """The JSON of a row of any of these types, or of a :class:`Page` of them."""
+    if isinstance(row, Page):
+        return {"items": [dump(item) for item in row.items], "next_cursor": row.next_cursor}
     out: JsonObject = adapter(type(row)).dump_python(row, mode="json")
     return out
 
