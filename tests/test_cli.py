@@ -18,6 +18,7 @@ from wakeline.cli import render
 from wakeline.cli.main import main
 from wakeline.client import Client
 from wakeline.projections.costs import utc_day
+from wakeline.projections.rows import dump
 from wakeline.runtime import open_log
 
 EXAMPLE = str(Path(__file__).parent.parent / "examples" / "research_agent.py")
@@ -63,7 +64,7 @@ def run_rows(data: Path) -> dict[str, dict[str, Any]]:
         log = await open_log(data=data)
         try:
             async with Client(log, views_dir=data / "client-views") as client:
-                return {str(row["agent"]): row for row in (await client.list()).runs}
+                return {row.agent: dump(row) for row in (await client.list()).items}
         finally:
             await log.close()
 

@@ -92,9 +92,9 @@ async def test_approve_cancel_get_and_list(rt: LocalRuntime, tmp_path: Path) -> 
             await asyncio.wait_for(client.result(cancelled), 30)
 
         row = await wait_status(client, approved, "completed")
-        assert row["tenant"] == "acme" and row["model_calls"] == 1
+        assert row.tenant == "acme" and row.model_calls == 1
         await wait_status(client, cancelled, "cancelled")
         acme = await client.list(tenant="acme")
-        assert [r["run_id"] for r in acme.runs] == [approved]
+        assert [r.run_id for r in acme.items] == [approved]
         done = await client.list(status="completed")
-        assert [r["run_id"] for r in done.runs] == [approved]
+        assert [r.run_id for r in done.items] == [approved]

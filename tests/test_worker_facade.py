@@ -41,4 +41,4 @@ async def test_serve_and_client_open_on_the_embedded_log(tmp_path: Path) -> None
     async with await Client.open(data=tmp_path, views_dir=tmp_path / "views") as client:
         assert client.log is not log
         row = await client.get(handle.run_id)
-        assert row is not None and row["status"] == "completed"
+        assert row is not None and row.status == "completed"

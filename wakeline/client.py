@@ -16,14 +16,16 @@ from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Self
+from typing import Any, Self, Unpack
 
 from wakeline import jsonutil
 from wakeline.core.errors import WakelineError
 from wakeline.deltas import DeltaFollower
-from wakeline.projections.store import JsonObject
+from wakeline.projections.queries import RunQuery
+from wakeline.projections.rows import BudgetRow, CostDimension, CostRow, Page, RunRow, StepRow
 from wakeline.projections.views import Views
 from wakeline.runtime import DEFAULT_PARTITIONS, StateDir, ensure_topics, open_log
+from wakeline.schemas.budgets import BudgetMetric
 from wakeline.schemas.codec import command_codec
 from wakeline.schemas.commands import (
     CancelRun,
@@ -85,16 +87,10 @@ class RunUpdate:
     delta: Delta | None = None
 
 
-Rows = list[JsonObject]
 Notices = list[Notice]
-
-
-@dataclass(frozen=True, slots=True)
-class RunPage:
-    """A page of :meth:`Client.list`: run rows, newest first, and the next page's cursor."""
-
-    runs: Rows
-    next_cursor: str | None
+Steps = list[StepRow]
+Costs = list[CostRow]
+Budgets = list[BudgetRow]
 
 
 class Client:
@@ -220,7 +216,9 @@ class Client:
     async def reject(self, run_id: str, gate: str, reason: str = "") -> None:
         await self._send(run_id, ResolveGate(gate, False, reason))
 
-    async def raise_budget(self, run_id: str, metric: str, limit: str | int | Decimal) -> None:
+    async def raise_budget(
+        self, run_id: str, metric: BudgetMetric, limit: str | int | Decimal
+    ) -> None:
         """Raise the run's ``usd`` / ``tokens`` / ``model_calls`` / ``wall_time_ms`` limit."""
         await self._send(run_id, RaiseBudget(metric, str(limit)))
 
@@ -245,40 +243,22 @@ class Client:
         await self._views.refresh()
         return self._views
 
-    async def get(self, run_id: str) -> JsonObject | None:
+    async def get(self, run_id: str) -> RunRow | None:
         """The run's summary row (status, agent, tenant, times, tokens, cost ...), or ``None``
         for a run the log does not show yet."""
         return (await self.views()).queries.get_run(run_id)
 
-    async def list(
-        self,
-        *,
-        status: str | None = None,
-        agent: str | None = None,
-        tenant: str | None = None,
-        since_ms: int | None = None,
-        until_ms: int | None = None,
-        limit: int = 50,
-        cursor: str | None = None,
-    ) -> RunPage:
-        """Runs newest first, ``since_ms <= started < until_ms``; pass the page's
-        ``next_cursor`` as ``cursor`` for the next page.  ``ValueError`` on a bad cursor."""
-        rows, next_cursor = (await self.views()).queries.list_runs(
-            status=status,
-            agent=agent,
-            tenant=tenant,
-            since_ms=since_ms,
-            until_ms=until_ms,
-            limit=limit,
-            cursor=cursor,
-        )
-        return RunPage(rows, next_cursor)
+    async def list(self, **query: Unpack[RunQuery]) -> Page[RunRow]:
+        """Runs newest first, filtered by ``status``, ``agent``, ``tenant``, ``since_ms <=
+        started < until_ms``; at most ``limit`` (50) of them; pass the page's ``next_cursor``
+        as ``cursor`` for the next page.  ``ValueError`` on a bad cursor."""
+        return (await self.views()).queries.list_runs(**query)
 
-    async def steps(self, run_id: str) -> Rows:
+    async def steps(self, run_id: str) -> Steps:
         """The run's steps in seq order (kind, name, status, usage, cost, payloads)."""
         return (await self.views()).queries.steps(run_id)
 
-    async def costs(self, dimension: str, key: str | None = None) -> Rows:
+    async def costs(self, dimension: CostDimension, key: str | None = None) -> Costs:
         """Completed model calls, tokens and cost (``cost_usd``: exact decimal text) summed by
         ``dimension``: ``agent``, ``tenant``, ``model`` (provider and model), ``day`` (UTC
         date), ``agent-day`` or ``tenant-day``; one row per name, in key order.  With ``key``,
@@ -286,7 +266,7 @@ class Client:
         ``ValueError`` for an unknown dimension."""
         return (await self.views()).costs(dimension, key)
 
-    async def budgets(self) -> Rows:
+    async def budgets(self) -> Budgets:
         """Every shared budget the ledger has records of (``key`` ``tenant:<name>`` or
         ``agent:<name>``, ``limit``, ``spent``, ``reserved``, ``in_flight`` ...), in key order."""
         return (await self.views()).budgets()

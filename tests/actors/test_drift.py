@@ -53,7 +53,7 @@ async def test_drifted_run_is_marked_and_resumes_with_matching_code(tmp_path: Pa
         views = Views(log, tmp_path / "views")
         await views.refresh()
         row = views.queries.get_run("run-drift")
-        assert row is not None and row["status"] == "drifted"
+        assert row is not None and row.status == "drifted"
         views.close()
 
         async with worker_running(make_app("about"), log, tmp_path / "w3"):
@@ -65,7 +65,7 @@ async def test_drifted_run_is_marked_and_resumes_with_matching_code(tmp_path: Pa
         views = Views(log, tmp_path / "views")
         await views.refresh()
         row = views.queries.get_run("run-drift")
-        assert row is not None and row["status"] == "completed"
+        assert row is not None and row.status == "completed"
         views.close()
     finally:
         await log.close()

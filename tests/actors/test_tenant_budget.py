@@ -72,7 +72,7 @@ async def settle(
         r: "completed" if e.is_terminal else "suspended" for r, e in zip(run_ids, ends, strict=True)
     }
     await views.refresh()  # the views fold the same statuses
-    assert {r: (views.queries.get_run(r) or {}).get("status") for r in run_ids} == statuses
+    assert {r: getattr(views.queries.get_run(r), "status", None) for r in run_ids} == statuses
     return statuses
 
 
@@ -130,10 +130,8 @@ async def test_tenant_budget_is_never_overspent_by_concurrent_workers(
         )
         assert state.spent == spent + settled_worst
 
-        journal = [
-            event_codec().decode(raw)
-            for raw in await read_journal(log, suspended[0], topics=topics)
-        ]
+        raws = await read_journal(log, suspended[0], topics=topics)
+        journal = [event_codec().decode(raw) for raw in raws]
         waiting = [e for e in journal if isinstance(e.payload, BudgetExceeded)]
         assert waiting[-1].payload.scope == "tenant"  # type: ignore[union-attr]
         assert Decimal(waiting[-1].payload.limit) == Decimal(100)  # type: ignore[union-attr]

@@ -18,6 +18,7 @@ from hypothesis import strategies as st
 from wakeline.ledger import Ledger
 from wakeline.projections import EVENTS_TOPIC, LEDGER_TOPIC
 from wakeline.projections.costs import DIMENSIONS
+from wakeline.projections.rows import BudgetRow, Tokens
 from wakeline.projections.runner import catch_up
 from wakeline.projections.store import JsonObject, ProjectionStore
 from wakeline.projections.views import Views, query_projections
@@ -116,29 +117,30 @@ async def test_cost_aggregates_are_exact(log: EmbeddedLog, tmp_path: Path) -> No
         found = 0
         for dimension in DIMENSIONS:
             for row in views.costs(dimension):
-                assert row["dimension"] == dimension
-                want = expected[(dimension, *(row[name] for name in DIMENSIONS[dimension]))]
-                assert row["model_calls"] == want["calls"]
-                assert row["unpriced_calls"] == want["unpriced"]
-                assert Decimal(row["cost_usd"]) == want["cost"]
-                assert row["tokens"]["input"] == want["input"]
-                assert row["tokens"]["reasoning"] == want["reasoning"]
+                assert row.dimension == dimension
+                names = (getattr(row, name) for name in DIMENSIONS[dimension])
+                want = expected[(dimension, *names)]
+                assert row.model_calls == want["calls"]
+                assert row.unpriced_calls == want["unpriced"]
+                assert Decimal(row.cost_usd) == want["cost"]
+                assert row.tokens.input == want["input"]
+                assert row.tokens.reasoning == want["reasoning"]
                 found += 1
         assert found == len(expected)
 
         [acme] = views.costs("tenant", "acme")
-        assert acme["cost_usd"] == "0.2516" and acme["unpriced_calls"] == 1
-        assert acme["tokens"] == {
-            "input": 118, "output": 59, "cached_input": 3, "cache_write": 1, "reasoning": 4,
-        }  # fmt: skip
+        assert acme.cost_usd == "0.2516" and acme.unpriced_calls == 1
+        assert acme.tokens == Tokens(
+            input=118, output=59, cached_input=3, cache_write=1, reasoning=4
+        )
         [bob_day2] = views.costs("agent-day", "bob")[1:]
-        assert (bob_day2["day"], bob_day2["cost_usd"]) == (DAY2, "0.00010001")
-        assert [r["day"] for r in views.costs("tenant-day", "beta")] == [DAY2]
+        assert (bob_day2.day, bob_day2.cost_usd) == (DAY2, "0.00010001")
+        assert [r.day for r in views.costs("tenant-day", "beta")] == [DAY2]
         [llama] = views.costs("model", "or")
-        assert [llama[f] for f in ("model", "cost_usd", "model_calls")] == [
+        assert [getattr(llama, f) for f in ("model", "cost_usd", "model_calls")] == [
             "meta/llama-3", "0.00000001", 2,
         ]  # fmt: skip
-        assert [r["cost_usd"] for r in views.costs("day")] == ["0.2515", "1.10010001"]
+        assert [r.cost_usd for r in views.costs("day")] == ["0.2515", "1.10010001"]
         assert views.costs("agent", "al") == [] and views.costs("agent", "nobody") == []
         with pytest.raises(ValueError, match="unknown cost dimension"):
             views.costs("planet")
@@ -183,16 +185,16 @@ async def ledger_scenario(log: EmbeddedLog) -> None:
     await ledger.set_limit("agent:a/b", Decimal("2"), by="ops")
 
 
-async def assert_agrees_with_ledger(log: EmbeddedLog, rows: list[JsonObject]) -> None:
+async def assert_agrees_with_ledger(log: EmbeddedLog, rows: list[BudgetRow]) -> None:
     ledger = Ledger(log, LEDGER_TOPIC)
     for row in rows:
-        state = await ledger.state(row["key"])
-        assert (None if row["limit"] is None else Decimal(row["limit"])) == state.limit
-        assert Decimal(row["spent"]) == state.spent
-        assert Decimal(row["committed"]) == state.committed
-        assert {k: Decimal(v) for k, v in row["reservations"].items()} == state.active
-        assert row["in_flight"] == len(state.active)
-        assert Decimal(row["reserved"]) == sum(state.active.values(), Decimal(0))
+        state = await ledger.state(row.key)
+        assert (None if row.limit is None else Decimal(row.limit)) == state.limit
+        assert Decimal(row.spent) == state.spent
+        assert Decimal(row.committed) == state.committed
+        assert {k: Decimal(v) for k, v in row.reservations.items()} == state.active
+        assert row.in_flight == len(state.active)
+        assert Decimal(row.reserved) == sum(state.active.values(), Decimal(0))
 
 
 async def test_budgets_agree_with_the_ledger(log: EmbeddedLog, tmp_path: Path) -> None:
@@ -201,17 +203,17 @@ async def test_budgets_agree_with_the_ledger(log: EmbeddedLog, tmp_path: Path) -
     try:
         await views.refresh()
         rows = views.budgets()
-        assert [r["key"] for r in rows] == ["agent:a/b", "tenant:acme", "tenant:beta"]
+        assert [r.key for r in rows] == ["agent:a/b", "tenant:acme", "tenant:beta"]
         await assert_agrees_with_ledger(log, rows)
         acme = views.budget("tenant:acme")
         assert acme is not None
-        state = [acme[f] for f in ("limit", "spent", "reserved", "committed")]
+        state = [getattr(acme, f) for f in ("limit", "spent", "reserved", "committed")]
         assert state == ["1", "0.1", "0.5", "0.6"]
-        assert (acme["grants"], acme["denials"], acme["settles"]) == (4, 2, 1)
-        assert acme["reservations"] == {"q2": "0.5"} and acme["limit_by"] == "ops"
+        assert (acme.grants, acme.denials, acme.settles) == (4, 2, 1)
+        assert acme.reservations == {"q2": "0.5"} and acme.limit_by == "ops"
         beta = views.budget("tenant:beta")
-        assert beta is not None and beta["limit"] is None and beta["spent"] == "4.5"
-        assert (beta["in_flight"], beta["grants"], beta["denials"]) == (1, 2, 1)
+        assert beta is not None and beta.limit is None and beta.spent == "4.5"
+        assert (beta.in_flight, beta.grants, beta.denials) == (1, 2, 1)
         assert views.budget("tenant:none") is None
 
         bad = LedgerRecord("tenant:bad", 5, "w9", Reserve("x", "r", "lots"))  # not a decimal
@@ -219,7 +221,7 @@ async def test_budgets_agree_with_the_ledger(log: EmbeddedLog, tmp_path: Path) -
         await views.refresh()
         bad_row = views.budget("tenant:bad")
         assert bad_row is not None
-        assert (bad_row["errors"], bad_row["grants"], bad_row["updated_ms"]) == (1, 0, 5)
+        assert (bad_row.errors, bad_row.grants, bad_row.updated_ms) == (1, 0, 5)
     finally:
         views.close()
 

@@ -3,46 +3,42 @@ budgets projection -- limit, settled spend and the reservations in flight (viewe
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated
 
 from fastapi import APIRouter, Path
 
 from wakeline.api.auth import AUTH_RESPONSES, ViewerKey
 from wakeline.api.errors import ApiError
-from wakeline.api.models import SharedBudget, SharedBudgetList
+from wakeline.api.models import SharedBudgetList
 from wakeline.api.state import Api
 from wakeline.ledger import ledger_key
-from wakeline.projections.store import JsonObject
+from wakeline.projections.rows import BudgetRow
+from wakeline.schemas.budgets import SharedScope
 
 router = APIRouter(prefix="/v1", tags=["budgets"], responses=AUTH_RESPONSES)
-
-
-def shared_budget(row: JsonObject) -> SharedBudget:
-    scope, _, name = str(row["key"]).partition(":")
-    return SharedBudget.model_validate({**row, "scope": scope, "name": name})
 
 
 @router.get("/budgets", response_model=SharedBudgetList)
 async def list_budgets(_: ViewerKey, api: Api) -> SharedBudgetList:
     """Every shared budget the ledger has records of, in ledger key order (viewer).  A tenant's
     spend is tracked even without a limit; an agent's once it has had one."""
-    return SharedBudgetList(budgets=[shared_budget(row) for row in api.views.budgets()])
+    return SharedBudgetList(budgets=api.views.budgets())
 
 
 @router.get(
     "/budgets/{scope}/{name:path}",
-    response_model=SharedBudget,
+    response_model=BudgetRow,
     responses={404: {"description": "the ledger has no record of this budget"}},
 )
 async def get_budget(
-    scope: Annotated[Literal["tenant", "agent"], Path(description="tenant or agent")],
+    scope: Annotated[SharedScope, Path(description="tenant or agent")],
     name: Annotated[str, Path(min_length=1, max_length=200, description="its name")],
     _: ViewerKey,
     api: Api,
-) -> SharedBudget:
+) -> BudgetRow:
     """One shared budget: limit, spent, reserved, the reservations in flight (viewer)."""
     key = ledger_key(scope, name)
     row = api.views.budget(key)
     if row is None:
         raise ApiError(404, f"no shared budget {key!r}: the ledger has no record of it")
-    return shared_budget(row)
+    return row

@@ -6,38 +6,37 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Path, Query
 
 from wakeline.api.auth import AUTH_RESPONSES, ViewerKey
-from wakeline.api.models import CostDimension, CostLine, CostRow, CostRows, Costs, Tokens
+from wakeline.api.models import CostLine, CostRows, Costs
 from wakeline.api.routes_runs import SinceMs, UntilMs
 from wakeline.api.state import Api
+from wakeline.projections.rows import CostDimension, RunRow, StepRow, Tokens
 from wakeline.projections.runs import decimal_text
-from wakeline.projections.store import JsonObject
 
 router = APIRouter(prefix="/v1", tags=["costs"], responses=AUTH_RESPONSES)
-
-_PAGE = 500
-_TOKEN_FIELDS = tuple(Tokens.model_fields)
 
 
 @dataclass
 class _Sum:
     runs: set[str] = field(default_factory=set)
     model_calls: int = 0
-    tokens: dict[str, int] = field(default_factory=lambda: dict.fromkeys(_TOKEN_FIELDS, 0))
+    tokens: Tokens = field(default_factory=Tokens)
     cost: Decimal = Decimal(0)
     unpriced: int = 0
 
-    def add(self, run_id: str, calls: int, tokens: Any, cost: Any, unpriced: int) -> None:
+    def add(
+        self, run_id: str, calls: int, tokens: Tokens | None, cost: str | None, unpriced: int
+    ) -> None:
         self.runs.add(run_id)
         self.model_calls += calls
-        for name in _TOKEN_FIELDS:
-            self.tokens[name] += int((tokens or {}).get(name, 0))
+        if tokens is not None:
+            self.tokens += tokens
         if cost is not None:
-            self.cost += Decimal(str(cost))
+            self.cost += Decimal(cost)
         self.unpriced += unpriced
 
     def line(self, key: str) -> CostLine:
@@ -45,7 +44,7 @@ class _Sum:
             key=key,
             runs=len(self.runs),
             model_calls=self.model_calls,
-            tokens=Tokens(**self.tokens),
+            tokens=self.tokens,
             cost_usd=decimal_text(self.cost),
             unpriced_calls=self.unpriced,
         )
@@ -72,23 +71,12 @@ async def costs(
     by_agent: dict[str, _Sum] = {}
     by_tenant: dict[str, _Sum] = {}
     by_model: dict[str, _Sum] = {}
-    cursor: str | None = None
-    while True:
-        rows, cursor = api.queries.list_runs(
-            agent=agent,
-            tenant=tenant,
-            since_ms=since_ms,
-            until_ms=until_ms,
-            limit=_PAGE,
-            cursor=cursor,
-        )
-        for row in rows:
-            _add_run(row, total, by_agent, by_tenant)
-            for step in api.queries.steps(str(row["run_id"])):
-                if step.get("kind") == "model":
-                    _add_model_call(by_model, str(row["run_id"]), step)
-        if cursor is None:
-            break
+    runs = api.queries.all_runs(agent=agent, tenant=tenant, since_ms=since_ms, until_ms=until_ms)
+    for row in runs:
+        _add_run(row, total, by_agent, by_tenant)
+        for step in api.queries.steps(row.run_id):
+            if step.kind == "model":
+                _add_model_call(by_model, row.run_id, step)
     return Costs(
         total=total.line("total"),
         by_agent=_lines(by_agent),
@@ -120,30 +108,21 @@ async def costs_by(
 ) -> CostRows:
     """Model calls, tokens and cost of every row of ``dimension``, in key order (viewer):
     completed calls, summed by the costs projection as they are folded from the log."""
-    rows = [CostRow.model_validate(row) for row in api.views.costs(dimension, name)]
+    rows = api.views.costs(dimension, name)
     return CostRows(dimension=dimension, name=name, rows=rows)
 
 
 def _add_run(
-    row: JsonObject, total: _Sum, by_agent: dict[str, _Sum], by_tenant: dict[str, _Sum]
+    row: RunRow, total: _Sum, by_agent: dict[str, _Sum], by_tenant: dict[str, _Sum]
 ) -> None:
-    args = (
-        str(row["run_id"]),
-        int(row.get("model_calls", 0)),
-        row.get("tokens"),
-        row.get("cost_usd"),
-        int(row.get("unpriced_calls", 0)),
-    )
+    args = (row.run_id, row.model_calls, row.tokens, row.cost_usd, row.unpriced_calls)
     total.add(*args)
-    by_agent.setdefault(str(row.get("agent", "")), _Sum()).add(*args)
-    by_tenant.setdefault(str(row.get("tenant", "")), _Sum()).add(*args)
+    by_agent.setdefault(row.agent, _Sum()).add(*args)
+    by_tenant.setdefault(row.tenant, _Sum()).add(*args)
 
 
-def _add_model_call(by_model: dict[str, _Sum], run_id: str, step: JsonObject) -> None:
+def _add_model_call(by_model: dict[str, _Sum], run_id: str, step: StepRow) -> None:
     """Every requested call counts; tokens and cost once it completed (as the runs view)."""
-    key = f"{step.get('provider') or ''}/{step.get('model') or ''}"
-    completed = step.get("usage") is not None
-    unpriced = 1 if completed and step.get("cost_usd") is None else 0
-    by_model.setdefault(key, _Sum()).add(
-        run_id, 1, step.get("usage"), step.get("cost_usd"), unpriced
-    )
+    key = f"{step.provider or ''}/{step.model or ''}"
+    unpriced = 1 if step.usage is not None and step.cost_usd is None else 0
+    by_model.setdefault(key, _Sum()).add(run_id, 1, step.usage, step.cost_usd, unpriced)

@@ -26,7 +26,6 @@ from fastapi.responses import StreamingResponse
 
 from wakeline.api.auth import AUTH_RESPONSES, ViewerKey
 from wakeline.api.errors import ApiError
-from wakeline.api.models import TERMINAL_STATUSES
 from wakeline.api.routes_runs import RunId
 from wakeline.api.state import Api, ApiState
 from wakeline.client import RunUpdate
@@ -69,12 +68,10 @@ async def run_events(
     row = await api.find_run(run_id, wait_s=api.unknown_run_grace_s)
     if row is None:
         raise ApiError(404, f"unknown run {run_id!r}")
-    if row["status"] in TERMINAL_STATUSES and after >= int(row["last_seq"]):
+    if row.ended and after >= row.last_seq:
         return Response(status_code=204)  # tells EventSource to stop reconnecting
-    start = row.get("start_offset")
-    from_offset = int(start) if isinstance(start, int) else 0
     return StreamingResponse(
-        _stream(api, run_id, from_offset, after, deltas),
+        _stream(api, run_id, row.start_offset or 0, after, deltas),
         media_type="text/event-stream",
         headers=SSE_HEADERS,
     )

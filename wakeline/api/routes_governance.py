@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Body, Path
 
@@ -18,9 +18,6 @@ from wakeline.actors.commands import check_command
 from wakeline.api.auth import AUTH_RESPONSES, ApproverKey, OperatorKey, Principal, ViewerKey
 from wakeline.api.errors import ApiError, canonical_input, json_safe
 from wakeline.api.models import (
-    TERMINAL_STATUSES,
-    AuditEntry,
-    AuditProblem,
     AuditTrail,
     AuditVerification,
     BudgetRequest,
@@ -29,10 +26,11 @@ from wakeline.api.models import (
     InDoubtRequest,
 )
 from wakeline.api.pending import find_gate, in_doubt, waits_on_budget
-from wakeline.api.routes_runs import MAX_SEQ, NOT_FOUND, RunId, known_run
+from wakeline.api.routes_runs import MAX_SEQ, NOT_FOUND, RunId, known_run, open_run
 from wakeline.api.state import Api, ApiState
-from wakeline.projections.audit import AuditReport, audit_trail, verify
-from wakeline.projections.store import JsonObject
+from wakeline.projections.audit import audit_trail, verify
+from wakeline.projections.rows import AuditReport, StepRow
+from wakeline.schemas.budgets import is_metric
 from wakeline.schemas.commands import RaiseBudget
 
 router = APIRouter(prefix="/v1", tags=["governance"], responses=AUTH_RESPONSES)
@@ -50,11 +48,9 @@ AUDIT_LAG_S = 2.0
 """How long an audit check waits for the views to fold events the log already has."""
 
 
-async def _waiting_steps(api: ApiState, run_id: str) -> list[JsonObject]:
+async def _waiting_steps(api: ApiState, run_id: str) -> list[StepRow]:
     """The run's steps; 404 for an unknown run, 409 for one that has ended."""
-    row = await known_run(api, run_id)
-    if row["status"] in TERMINAL_STATUSES:
-        raise ApiError(409, f"run {run_id!r} has already ended ({row['status']})")
+    await open_run(api, run_id)
     return api.queries.steps(run_id)
 
 
@@ -64,7 +60,7 @@ async def _decide(
     run_id: str,
     gate: str,
     body: DecisionRequest | None,
-    approved: bool,
+    command: Literal["approve", "reject"],
 ) -> CommandAccepted:
     steps = await _waiting_steps(api, run_id)
     if find_gate(steps, gate) is None:
@@ -73,45 +69,36 @@ async def _decide(
     if not (json_safe(reason) and json_safe(gate)):
         raise ApiError(422, "gate and reason must be valid Unicode")
     client = api.client(who)
-    if approved:
-        await client.approve(run_id, gate, reason)
-        return CommandAccepted(run_id=run_id, command="approve", issuer=who.name)
-    await client.reject(run_id, gate, reason)
-    return CommandAccepted(run_id=run_id, command="reject", issuer=who.name)
+    await (client.approve if command == "approve" else client.reject)(run_id, gate, reason)
+    return CommandAccepted(run_id=run_id, command=command, issuer=who.name)
 
 
-@router.post(
-    "/runs/{run_id}/gates/{gate}/approve",
-    status_code=202,
-    response_model=CommandAccepted,
-    responses=CONFLICT,
+def _gate_route(command: Literal["approve", "reject"], doc: str) -> None:
+    """``POST /v1/runs/{run_id}/gates/{gate}/{command}`` (approver)."""
+
+    async def decide(
+        run_id: RunId,
+        gate: GateName,
+        who: ApproverKey,
+        api: Api,
+        body: Annotated[DecisionRequest | None, Body()] = None,
+    ) -> CommandAccepted:
+        return await _decide(api, who, run_id, gate, body, command)
+
+    decide.__doc__ = doc
+    router.post(
+        f"/runs/{{run_id}}/gates/{{gate}}/{command}",
+        status_code=202,
+        response_model=CommandAccepted,
+        responses=CONFLICT,
+        name=f"{command}_gate",
+    )(decide)
+
+
+_gate_route("approve", "Approve an open gate, or send a call a policy suspended anyway (approver).")
+_gate_route(
+    "reject", "Reject an open gate (the agent sees the decision) or a suspended call (approver)."
 )
-async def approve_gate(
-    run_id: RunId,
-    gate: GateName,
-    who: ApproverKey,
-    api: Api,
-    body: Annotated[DecisionRequest | None, Body()] = None,
-) -> CommandAccepted:
-    """Approve an open gate, or send a call a policy suspended anyway (approver)."""
-    return await _decide(api, who, run_id, gate, body, approved=True)
-
-
-@router.post(
-    "/runs/{run_id}/gates/{gate}/reject",
-    status_code=202,
-    response_model=CommandAccepted,
-    responses=CONFLICT,
-)
-async def reject_gate(
-    run_id: RunId,
-    gate: GateName,
-    who: ApproverKey,
-    api: Api,
-    body: Annotated[DecisionRequest | None, Body()] = None,
-) -> CommandAccepted:
-    """Reject an open gate (the agent sees the decision) or a suspended call (approver)."""
-    return await _decide(api, who, run_id, gate, body, approved=False)
 
 
 @router.post(
@@ -121,14 +108,14 @@ async def raise_budget(
     run_id: RunId, body: BudgetRequest, who: OperatorKey, api: Api
 ) -> CommandAccepted:
     """Raise the limit the run waits on; the waiting call is checked again (operator)."""
-    limit = str(body.limit)
-    problem = check_command(RaiseBudget(body.metric, limit))
-    if problem is not None:
-        raise ApiError(422, problem)
+    metric, limit = body.metric, str(body.limit)
+    problem = check_command(RaiseBudget(metric, limit))
+    if problem is not None or not is_metric(metric):
+        raise ApiError(422, problem or f"unknown budget metric {metric!r}")
     steps = await _waiting_steps(api, run_id)
-    if not waits_on_budget(steps, body.metric):
-        raise ApiError(409, f"run {run_id!r} is not waiting on its {body.metric} budget")
-    await api.client(who).raise_budget(run_id, body.metric, limit)
+    if not waits_on_budget(steps, metric):
+        raise ApiError(409, f"run {run_id!r} is not waiting on its {metric} budget")
+    await api.client(who).raise_budget(run_id, metric, limit)
     return CommandAccepted(run_id=run_id, command="raise_budget", issuer=who.name)
 
 
@@ -160,15 +147,8 @@ async def run_audit(run_id: RunId, _: ViewerKey, api: Api) -> AuditTrail:
     """The run's hash chain (who decided what) and its check against the log (viewer)."""
     await known_run(api, run_id)
     report = await _verified(api, run_id)
-    entries = [
-        AuditEntry.model_validate({**entry, "seq": seq})
-        for seq, entry in enumerate(audit_trail(api.queries.store, run_id))
-    ]
-    problems = [
-        AuditProblem(seq=p.seq, offset=p.offset, type=p.type, problem=p.problem)
-        for p in report.problems
-    ]
-    verification = AuditVerification(ok=report.ok, events=report.events, problems=problems)
+    entries = audit_trail(api.queries.store, run_id)
+    verification = AuditVerification.of(report)
     return AuditTrail(run_id=run_id, entries=entries, verification=verification)
 
 

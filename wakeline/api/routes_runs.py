@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Path, Query
@@ -10,26 +11,21 @@ from pydantic import ValidationError
 from wakeline.api.auth import AUTH_RESPONSES, OperatorKey, ViewerKey
 from wakeline.api.errors import ApiError, canonical_input, describe_errors, json_safe, summarize
 from wakeline.api.models import (
-    TERMINAL_STATUSES,
     AgentInfo,
     AgentList,
     CancelRequest,
     CommandAccepted,
     Me,
-    Run,
     RunDetail,
     RunPage,
-    RunStatus,
     StartRunRequest,
     StartRunResponse,
-    Step,
     StepList,
 )
 from wakeline.api.pending import pending_gates
 from wakeline.api.state import Api, ApiState
+from wakeline.projections.rows import RunRow, RunStatus, StepRow, values
 from wakeline.projections.runs import MAX_MS
-from wakeline.projections.steps import step_key
-from wakeline.projections.store import JsonObject
 
 MAX_PAGE = 500
 MAX_SEQ = 10**12 - 1
@@ -108,7 +104,7 @@ async def list_runs(
 ) -> RunPage:
     """Runs, newest first (viewer)."""
     try:
-        rows, next_cursor = api.queries.list_runs(
+        page = api.queries.list_runs(
             status=status,
             agent=agent,
             tenant=tenant,
@@ -119,10 +115,10 @@ async def list_runs(
         )
     except ValueError as exc:
         raise ApiError(400, str(exc)) from None
-    return RunPage(runs=[Run.model_validate(r) for r in rows], next_cursor=next_cursor)
+    return RunPage.of(page)
 
 
-async def known_run(api: ApiState, run_id: str) -> JsonObject:
+async def known_run(api: ApiState, run_id: str) -> RunRow:
     row = api.queries.get_run(run_id)
     if row is None:
         raise ApiError(404, f"unknown run {run_id!r}")
@@ -134,7 +130,7 @@ async def get_run(run_id: RunId, _: ViewerKey, api: Api) -> RunDetail:
     """One run's summary, with the gates waiting for an approver (viewer)."""
     row = await known_run(api, run_id)
     gates = pending_gates(api.queries.steps(run_id))
-    return RunDetail.model_validate({**row, "pending_gates": gates})
+    return RunDetail(**values(row), pending_gates=tuple(gates))
 
 
 @router.get("/runs/{run_id}/steps", response_model=StepList, responses=NOT_FOUND)
@@ -150,24 +146,20 @@ async def run_steps(
     return StepList(run_id=run_id, steps=steps)
 
 
-@router.get("/runs/{run_id}/steps/{seq}", response_model=Step, responses=NOT_FOUND)
+@router.get("/runs/{run_id}/steps/{seq}", response_model=StepRow, responses=NOT_FOUND)
 async def run_step(
     run_id: RunId, seq: Annotated[int, Path(ge=0, le=MAX_SEQ)], _: ViewerKey, api: Api
-) -> Step:
+) -> StepRow:
     """One step with its payloads (viewer)."""
     await known_run(api, run_id)
-    row = api.queries.store.get_json(step_key(run_id, seq))
+    row = api.queries.step(run_id, seq)
     if row is None:
         raise ApiError(404, f"run {run_id!r} has no step {seq}")
-    return _step(row, True)
+    return row
 
 
-def _step(row: JsonObject, payloads: bool) -> Step:
-    step = Step.model_validate(row)
-    if not payloads:
-        step.request = None
-        step.response = None
-    return step
+def _step(row: StepRow, payloads: bool) -> StepRow:
+    return row if payloads else replace(row, request=None, response=None)
 
 
 @router.post(
@@ -183,11 +175,11 @@ async def cancel_run(
     body: Annotated[CancelRequest | None, Body()] = None,
 ) -> CommandAccepted:
     """Ask the workers to cancel the run (operator)."""
-    row = await _open_run(api, run_id)
+    row = await open_run(api, run_id)
     reason = body.reason if body is not None and body.reason else f"cancelled by {who.name}"
     if not json_safe(reason):
         raise ApiError(422, "reason must be valid Unicode")
-    await api.client(who).cancel(str(row["run_id"]), reason)
+    await api.client(who).cancel(row.run_id, reason)
     return CommandAccepted(run_id=run_id, command="cancel", issuer=who.name)
 
 
@@ -199,15 +191,15 @@ async def cancel_run(
 )
 async def resume_run(run_id: RunId, who: OperatorKey, api: Api) -> CommandAccepted:
     """Ask the workers to resume the run from its journal, e.g. after a drift (operator)."""
-    await _open_run(api, run_id)
+    await open_run(api, run_id)
     await api.client(who).resume(run_id)
     return CommandAccepted(run_id=run_id, command="resume", issuer=who.name)
 
 
-async def _open_run(api: ApiState, run_id: str) -> JsonObject:
+async def open_run(api: ApiState, run_id: str) -> RunRow:
     row = await known_run(api, run_id)
-    if row["status"] in TERMINAL_STATUSES:
-        raise ApiError(409, f"run {run_id!r} has already ended ({row['status']})")
+    if row.ended:
+        raise ApiError(409, f"run {run_id!r} has already ended ({row.status})")
     return row
 
 

@@ -14,7 +14,7 @@ from wakeline.api.projector import Projector
 from wakeline.client import Client
 from wakeline.core.app import App
 from wakeline.projections.queries import Queries
-from wakeline.projections.store import JsonObject
+from wakeline.projections.rows import RunRow
 from wakeline.projections.views import Views
 from wakeline.topics.port import Log
 from wakeline.topics.specs import DEFAULT_TOPICS, Topics
@@ -54,7 +54,7 @@ class ApiState:
     def client_for_reading(self) -> Client:
         return Client(self.log, topics=self.topics)
 
-    async def find_run(self, run_id: str, *, wait_s: float = 0.0) -> JsonObject | None:
+    async def find_run(self, run_id: str, *, wait_s: float = 0.0) -> RunRow | None:
         """The run's row; waits up to ``wait_s`` for a run the views have not folded yet."""
         deadline = time.monotonic() + wait_s
         while True:

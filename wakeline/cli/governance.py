@@ -9,7 +9,8 @@ import click
 
 from wakeline.cli.common import Settings, run_async, send, views_open
 from wakeline.ledger import Ledger, TenantState, ledger_key
-from wakeline.projections.audit import AuditReport
+from wakeline.projections.rows import AuditEntry, AuditReport
+from wakeline.schemas.budgets import METRICS, BudgetMetric
 
 
 def register(main: click.Group) -> None:
@@ -49,10 +50,10 @@ def budget() -> None:
 
 @budget.command("raise")
 @click.argument("run_id")
-@click.option("--metric", type=click.Choice(["usd", "tokens", "model_calls", "wall_time_ms"]))
+@click.option("--metric", type=click.Choice(METRICS))
 @click.option("--limit", required=True, help="the new limit, e.g. 2.50 for usd")
 @click.pass_obj
-def budget_raise(settings: Settings, run_id: str, metric: str, limit: str) -> None:
+def budget_raise(settings: Settings, run_id: str, metric: BudgetMetric, limit: str) -> None:
     """Raise a limit a suspended run waits on; it resumes without redoing anything."""
     send(settings, lambda c: c.raise_budget(run_id, metric, limit))
     click.echo(f"{metric} limit of {run_id} raised to {limit}")
@@ -169,10 +170,10 @@ def audit_verify(settings: Settings, run_id: str) -> None:
 def audit_show(settings: Settings, run_id: str) -> None:
     """The run's audit trail: each event's hash, and who decided what."""
 
-    async def go() -> list[dict[str, object]]:
+    async def go() -> list[AuditEntry]:
         async with views_open(settings) as views:
             return views.audit_trail(run_id)
 
-    for seq, entry in enumerate(run_async(go)):
-        by = f"  by {entry['by']!r}" if entry.get("by") is not None else ""
-        click.echo(f"{seq:>4} {str(entry['hash'])[:16]} {entry['type']}{by}")
+    for entry in run_async(go):
+        by = f"  by {entry.by!r}" if entry.by is not None else ""
+        click.echo(f"{entry.seq:>4} {entry.hash[:16]} {entry.type}{by}")

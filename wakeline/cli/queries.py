@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import click
 
 from wakeline.cli import render
 from wakeline.cli.common import Settings, query, run_async, with_views
 from wakeline.projections.costs import DIMENSIONS
+from wakeline.projections.rows import CostDimension, RunRow, StepRow, dump, is_run_status
 from wakeline.projections.views import Views
 from wakeline.runtime import DEFAULT_PARTITIONS
 
@@ -29,9 +28,11 @@ def list_runs(
 ) -> None:
     """List runs, newest first."""
 
-    async def ask(views: Views) -> list[dict[str, Any]]:
-        rows, _ = views.queries.list_runs(status=status, agent=agent, tenant=tenant, limit=limit)
-        return rows
+    async def ask(views: Views) -> tuple[RunRow, ...]:
+        if status is not None and not is_run_status(status):
+            return ()  # no run has it
+        page = views.queries.list_runs(status=status, agent=agent, tenant=tenant, limit=limit)
+        return page.items
 
     render.console().print(render.runs_table(with_views(settings, ask)))
 
@@ -42,7 +43,7 @@ def list_runs(
 def show(settings: Settings, run_id: str) -> None:
     """A run's timeline: each step with its tokens, cost and latency."""
 
-    async def ask(views: Views) -> tuple[dict[str, Any] | None, list[dict[str, Any]]]:
+    async def ask(views: Views) -> tuple[RunRow | None, list[StepRow]]:
         return views.queries.get_run(run_id), views.queries.steps(run_id)
 
     run, steps = with_views(settings, ask)
@@ -50,13 +51,12 @@ def show(settings: Settings, run_id: str) -> None:
         raise click.ClickException(f"unknown run {run_id}")
     out = render.console()
     out.print(render.steps_table(run, steps))
-    tokens = run.get("tokens") or {}
     out.print(
-        f"status {run.get('status')}  tokens {tokens.get('input', 0)} in / "
-        f"{tokens.get('output', 0)} out  cost {render.money(run.get('cost_usd'))}"
+        f"status {run.status}  tokens {run.tokens.input} in / "
+        f"{run.tokens.output} out  cost {render.money(run.cost_usd)}"
     )
-    if run.get("error"):
-        out.print(f"[red]error: {run['error']}[/red]")
+    if run.error is not None:
+        out.print(f"[red]error: {dump(run.error)}[/red]")
 
 
 @click.command()
@@ -74,7 +74,7 @@ def show(settings: Settings, run_id: str) -> None:
     help="only the rows whose first name is KEY: an agent, tenant, provider or day",
 )
 @click.pass_obj
-def costs(settings: Settings, dimension: str, key: str | None) -> None:
+def costs(settings: Settings, dimension: CostDimension, key: str | None) -> None:
     """Model calls, tokens and cost of the completed calls, from this machine's views."""
     rows = query(settings, lambda client: client.costs(dimension, key))
     render.console().print(render.costs_table(dimension, rows))

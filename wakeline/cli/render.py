@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Any
 
 from rich.console import Console
 from rich.table import Table
 
 from wakeline import jsonutil
 from wakeline.projections.costs import DIMENSIONS
+from wakeline.projections.rows import CostDimension, CostRow, RunRow, StepRow, Tokens
 from wakeline.schemas.commands import Notice
 from wakeline.schemas.events import (
     Event,
@@ -87,45 +88,43 @@ def money(value: Decimal | str | None) -> str:
     return f"${Decimal(value):.6f}"
 
 
-def runs_table(runs: list[dict[str, Any]]) -> Table:
+def runs_table(runs: Sequence[RunRow]) -> Table:
     table = Table(title="runs")
     table.add_column("run", overflow="fold", min_width=32)
     for col in ("agent", "status", "calls", "tokens", "cost", "started"):
         table.add_column(col)
     for run in runs:
-        tokens = run.get("tokens") or {}
-        status = str(run.get("status", ""))
         table.add_row(
-            str(run.get("run_id")),
-            str(run.get("agent", "")),
-            f"[{STATUS_STYLE.get(status, 'white')}]{status}[/]",
-            str(run.get("model_calls", 0)),
-            f"{tokens.get('input', 0)}/{tokens.get('output', 0)}",
-            money(run.get("cost_usd")),
-            _when(run.get("started_ms")),
+            run.run_id,
+            run.agent,
+            f"[{STATUS_STYLE.get(run.status, 'white')}]{run.status}[/]",
+            str(run.model_calls),
+            _tokens(run.tokens),
+            money(run.cost_usd),
+            _when(run.started_ms),
         )
     return table
 
 
-def steps_table(run: dict[str, Any], steps: list[dict[str, Any]]) -> Table:
-    table = Table(title=f"run {run.get('run_id')} ({run.get('agent')}): {run.get('status')}")
+def steps_table(run: RunRow, steps: Sequence[StepRow]) -> Table:
+    table = Table(title=f"run {run.run_id} ({run.agent}): {run.status}")
     for col in ("seq", "kind", "name", "status", "tokens in/out", "cost", "latency"):
         table.add_column(col)
     for step in steps:
-        latency = step.get("latency_us")
+        latency = step.latency_us
         table.add_row(
-            str(step.get("seq")),
-            str(step.get("kind")),
-            str(step.get("name")),
-            str(step.get("status")),
-            _tokens(step),
-            money(step.get("cost_usd")),
-            f"{latency / 1000:.1f} ms" if isinstance(latency, int | float) else "-",
+            str(step.seq),
+            step.kind,
+            step.name,
+            step.status,
+            _tokens(step.usage),
+            money(step.cost_usd),
+            "-" if latency is None else f"{latency / 1000:.1f} ms",
         )
     return table
 
 
-def costs_table(dimension: str, rows: list[dict[str, Any]]) -> Table:
+def costs_table(dimension: CostDimension, rows: Sequence[CostRow]) -> Table:
     """Rows of the costs projection; the caption sums them (exact decimals)."""
     names = DIMENSIONS[dimension]
     table = Table(title=f"costs by {dimension}")
@@ -135,31 +134,27 @@ def costs_table(dimension: str, rows: list[dict[str, Any]]) -> Table:
         table.add_column(col, justify="right")
     total, calls = Decimal(0), 0
     for row in rows:
-        tokens = row.get("tokens") or {}
-        total += Decimal(str(row.get("cost_usd", "0")))
-        calls += int(row.get("model_calls", 0))
+        total += Decimal(row.cost_usd)
+        calls += row.model_calls
         table.add_row(
-            *(str(row.get(name, "")) or "(none)" for name in names),
-            str(row.get("model_calls", 0)),
-            str(row.get("unpriced_calls", 0)),
-            f"{tokens.get('input', 0)}/{tokens.get('output', 0)}",
-            money(row.get("cost_usd")),
+            *(getattr(row, name) or "(none)" for name in names),
+            str(row.model_calls),
+            str(row.unpriced_calls),
+            _tokens(row.tokens),
+            money(row.cost_usd),
         )
     table.caption = f"{len(rows)} rows, {calls} model calls, total {money(total)}"
     return table
 
 
-def _when(ms: Any) -> str:
-    if not isinstance(ms, int):
+def _when(ms: int | None) -> str:
+    if ms is None:
         return "-"
     return datetime.fromtimestamp(ms / 1000, tz=UTC).strftime("%Y-%m-%d %H:%M:%S")
 
 
-def _tokens(step: dict[str, Any]) -> str:
-    usage = step.get("usage")
-    if not isinstance(usage, dict):
-        return "-"
-    return f"{usage.get('input', 0)}/{usage.get('output', 0)}"
+def _tokens(usage: Tokens | None) -> str:
+    return "-" if usage is None else f"{usage.input}/{usage.output}"
 
 
 def console() -> Console:

@@ -15,6 +15,7 @@ from decimal import Decimal
 from typing import Any
 
 from wakeline.core.errors import NondeterminismError
+from wakeline.schemas.budgets import BudgetMetric
 from wakeline.schemas.events import Event, Resolution, RunStarted
 
 # -- inputs --------------------------------------------------------------------------------
@@ -147,7 +148,7 @@ class Completion:
     status: Status
     waiting: tuple[Event, ...]
     """The open steps that wait for a person (gates, denials, budgets, in-doubt calls)."""
-    spent: Mapping[str, Decimal]
+    spent: Mapping[BudgetMetric, Decimal]
     """The run budget's spend so far, per metric."""
     replayed: tuple[Event, ...] = ()
     """A recovery: the events the code re-produced while it replayed the journal."""

@@ -15,9 +15,9 @@ from typing import Any, Literal
 from wakeline import jsonutil
 from wakeline.core.model import ModelRequest
 from wakeline.core.pricing import PriceTable
+from wakeline.schemas.budgets import METRICS as METRICS
 from wakeline.schemas.events import Budget, ModelCallCompleted, ModelCallDenied
 
-METRICS = ("usd", "tokens", "model_calls", "wall_time_ms")
 DEFAULT_MAX_OUTPUT_TOKENS = 4096
 """Reserved output tokens for a model call that sets no ``max_tokens``."""
 

@@ -14,11 +14,17 @@ heads elsewhere) for the check to mean something against a privileged attacker.
 from __future__ import annotations
 
 import hashlib
-import json
-from dataclasses import dataclass
 
 from wakeline.projections import EVENTS
-from wakeline.projections.store import BatchView, Decoded, JsonObject, ProjectionStore
+from wakeline.projections.journal import is_seq_suffix
+from wakeline.projections.rows import AuditEntry, AuditProblem, AuditReport, load
+from wakeline.projections.store import (
+    BatchView,
+    Decoded,
+    JsonObject,
+    ProjectionStore,
+    load_json,
+)
 from wakeline.schemas.codec import DecodeError, event_codec
 from wakeline.schemas.commands import Notice
 from wakeline.schemas.events import (
@@ -84,27 +90,14 @@ class AuditProjection:
         view.put_json(audit_key(run_id, seq), entry)
 
 
-@dataclass(frozen=True, slots=True)
-class AuditProblem:
-    seq: int
-    offset: int | None
-    type: str
-    problem: str
-
-
-@dataclass(frozen=True, slots=True)
-class AuditReport:
-    run_id: str
-    events: int
-    problems: tuple[AuditProblem, ...]
-
-    @property
-    def ok(self) -> bool:
-        return not self.problems and self.events > 0
-
-
-def audit_trail(store: ProjectionStore, run_id: str) -> list[JsonObject]:
-    return [json.loads(value) for _, value in store.scan(audit_prefix(run_id))]
+def audit_trail(store: ProjectionStore, run_id: str) -> list[AuditEntry]:
+    """The run's chain in seq order."""
+    prefix = audit_prefix(run_id)
+    return [
+        load(AuditEntry, {**load_json(value), "seq": int(key[len(prefix) :])})
+        for key, value in store.scan(prefix)
+        if is_seq_suffix(key, prefix)
+    ]
 
 
 async def verify(
@@ -114,7 +107,7 @@ async def verify(
     trail = audit_trail(store, run_id)
     partitions = await log.partition_count(events_topic)
     partition = partition_for(run_id.encode(), partitions)
-    first = int(trail[0]["offset"]) if trail else 0
+    first = trail[0].offset if trail else 0
     records = await _run_records(log, events_topic, partition, run_id, first)
     problems: list[AuditProblem] = []
     previous = genesis(run_id)
@@ -125,18 +118,14 @@ async def verify(
             break
         record_hash, hashed = chain(previous, record.value)
         expected = trail[seq]
-        if record_hash != expected["record_sha256"] or hashed != expected["hash"]:
-            what = f"changed since it was audited (was a {expected['type']})"
+        if record_hash != expected.record_sha256 or hashed != expected.hash:
+            what = f"changed since it was audited (was a {expected.type})"
             problems.append(AuditProblem(seq, record.offset, kind, what))
             break
         previous = hashed
     if len(records) < len(trail) and not problems:
         gone = trail[len(records)]
-        problems.append(
-            AuditProblem(
-                len(records), int(gone["offset"]), str(gone["type"]), "missing from the log"
-            )
-        )
+        problems.append(AuditProblem(len(records), gone.offset, gone.type, "missing from the log"))
     return AuditReport(run_id, len(records), tuple(problems))
 
 

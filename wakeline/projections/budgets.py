@@ -22,6 +22,7 @@ from decimal import Decimal, InvalidOperation
 from wakeline.ledger import TenantState
 from wakeline.projections import LEDGER
 from wakeline.projections.costs import component
+from wakeline.projections.rows import BudgetRow, load
 from wakeline.projections.runs import decimal_text
 from wakeline.projections.store import BatchView, JsonObject, ProjectionStore, load_json
 from wakeline.schemas.ledger import LedgerRecord, Reserve, SetLimit, Settle
@@ -122,11 +123,18 @@ def _store_state(row: JsonObject, state: TenantState) -> None:
     )
 
 
-def budget(store: ProjectionStore, ledger_key: str) -> JsonObject | None:
+def budget(store: ProjectionStore, ledger_key: str) -> BudgetRow | None:
     """The row of ``ledger_key`` (e.g. ``tenant:acme``), or ``None`` if the ledger has none."""
-    return store.get_json(budget_key(ledger_key))
+    row = store.get_json(budget_key(ledger_key))
+    return None if row is None else budget_row(row)
 
 
-def budgets(store: ProjectionStore) -> list[JsonObject]:
+def budgets(store: ProjectionStore) -> list[BudgetRow]:
     """Every budget row, in ledger key order."""
-    return [load_json(value) for _, value in store.scan(_PREFIX)]
+    return [budget_row(load_json(value)) for _, value in store.scan(_PREFIX)]
+
+
+def budget_row(row: JsonObject) -> BudgetRow:
+    """The stored ``row`` with the scope and the name its ledger key names."""
+    scope, _, name = str(row["key"]).partition(":")
+    return load(BudgetRow, {**row, "scope": scope, "name": name})

@@ -24,6 +24,7 @@ from decimal import Context
 from urllib.parse import quote
 
 from wakeline.projections import EVENTS
+from wakeline.projections.rows import CostDimension, CostRow, load
 from wakeline.projections.runs import add_usage
 from wakeline.projections.store import (
     BatchView,
@@ -36,7 +37,7 @@ from wakeline.schemas.commands import Notice
 from wakeline.schemas.events import ModelCallCompleted, RunStarted
 from wakeline.topics.port import Record
 
-DIMENSIONS: dict[str, tuple[str, ...]] = {
+DIMENSIONS: dict[CostDimension, tuple[str, ...]] = {
     "agent": ("agent",),
     "tenant": ("tenant",),
     "model": ("provider", "model"),
@@ -56,7 +57,7 @@ def component(name: str) -> str:
     return quote(name, safe="")
 
 
-def cost_key(dimension: str, *names: str) -> bytes:
+def cost_key(dimension: CostDimension, *names: str) -> bytes:
     return ("cost/" + "/".join([dimension, *map(component, names)])).encode()
 
 
@@ -69,7 +70,7 @@ def utc_day(time_ms: int) -> str:
     return (_EPOCH + timedelta(days=time_ms // _DAY_MS)).isoformat()
 
 
-def new_row(dimension: str, names: tuple[str, ...]) -> JsonObject:
+def new_row(dimension: CostDimension, names: tuple[str, ...]) -> JsonObject:
     row: JsonObject = {"dimension": dimension}
     row.update(zip(DIMENSIONS[dimension], names, strict=True))
     row.update(
@@ -97,7 +98,7 @@ class CostsProjection:
         elif isinstance(payload, ModelCallCompleted):
             run = view.get_json(run_key(decoded.run_id)) or {"agent": "", "tenant": ""}
             agent, tenant, day = str(run["agent"]), str(run["tenant"]), utc_day(decoded.time_ms)
-            targets = {
+            targets: dict[CostDimension, tuple[str, ...]] = {
                 "agent": (agent,),
                 "tenant": (tenant,),
                 "model": (payload.provider, payload.model),
@@ -117,16 +118,18 @@ def add_call(row: JsonObject, payload: ModelCallCompleted) -> None:
     add_usage(row, payload)
 
 
-def costs(store: ProjectionStore, dimension: str, key: str | None = None) -> list[JsonObject]:
+def costs(
+    store: ProjectionStore, dimension: CostDimension, key: str | None = None
+) -> list[CostRow]:
     """The rows of ``dimension`` in key order; with ``key``, those whose first name is ``key``
     (``costs(store, "agent-day", "alice")``: alice's days; ``"model", "openai"``: the openai
     models).  Raises ``ValueError`` for an unknown dimension."""
     if dimension not in DIMENSIONS:
         raise ValueError(f"unknown cost dimension {dimension!r}; one of {sorted(DIMENSIONS)}")
     if key is None:
-        return [load_json(v) for _, v in store.scan(f"cost/{dimension}/".encode())]
+        return [load(CostRow, load_json(v)) for _, v in store.scan(f"cost/{dimension}/".encode())]
     exact = cost_key(dimension, key)
     row = store.get_json(exact)
-    rows = [] if row is None else [row]
-    rows.extend(load_json(v) for _, v in store.scan(exact + b"/"))
+    rows = [] if row is None else [load(CostRow, row)]
+    rows.extend(load(CostRow, load_json(v)) for _, v in store.scan(exact + b"/"))
     return rows

@@ -3,75 +3,97 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
+from typing import TypedDict, Unpack
 
 from wakeline.projections.journal import is_seq_suffix
+from wakeline.projections.rows import Page, RunRow, RunStatus, StepRow, load
 from wakeline.projections.runs import MAX_MS, run_key, started_prefix, started_rank
-from wakeline.projections.steps import steps_prefix
-from wakeline.projections.store import (
-    PROJECTION_ERRORS,
-    JsonObject,
-    ProjectionStore,
-    load_json,
-)
+from wakeline.projections.steps import step_key, steps_prefix
+from wakeline.projections.store import PROJECTION_ERRORS, ProjectionStore, load_json
 
 _CURSOR = re.compile(r"\d{16}/.+", re.DOTALL)
 _RANK_DIGITS = 16
 
 
-def public(row: JsonObject) -> JsonObject:
-    """``row`` without its internal (``_``-prefixed) fields."""
-    return {key: value for key, value in row.items() if not key.startswith("_")}
+class RunFilter(TypedDict, total=False):
+    """Which runs :meth:`Queries.list_runs` lists: ``since_ms <= started < until_ms``."""
+
+    status: RunStatus | None
+    agent: str | None
+    tenant: str | None
+    since_ms: int | None
+    until_ms: int | None
+
+
+class RunQuery(RunFilter, total=False):
+    """A :class:`RunFilter` and the page: ``limit`` rows (default 50) after ``cursor``."""
+
+    limit: int
+    cursor: str | None
 
 
 class Queries:
-    """Queries of runs and steps.  Rows are plain JSON-able dicts."""
+    """Queries of runs and steps: :mod:`wakeline.projections.rows` rows."""
 
     def __init__(self, store: ProjectionStore) -> None:
         self.store = store
 
-    def get_run(self, run_id: str) -> JsonObject | None:
+    def get_run(self, run_id: str) -> RunRow | None:
         row = self.store.get_json(run_key(run_id))
-        return None if row is None else public(row)
+        return None if row is None else load(RunRow, row)
 
-    def list_runs(
-        self,
-        *,
-        status: str | None = None,
-        agent: str | None = None,
-        tenant: str | None = None,
-        since_ms: int | None = None,
-        until_ms: int | None = None,
-        limit: int = 50,
-        cursor: str | None = None,
-    ) -> tuple[list[JsonObject], str | None]:
+    def list_runs(self, **query: Unpack[RunQuery]) -> Page[RunRow]:
         """Runs newest first (by ``started_ms``, then run id), ``since_ms <= started < until_ms``.
 
         Returns a page of at most ``limit`` rows and the cursor of the next page (``None`` when
         no further run matches).  Cursors are opaque strings.
         """
+        limit = query.get("limit", 50)
         if limit <= 0:
             raise ValueError("limit must be positive")
         prefix = started_prefix()
+        since_ms = query.get("since_ms")
         stop_rank = None if since_ms is None else started_rank(since_ms)
-        rows: list[JsonObject] = []
+        start = _start(prefix, query.get("until_ms"), query.get("cursor"))
+        rows: list[RunRow] = []
         last = ""
-        for key, _ in self.store.scan(prefix, start=_start(prefix, until_ms, cursor)):
+        for key, _ in self.store.scan(prefix, start=start):
             suffix = key[len(prefix) :].decode()
             if stop_rank is not None and suffix[:_RANK_DIGITS] > stop_rank:
                 break
             row = self.get_run(suffix[_RANK_DIGITS + 1 :])
-            if row is None or not _matches(row, status, agent, tenant):
+            if row is None or not _matches(row, query):
                 continue
             if len(rows) == limit:
-                return rows, last
+                return Page(tuple(rows), last)
             rows.append(row)
             last = suffix
-        return rows, None
+        return Page(tuple(rows))
 
-    def steps(self, run_id: str) -> list[JsonObject]:
+    def all_runs(self, **where: Unpack[RunFilter]) -> Iterator[RunRow]:
+        """Every run :meth:`list_runs` lists, page after page."""
+        cursor: str | None = None
+        while True:
+            page = self.list_runs(**where, limit=500, cursor=cursor)
+            yield from page.items
+            if page.next_cursor is None:
+                return
+            cursor = page.next_cursor
+
+    def steps(self, run_id: str) -> list[StepRow]:
         """The run's steps in seq order."""
         prefix = steps_prefix(run_id)
-        return [load_json(v) for k, v in self.store.scan(prefix) if is_seq_suffix(k, prefix)]
+        return [
+            load(StepRow, load_json(v))
+            for k, v in self.store.scan(prefix)
+            if is_seq_suffix(k, prefix)
+        ]
+
+    def step(self, run_id: str, seq: int) -> StepRow | None:
+        """The step the event at ``seq`` opened, or ``None``."""
+        row = self.store.get_json(step_key(run_id, seq))
+        return None if row is None else load(StepRow, row)
 
     def run_start_offset(self, run_id: str) -> tuple[int, int] | None:
         """``(partition, offset)`` of the run's ``RunStarted`` on the events topic."""
@@ -98,9 +120,10 @@ def _start(prefix: bytes, until_ms: int | None, cursor: str | None) -> bytes | N
     return max(starts) if starts else None
 
 
-def _matches(row: JsonObject, status: str | None, agent: str | None, tenant: str | None) -> bool:
+def _matches(row: RunRow, where: RunFilter) -> bool:
+    status, agent, tenant = where.get("status"), where.get("agent"), where.get("tenant")
     return (
-        (status is None or row["status"] == status)
-        and (agent is None or row["agent"] == agent)
-        and (tenant is None or row["tenant"] == tenant)
+        (status is None or row.status == status)
+        and (agent is None or row.agent == agent)
+        and (tenant is None or row.tenant == tenant)
     )

@@ -10,15 +10,16 @@ from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 
 from wakeline.projections import EVENTS, LEDGER, NOTICES
-from wakeline.projections.audit import AuditProjection, AuditReport, audit_trail, verify
+from wakeline.projections.audit import AuditProjection, audit_trail, verify
 from wakeline.projections.budgets import BudgetsProjection, budget, budgets
 from wakeline.projections.costs import CostsProjection, costs
 from wakeline.projections.queries import Queries
 from wakeline.projections.rebuild import rebuild
+from wakeline.projections.rows import AuditEntry, AuditReport, BudgetRow, CostDimension, CostRow
 from wakeline.projections.runner import catch_up
 from wakeline.projections.runs import RunsProjection
 from wakeline.projections.steps import StepsProjection
-from wakeline.projections.store import JsonObject, Projection, ProjectionStore
+from wakeline.projections.store import Projection, ProjectionStore
 from wakeline.topics.port import Log
 from wakeline.topics.specs import DEFAULT_TOPICS, Topics
 
@@ -63,20 +64,20 @@ class Views:
         """Recompute the run's hash chain from the log and compare it with the audit view."""
         return await verify(self._log, self._store, run_id, events_topic=self._names[EVENTS])
 
-    def audit_trail(self, run_id: str) -> list[JsonObject]:
+    def audit_trail(self, run_id: str) -> list[AuditEntry]:
         return audit_trail(self._store, run_id)
 
-    def costs(self, dimension: str, key: str | None = None) -> list[JsonObject]:
+    def costs(self, dimension: CostDimension, key: str | None = None) -> list[CostRow]:
         """Cost rows of ``dimension`` (``agent``, ``tenant``, ``model``, ``day``, ``agent-day``,
         ``tenant-day``); with ``key``, those whose first name is ``key``.  See
         :func:`wakeline.projections.costs.costs`."""
         return costs(self._store, dimension, key)
 
-    def budget(self, key: str) -> JsonObject | None:
+    def budget(self, key: str) -> BudgetRow | None:
         """The state of the shared budget ``key`` (a ledger key, e.g. ``tenant:acme``)."""
         return budget(self._store, key)
 
-    def budgets(self) -> list[JsonObject]:
+    def budgets(self) -> list[BudgetRow]:
         """Every shared budget's state, in ledger key order."""
         return budgets(self._store)
 

@@ -19,7 +19,7 @@ from wakeline.schemas.events import Event
 
 if TYPE_CHECKING:
     from wakeline.client import Client
-    from wakeline.projections.store import JsonObject
+    from wakeline.projections.rows import RunRow
 
 DEFAULT_TIMEOUT_S = 30.0
 
@@ -122,24 +122,24 @@ async def _follow(
 
 async def wait_status(
     client: Client, run_id: str, status: str, *, within_s: float = DEFAULT_TIMEOUT_S
-) -> JsonObject:
+) -> RunRow:
     """The run's row from ``client``'s views once its status is ``status``: checked again on
     every event or notice of the run the log shows, never by polling."""
     row = await client.get(run_id)
     try:
         async with asyncio.timeout(within_s):
-            if row is not None and row["status"] == status:
+            if row is not None and row.status == status:
                 return row
             async for _update in client.watch(run_id):
                 row = await client.get(run_id)
-                if row is not None and row["status"] == status:
+                if row is not None and row.status == status:
                     return row
     except TimeoutError:
         pass
     row = await client.get(run_id)
-    if row is not None and row["status"] == status:
+    if row is not None and row.status == status:
         return row
-    got = None if row is None else row["status"]
+    got = None if row is None else row.status
     raise AssertionError(f"run {run_id} never became {status} (it is {got}): {row}")
 
 
