@@ -18,10 +18,11 @@ from kafka_agents import CALLS, make_app, topics_for
 from wakeline.client import Client
 from wakeline.replay import replay_run
 from wakeline.runtime import ensure_topics
-from wakeline.schemas.events import ModelCallCompleted, ModelCallRequested
+from wakeline.schemas.events import ModelCallCompleted, ModelCallRequested, RunStarted
 from wakeline.testing.fake_llm import FakeLLMServer
 from wakeline.testing.harness import worker_running
 from wakeline.testing.kafka_broker import KafkaBroker, start_broker
+from wakeline.testing.waits import wait_for_event
 from wakeline.topics.kafka.log import KafkaLog
 from wakeline.topics.specs import Topics
 
@@ -52,6 +53,16 @@ async def _kafka(broker: KafkaBroker, topics: Topics, partitions: int) -> KafkaL
     return log
 
 
+async def successor_wrote_to_every_run(client: Client, run_ids: list[str]) -> None:
+    """Once every run has an event from a writer other than the one that started it."""
+
+    async def taken_over(run_id: str) -> None:
+        started = await wait_for_event(client, run_id, RunStarted, timeout_s=60)
+        await wait_for_event(client, run_id, None, where=lambda e: e.writer != started.writer)
+
+    await asyncio.gather(*(taken_over(r) for r in run_ids))
+
+
 async def _wait_all(client: Client, run_ids: list[str], limit_s: float) -> list[object]:
     return await asyncio.wait_for(asyncio.gather(*(client.result(r) for r in run_ids)), limit_s)
 
@@ -74,7 +85,7 @@ async def test_a_paused_zombie_worker_cannot_corrupt_journals(
         paused_at = time.time()
         zombie.send_signal(signal.SIGSTOP)  # paused mid-run, past its session timeout
         fleet.start("successor", tag_requests=True)
-        await asyncio.sleep(8)  # the successor takes over and fences the zombie's writers
+        await successor_wrote_to_every_run(client, run_ids)  # the zombie's writers are fenced
         woke_at = time.time()
         zombie.send_signal(signal.SIGCONT)  # wakes up with results of calls in flight
         await _wait_all(client, run_ids, 180)
@@ -88,19 +99,28 @@ async def test_a_paused_zombie_worker_cannot_corrupt_journals(
         check_journal(run_id, runs[run_id], CALLS)
     # the new owner never sends a call whose result is journaled
     no_resend_after_journaling(runs, [r for r in requests if "/successor/" in r.path])
-    # after waking, the zombie may only finish sends it had begun before its pause (an HTTP
-    # request cannot be fenced); its writes are fenced, so it starts no new call
-    requested_at = {
-        json.loads(e.payload.request)["messages"][-1]["content"]: e.time_ms / 1000
-        for events in runs.values()
-        for e in events
-        if isinstance(e.payload, ModelCallRequested)
-    }
+    # after waking, the zombie may finish sends it had begun before its pause (an HTTP request
+    # cannot be fenced); its old writers are fenced, so any other call it sends is one it
+    # journaled under its new membership, after reopening the partition from the log
+    requested_at: dict[str, list[float]] = {}
+    for events in runs.values():
+        for e in events:
+            if isinstance(e.payload, ModelCallRequested):
+                prompt = json.loads(e.payload.request)["messages"][-1]["content"]
+                requested_at.setdefault(prompt, []).append(e.time_ms / 1000)
     late = [r for r in requests if "/zombie/" in r.path and r.received_at > woke_at]
+    rejoined = []
     for r in late:
         prompt = r.body["messages"][-1]["content"]
-        assert requested_at[prompt] <= paused_at + 0.001, f"zombie started {prompt} after waking"
+        if any(t <= paused_at + 0.001 for t in requested_at[prompt]):
+            continue  # in flight before the pause
+        assert any(woke_at <= t <= r.received_at + 0.001 for t in requested_at[prompt]), (
+            f"zombie sent {prompt} after waking without journaling it first"
+        )
+        rejoined.append(r)
+    no_resend_after_journaling(runs, rejoined)
     assert "fenced" in fleet.output("zombie").lower(), fleet.output("zombie")[-3000:]
+    print(f"the zombie sent {len(rejoined)} calls under its new membership")
 
 
 @pytest.fixture()

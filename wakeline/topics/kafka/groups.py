@@ -10,7 +10,11 @@ Rebalances are *eager* (aiokafka has no cooperative protocol): at every rebalanc
 revokes everything a member holds before it rejoins.  The adapter turns that into the port's
 incremental calls: when the new assignment arrives, ``listener.on_revoked(gone)`` for the
 partitions that left and ``listener.on_assigned(added)`` for the new ones; a partition the
-member keeps is neither, so its runs (and their calls in flight) go on.  The price: a
+member keeps is neither, so its runs (and their calls in flight) go on.  "Keeps" means within
+one membership: a member whose session expired (a paused process, a missed rebalance) rejoins
+under a new broker member id, and other members may have owned its partitions in the
+generations it missed, so everything it held is revoked and its new assignment is all added
+-- the listener reopens those partitions from the log instead of trusting what it had.  The price: a
 partition that moves is revoked on its old member only when that member gets its new
 assignment, about when the new owner gets it, so for a moment both may act on it -- the new
 owner's fenced writer makes the old one's appends fail (``FencedError``), so nothing the old
@@ -165,6 +169,7 @@ class KafkaConsumer:
         self._member_id = instance_id or uuid.uuid4().hex
         self._instance_id = instance_id
         self._held: frozenset[int] = frozenset()
+        self._held_as: str | None = None  # the broker's member id that was assigned _held
         self._lock = asyncio.Lock()
         self._consumer: Any = None
         self._starting: asyncio.Task[None] | None = None
@@ -327,9 +332,12 @@ class KafkaConsumer:
         async with self._lock:
             if not self._listening:
                 return
-            new = frozenset(partitions)
-            gone, added = self._held - new, new - self._held
-            self._held = new
+            new, member = frozenset(partitions), self.broker_member_id
+            if member == self._held_as:
+                gone, added = self._held - new, new - self._held
+            else:  # a new membership: what the old one held may have moved meanwhile
+                gone, added = self._held, new
+            self._held, self._held_as = new, member
             if gone:
                 await self._call(self._listener.on_revoked, gone)
             if added:
