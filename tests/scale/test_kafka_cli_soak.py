@@ -16,6 +16,7 @@ cause.  ``WAKELINE_SOAK_RUNS`` changes the number of runs (default 300).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import random
 import time
@@ -70,11 +71,12 @@ async def reference(inputs: dict[str, str], root: Path) -> dict[str, Totals]:
             for run_id, name in inputs.items():
                 await rt.client.start_run(AGENT, name, run_id=run_id)
             journals = Journals(rt.log, rt.topics.events)
-            deadline = time.monotonic() + 180
-            while len(journals.completed) < len(inputs):
-                assert time.monotonic() < deadline, "the uncrashed reference did not finish"
-                await asyncio.sleep(0.2)
-                await journals.refresh()
+            try:
+                await journals.wait(lambda j: len(j.completed) >= len(inputs), timeout_s=180)
+            except TimeoutError:
+                raise AssertionError("the uncrashed reference did not finish") from None
+            finally:
+                await journals.aclose()
     out: dict[str, Totals] = {}
     for run_id, recs in journals.records.items():
         out[run_id] = totals(e for _, e in recs)
@@ -147,8 +149,8 @@ async def run_soak(chaos: Chaos, journals: Journals) -> float:
                 if task.done() and not task.cancelled() and task.exception() is not None:
                     task.result()  # the test's own machinery failed
             chaos.supervise()
-            await asyncio.sleep(0.25)
-            await journals.refresh()
+            with contextlib.suppress(TimeoutError):  # woken by completions, else supervise again
+                await journals.wait(lambda j: len(j.completed) >= len(chaos.inputs), timeout_s=0.25)
         chaos.self_exited += chaos.fleet.self_exits()
         return time.monotonic() - started
     finally:
@@ -156,6 +158,7 @@ async def run_soak(chaos: Chaos, journals: Journals) -> float:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        await journals.aclose()
 
 
 def fleet_for(broker: KafkaBroker, tmp_path: Path, prefix: str, server: FakeLLMServer) -> CliFleet:

@@ -8,6 +8,7 @@ folded incrementally during the test equal a fresh fold of the log.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import random
@@ -26,6 +27,7 @@ from wakeline.projections.views import Views, query_projections, topic_names
 from wakeline.runtime import ensure_topics
 from wakeline.schemas.events import ModelCallCompleted, ModelCallRequested
 from wakeline.testing.fake_llm import FakeLLMServer
+from wakeline.testing.journals import Journals
 from wakeline.testing.kafka_broker import KafkaBroker
 from wakeline.topics.kafka.log import KafkaLog
 
@@ -34,6 +36,13 @@ pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 RUNS = int(os.environ.get("WAKELINE_SOAK_RUNS", "300"))
 KILL_EVERY_S = 2.5
 DEADLINE_S = 600
+
+
+async def next_completion_or_tick(journals: Journals, tick_s: float) -> None:
+    """Until the log shows one more run completed, or ``tick_s`` passed (kills are timed)."""
+    seen = len(journals.completed)
+    with contextlib.suppress(TimeoutError):
+        await journals.wait(lambda j: len(j.completed) > seen, timeout_s=tick_s)
 
 
 async def test_soak_with_a_worker_killed_every_few_seconds(
@@ -45,6 +54,7 @@ async def test_soak_with_a_worker_killed_every_few_seconds(
     server = FakeLLMServer(latency_s=0.05).start()
     fleet = Fleet(kafka_broker.bootstrap, server.openai_base_url, prefix, tmp_path)
     views = Views(log, tmp_path / "views", topics=topics)
+    journals = Journals(log, topics.events)
     in_flight_at_changes: list[int] = []
     kills = 0
     try:
@@ -80,15 +90,16 @@ async def test_soak_with_a_worker_killed_every_few_seconds(
                 in_flight_at_changes.append(await in_flight())
                 fleet.kill(victim)
                 kills += 1
-                await asyncio.sleep(1.0)
+                await asyncio.sleep(1.0)  # chaos timing: the victim stays dead a moment
                 in_flight_at_changes.append(await in_flight())
                 fleet.start(victim)
                 next_kill = time.monotonic() + KILL_EVERY_S
-            await asyncio.sleep(0.5)
+            await next_completion_or_tick(journals, 0.5)
         elapsed = time.monotonic() - started
         runs = await all_events(log, topics.events)
         requests = server.requests()
     finally:
+        await journals.aclose()
         fleet.stop_all()
         server.stop()
 

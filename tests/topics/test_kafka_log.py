@@ -262,7 +262,13 @@ async def test_acknowledged_appends_survive_a_broker_restart(own_broker: KafkaBr
         fenced: dict[bytes, int] = {}
         plain: dict[bytes, int] = {}
         failures: list[BaseException] = []
-        stop = asyncio.Event()
+        stop, grew = asyncio.Event(), asyncio.Event()
+
+        async def acked_at_least(n_fenced: int, n_plain: int, timeout_s: float) -> None:
+            async with asyncio.timeout(timeout_s):
+                while len(fenced) < n_fenced or len(plain) < n_plain:
+                    grew.clear()
+                    await grew.wait()
 
         async def fenced_appender(i: int) -> None:
             n = 0
@@ -275,6 +281,7 @@ async def test_acknowledged_appends_survive_a_broker_restart(own_broker: KafkaBr
                     failures.append(exc)
                     continue
                 fenced[value] = offset
+                grew.set()
 
         async def plain_appender(i: int) -> None:
             n = 0
@@ -288,18 +295,20 @@ async def test_acknowledged_appends_survive_a_broker_restart(own_broker: KafkaBr
                     continue
                 assert partition == 1
                 plain[value] = offset
+                grew.set()
 
         tasks = [asyncio.create_task(fenced_appender(i)) for i in range(8)]
         tasks += [asyncio.create_task(plain_appender(i)) for i in range(4)]
-        await asyncio.sleep(1.0)
+        await acked_at_least(200, 200, 60)  # both kinds of appends are flowing
         before = (len(fenced), len(plain))
         started = time.monotonic()
         await asyncio.to_thread(own_broker.restart)  # appends keep going meanwhile
         restarted = time.monotonic()
         after = (len(fenced), len(plain))
-        while (len(fenced), len(plain)) < (after[0] + 200, after[1] + 200):
-            assert time.monotonic() - restarted < 90, "appends did not resume after the restart"
-            await asyncio.sleep(0.1)
+        try:
+            await acked_at_least(after[0] + 200, after[1] + 200, 90)
+        except TimeoutError:
+            raise AssertionError("appends did not resume after the restart") from None
         stop.set()
         await asyncio.gather(*tasks)
         print(

@@ -8,7 +8,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from wakeline.projections.queries import Queries
@@ -46,6 +46,7 @@ class Projector:
         """The last error of the follower (``None`` while it is healthy)."""
         self.folded = 0
         self.last_fold_ms: int | None = None
+        self._folded = asyncio.Event()  # set, then replaced, at every fold
 
     @property
     def views(self) -> Views:
@@ -78,10 +79,19 @@ class Projector:
         if self._slot is not None:
             self._slot.release()
 
+    async def wait_until(self, condition: Callable[[Views], bool], *, timeout_s: float) -> None:
+        """Return once ``condition(views)`` holds, checked now and after every fold; raises
+        :class:`TimeoutError` after ``timeout_s`` (for tests and tools that must see a write)."""
+        async with asyncio.timeout(timeout_s):
+            while not condition(self.views):
+                await self._folded.wait()
+
     def _on_fold(self, records: Sequence[Record]) -> None:
         self.folded += len(records)
         self.last_fold_ms = int(time.time() * 1000)
         self.error = None
+        self._folded.set()
+        self._folded = asyncio.Event()
 
     async def _follow(self) -> None:
         assert self._views is not None

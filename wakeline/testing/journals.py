@@ -3,7 +3,9 @@ that watch runs from outside the workers."""
 
 from __future__ import annotations
 
+import asyncio
 from collections import Counter
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from wakeline.schemas.codec import event_codec
@@ -22,19 +24,59 @@ class Journals:
     records: dict[str, list[tuple[Record, Event]]] = field(default_factory=dict)
     completed: Counter[str] = field(default_factory=Counter)
 
+    _reads: dict[int, asyncio.Task[list[Record]]] = field(default_factory=dict, repr=False)
+
     async def refresh(self) -> None:
-        codec = event_codec()
+        """Read everything appended since the last call, without waiting."""
         for partition in range(await self.log.partition_count(self.topic)):
-            offset = self.offsets.get(partition, 0)
             end = await self.log.end_offset(self.topic, partition)
-            while offset < end:
+            while self.offsets.get(partition, 0) < end:
+                offset = self.offsets.get(partition, 0)
                 batch = await self.log.read(self.topic, partition, offset, max_records=5000)
                 if not batch:
                     break
-                for record in batch:
-                    event = codec.decode(record.value)
-                    self.records.setdefault(event.run_id, []).append((record, event))
-                    if isinstance(event.payload, RunCompleted):
-                        self.completed[event.run_id] += 1
-                offset = batch[-1].offset + 1
-            self.offsets[partition] = offset
+                self._take(partition, batch)
+
+    async def wait(self, condition: Callable[[Journals], bool], *, timeout_s: float) -> None:
+        """Follow the topic until ``condition(self)`` holds, checked after every batch read:
+        long-poll reads of every partition, no sleeping.  Raises :class:`TimeoutError` after
+        ``timeout_s``; call :meth:`aclose` when done waiting."""
+        await self.refresh()
+        async with asyncio.timeout(timeout_s):
+            while not condition(self):
+                await self._next_batches()
+
+    async def aclose(self) -> None:
+        """Let the long-poll reads :meth:`wait` left running end (each within a second)."""
+        reads, self._reads = list(self._reads.values()), {}
+        await asyncio.gather(*reads, return_exceptions=True)
+
+    async def _next_batches(self) -> None:
+        for partition in range(await self.log.partition_count(self.topic)):
+            if partition not in self._reads:
+                read = self.log.read(
+                    self.topic,
+                    partition,
+                    self.offsets.get(partition, 0),
+                    max_records=5000,
+                    timeout_s=1.0,
+                )
+                self._reads[partition] = asyncio.ensure_future(read)
+        done, _ = await asyncio.wait(self._reads.values(), return_when=asyncio.FIRST_COMPLETED)
+        for partition, task in list(self._reads.items()):
+            if task in done:
+                del self._reads[partition]
+                self._take(partition, task.result())
+
+    def _take(self, partition: int, batch: Sequence[Record]) -> None:
+        codec = event_codec()
+        offset = self.offsets.get(partition, 0)
+        for record in batch:
+            if record.offset < offset:
+                continue  # read twice (by refresh and by a long poll): counted once
+            event = codec.decode(record.value)
+            self.records.setdefault(event.run_id, []).append((record, event))
+            if isinstance(event.payload, RunCompleted):
+                self.completed[event.run_id] += 1
+            offset = record.offset + 1
+        self.offsets[partition] = offset
