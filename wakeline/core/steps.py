@@ -54,6 +54,10 @@ class StepKind:
     identity: Callable[[Any], tuple[Any, ...]]
     describe: Callable[[Any], str]
     waits_for: Callable[[Any], Waits]
+    label: Callable[[Any], str]
+    """The step's name in listings (the model, the tool, the gate, ...)."""
+    shown: Callable[[Any], dict[str, Any]]
+    """The request's fields a step's row shows besides its kind, name and status."""
 
 
 def _gate_waits(payload: GateOpened) -> Waits:
@@ -68,6 +72,14 @@ STEP_KINDS: tuple[StepKind, ...] = (
         lambda p: ("model", p.provider, p.model, p.request_digest, p.attempt),
         lambda p: f"model call {p.provider}/{p.model} (request {p.request_digest[:12]})",
         lambda p: "driver",
+        label=lambda p: p.model,
+        shown=lambda p: {
+            "provider": p.provider,
+            "model": p.model,
+            "request": p.request,
+            "stream": p.stream,
+            "attempt": p.attempt,
+        },
     ),
     StepKind(
         "tool",
@@ -76,6 +88,12 @@ STEP_KINDS: tuple[StepKind, ...] = (
         lambda p: ("tool", p.tool, p.args_digest),
         lambda p: f"tool {p.tool} (args {p.args_digest[:12]})",
         lambda p: "driver",
+        label=lambda p: p.tool,
+        shown=lambda p: {
+            "request": p.args,
+            "idempotency_key": p.idempotency_key,
+            "idempotent": p.idempotent,
+        },
     ),
     StepKind(
         "step",
@@ -84,6 +102,8 @@ STEP_KINDS: tuple[StepKind, ...] = (
         lambda p: ("step", p.name),
         lambda p: f"step {p.name!r}",
         lambda p: "driver",
+        label=lambda p: p.name,
+        shown=lambda p: {},
     ),
     StepKind(
         "timer",
@@ -92,6 +112,8 @@ STEP_KINDS: tuple[StepKind, ...] = (
         lambda p: ("timer", p.duration_ms, p.purpose),
         lambda p: f"timer {p.duration_ms} ms ({p.purpose})",
         lambda p: "timer",
+        label=lambda p: p.purpose,
+        shown=lambda p: {"fire_at_ms": p.fire_at_ms, "duration_ms": p.duration_ms},
     ),
     StepKind(
         "gate",
@@ -100,6 +122,8 @@ STEP_KINDS: tuple[StepKind, ...] = (
         lambda p: ("gate", p.name, p.payload, p.timeout_ms),
         lambda p: f"approval gate {p.name!r}",
         _gate_waits,
+        label=lambda p: p.name,
+        shown=lambda p: {"request": p.payload, "timeout_ms": p.timeout_ms},
     ),
     StepKind(
         "policy",  # only a suspending denial opens a step (see opens_step)
@@ -108,6 +132,12 @@ STEP_KINDS: tuple[StepKind, ...] = (
         lambda p: ("denied", p.kind, p.target, p.policy, p.suspend),
         lambda p: f"policy {p.policy} denying {p.target}",
         lambda p: "person",
+        label=lambda p: p.policy,
+        shown=lambda p: {
+            "target": p.target,
+            "reason": p.reason,
+            "status": "open" if p.suspend else "denied",
+        },
     ),
     StepKind(
         "budget",
@@ -116,6 +146,14 @@ STEP_KINDS: tuple[StepKind, ...] = (
         lambda p: ("budget", p.kind, p.target, p.scope, p.metric),
         lambda p: f"budget {p.metric} exceeded by {p.target}",
         lambda p: "person",
+        label=lambda p: p.metric,
+        shown=lambda p: {
+            "target": p.target,
+            "scope": p.scope,
+            "limit": p.limit,
+            "spent": p.spent,
+            "reservation": p.reservation,
+        },
     ),
 )
 

@@ -16,33 +16,26 @@ from __future__ import annotations
 
 import json
 
-from wakeline.core.steps import BY_RESULT, RESULT_TYPES
+from wakeline.core.steps import BY_REQUEST, BY_RESULT, RESULT_TYPES
 from wakeline.projections import EVENTS
 from wakeline.projections.runs import decimal_text
 from wakeline.projections.store import BatchView, Decoded, JsonObject
 from wakeline.schemas.commands import Notice
 from wakeline.schemas.events import (
-    BudgetExceeded,
     BudgetRaised,
     Event,
-    GateOpened,
     GateResolved,
     InDoubtResolved,
     ModelCallCompleted,
     ModelCallDenied,
     ModelCallFailed,
     ModelCallInterrupted,
-    ModelCallRequested,
-    PolicyDenied,
     StepCompleted,
     StepFailed,
-    StepRequested,
     TimerFired,
-    TimerScheduled,
     ToolCallCompleted,
     ToolCallFailed,
     ToolCallInDoubt,
-    ToolCallRequested,
     ValueRecorded,
 )
 from wakeline.topics.port import Record
@@ -113,41 +106,18 @@ class StepsProjection:
 
 
 def _opened(event: Event) -> JsonObject | None:
-    """The row a step-opening event creates, or ``None`` for any other event."""
+    """The row a step-opening event creates (from its row of the step-kind table), or ``None``
+    for any other event.  A recorded value is shown as a step of kind ``value``."""
     p = event.payload
-    row: JsonObject
-    if isinstance(p, ModelCallRequested):
-        row = new_step(event.run_id, event.seq, "model", p.model, event.time_ms)
-        row.update(provider=p.provider, model=p.model, request=p.request, stream=p.stream)
-        row["attempt"] = p.attempt
-    elif isinstance(p, ToolCallRequested):
-        row = new_step(event.run_id, event.seq, "tool", p.tool, event.time_ms)
-        row.update(request=p.args, idempotency_key=p.idempotency_key, idempotent=p.idempotent)
-    elif isinstance(p, StepRequested):
-        row = new_step(event.run_id, event.seq, "step", p.name, event.time_ms)
-    elif isinstance(p, TimerScheduled):
-        row = new_step(event.run_id, event.seq, "timer", p.purpose, event.time_ms)
-        row.update(fire_at_ms=p.fire_at_ms, duration_ms=p.duration_ms)
-    elif isinstance(p, ValueRecorded):
+    if isinstance(p, ValueRecorded):
         row = new_step(event.run_id, event.seq, "value", p.kind, event.time_ms)
         row.update(status="recorded", response=p.value, completed_ms=event.time_ms)
-    elif isinstance(p, GateOpened):
-        row = new_step(event.run_id, event.seq, "gate", p.name, event.time_ms)
-        row.update(request=p.payload, timeout_ms=p.timeout_ms)
-    elif isinstance(p, BudgetExceeded):
-        row = new_step(event.run_id, event.seq, "budget", p.metric, event.time_ms)
-        row.update(
-            target=p.target,
-            scope=p.scope,
-            limit=p.limit,
-            spent=p.spent,
-            reservation=p.reservation,
-        )
-    elif isinstance(p, PolicyDenied):
-        row = new_step(event.run_id, event.seq, "policy", p.policy, event.time_ms)
-        row.update(target=p.target, reason=p.reason, status="open" if p.suspend else "denied")
-    else:
+        return row
+    kind = BY_REQUEST.get(type(p))
+    if kind is None:
         return None
+    row = new_step(event.run_id, event.seq, kind.name, kind.label(p), event.time_ms)
+    row.update(kind.shown(p))
     return row
 
 
