@@ -12,6 +12,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+from cli_agents import app as cli_app
 from click.testing import CliRunner
 
 from wakeline.cli import render
@@ -20,6 +21,9 @@ from wakeline.client import Client
 from wakeline.projections.costs import utc_day
 from wakeline.projections.rows import dump
 from wakeline.runtime import open_log
+from wakeline.schemas.events import GateOpened
+from wakeline.testing.harness import worker_running
+from wakeline.testing.waits import wait_for_event, wait_until_ended
 
 EXAMPLE = str(Path(__file__).parent.parent / "examples" / "research_agent.py")
 AGENTS = str(Path(__file__).parent / "support" / "cli_agents.py")
@@ -160,3 +164,31 @@ def test_start_then_a_separate_worker_process_runs_it(tmp_path: Path) -> None:
     assert "partition 0: open, 0 runs resumed from the log" in logged, logged
     code, out = cli(tmp_path, "cancel", run_id)
     assert code == 0 and "cancel requested" in out
+
+
+async def test_run_interrupted_stops_its_worker_and_the_run_goes_on_elsewhere(
+    tmp_path: Path,
+) -> None:
+    """SIGINT to ``wakeline run`` while its run waits on a person: the command's worker leaves,
+    the command exits 130, and a worker started later finishes the run from the log."""
+    env = {**os.environ, "WAKELINE_DATA": str(tmp_path)}
+    run = await asyncio.create_subprocess_exec(
+        *(sys.executable, "-m", "wakeline.cli", "run", f"{AGENTS}:gated", "--input", "7"),
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    async with await Client.open(data=tmp_path) as client:
+        assert run.stdout is not None
+        line = (await asyncio.wait_for(run.stdout.readline(), 30)).decode()
+        run_id = re.search(r"run (\S+) on partition", line).group(1)  # type: ignore[union-attr]
+        await wait_for_event(client, run_id, GateOpened)
+        run.send_signal(signal.SIGINT)
+        _, err = await asyncio.wait_for(run.communicate(), 30)
+        assert run.returncode == 130, err.decode()
+        assert f"run {run_id} goes on when a worker serves it" in err.decode()
+
+        await client.approve(run_id, "pay")
+        async with worker_running(cli_app, client.log, tmp_path / "w"):
+            ended = await wait_until_ended(client, run_id)
+    assert ended.type == "RunCompleted"

@@ -11,8 +11,7 @@ from wakeline.cli import render
 from wakeline.cli.common import Settings, json_input, run_async, send, target_app
 from wakeline.client import Client, RunError, RunHandle
 from wakeline.replay import ReplayReport, replay_run
-from wakeline.runtime import StateDir
-from wakeline.worker import Worker
+from wakeline.worker import serve
 
 
 def register(main: click.Group) -> None:
@@ -43,6 +42,21 @@ async def _follow(client: Client, handle: RunHandle) -> int:
     return 0
 
 
+async def _follow_while_serving(
+    client: Client, handle: RunHandle, serving: asyncio.Task[None]
+) -> int:
+    """Follow the run to its end; if the worker stops first (SIGINT / SIGTERM, or an error,
+    which is raised), stop following: the run goes on when a worker serves it again."""
+    following = asyncio.create_task(_follow(client, handle))
+    await asyncio.wait({following, serving}, return_when=asyncio.FIRST_COMPLETED)
+    if following.done():
+        return following.result()
+    following.cancel()
+    serving.result()
+    click.echo(f"stopped; run {handle.run_id} goes on when a worker serves it", err=True)
+    return 130
+
+
 @click.command()
 @click.argument("target")
 @click.option("--input", "input_", default="null", help="the agent's input as JSON")
@@ -59,17 +73,24 @@ def run(settings: Settings, target: str, input_: str, run_id: str | None, tenant
     async def go() -> int:
         async with settings.connect(issuer="cli") as client:
             await client.create_topics()
-            slot = StateDir(settings.data / "state")
-            worker = Worker(app, client.log, state_dir=slot.path, topics=settings.topics)
             stop = asyncio.Event()
-            task = asyncio.create_task(worker.run(stop))
+            # a member for the length of this command: dynamic, so it leaves the group at once
+            worker = serve(
+                app,
+                log=client.log,
+                data=settings.data,
+                topics=settings.topics,
+                partitions=None,
+                static_membership=False,
+                stop=stop,
+            )
+            serving = asyncio.create_task(worker)
             try:
                 handle = await client.start_run(agent, value, run_id=run_id, tenant=tenant)
-                return await _follow(client, handle)
+                return await _follow_while_serving(client, handle, serving)
             finally:
                 stop.set()
-                await task
-                slot.release()
+                await serving
 
     raise SystemExit(run_async(go))
 
