@@ -1,6 +1,7 @@
 """The ``wakeline`` command: a thin layer over :class:`wakeline.Client` and friends.
 
-Exit codes: 0 success, 1 the run failed / replay diverged, 2 usage or input errors.  The
+Exit codes: 0 success, 1 the run failed / replay diverged, 2 usage or input errors, 130
+``run`` interrupted (SIGINT / SIGTERM: its run goes on when a worker serves it).  The
 commands live in :mod:`.runs` (run, start, tail, resume, cancel, replay), :mod:`.worker`,
 :mod:`.queries` (ls, show, costs, topics, projections), :mod:`.governance` and :mod:`.serve`.
 """
