@@ -20,6 +20,7 @@ from typing import Any, Self, Unpack
 
 from wakeline import jsonutil
 from wakeline.core.errors import WakelineError
+from wakeline.core.ids import check_run_id
 from wakeline.deltas import DeltaFollower
 from wakeline.projections.queries import RunQuery
 from wakeline.projections.rows import BudgetRow, CostDimension, CostRow, Page, RunRow, StepRow
@@ -196,8 +197,9 @@ class Client:
         tenant: str = "",
         budget: Budget | None = None,
     ) -> RunHandle:
-        """Publish a start command; the run id is the idempotency key of the start."""
-        run_id = run_id or uuid.uuid4().hex
+        """Publish a start command; the run id is the idempotency key of the start.  A run id
+        must follow :mod:`wakeline.core.ids` (else :class:`ValueError`)."""
+        run_id = uuid.uuid4().hex if run_id is None else check_run_id(run_id)
         partition = await self._partition(run_id)
         offset = await self._log.end_offset(self._topics.events, partition)
         await self._send(run_id, StartRun(agent, jsonutil.dumps(input), tenant, budget))

@@ -11,8 +11,8 @@ from pydantic import BaseModel
 
 from wakeline import App, Client, RunError
 from wakeline.providers.mock import MockModel
-from wakeline.schemas.codec import notice_codec
-from wakeline.schemas.commands import CommandRejected
+from wakeline.schemas.codec import command_codec, notice_codec
+from wakeline.schemas.commands import Command, CommandRejected, StartRun
 from wakeline.schemas.events import TimerScheduled
 from wakeline.testing import local_runtime, wait_for_event
 from wakeline.topics.port import Log, OutRecord
@@ -117,3 +117,34 @@ async def test_cancel_and_unknown_run_commands(tmp_path: Path) -> None:
                 notes.append(notice_codec().decode(record.value))
                 partition = p
         assert any(isinstance(n.payload, CommandRejected) for n in notes), partition
+
+
+@pytest.mark.parametrize("run_id", ["vic1/zz", "[/]", "a b", "", "-x", "x" * 129, "r\x1b[2J"])
+async def test_the_client_refuses_a_run_id_that_breaks_the_rule(
+    tmp_path: Path, run_id: str
+) -> None:
+    async with local_runtime(make_app(), tmp_path) as rt:
+        with pytest.raises(ValueError, match="invalid run id"):
+            await rt.client.start_run("shop", {"item": "tea", "quantity": 1}, run_id=run_id)
+
+
+async def test_a_raw_start_with_an_invalid_run_id_is_rejected_and_others_are_untouched(
+    tmp_path: Path,
+) -> None:
+    """A start appended without the client, keyed ``vic1/zz``: the worker rejects it (a notice
+    and a dead letter), and the run ``vic1`` it could have collided with verifies clean."""
+    async with local_runtime(make_app(), tmp_path) as rt:
+        victim = await rt.client.start_run("shop", {"item": "tea", "quantity": 1}, run_id="vic1")
+        await rt.client.result("vic1", from_offset=victim.from_offset)
+        start = StartRun("shop", '{"item": "x", "quantity": 1}', "", None)
+        forged = Command("c-forged", "vic1/zz", 0, "raw", start)
+        record = OutRecord(b"vic1/zz", command_codec().encode(forged))
+        await rt.log.append(DEFAULT_TOPICS.commands, [record])
+        with pytest.raises(RunError, match="rejected: invalid run id 'vic1/zz'"):
+            await asyncio.wait_for(rt.client.result("vic1/zz"), 10)
+        async with Client(rt.log, views_dir=tmp_path / "views") as reader:
+            report = await (await reader.views()).verify_audit("vic1")
+            assert report.ok and report.events > 0, report
+            rows = {r.run_id: r.status for r in (await reader.list()).items}
+            assert rows == {"vic1": "completed", "vic1/zz": "rejected"}
+            assert [s.seq for s in await reader.steps("vic1")] == [1]  # its one model call

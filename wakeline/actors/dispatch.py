@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 from wakeline.actors.commands import check_command, core_input
 from wakeline.actors.run_actor import RunActor
 from wakeline.core.activation import Activation, Completion, Drifted, RaiseLimit, Recover, Start
+from wakeline.core.ids import run_id_problem
 from wakeline.core.run_core import RunCore
 from wakeline.schemas.codec import DecodeError, command_codec
 from wakeline.schemas.commands import (
@@ -80,6 +81,8 @@ class Dispatcher:
         if partition_for(record.key, self._s.partitions) != record.partition:
             return f"run {command.run_id} belongs to another partition"
         payload, limit = command.payload, self._s.max_input_bytes
+        if isinstance(payload, StartRun) and (problem := run_id_problem(command.run_id)):
+            return problem
         if isinstance(payload, StartRun) and len(payload.input.encode()) > limit:
             size = len(payload.input.encode())
             return f"input of {size} bytes exceeds the limit of {limit} bytes"

@@ -8,6 +8,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from wakeline.core.ids import RUN_ID_PATTERN
 from wakeline.projections.rows import (
     AuditEntry,
     AuditProblem,
@@ -21,8 +22,6 @@ from wakeline.projections.rows import (
     Tokens,
 )
 from wakeline.schemas.budgets import METRICS
-
-RUN_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$"
 
 
 class PendingGate(BaseModel):

@@ -8,9 +8,15 @@ from decimal import Decimal, InvalidOperation
 import click
 
 from wakeline.cli.common import Settings, run_async, send, views_open
+from wakeline.cli.render import plain
 from wakeline.ledger import Ledger, TenantState, ledger_key
 from wakeline.projections.rows import AuditEntry, AuditReport
 from wakeline.schemas.budgets import METRICS, BudgetMetric
+
+
+def echo(line: str) -> None:
+    """One line of output; run data in it (ids, gates, names) is untrusted: made plain."""
+    click.echo(plain(line))
 
 
 def register(main: click.Group) -> None:
@@ -29,7 +35,7 @@ def register(main: click.Group) -> None:
 def approve(settings: Settings, run_id: str, gate: str, reason: str) -> None:
     """Approve GATE of RUN_ID (a gate name, or the policy name of a denial waiting for you)."""
     send(settings, lambda c: c.approve(run_id, gate, reason))
-    click.echo(f"approval of {gate!r} sent for {run_id}")
+    echo(f"approval of {gate!r} sent for {run_id}")
 
 
 @click.command()
@@ -40,7 +46,7 @@ def approve(settings: Settings, run_id: str, gate: str, reason: str) -> None:
 def reject(settings: Settings, run_id: str, gate: str, reason: str) -> None:
     """Reject GATE of RUN_ID."""
     send(settings, lambda c: c.reject(run_id, gate, reason))
-    click.echo(f"rejection of {gate!r} sent for {run_id}")
+    echo(f"rejection of {gate!r} sent for {run_id}")
 
 
 @click.group()
@@ -56,7 +62,7 @@ def budget() -> None:
 def budget_raise(settings: Settings, run_id: str, metric: BudgetMetric, limit: str) -> None:
     """Raise a limit a suspended run waits on; it resumes without redoing anything."""
     send(settings, lambda c: c.raise_budget(run_id, metric, limit))
-    click.echo(f"{metric} limit of {run_id} raised to {limit}")
+    echo(f"{metric} limit of {run_id} raised to {limit}")
 
 
 def _shared_key(tenant: str | None, agent: str | None) -> str:
@@ -81,7 +87,7 @@ def budget_set(settings: Settings, tenant: str | None, agent: str | None, usd: s
             await ledger.set_limit(key, limit, "cli")
 
     run_async(go)
-    click.echo(f"{key}: limit {'none' if limit is None else f'${limit}'}")
+    echo(f"{key}: limit {'none' if limit is None else f'${limit}'}")
 
 
 @budget.command("show")
@@ -98,7 +104,7 @@ def budget_show(settings: Settings, tenant: str | None, agent: str | None) -> No
 
     state = run_async(go)
     limit = "none" if state.limit is None else f"${state.limit}"
-    click.echo(
+    echo(
         f"{key}: limit {limit}, spent ${state.spent}, "
         f"{len(state.active)} reservations in flight (${state.committed - state.spent})"
     )
@@ -135,7 +141,7 @@ def resolve(
         send(settings, lambda c: c.resolve_in_doubt(run_id, step, how))  # type: ignore[arg-type]
     else:
         raise click.UsageError("choose one of --retry, --supply JSON, --fail")
-    click.echo(f"resolution sent for {run_id} seq {step}")
+    echo(f"resolution sent for {run_id} seq {step}")
 
 
 @click.group()
@@ -155,12 +161,12 @@ def audit_verify(settings: Settings, run_id: str) -> None:
 
     report = run_async(go)
     if report.ok:
-        click.echo(f"ok: {report.events} events of {run_id} match their audited hashes")
+        echo(f"ok: {report.events} events of {run_id} match their audited hashes")
         return
     if not report.problems:
         raise click.ClickException(f"unknown run {run_id}")
     for p in report.problems:
-        click.echo(f"TAMPERED: seq {p.seq} ({p.type}) at offset {p.offset}: {p.problem}")
+        echo(f"TAMPERED: seq {p.seq} ({p.type}) at offset {p.offset}: {p.problem}")
     raise SystemExit(1)
 
 
@@ -176,4 +182,4 @@ def audit_show(settings: Settings, run_id: str) -> None:
 
     for entry in run_async(go):
         by = f"  by {entry.by!r}" if entry.by is not None else ""
-        click.echo(f"{entry.seq:>4} {entry.hash[:16]} {entry.type}{by}")
+        echo(f"{entry.seq:>4} {entry.hash[:16]} {entry.type}{by}")

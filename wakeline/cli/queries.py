@@ -52,11 +52,11 @@ def show(settings: Settings, run_id: str) -> None:
     out = render.console()
     out.print(render.steps_table(run, steps))
     out.print(
-        f"status {run.status}  tokens {run.tokens.input} in / "
+        f"status {render.safe(run.status)}  tokens {run.tokens.input} in / "
         f"{run.tokens.output} out  cost {render.money(run.cost_usd)}"
     )
     if run.error is not None:
-        out.print(f"[red]error: {dump(run.error)}[/red]")
+        out.print(f"[red]error: {render.safe(dump(run.error))}[/red]")
 
 
 @click.command()

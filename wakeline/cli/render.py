@@ -1,12 +1,21 @@
-"""How the CLI shows events, runs and steps (rich)."""
+"""How the CLI shows events, runs and steps (rich).
+
+Everything a run carries (ids, agent and step names, inputs, outputs, model answers, errors) is
+untrusted text: it goes through :func:`safe` before it reaches rich (markup escaped, control
+characters removed) and through :func:`plain` before a plain ``click.echo``, so a model answer
+with ``[/INST]``, a run id with ``[/]`` or an escape sequence that clears the screen prints as
+text and changes nothing on the terminal.
+"""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from decimal import Decimal
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from wakeline import jsonutil
@@ -39,8 +48,25 @@ STATUS_STYLE = {
 }
 
 
+_LINE_BREAKS = str.maketrans({"\n": " ", "\r": " ", "\t": " "})
+_CONTROLS = re.compile("[\x00-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+"""C0 and C1 controls (ESC starts terminal escape sequences), DEL, and the bidirectional
+overrides that make text display in another order than it reads."""
+
+
+def plain(text: object) -> str:
+    """``text`` on one line, without control characters: safe to write to a terminal."""
+    return _CONTROLS.sub("", str(text).translate(_LINE_BREAKS))
+
+
+def safe(text: object) -> str:
+    """:func:`plain` text, escaped for rich markup: prints exactly as it reads."""
+    return escape(plain(text))
+
+
 def _clip(text: str, limit: int = 80) -> str:
-    return text if len(text) <= limit else text[: limit - 1] + "…"
+    text = plain(text)
+    return safe(text if len(text) <= limit else text[: limit - 1] + "…")
 
 
 def event_line(event: Event) -> str:
@@ -48,38 +74,38 @@ def event_line(event: Event) -> str:
     detail = ""
     match p:
         case RunStarted(agent=a, input=i):
-            detail = f"{a} {_clip(i)}"
+            detail = f"{safe(a)} {_clip(i)}"
         case ModelCallRequested(provider=prov, model=m, attempt=n):
-            detail = f"{prov}/{m}" + (f" attempt {n}" if n > 1 else "")
+            detail = f"{safe(prov)}/{safe(m)}" + (f" attempt {n}" if n > 1 else "")
         case ModelCallCompleted(usage=u, cost_usd=c, latency_us=lat, message=msg):
             text = str(jsonutil.loads(msg).get("content") or "")
             detail = (
                 f"{u.input_tokens}→{u.output_tokens} tok  {money(c)}  {lat / 1000:.1f} ms  "
-                f"{_clip(text, 60)!r}"
+                f"{_clip(repr(text), 60)}"
             )
         case ModelCallFailed(error_type=t, message=m, retriable=r):
-            detail = f"{t}: {_clip(m)}" + (" (retriable)" if r else "")
+            detail = f"{safe(t)}: {_clip(m)}" + (" (retriable)" if r else "")
         case ToolCallRequested(tool=t, args=a):
-            detail = f"{t} {_clip(a)}"
+            detail = f"{safe(t)} {_clip(a)}"
         case ToolCallCompleted(result=r):
             detail = _clip(r)
         case StepRequested(name=n):
-            detail = n
+            detail = safe(n)
         case ValueRecorded(kind=k, value=v):
-            detail = f"{k.lower()} = {v}"
+            detail = f"{safe(k.lower())} = {_clip(v)}"
         case TimerScheduled(duration_ms=ms, purpose=why):
-            detail = f"{ms} ms ({why})"
+            detail = f"{ms} ms ({safe(why)})"
         case RunCompleted(output=o):
             detail = _clip(o)
         case RunFailed(error_type=t, message=m):
-            detail = f"{t}: {_clip(m, 200)}"
+            detail = f"{safe(t)}: {_clip(m, 200)}"
         case _:
             detail = ""
     return f"[dim]{event.seq:>4}[/dim] [bold]{event.type}[/bold] {detail}"
 
 
 def notice_line(notice: Notice) -> str:
-    return f"[bold red]notice[/bold red] {notice.type}: {notice.payload}"
+    return f"[bold red]notice[/bold red] {safe(notice.type)}: {_clip(str(notice.payload), 300)}"
 
 
 def money(value: Decimal | str | None) -> str:
@@ -95,9 +121,9 @@ def runs_table(runs: Sequence[RunRow]) -> Table:
         table.add_column(col)
     for run in runs:
         table.add_row(
-            run.run_id,
-            run.agent,
-            f"[{STATUS_STYLE.get(run.status, 'white')}]{run.status}[/]",
+            safe(run.run_id),
+            safe(run.agent),
+            f"[{STATUS_STYLE.get(run.status, 'white')}]{safe(run.status)}[/]",
             str(run.model_calls),
             _tokens(run.tokens),
             money(run.cost_usd),
@@ -107,16 +133,16 @@ def runs_table(runs: Sequence[RunRow]) -> Table:
 
 
 def steps_table(run: RunRow, steps: Sequence[StepRow]) -> Table:
-    table = Table(title=f"run {run.run_id} ({run.agent}): {run.status}")
+    table = Table(title=f"run {safe(run.run_id)} ({safe(run.agent)}): {safe(run.status)}")
     for col in ("seq", "kind", "name", "status", "tokens in/out", "cost", "latency"):
         table.add_column(col)
     for step in steps:
         latency = step.latency_us
         table.add_row(
             str(step.seq),
-            step.kind,
-            step.name,
-            step.status,
+            safe(step.kind),
+            safe(step.name),
+            safe(step.status),
             _tokens(step.usage),
             money(step.cost_usd),
             "-" if latency is None else f"{latency / 1000:.1f} ms",
@@ -137,7 +163,7 @@ def costs_table(dimension: CostDimension, rows: Sequence[CostRow]) -> Table:
         total += Decimal(row.cost_usd)
         calls += row.model_calls
         table.add_row(
-            *(getattr(row, name) or "(none)" for name in names),
+            *(safe(getattr(row, name)) or "(none)" for name in names),
             str(row.model_calls),
             str(row.unpriced_calls),
             _tokens(row.tokens),

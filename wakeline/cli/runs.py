@@ -31,12 +31,12 @@ async def _print_updates(client: Client, run_id: str, from_offset: int = 0) -> N
 async def _follow(client: Client, handle: RunHandle) -> int:
     """Print the run's events as they come, then its result (0) or why it did not end (1)."""
     out = render.console()
-    out.print(f"run [bold]{handle.run_id}[/bold] on partition {handle.partition}")
+    out.print(f"run [bold]{render.safe(handle.run_id)}[/bold] on partition {handle.partition}")
     await _print_updates(client, handle.run_id, handle.from_offset)
     try:
         result = await client.result(handle.run_id, from_offset=handle.from_offset)
     except RunError as exc:
-        out.print(f"[red]{exc}[/red]")
+        out.print(f"[red]{render.safe(exc)}[/red]")
         return 1
     out.print_json(json.dumps(result))
     return 0
@@ -53,7 +53,9 @@ async def _follow_while_serving(
         return following.result()
     following.cancel()
     serving.result()
-    click.echo(f"stopped; run {handle.run_id} goes on when a worker serves it", err=True)
+    click.echo(
+        f"stopped; run {render.plain(handle.run_id)} goes on when a worker serves it", err=True
+    )
     return 130
 
 
@@ -112,7 +114,7 @@ def start(settings: Settings, agent: str, input_: str, run_id: str | None, tenan
             handle = await client.start_run(agent, value, run_id=run_id, tenant=tenant)
             return handle.run_id
 
-    click.echo(run_async(go))
+    click.echo(render.plain(run_async(go)))
 
 
 @click.command()
@@ -134,7 +136,7 @@ def tail(settings: Settings, run_id: str) -> None:
 def resume(settings: Settings, run_id: str) -> None:
     """Ask the workers to resume a run from its journal (e.g. after fixing drifted code)."""
     send(settings, lambda c: c.resume(run_id))
-    click.echo(f"resume requested for {run_id}")
+    click.echo(f"resume requested for {render.plain(run_id)}")
 
 
 @click.command()
@@ -144,7 +146,7 @@ def resume(settings: Settings, run_id: str) -> None:
 def cancel(settings: Settings, run_id: str, reason: str) -> None:
     """Cancel a run."""
     send(settings, lambda c: c.cancel(run_id, reason))
-    click.echo(f"cancel requested for {run_id}")
+    click.echo(f"cancel requested for {render.plain(run_id)}")
 
 
 @click.command()
@@ -175,7 +177,7 @@ def _print_replay(report: ReplayReport) -> int:
         return 0
     d = report.divergence
     assert d is not None
-    click.echo(f"DIVERGED at seq {d.seq}, field {d.field}")
-    click.echo(f"  recorded: {d.recorded}")
-    click.echo(f"  replayed: {d.replayed}")
+    click.echo(f"DIVERGED at seq {d.seq}, field {render.plain(d.field)}")
+    click.echo(f"  recorded: {render.plain(d.recorded)}")
+    click.echo(f"  replayed: {render.plain(d.replayed)}")
     return 1
