@@ -9,6 +9,7 @@ text and changes nothing on the terminal.
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -52,6 +53,7 @@ _LINE_BREAKS = str.maketrans({"\n": " ", "\r": " ", "\t": " "})
 _CONTROLS = re.compile("[\x00-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069]")
 """C0 and C1 controls (ESC starts terminal escape sequences), DEL, and the bidirectional
 overrides that make text display in another order than it reads."""
+_JSON_UNSAFE = re.compile("[\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069]")
 
 
 def plain(text: object) -> str:
@@ -62,6 +64,13 @@ def plain(text: object) -> str:
 def safe(text: object) -> str:
     """:func:`plain` text, escaped for rich markup: prints exactly as it reads."""
     return escape(plain(text))
+
+
+def json_text(value: object) -> str:
+    """``value`` as indented JSON whose strings show control characters and bidi overrides as
+    ``\\uXXXX`` escapes (valid JSON: such characters only occur inside strings)."""
+    text = json.dumps(value, indent=2, ensure_ascii=False)  # escapes C0 controls itself
+    return _JSON_UNSAFE.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
 
 
 def _clip(text: str, limit: int = 80) -> str:

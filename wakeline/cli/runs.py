@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 
 import click
 
@@ -38,7 +37,7 @@ async def _follow(client: Client, handle: RunHandle) -> int:
     except RunError as exc:
         out.print(f"[red]{render.safe(exc)}[/red]")
         return 1
-    out.print_json(json.dumps(result))
+    click.echo(render.json_text(result))
     return 0
 
 
