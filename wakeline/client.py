@@ -54,7 +54,7 @@ from wakeline.telemetry.tracing import current_trace_headers
 from wakeline.topics.partitioner import partition_for
 from wakeline.topics.port import Log, OutRecord
 from wakeline.topics.specs import DEFAULT_TOPICS, Topics
-from wakeline.watching import final_notice, run_events, run_notice
+from wakeline.watching import Skipped, final_notice, run_events, run_notice
 
 
 class RunError(WakelineError):
@@ -86,6 +86,8 @@ class RunUpdate:
     event: Event | None = None
     notice: Notice | None = None
     delta: Delta | None = None
+    skipped: Skipped | None = None
+    """A record keyed by the run that is not an event (undecodable): skipped, named here."""
 
 
 Notices = list[Notice]
@@ -297,7 +299,9 @@ class Client:
             )
             if records:
                 events_at = records[-1].offset + 1
-            events = run_events(records, key, expected)
+            events, skipped = run_events(records, key, expected)
+            for bad in skipped:
+                yield RunUpdate(skipped=bad)
             expected += len(events)
             if follower.closes(events):
                 await follower.poll()  # the last deltas of a call that just ended
@@ -343,8 +347,8 @@ class Client:
         async for update in self.watch(run_id, from_offset=from_offset):
             if update.notice is not None:
                 last = update.notice
+            if update.event is None:
                 continue
-            assert update.event is not None
             payload = update.event.payload
             if isinstance(payload, RunCompleted):
                 return jsonutil.loads(payload.output)

@@ -25,6 +25,8 @@ async def _print_updates(client: Client, run_id: str, from_offset: int = 0) -> N
             out.print(render.event_line(update.event))
         elif update.notice is not None:
             out.print(render.notice_line(update.notice))
+        elif update.skipped is not None:
+            out.print(f"[bold red]notice[/bold red] {render.safe(update.skipped)}")
 
 
 async def _follow(client: Client, handle: RunHandle) -> int:
