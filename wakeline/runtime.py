@@ -14,6 +14,7 @@ from types import ModuleType
 from typing import IO
 
 from wakeline.core.app import App
+from wakeline.fsutil import private_dir
 from wakeline.topics.port import Log
 from wakeline.topics.specs import DEFAULT_TOPICS, Topics
 
@@ -57,7 +58,7 @@ class StateDir:
         self._lock: IO[str] | None = None
         for slot in range(1024):
             path = base / f"{prefix}-{slot}"
-            path.mkdir(parents=True, exist_ok=True)
+            private_dir(path)
             handle = (path / "LOCK.wakeline").open("w")
             try:
                 fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -123,7 +124,7 @@ def import_target(module_part: str) -> ModuleType:
     if module_part.endswith(".py") or path.is_file():
         if not path.is_file():
             raise TargetError(f"no such file: {module_part}")
-        sys.path.insert(0, str(path.resolve().parent))
+        _importable(path.resolve().parent)
         name = f"wakeline_target_{path.stem}"
         spec = importlib.util.spec_from_file_location(name, path)
         if spec is None or spec.loader is None:
@@ -132,9 +133,15 @@ def import_target(module_part: str) -> ModuleType:
         sys.modules[name] = module
         spec.loader.exec_module(module)
         return module
-    if os.getcwd() not in sys.path:
-        sys.path.insert(0, os.getcwd())
+    _importable(Path(os.getcwd()))
     try:
         return importlib.import_module(module_part)
     except ModuleNotFoundError as exc:
         raise TargetError(f"cannot import {module_part}: {exc}") from exc
+
+
+def _importable(folder: Path) -> None:
+    """Let the app import the modules beside it -- after everything installed: a file there
+    named like a package the worker uses (``genai_prices.py``) does not replace it."""
+    if str(folder) not in sys.path:
+        sys.path.append(str(folder))
