@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import os
+import pwd
 import signal
+import socket
 import sqlite3
 import subprocess
 import sys
@@ -64,7 +66,9 @@ def test_approve_and_budget_raise_from_the_cli(
     wait_status(tmp_path, gated, "suspended", GateOpened)
     assert cli(tmp_path, "approve", gated, "pay", "--reason", "fine")[0] == 0
     code, out = cli(tmp_path, "tail", gated)
-    assert code == 0 and "approved by cli" in out
+    # the approval names who gave it: the operating-system user (by uid) at this host
+    me = f"{pwd.getpwuid(os.getuid()).pw_name}@{socket.gethostname()}"
+    assert code == 0 and f"approved by {me}" in out, out
 
     _, out = cli(tmp_path, "start", "chatty", "--input", "3")
     chatty = out.strip()

@@ -105,8 +105,12 @@ class Client:
         issuer: str = "",
         views_dir: Path | None = None,
     ) -> None:
-        """``views_dir``: where :meth:`get` and :meth:`list` keep the runs and steps views
-        they fold from the log (a free ``views-N`` slot is taken on first use)."""
+        """``issuer``: who this client's commands come from; it is written into each command
+        and into the events a command causes (``GateResolved.by``, ``BudgetRaised.by``, a
+        cancel's ``by``), so the audit trail names it.  The CLI passes the operating-system
+        user and host (``alice@build-7``), the HTTP API the name of the caller's key.
+        ``views_dir``: where :meth:`get` and :meth:`list` keep the runs and steps views they
+        fold from the log (a free ``views-N`` slot is taken on first use)."""
         self._log = log
         self._topics = topics
         self._issuer = issuer

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import pwd
+import socket
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any, TypeVar
@@ -46,6 +49,13 @@ class Settings:
             yield client
 
 
+def cli_issuer() -> str:
+    """Who the CLI's commands come from: the operating-system user (by uid, not by the
+    environment) at this host, recorded in each command and in what it causes (an approval's
+    ``by``)."""
+    return f"{pwd.getpwuid(os.getuid()).pw_name}@{socket.gethostname()}"
+
+
 def run_async(coro_fn: Callable[[], Awaitable[T]]) -> T:
     async def wrapper() -> T:
         return await coro_fn()
@@ -74,7 +84,7 @@ def target_app(target: str) -> tuple[Any, str | None]:
 
 def send(settings: Settings, action: Callable[[Client], Awaitable[None]]) -> None:
     async def go() -> None:
-        async with settings.connect(issuer="cli") as client:
+        async with settings.connect(issuer=cli_issuer()) as client:
             await action(client)
 
     run_async(go)

@@ -7,7 +7,7 @@ from decimal import Decimal, InvalidOperation
 
 import click
 
-from wakeline.cli.common import Settings, run_async, send, views_open
+from wakeline.cli.common import Settings, cli_issuer, run_async, send, views_open
 from wakeline.cli.render import plain
 from wakeline.ledger import Ledger, TenantState, ledger_key
 from wakeline.projections.rows import AuditEntry, AuditReport
@@ -83,8 +83,8 @@ def budget_set(settings: Settings, tenant: str | None, agent: str | None, usd: s
 
     async def go() -> None:
         async with settings.connect() as client:
-            ledger = Ledger(client.log, settings.topics.ledger, writer="cli")
-            await ledger.set_limit(key, limit, "cli")
+            ledger = Ledger(client.log, settings.topics.ledger, writer=cli_issuer())
+            await ledger.set_limit(key, limit, cli_issuer())
 
     run_async(go)
     echo(f"{key}: limit {'none' if limit is None else f'${limit}'}")

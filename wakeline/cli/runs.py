@@ -7,7 +7,7 @@ import asyncio
 import click
 
 from wakeline.cli import render
-from wakeline.cli.common import Settings, json_input, run_async, send, target_app
+from wakeline.cli.common import Settings, cli_issuer, json_input, run_async, send, target_app
 from wakeline.client import Client, RunError, RunHandle
 from wakeline.replay import ReplayReport, replay_run
 from wakeline.worker import serve
@@ -74,7 +74,7 @@ def run(settings: Settings, target: str, input_: str, run_id: str | None, tenant
     value = json_input(input_)
 
     async def go() -> int:
-        async with settings.connect(issuer="cli") as client:
+        async with settings.connect(issuer=cli_issuer()) as client:
             await client.create_topics()
             stop = asyncio.Event()
             # a member for the length of this command: dynamic, so it leaves the group at once
@@ -110,7 +110,7 @@ def start(settings: Settings, agent: str, input_: str, run_id: str | None, tenan
     agent = agent.rpartition(":")[2]
 
     async def go() -> str:
-        async with settings.connect(issuer="cli") as client:
+        async with settings.connect(issuer=cli_issuer()) as client:
             await client.create_topics()
             handle = await client.start_run(agent, value, run_id=run_id, tenant=tenant)
             return handle.run_id
