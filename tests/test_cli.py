@@ -30,7 +30,8 @@ AGENTS = str(Path(__file__).parent / "support" / "cli_agents.py")
 
 
 def cli(data: Path, *args: str) -> tuple[int, str]:
-    result = CliRunner().invoke(main, ["--data", str(data), *args], catch_exceptions=False)
+    wide = CliRunner(env={"COLUMNS": "200"})  # rich crops tables to the terminal's width
+    result = wide.invoke(main, ["--data", str(data), *args], catch_exceptions=False)
     return result.exit_code, result.output
 
 
@@ -192,3 +193,16 @@ async def test_run_interrupted_stops_its_worker_and_the_run_goes_on_elsewhere(
         async with worker_running(cli_app, client.log, tmp_path / "w"):
             ended = await wait_until_ended(client, run_id)
     assert ended.type == "RunCompleted"
+
+
+def test_runs_whose_calls_have_no_price_say_unpriced(tmp_path: Path) -> None:
+    agents = str(Path(__file__).parent / "support" / "unpriced_agents.py")
+    for agent, run_id in (("unpriced", "u1"), ("mixed", "u2")):
+        code, out = cli(tmp_path, "run", f"{agents}:{agent}", "--run-id", run_id)
+        assert code == 0, out
+    rows = {row[0]: row for row in table_rows(cli(tmp_path, "ls")[1]) if row[0]}
+    assert rows["u1"][5] == "unpriced"
+    assert re.fullmatch(r"\$0\.0000\d\d \+ 1 unpriced", rows["u2"][5]), rows["u2"]
+    code, out = cli(tmp_path, "show", "u1")
+    assert code == 0 and "cost unpriced" in out and "$0.000000" not in out, out
+    assert [row[5] for row in table_rows(out)] == ["unpriced"]

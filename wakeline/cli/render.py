@@ -123,6 +123,22 @@ def money(value: Decimal | str | None) -> str:
     return f"${Decimal(value):.6f}"
 
 
+def run_cost(run: RunRow) -> str:
+    """A run's cost, saying when calls had no price: ``unpriced`` when none had one, else the
+    priced sum ``+ N unpriced`` -- never a bare $0 for calls nobody priced."""
+    if run.unpriced_calls == 0:
+        return money(run.cost_usd)
+    if run.unpriced_calls >= run.model_calls:
+        return "unpriced"
+    return f"{money(run.cost_usd)} + {run.unpriced_calls} unpriced"
+
+
+def _step_cost(step: StepRow) -> str:
+    if step.cost_usd is None and step.kind == "model" and step.status == "completed":
+        return "unpriced"
+    return money(step.cost_usd)
+
+
 def runs_table(runs: Sequence[RunRow]) -> Table:
     table = Table(title="runs")
     table.add_column("run", overflow="fold", min_width=32)
@@ -135,7 +151,7 @@ def runs_table(runs: Sequence[RunRow]) -> Table:
             f"[{STATUS_STYLE.get(run.status, 'white')}]{safe(run.status)}[/]",
             str(run.model_calls),
             _tokens(run.tokens),
-            money(run.cost_usd),
+            run_cost(run),
             _when(run.started_ms),
         )
     return table
@@ -153,7 +169,7 @@ def steps_table(run: RunRow, steps: Sequence[StepRow]) -> Table:
             safe(step.name),
             safe(step.status),
             _tokens(step.usage),
-            money(step.cost_usd),
+            _step_cost(step),
             "-" if latency is None else f"{latency / 1000:.1f} ms",
         )
     return table
