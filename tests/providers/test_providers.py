@@ -10,6 +10,8 @@ from collections.abc import Iterator
 from decimal import Decimal
 from typing import Any
 
+import httpx
+import openai
 import pytest
 
 from wakeline.core.model import (
@@ -399,3 +401,35 @@ async def test_max_cost_bounds_a_real_call(server: FakeLLMServer, kind: str, mod
     bound = table.max_cost(kind, model, response.usage.input_tokens, 64)
     assert cost is not None and bound is not None and 0 < cost <= bound
     assert table.max_cost("mock", "mock", 1_000_000, 1_000_000) == Decimal("3")
+
+
+@pytest.mark.parametrize("kind", ["openai", "anthropic"])
+async def test_a_stopped_server_is_named_with_what_to_check(
+    server: FakeLLMServer, kind: str
+) -> None:
+    provider = provider_for(kind, server)
+    base = server.openai_base_url if kind == "openai" else server.anthropic_base_url
+    server.stop()
+    with pytest.raises(RetriableProviderError) as info:
+        await provider.complete(ModelRequest(model="m", messages=CONVERSATION))
+    assert base.rstrip("/") in str(info.value) and "is the server running" in str(info.value)
+
+
+async def test_a_base_url_without_v1_says_so() -> None:
+    """Like llama.cpp's server: only ``/v1/...`` exists, anything else is a bare 404."""
+
+    def server(request: httpx.Request) -> httpx.Response:
+        if request.url.path.startswith("/v1/"):
+            return httpx.Response(500)
+        return httpx.Response(404, text="File Not Found")
+
+    base = "http://127.0.0.1:8080"
+    http = httpx.AsyncClient(transport=httpx.MockTransport(server))
+    sdk = openai.AsyncOpenAI(base_url=base, api_key="k", http_client=http)
+    with pytest.raises(TerminalProviderError) as info:
+        await OpenAICompatProvider(client=sdk).complete(
+            ModelRequest(model="m", messages=CONVERSATION)
+        )
+    assert info.value.status_code == 404
+    message = str(info.value)
+    assert base in message and "wants it to end in /v1" in message, message

@@ -36,6 +36,7 @@ from wakeline.core.model import (
     RetriableProviderError,
     TerminalProviderError,
 )
+from wakeline.providers.errors import explained, is_transport_error
 from wakeline.schemas.usage import Usage
 
 __all__ = ["DEFAULT_MAX_TOKENS", "AnthropicProvider", "to_anthropic_messages"]
@@ -43,7 +44,6 @@ __all__ = ["DEFAULT_MAX_TOKENS", "AnthropicProvider", "to_anthropic_messages"]
 DEFAULT_MAX_TOKENS = 1024
 _LOCAL_API_KEY = "not-needed"
 _SDK_KWARGS = ("extra_headers", "extra_query")
-_TRANSPORT_MODULES = {"httpx", "httpx2", "httpcore", "httpcore2", "h11", "anyio"}
 _TERMINAL_ERROR_TYPES = {
     "invalid_request_error",
     "authentication_error",
@@ -100,7 +100,8 @@ class AnthropicProvider:
             mapped = map_anthropic_error(exc)
             if mapped is None:
                 raise
-            raise mapped from exc
+            connection = isinstance(exc, anthropic.APIConnectionError) or is_transport_error(exc)
+            raise explained(mapped, str(self._client.base_url), connection=connection) from exc
         return _from_message(message)
 
     async def _stream(self, kwargs: dict[str, Any], on_delta: DeltaSink | None) -> ModelResponse:
@@ -371,7 +372,7 @@ def map_anthropic_error(exc: Exception) -> ProviderError | None:
         return _status_error(exc.status_code, _error_type(exc.body), str(exc))
     if isinstance(exc, (anthropic.APIError, anthropic.RetryableError)):  # incl. connection
         return RetriableProviderError(f"{type(exc).__name__}: {exc}")
-    if _is_transport_error(exc):
+    if is_transport_error(exc):
         return RetriableProviderError(f"{type(exc).__name__}: {exc}")
     return None
 
@@ -388,8 +389,3 @@ def _status_error(status: int, error_type: str, message: str) -> ProviderError:
         # an ``error`` event inside a 200 stream (e.g. overloaded_error)
         return RetriableProviderError(message, status_code=None)
     return TerminalProviderError(message, status_code=status)
-
-
-def _is_transport_error(exc: Exception) -> bool:
-    module = type(exc).__module__.split(".", 1)[0]
-    return module in _TRANSPORT_MODULES or isinstance(exc, (OSError, TimeoutError))

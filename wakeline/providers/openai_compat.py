@@ -19,13 +19,13 @@ from wakeline.core.model import (
     RetriableProviderError,
     TerminalProviderError,
 )
+from wakeline.providers.errors import explained, is_transport_error
 from wakeline.schemas.usage import Usage
 
 __all__ = ["OpenAICompatProvider"]
 
 _LOCAL_API_KEY = "not-needed"  # local servers (vLLM, Ollama, llama.cpp) accept any key
 _SDK_KWARGS = ("extra_headers", "extra_query")
-_TRANSPORT_MODULES = {"httpx", "httpx2", "httpcore", "httpcore2", "h11", "anyio"}
 
 
 class OpenAICompatProvider:
@@ -76,7 +76,9 @@ class OpenAICompatProvider:
             mapped = map_openai_error(exc)
             if mapped is None:
                 raise
-            raise mapped from exc
+            connection = isinstance(exc, openai.APIConnectionError) or is_transport_error(exc)
+            base_url = str(self._client.base_url)
+            raise explained(mapped, base_url, connection=connection, v1=True) from exc
         return _from_completion(completion)
 
     async def _stream(self, kwargs: dict[str, Any], on_delta: DeltaSink | None) -> ModelResponse:
@@ -210,7 +212,7 @@ def map_openai_error(exc: Exception) -> ProviderError | None:
         return RetriableProviderError(f"{type(exc).__name__}: {exc}")
     if isinstance(exc, openai.APIError):  # e.g. an error event in the middle of a stream
         return RetriableProviderError(f"{type(exc).__name__}: {exc}")
-    if _is_transport_error(exc):
+    if is_transport_error(exc):
         return RetriableProviderError(f"{type(exc).__name__}: {exc}")
     return None
 
@@ -219,9 +221,3 @@ def _status_error(status: int, message: str) -> ProviderError:
     if status in (408, 429) or status >= 500:
         return RetriableProviderError(message, status_code=status)
     return TerminalProviderError(message, status_code=status)
-
-
-def _is_transport_error(exc: Exception) -> bool:
-    """A dropped connection or read timeout raised raw by the HTTP stack while streaming."""
-    module = type(exc).__module__.split(".", 1)[0]
-    return module in _TRANSPORT_MODULES or isinstance(exc, (OSError, TimeoutError))
