@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import signal
 import subprocess
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from decimal import Decimal
 from pathlib import Path
 
@@ -14,20 +14,25 @@ import pytest
 from backends import Backend, backend_for, backend_params, runtime_for
 from tenant_agents import make_app
 
+from wakeline.actors.budget_waits import ROOM
 from wakeline.client import Client
-from wakeline.ledger import Ledger
+from wakeline.ledger import Ledger, ledger_key
 from wakeline.projections.views import Views
 from wakeline.replay import read_journal
 from wakeline.schemas.codec import event_codec
 from wakeline.schemas.events import (
     BudgetExceeded,
+    BudgetRaised,
+    Event,
     ModelCallCompleted,
     ModelCallInterrupted,
     RunCompleted,
+    RunStarted,
 )
 from wakeline.schemas.ledger import Reserve, ledger_codec
 from wakeline.testing import wait_for_event
 from wakeline.testing.harness import LocalRuntime
+from wakeline.testing.journals import Journals
 from wakeline.testing.seams import observe_calls
 from wakeline.topics.port import Log
 from wakeline.topics.specs import DEFAULT_TOPICS, Topics
@@ -63,17 +68,71 @@ async def settle(
     client: Client, run_ids: list[str], views: Views, *, raised: bool = False
 ) -> dict[str, str]:
     """Wait until every run completed or (unless ``raised``: the limit was raised, every run
-    must complete) waits on a budget; their statuses.  A run waiting on a budget stays so until
-    its limit changes, and every call is settled in the ledger before its result is journaled.
-    """
-    kinds = RunCompleted if raised else (RunCompleted, BudgetExceeded)
-    ends = await asyncio.gather(*(wait_for_event(client, r, kinds, timeout_s=60) for r in run_ids))
-    statuses = {
-        r: "completed" if e.is_terminal else "suspended" for r, e in zip(run_ids, ends, strict=True)
-    }
+    must complete) waits on a budget that has no room for it; their statuses.  A run denied by
+    a shared budget is woken when its limit changes or when settled reservations leave room
+    for the reservation it was denied, so "waits" means: its last event is ``BudgetExceeded``
+    and the budget's room, with nothing else in flight, is below that reservation."""
+    if raised:
+        await asyncio.gather(
+            *(wait_for_event(client, r, RunCompleted, timeout_s=60) for r in run_ids)
+        )
+        statuses = dict.fromkeys(run_ids, "completed")
+    else:
+        statuses = await quiescent(client, run_ids)
     await views.refresh()  # the views fold the same statuses
     assert {r: getattr(views.queries.get_run(r), "status", None) for r in run_ids} == statuses
     return statuses
+
+
+async def quiescent(client: Client, run_ids: list[str]) -> dict[str, str]:
+    topics = client.topics
+    journals = Journals(client.log, topics.events)
+    ledger = Ledger(client.log, topics.ledger)
+
+    def lasts(j: Journals) -> dict[str, Event]:
+        return {r: j.records[r][-1][1] for r in run_ids if j.records.get(r)}
+
+    def settled(j: Journals) -> bool:
+        last = lasts(j)
+        return len(last) == len(run_ids) and all(
+            isinstance(e.payload, RunCompleted | BudgetExceeded) for e in last.values()
+        )
+
+    try:
+        async with asyncio.timeout(90):
+            while True:
+                await journals.wait(settled, timeout_s=90)
+                waiting = {r: e for r, e in lasts(journals).items() if not e.is_terminal}
+                if not await any_fits(ledger, waiting, journals):
+                    return {r: "suspended" if r in waiting else "completed" for r in run_ids}
+                await journals.wait(more_than(count(journals)), timeout_s=90)  # a run woke
+    finally:
+        await journals.aclose()
+
+
+def count(j: Journals) -> int:
+    return sum(len(records) for records in j.records.values())
+
+
+def more_than(seen: int) -> Callable[[Journals], bool]:
+    return lambda j: count(j) > seen
+
+
+async def any_fits(ledger: Ledger, waiting: dict[str, Event], journals: Journals) -> bool:
+    """Whether the shared budget of one of the ``waiting`` runs has room for the reservation it
+    was denied (it will be woken), as the ledger shows it now."""
+    for run_id, event in waiting.items():
+        p = event.payload
+        assert isinstance(p, BudgetExceeded)
+        started = journals.records[run_id][0][1].payload
+        assert isinstance(started, RunStarted)
+        if p.scope not in ("tenant", "agent"):
+            continue
+        name = started.tenant if p.scope == "tenant" else started.agent
+        state = await ledger.state(ledger_key(p.scope, name))
+        if state.limit is None or state.committed + Decimal(p.reservation) <= state.limit:
+            return True
+    return False
 
 
 async def reservations(log: Log, topics: Topics) -> dict[str, Decimal]:
@@ -168,7 +227,7 @@ async def test_an_agent_budget_spans_its_runs(rt: LocalRuntime, tmp_path: Path) 
     second = await rt.client.start_run("shopper", 2)
     views = Views(rt.log, tmp_path / "views", topics=rt.topics)
     statuses = await settle(rt.client, [first.run_id, second.run_id], views)
-    assert set(statuses.values()) == {"suspended"}
+    assert "suspended" in statuses.values()  # six calls of up to $12 do not fit in $25
     assert await spend(rt.log, [first.run_id, second.run_id], rt.topics) <= Decimal(25)
     await ledger.set_limit("agent:shopper", Decimal(1000), "test")
     assert await asyncio.wait_for(rt.client.result(first.run_id), 30) == 1
@@ -176,3 +235,30 @@ async def test_an_agent_budget_spans_its_runs(rt: LocalRuntime, tmp_path: Path) 
     state = await ledger.state("agent:shopper")
     assert state.spent == await spend(rt.log, [first.run_id, second.run_id], rt.topics)
     views.close()
+
+
+async def test_runs_denied_by_a_tenant_budget_wake_when_reservations_leave_room(
+    rt: LocalRuntime,
+) -> None:
+    """Each call reserves $100 and spends about $9: under a $500 limit at most five of the
+    twelve runs have a call in flight, so most calls are denied at first; as reservations
+    settle the room comes back and the denied runs are woken (no new limit is ever set) until
+    all of them complete (12 x 3 x $9 leaves room for a last $100 reservation)."""
+    ledger = Ledger(rt.log, rt.topics.ledger, writer="test")
+    await ledger.set_limit("tenant:acme", Decimal(500), "test")
+    with observe_calls(rt.worker.ledger, "catch_up") as folds:
+        await folds.until(lambda: rt.worker.ledger.has_limit("tenant:acme"))
+    run_ids = [(await rt.client.start_run("frugal", n, tenant="acme")).run_id for n in range(12)]
+    results = await asyncio.gather(*(asyncio.wait_for(rt.client.result(r), 60) for r in run_ids))
+    assert results == list(range(12))
+    journals = [
+        [event_codec().decode(raw) for raw in await read_journal(rt.log, r, topics=rt.topics)]
+        for r in run_ids
+    ]
+    denied = [e for j in journals for e in j if isinstance(e.payload, BudgetExceeded)]
+    woken = [e for j in journals for e in j if isinstance(e.payload, BudgetRaised)]
+    assert denied, "the limit should have denied some calls at first"
+    assert len(woken) == len(denied) and all(e.payload.by == ROOM for e in woken)
+    state = await ledger.state("tenant:acme")
+    assert state.limit == Decimal(500) and state.spent <= Decimal(500) and not state.active
+    assert state.spent == await spend(rt.log, run_ids, rt.topics)

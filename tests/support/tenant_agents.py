@@ -30,4 +30,11 @@ def make_app() -> App:
             await ctx.llm(f"item {i} for shopper {n}", max_tokens=MAX_TOKENS)
         return n
 
+    @app.agent
+    async def frugal(ctx: Any, n: int) -> int:
+        """Reserves $100 a call (max_tokens) but spends only its reply's few tokens."""
+        for i in range(3):
+            await ctx.llm(f"item {i} for frugal {n}", max_tokens=100)
+        return n
+
     return app

@@ -280,8 +280,8 @@ class PartitionOwner:
     def on_completion(self, actor: RunActor, completion: Completion) -> None:
         waits = self.shared.budget_waits
         waits.update(actor.run_id, actor.run_started, completion)
-        for scope, limit in waits.missed(actor.run_started, completion, self.shared.ledger):
-            self.wake_budget(BudgetWake(actor.run_id, scope, limit, "ledger"))
+        for scope, limit, by in waits.missed(actor.run_started, completion, self.shared.ledger):
+            self.wake_budget(BudgetWake(actor.run_id, scope, limit, by))
 
     async def append_events(
         self, partition: int, events: list[Event], commit: OffsetCommit | None = None
