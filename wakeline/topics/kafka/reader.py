@@ -27,8 +27,8 @@ from typing import Any
 from aiokafka import errors as kerrors
 from aiokafka.structs import TopicPartition
 
+from wakeline.topics.kafka.errors import map_error
 from wakeline.topics.kafka.groups import to_record
-from wakeline.topics.kafka.writer import map_error
 from wakeline.topics.port import LogError, LogUnavailableError, Record
 
 _IDLE_TTL_S = 300.0
