@@ -4,6 +4,7 @@ Both :mod:`wakeline.topics.embedded` and :mod:`wakeline.topics.kafka` validate t
 arguments here, so a call rejected by one backend is rejected by the other with the same
 error type and message:
 
+* :func:`check_open` -- a closed log, writer or consumer raises :class:`LogError`;
 * :func:`check_topic_specs` -- a topic needs a name and a positive partition count;
 * :func:`check_read_args` -- a read's offset and ``max_records``;
 * :func:`check_writer_partition`, :func:`check_offsets`, :func:`check_consumer_args`,
@@ -23,7 +24,13 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from wakeline.topics.partitioner import partition_for
-from wakeline.topics.port import OutRecord, RecordTooLargeError, TopicSpec
+from wakeline.topics.port import LogError, OutRecord, RecordTooLargeError, TopicSpec
+
+
+def check_open(closed: bool, what: str) -> None:
+    """A closed log, writer or consumer refuses calls with :class:`LogError`."""
+    if closed:
+        raise LogError(f"{what} is closed")
 
 
 def check_topic_specs(specs: Iterable[TopicSpec]) -> None:

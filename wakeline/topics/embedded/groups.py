@@ -39,7 +39,7 @@ from wakeline.topics import contract
 from wakeline.topics.embedded import appends, reads
 from wakeline.topics.embedded.membership import sql_group_release, sql_group_sync, sql_group_touch
 from wakeline.topics.embedded.notify import wait_event
-from wakeline.topics.port import AssignmentListener, LogError, Record
+from wakeline.topics.port import AssignmentListener, Record
 
 if TYPE_CHECKING:
     from wakeline.topics.embedded.log import EmbeddedLog
@@ -100,8 +100,7 @@ class EmbeddedConsumer:
         return self._positions.get(partition)
 
     async def poll(self, timeout_s: float) -> list[Record]:
-        if self._closed:
-            raise LogError(f"consumer {self._member_id} is closed")
+        contract.check_open(self._closed, f"consumer {self._member_id}")
         self._raise_pending()
         self._start_heartbeat()
         loop = asyncio.get_running_loop()
@@ -154,15 +153,7 @@ class EmbeddedConsumer:
                         await self._listener.on_revoked(revoked)
                 finally:
                     if self._joined:
-                        await self._store.write(
-                            functools.partial(
-                                sql_group_release,
-                                group=self.group,
-                                topic=self.topic,
-                                member_id=self._member_id,
-                                partitions=None,
-                            )
-                        )
+                        await self._release(None)  # leave the group
         finally:
             self._log.forget(self)
         self._raise_pending()
@@ -258,14 +249,15 @@ class EmbeddedConsumer:
             self._assignment |= added
             await self._listener.on_assigned(frozenset(added))
 
-    async def _release(self, partitions: frozenset[int]) -> None:
+    async def _release(self, partitions: frozenset[int] | None) -> None:
+        """Give up ``partitions`` (all of them, and leave the group, when ``None``)."""
         await self._store.write(
             functools.partial(
                 sql_group_release,
                 group=self.group,
                 topic=self.topic,
                 member_id=self._member_id,
-                partitions=sorted(partitions),
+                partitions=None if partitions is None else sorted(partitions),
             )
         )
 

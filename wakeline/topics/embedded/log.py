@@ -66,7 +66,6 @@ from wakeline.topics.embedded.store import SqliteStore, SyncMode
 from wakeline.topics.embedded.writer import EmbeddedWriter
 from wakeline.topics.port import (
     AssignmentListener,
-    LogError,
     OffsetCommit,
     OutRecord,
     Record,
@@ -249,8 +248,7 @@ class EmbeddedLog:
         max_poll_records: int = 500,
     ) -> EmbeddedConsumer:
         """A new member of ``group`` over ``topic``; it joins at its first :meth:`poll`."""
-        if self._closed:
-            raise LogError("embedded log is closed")
+        contract.check_open(self._closed, "embedded log")
         consumer = EmbeddedConsumer(
             self,
             group,

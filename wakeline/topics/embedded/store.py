@@ -19,6 +19,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Literal, TypeVar
 
+from wakeline.topics import contract
 from wakeline.topics.embedded.schema import TopicMeta, load_meta
 from wakeline.topics.port import LogError, LogUnavailableError
 
@@ -65,15 +66,13 @@ class SqliteStore:
 
     async def write(self, op: Callable[[sqlite3.Connection], T]) -> T:
         """Run ``op`` with the write connection on the write thread (retried while busy)."""
-        if self.closed:
-            raise LogError(f"embedded log {self.file} is closed")
+        contract.check_open(self.closed, f"embedded log {self.file}")
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._wpool, self._run, True, op)
 
     async def read(self, op: Callable[[sqlite3.Connection], T]) -> T:
         """Run ``op`` with the read connection on the read thread (retried while busy)."""
-        if self.closed:
-            raise LogError(f"embedded log {self.file} is closed")
+        contract.check_open(self.closed, f"embedded log {self.file}")
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._rpool, self._run, False, op)
 

@@ -11,8 +11,9 @@ import asyncio
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
+from wakeline.topics import contract
 from wakeline.topics.embedded.schema import TopicMeta
-from wakeline.topics.port import LogError, OffsetCommit, OutRecord
+from wakeline.topics.port import OffsetCommit, OutRecord
 
 if TYPE_CHECKING:
     from wakeline.topics.embedded.log import EmbeddedLog
@@ -47,8 +48,7 @@ class EmbeddedWriter:
         *,
         commit: OffsetCommit | None = None,
     ) -> list[int]:
-        if self._closed:
-            raise LogError(f"writer {self.writer_id!r} is closed")
+        contract.check_open(self._closed, f"writer {self.writer_id!r}")
         meta = await self._log.meta(topic)
         meta.check(self._partition)
         self._log.check_sizes(topic, records)

@@ -49,7 +49,7 @@ from aiokafka.structs import TopicPartition
 
 from wakeline.topics import contract
 from wakeline.topics.kafka.errors import call_retrying, map_error
-from wakeline.topics.port import AssignmentListener, FencedError, LogError, Record
+from wakeline.topics.port import AssignmentListener, FencedError, Record
 
 if TYPE_CHECKING:
     from wakeline.topics.kafka.log import KafkaLog
@@ -185,8 +185,7 @@ class KafkaConsumer:
         return self._held
 
     async def poll(self, timeout_s: float) -> list[Record]:
-        if self._closed:
-            raise LogError(f"consumer {self._member_id} is closed")
+        contract.check_open(self._closed, f"consumer {self._member_id}")
         self._raise_pending()
         loop = asyncio.get_running_loop()
         deadline = loop.time() + max(0.0, timeout_s)

@@ -53,7 +53,6 @@ from wakeline.topics.kafka.reader import ReaderPool
 from wakeline.topics.kafka.writer import KafkaWriter
 from wakeline.topics.port import (
     AssignmentListener,
-    LogError,
     OutRecord,
     Record,
     TopicSpec,
@@ -223,8 +222,7 @@ class KafkaLog:
         max_records: int = 1000,
         timeout_s: float = 0.0,
     ) -> list[Record]:
-        if self._closed:
-            raise LogError("Kafka log is closed")
+        contract.check_open(self._closed, "Kafka log")
         await self.check_partition(topic, partition)
         contract.check_read_args(offset, max_records)
         tp = TopicPartition(topic, partition)
@@ -255,8 +253,7 @@ class KafkaLog:
         max_poll_records: int = 500,
     ) -> KafkaConsumer:
         """A new member of ``group`` over ``topic``; it joins at its first :meth:`poll`."""
-        if self._closed:
-            raise LogError("Kafka log is closed")
+        contract.check_open(self._closed, "Kafka log")
         consumer = KafkaConsumer(
             self,
             group,
@@ -272,8 +269,7 @@ class KafkaLog:
     async def writer(self, writer_id: str, partition: int) -> KafkaWriter:
         """Open the transactional producer ``writer_id`` (InitProducerId fences older ones)."""
         contract.check_writer_partition(partition)
-        if self._closed:
-            raise LogError("Kafka log is closed")
+        contract.check_open(self._closed, "Kafka log")
         producer = AIOKafkaProducer(
             bootstrap_servers=self.bootstrap,
             client_id=f"{self.client_id}-writer",

@@ -163,8 +163,7 @@ class KafkaWriter:
     def _check_usable(self) -> None:
         if self._error is not None:
             raise type(self._error)(str(self._error))
-        if self._closed:
-            raise LogError(f"writer {self.writer_id!r} is closed")
+        contract.check_open(self._closed, f"writer {self.writer_id!r}")
 
     async def _flush_loop(self) -> None:
         while True:
