@@ -22,7 +22,9 @@ Open it with ``log = await KafkaLog.open("host:9092")`` and ``await log.close()`
   the offset after the last record a reader can see now.  With transactions it is not the
   offset the next record will get (commit markers take offsets).
 * groups: :mod:`wakeline.topics.kafka.groups`; fenced writers (transactions, group commit,
-  what a zombie can do) and error mapping: :mod:`wakeline.topics.kafka.writer`.
+  what a zombie can do): :mod:`wakeline.topics.kafka.writer`; error mapping:
+  :mod:`wakeline.topics.kafka.errors`; argument checks shared with the embedded log:
+  :mod:`wakeline.topics.contract`.
 
 Every aiokafka error is mapped by :func:`~wakeline.topics.kafka.errors.map_error`: connection
 problems and timeouts become :class:`LogUnavailableError`.  While the broker is unreachable
