@@ -23,7 +23,9 @@ from hypothesis import strategies as st
 from wakeline.topics.embedded.log import DB_FILENAME, EmbeddedLog
 from wakeline.topics.partitioner import partition_for
 from wakeline.topics.port import (
+    FencedError,
     LogUnavailableError,
+    OffsetCommit,
     OutRecord,
     RecordTooLargeError,
     TopicSpec,
@@ -274,6 +276,38 @@ async def test_key_none_goes_to_partition_zero_and_batches_are_all_or_nothing(
     with pytest.raises(UnknownTopicError):
         await log.read("t", 3, 0)
     await log.close()
+
+
+async def test_offsets_are_dense_through_fenced_writers_and_commits(tmp_path: Path) -> None:
+    """The embedded log promises dense offsets (the port does not: see the conformance suite):
+    fenced appends, appends with an offset commit and a zombie's refused append leave no gap."""
+    log = await EmbeddedLog.open(tmp_path)
+    await log.create_topics([TopicSpec("t", 2), TopicSpec("src", 1)])
+    first = await log.writer("w", 1)
+    assert await first.append("t", [OutRecord(b"a", b"1"), OutRecord(b"b", b"2")]) == [0, 1]
+    second = await log.writer("w", 1)
+    with pytest.raises(FencedError):
+        await first.append("t", [OutRecord(b"a", b"zombie")])
+    assert await log.end_offset("t", 1) == 2
+    assert await second.append(
+        "t", [OutRecord(b"c", b"3")], commit=OffsetCommit("g", "src", 0, 7)
+    ) == [2]
+    assert await second.append("t", [], commit=OffsetCommit("g", "src", 0, 8)) == []
+    assert await log.append("t", [OutRecord(key_on(1, 2), b"4")]) == [(1, 3)]
+    assert await second.append("t", [OutRecord(b"d", b"5")]) == [4]
+    assert [r.offset for r in await log.read("t", 1, 0)] == [0, 1, 2, 3, 4]
+    assert await log.end_offset("t", 1) == 5
+    assert await log.end_offset("t", 0) == 0
+    assert await log.committed("g", "src", 0) == 8
+    await first.close()
+    await second.close()
+    await log.close()
+
+
+def key_on(partition: int, partitions: int) -> bytes:
+    return next(
+        k for k in (b"k-%d" % i for i in range(10_000)) if partition_for(k, partitions) == partition
+    )
 
 
 async def test_locked_database_raises_log_unavailable(tmp_path: Path) -> None:

@@ -111,6 +111,25 @@ async def test_open_transaction_of_a_zombie_is_aborted_with_its_offsets(log: Kaf
     await b.close()
 
 
+async def test_each_committed_transaction_leaves_a_gap_for_its_commit_marker(
+    log: KafkaLog,
+) -> None:
+    """Kafka's offsets are not dense: a transaction's commit marker takes the offset after its
+    records, readers never see it, and the last stable offset is past it."""
+    topic = await new_topic(log, 2)
+    writer = await log.writer(f"w-{uuid.uuid4().hex[:8]}", 1)
+    assert await writer.append(topic, [OutRecord(b"k", b"a"), OutRecord(b"k", b"b")]) == [0, 1]
+    assert await log.end_offset(topic, 1) == 3  # the commit marker is offset 2
+    assert await writer.append(topic, [OutRecord(b"k", b"c")]) == [3]
+    assert await log.end_offset(topic, 1) == 5
+    records = await log.read(topic, 1, 0)
+    assert [(r.offset, r.value) for r in records] == [(0, b"a"), (1, b"b"), (3, b"c")]
+    assert [r.offset for r in await log.read(topic, 1, 2)] == [3]  # from the marker: skipped
+    assert await log.read(topic, 1, 4) == []  # only a marker is left below the end
+    assert await log.end_offset(topic, 0) == 0  # no marker on a partition it did not write
+    await writer.close()
+
+
 async def test_offsets_only_transaction_and_atomic_commit(log: KafkaLog) -> None:
     sink, source = await new_topic(log, 2), await new_topic(log, 2)
     group = f"g-{uuid.uuid4().hex[:8]}"

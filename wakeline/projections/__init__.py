@@ -14,6 +14,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from types import MappingProxyType
 
+from wakeline.topics.specs import DEFAULT_TOPICS
+
 EVENTS = "events"
 """Logical name of the events topic (run journals, key = run id)."""
 
@@ -23,9 +25,10 @@ NOTICES = "notices"
 LEDGER = "ledger"
 """Logical name of the budget ledger topic (:mod:`wakeline.ledger`; key = ledger key)."""
 
-EVENTS_TOPIC = "wakeline.events"
-NOTICES_TOPIC = "wakeline.notices"
-LEDGER_TOPIC = "wakeline.ledger"
+# the default physical names of those topics: wakeline.topics.specs names every topic
+EVENTS_TOPIC = DEFAULT_TOPICS.events
+NOTICES_TOPIC = DEFAULT_TOPICS.notices
+LEDGER_TOPIC = DEFAULT_TOPICS.ledger
 
 DEFAULT_TOPIC_NAMES: Mapping[str, str] = MappingProxyType(
     {EVENTS: EVENTS_TOPIC, NOTICES: NOTICES_TOPIC, LEDGER: LEDGER_TOPIC}

@@ -30,14 +30,16 @@ import asyncio
 import contextlib
 import functools
 import math
-import sqlite3
 import time
 import uuid
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
-from wakeline.topics.embedded.store import now_ms, wait_event
-from wakeline.topics.port import AssignmentListener, LogError, Record
+from wakeline.topics import contract
+from wakeline.topics.embedded import appends, reads
+from wakeline.topics.embedded.membership import sql_group_release, sql_group_sync, sql_group_touch
+from wakeline.topics.embedded.notify import wait_event
+from wakeline.topics.port import AssignmentListener, Record
 
 if TYPE_CHECKING:
     from wakeline.topics.embedded.log import EmbeddedLog
@@ -64,10 +66,7 @@ class EmbeddedConsumer:
         member_id: str | None = None,
         max_poll_records: int = 500,
     ) -> None:
-        if session_timeout_s <= 0:
-            raise ValueError("session_timeout_s must be positive")
-        if max_poll_records <= 0:
-            raise ValueError("max_poll_records must be positive")
+        contract.check_consumer_args(session_timeout_s, max_poll_records)
         self._log = log
         self._store = log.store
         self.group = group
@@ -101,8 +100,7 @@ class EmbeddedConsumer:
         return self._positions.get(partition)
 
     async def poll(self, timeout_s: float) -> list[Record]:
-        if self._closed:
-            raise LogError(f"consumer {self._member_id} is closed")
+        contract.check_open(self._closed, f"consumer {self._member_id}")
         self._raise_pending()
         self._start_heartbeat()
         loop = asyncio.get_running_loop()
@@ -124,19 +122,18 @@ class EmbeddedConsumer:
             pause = min(pause * 2, _WAIT_MAX_S)
 
     def seek(self, partition: int, offset: int) -> None:
-        if partition not in self._assignment:
-            raise ValueError(f"partition {partition} is not assigned to {self._member_id}")
-        if offset < 0:
-            raise ValueError("offset must not be negative")
+        contract.check_seek(partition, offset, self._assignment, self._member_id)
         self._positions[partition] = offset
 
     async def commit(self, offsets: Mapping[int, int]) -> None:
-        if any(o < 0 for o in offsets.values()):
-            raise ValueError("offsets must not be negative")
+        contract.check_offsets(offsets.values())
         if offsets:
             await self._store.write(
                 functools.partial(
-                    self._store.commit, group=self.group, topic=self.topic, offsets=dict(offsets)
+                    appends.commit_offsets,
+                    group=self.group,
+                    topic=self.topic,
+                    offsets=dict(offsets),
                 )
             )
 
@@ -156,15 +153,7 @@ class EmbeddedConsumer:
                         await self._listener.on_revoked(revoked)
                 finally:
                     if self._joined:
-                        await self._store.write(
-                            functools.partial(
-                                sql_group_release,
-                                group=self.group,
-                                topic=self.topic,
-                                member_id=self._member_id,
-                                partitions=None,
-                            )
-                        )
+                        await self._release(None)  # leave the group
         finally:
             self._log.forget(self)
         self._raise_pending()
@@ -252,7 +241,7 @@ class EmbeddedConsumer:
         if added:
             committed = await self._store.read(
                 functools.partial(
-                    self._store.committed, group=self.group, topic=self.topic, partitions=added
+                    reads.committed, group=self.group, topic=self.topic, partitions=added
                 )
             )
             for partition in added:
@@ -260,14 +249,15 @@ class EmbeddedConsumer:
             self._assignment |= added
             await self._listener.on_assigned(frozenset(added))
 
-    async def _release(self, partitions: frozenset[int]) -> None:
+    async def _release(self, partitions: frozenset[int] | None) -> None:
+        """Give up ``partitions`` (all of them, and leave the group, when ``None``)."""
         await self._store.write(
             functools.partial(
                 sql_group_release,
                 group=self.group,
                 topic=self.topic,
                 member_id=self._member_id,
-                partitions=sorted(partitions),
+                partitions=None if partitions is None else sorted(partitions),
             )
         )
 
@@ -284,120 +274,9 @@ class EmbeddedConsumer:
         share = -(-self._max_poll // len(partitions))
         wants = [(p, self._positions[p], share) for p in partitions[start:] + partitions[:start]]
         meta = await self._log.meta(self.topic)
-        records = await self._store.read(
-            functools.partial(self._store.fetch, meta=meta, wants=wants)
-        )
+        records = await self._store.read(functools.partial(reads.fetch, meta=meta, wants=wants))
         moved = {p for p, offset, _ in wants if self._positions.get(p) != offset}  # seek()
         records = [r for r in records if r.partition not in moved][: self._max_poll]
         for record in records:
             self._positions[record.partition] = record.offset + 1
         return records
-
-
-# -- SQL (run on the write thread) -----------------------------------------------------------
-
-
-def sql_group_sync(
-    conn: sqlite3.Connection,
-    group: str,
-    topic: str,
-    member_id: str,
-    session_ms: int,
-    partitions: int,
-) -> tuple[frozenset[int], frozenset[int]]:
-    """Heartbeat, expire dead members, claim free target partitions.
-
-    Returns ``(target, owned)``: the partitions the assignment gives this member and the
-    ones it owns in the table now (a target partition still owned by another live member
-    is claimed only after that member released it, i.e. after its ``on_revoked``).
-    """
-    conn.execute("BEGIN IMMEDIATE")
-    _heartbeat(conn, group, topic, member_id, session_ms)
-    conn.execute(
-        "DELETE FROM group_members WHERE grp = ? AND topic = ?"
-        " AND heartbeat_ms + session_timeout_ms < ?",
-        (group, topic, now_ms()),
-    )
-    conn.execute(
-        "DELETE FROM group_owners WHERE grp = ? AND topic = ? AND member_id NOT IN"
-        " (SELECT member_id FROM group_members WHERE grp = ? AND topic = ?)",
-        (group, topic, group, topic),
-    )
-    members = sorted(
-        r[0]
-        for r in conn.execute(
-            "SELECT member_id FROM group_members WHERE grp = ? AND topic = ?", (group, topic)
-        )
-    )
-    target = range_assignment(members, partitions, member_id)
-    owners: dict[int, str] = dict(
-        conn.execute(
-            "SELECT partition, member_id FROM group_owners WHERE grp = ? AND topic = ?",
-            (group, topic),
-        )
-    )
-    claims = sorted(p for p in target if p not in owners)
-    conn.executemany(
-        "INSERT INTO group_owners (grp, topic, partition, member_id) VALUES (?, ?, ?, ?)",
-        [(group, topic, p, member_id) for p in claims],
-    )
-    conn.execute("COMMIT")
-    owned = {p for p, m in owners.items() if m == member_id}.union(claims)
-    return target, frozenset(owned)
-
-
-def sql_group_touch(
-    conn: sqlite3.Connection, group: str, topic: str, member_id: str, session_ms: int
-) -> None:
-    conn.execute("BEGIN IMMEDIATE")
-    _heartbeat(conn, group, topic, member_id, session_ms)
-    conn.execute("COMMIT")
-
-
-def sql_group_release(
-    conn: sqlite3.Connection,
-    group: str,
-    topic: str,
-    member_id: str,
-    partitions: Iterable[int] | None,
-) -> None:
-    """Give up ``partitions`` (all, and leave the group, when ``None``)."""
-    conn.execute("BEGIN IMMEDIATE")
-    if partitions is None:
-        conn.execute(
-            "DELETE FROM group_owners WHERE grp = ? AND topic = ? AND member_id = ?",
-            (group, topic, member_id),
-        )
-        conn.execute(
-            "DELETE FROM group_members WHERE grp = ? AND topic = ? AND member_id = ?",
-            (group, topic, member_id),
-        )
-    else:
-        conn.executemany(
-            "DELETE FROM group_owners"
-            " WHERE grp = ? AND topic = ? AND partition = ? AND member_id = ?",
-            [(group, topic, p, member_id) for p in partitions],
-        )
-    conn.execute("COMMIT")
-
-
-def range_assignment(members: Sequence[str], partitions: int, member_id: str) -> frozenset[int]:
-    """Kafka's range assignor over sorted ``members``: contiguous blocks, earlier ones larger."""
-    if member_id not in members:
-        return frozenset()
-    index = list(members).index(member_id)
-    each, extra = divmod(partitions, len(members))
-    start = index * each + min(index, extra)
-    return frozenset(range(start, start + each + (1 if index < extra else 0)))
-
-
-def _heartbeat(
-    conn: sqlite3.Connection, group: str, topic: str, member_id: str, session_ms: int
-) -> None:
-    conn.execute(
-        "INSERT INTO group_members (grp, topic, member_id, heartbeat_ms, session_timeout_ms)"
-        " VALUES (?, ?, ?, ?, ?) ON CONFLICT (grp, topic, member_id) DO UPDATE"
-        " SET heartbeat_ms = excluded.heartbeat_ms,"
-        " session_timeout_ms = excluded.session_timeout_ms",
-        (group, topic, member_id, now_ms(), session_ms),
-    )

@@ -56,23 +56,19 @@ from pathlib import Path
 from types import TracebackType
 from typing import Self
 
+from wakeline.topics import contract
+from wakeline.topics.embedded import appends, reads, schema
+from wakeline.topics.embedded.appends import Append
 from wakeline.topics.embedded.groups import EmbeddedConsumer
-from wakeline.topics.embedded.store import (
-    Notifier,
-    SqliteStore,
-    SyncMode,
-    TopicMeta,
-    record_size,
-    wait_event,
-)
-from wakeline.topics.partitioner import partition_for
+from wakeline.topics.embedded.notify import Notifier, wait_event
+from wakeline.topics.embedded.schema import TopicMeta
+from wakeline.topics.embedded.store import SqliteStore, SyncMode
+from wakeline.topics.embedded.writer import EmbeddedWriter
 from wakeline.topics.port import (
     AssignmentListener,
-    LogError,
     OffsetCommit,
     OutRecord,
     Record,
-    RecordTooLargeError,
     TopicSpec,
 )
 
@@ -101,8 +97,7 @@ class EmbeddedLog:
         max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES,
         lock_timeout_s: float = 30.0,
     ) -> None:
-        if max_record_bytes <= 0:
-            raise ValueError("max_record_bytes must be positive")
+        contract.check_max_record_bytes(max_record_bytes)
         self.data_dir = Path(data_dir)
         self.max_record_bytes = max_record_bytes
         self._store = SqliteStore(
@@ -131,7 +126,7 @@ class EmbeddedLog:
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
         await loop.run_in_executor(None, functools.partial(_mkdir, self.data_dir))
-        await self._store.write(self._store.init_schema)
+        await self._store.write(functools.partial(schema.init_schema, file=self._store.file))
         self._notifier.bind(loop)
 
     async def __aenter__(self) -> Self:
@@ -152,12 +147,9 @@ class EmbeddedLog:
     # -- topics -----------------------------------------------------------------------------
 
     async def create_topics(self, specs: Sequence[TopicSpec]) -> None:
-        for spec in specs:
-            if not spec.name:
-                raise ValueError("a topic name must not be empty")
-            if spec.partitions <= 0:
-                raise ValueError(f"topic {spec.name!r}: partitions must be positive")
-        await self._store.write(functools.partial(self._store.create_topics, specs=list(specs)))
+        contract.check_topic_specs(specs)
+        op = functools.partial(schema.create_topics, specs=list(specs), file=self._store.file)
+        await self._store.write(op)
 
     async def partition_count(self, topic: str) -> int:
         return (await self.meta(topic)).partitions
@@ -176,35 +168,13 @@ class EmbeddedLog:
         self.check_sizes(topic, records)
         if not records:
             return []
-        n = meta.partitions
-        partitions = [0 if r.key is None else partition_for(r.key, n) for r in records]
-        offsets = await self.write_records(meta, partitions, records)
+        partitions = contract.key_partitions(records, meta.partitions)
+        [offsets] = await self.write_groups([(meta, partitions, records)], fence=None, commits=[])
         return list(zip(partitions, offsets, strict=True))
-
-    async def write_records(
-        self,
-        meta: TopicMeta,
-        partitions: Sequence[int],
-        records: Sequence[OutRecord],
-        *,
-        fence: tuple[str, int] | None = None,
-        commit: OffsetCommit | None = None,
-    ) -> list[int]:
-        """Append on the write thread and wake this log's readers of the touched partitions."""
-        store, notifier = self._store, self._notifier
-        touched = frozenset(partitions)
-
-        def op(conn: sqlite3.Connection) -> list[int]:
-            offsets = store.append(conn, meta, partitions, records, fence, commit)
-            if touched:
-                notifier.notify_threadsafe(meta.name, touched)
-            return offsets
-
-        return await store.write(op)
 
     async def write_groups(
         self,
-        groups: Sequence[tuple[TopicMeta, Sequence[int], Sequence[OutRecord]]],
+        groups: Sequence[Append],
         *,
         fence: tuple[str, int] | None,
         commits: Sequence[OffsetCommit],
@@ -213,7 +183,7 @@ class EmbeddedLog:
         store, notifier = self._store, self._notifier
 
         def op(conn: sqlite3.Connection) -> list[list[int]]:
-            out = store.append_groups(conn, groups, fence, commits)
+            out = appends.append_groups(conn, groups, fence, commits)
             for meta, partitions, _ in groups:
                 if partitions:
                     notifier.notify_threadsafe(meta.name, frozenset(partitions))
@@ -222,13 +192,7 @@ class EmbeddedLog:
         return await store.write(op)
 
     def check_sizes(self, topic: str, records: Sequence[OutRecord]) -> None:
-        for record in records:
-            size = record_size(record)
-            if size > self.max_record_bytes:
-                raise RecordTooLargeError(
-                    f"record of {size} bytes (key + value + headers) for topic {topic!r} is"
-                    f" larger than max_record_bytes={self.max_record_bytes}"
-                )
+        contract.check_record_sizes(topic, records, self.max_record_bytes)
 
     async def read(
         self,
@@ -241,13 +205,10 @@ class EmbeddedLog:
     ) -> list[Record]:
         meta = await self.meta(topic)
         meta.check(partition)
-        if offset < 0:
-            raise ValueError(f"offset must not be negative, not {offset}")
-        if max_records <= 0:
-            raise ValueError("max_records must be positive")
+        contract.check_read_args(offset, max_records)
         store = self._store
         op = functools.partial(
-            store.read_records, meta=meta, partition=partition, offset=offset, limit=max_records
+            reads.read_records, meta=meta, partition=partition, offset=offset, limit=max_records
         )
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout_s
@@ -265,14 +226,12 @@ class EmbeddedLog:
         meta = await self.meta(topic)
         meta.check(partition)
         return await self._store.read(
-            functools.partial(self._store.end_offset, meta=meta, partition=partition)
+            functools.partial(reads.end_offset, meta=meta, partition=partition)
         )
 
     async def committed(self, group: str, topic: str, partition: int) -> int | None:
         found = await self._store.read(
-            functools.partial(
-                self._store.committed, group=group, topic=topic, partitions=(partition,)
-            )
+            functools.partial(reads.committed, group=group, topic=topic, partitions=(partition,))
         )
         return found.get(partition)
 
@@ -289,8 +248,7 @@ class EmbeddedLog:
         max_poll_records: int = 500,
     ) -> EmbeddedConsumer:
         """A new member of ``group`` over ``topic``; it joins at its first :meth:`poll`."""
-        if self._closed:
-            raise LogError("embedded log is closed")
+        contract.check_open(self._closed, "embedded log")
         consumer = EmbeddedConsumer(
             self,
             group,
@@ -304,10 +262,9 @@ class EmbeddedLog:
         return consumer
 
     async def writer(self, writer_id: str, partition: int) -> EmbeddedWriter:
-        if partition < 0:
-            raise ValueError("partition must not be negative")
+        contract.check_writer_partition(partition)
         epoch = await self._store.write(
-            functools.partial(self._store.open_writer, writer_id=writer_id, partition=partition)
+            functools.partial(appends.open_writer, writer_id=writer_id, partition=partition)
         )
         return EmbeddedWriter(self, writer_id, partition, epoch)
 
@@ -330,93 +287,7 @@ class EmbeddedLog:
         if self._closed:
             return
         self._closed = True
-        error: BaseException | None = None
-        for consumer in list(self._consumers):
-            try:
-                await consumer.close()
-            except Exception as exc:
-                error = error or exc
-        await self._store.close()
-        if error is not None:
-            raise error
-
-
-class EmbeddedWriter:
-    """A fenced :class:`~wakeline.topics.port.PartitionWriter` of the embedded log.
-
-    Appends are group-committed: the appends that queue up while one transaction runs go
-    together into the next one (one fence check, one ``COMMIT``), and every caller gets its
-    own offsets back.  Each append is still atomic on its own; a failed transaction fails every
-    append in it, and none of them landed.
-    """
-
-    def __init__(self, log: EmbeddedLog, writer_id: str, partition: int, epoch: int) -> None:
-        self._log = log
-        self.writer_id = writer_id
-        self.epoch = epoch
-        self._partition = partition
-        self._closed = False
-        self._queue: list[_PendingAppend] = []
-        self._flusher: asyncio.Task[None] | None = None
-
-    @property
-    def partition(self) -> int:
-        return self._partition
-
-    async def append(
-        self,
-        topic: str,
-        records: Sequence[OutRecord],
-        *,
-        commit: OffsetCommit | None = None,
-    ) -> list[int]:
-        if self._closed:
-            raise LogError(f"writer {self.writer_id!r} is closed")
-        meta = await self._log.meta(topic)
-        meta.check(self._partition)
-        self._log.check_sizes(topic, records)
-        pending = _PendingAppend(meta, list(records), commit)
-        self._queue.append(pending)
-        if self._flusher is None or self._flusher.done():
-            self._flusher = asyncio.create_task(self._flush())
-        return await pending.done
-
-    async def _flush(self) -> None:
-        while self._queue:
-            batch, self._queue = self._queue, []
-            groups = [(p.meta, [self._partition] * len(p.records), p.records) for p in batch]
-            commits = [p.commit for p in batch if p.commit is not None]
-            try:
-                results = await self._log.write_groups(
-                    groups, fence=(self.writer_id, self.epoch), commits=commits
-                )
-            except BaseException as exc:
-                for p in batch:
-                    if not p.done.done():
-                        p.done.set_exception(exc)
-                if isinstance(exc, asyncio.CancelledError):
-                    raise
-                continue
-            for p, offsets in zip(batch, results, strict=True):
-                if not p.done.done():
-                    p.done.set_result(offsets)
-
-    async def close(self) -> None:
-        self._closed = True
-        if self._flusher is not None:
-            await asyncio.gather(self._flusher, return_exceptions=True)
-
-
-class _PendingAppend:
-    __slots__ = ("commit", "done", "meta", "records")
-
-    def __init__(
-        self, meta: TopicMeta, records: list[OutRecord], commit: OffsetCommit | None
-    ) -> None:
-        self.meta = meta
-        self.records = records
-        self.commit = commit
-        self.done: asyncio.Future[list[int]] = asyncio.get_running_loop().create_future()
+        await contract.close_then_raise(self._consumers, self._store.close)
 
 
 def _mkdir(path: Path) -> None:

@@ -51,8 +51,9 @@ from aiokafka.client import ConnectionGroup, CoordinationType
 from aiokafka.protocol.commit import OffsetCommitRequest, OffsetFetchRequest
 from aiokafka.structs import TopicPartition
 
-from wakeline.topics.kafka.writer import call_retrying, map_error
-from wakeline.topics.port import AssignmentListener, FencedError, LogError, Record
+from wakeline.topics import contract
+from wakeline.topics.kafka.errors import call_retrying, map_error
+from wakeline.topics.port import AssignmentListener, FencedError, Record
 
 if TYPE_CHECKING:
     from wakeline.topics.kafka.log import KafkaLog
@@ -155,10 +156,7 @@ class KafkaConsumer:
         max_poll_records: int = 500,
         max_poll_interval_s: float = 300.0,
     ) -> None:
-        if session_timeout_s <= 0:
-            raise ValueError("session_timeout_s must be positive")
-        if max_poll_records <= 0:
-            raise ValueError("max_poll_records must be positive")
+        contract.check_consumer_args(session_timeout_s, max_poll_records)
         self._log = log
         self.group = group
         self.topic = topic
@@ -192,8 +190,7 @@ class KafkaConsumer:
         return self._held
 
     async def poll(self, timeout_s: float) -> list[Record]:
-        if self._closed:
-            raise LogError(f"consumer {self._member_id} is closed")
+        contract.check_open(self._closed, f"consumer {self._member_id}")
         self._raise_pending()
         loop = asyncio.get_running_loop()
         deadline = loop.time() + max(0.0, timeout_s)
@@ -227,15 +224,11 @@ class KafkaConsumer:
         return records
 
     def seek(self, partition: int, offset: int) -> None:
-        if partition not in self._held:
-            raise ValueError(f"partition {partition} is not assigned to {self._member_id}")
-        if offset < 0:
-            raise ValueError("offset must not be negative")
+        contract.check_seek(partition, offset, self._held, self._member_id)
         self._consumer.seek(TopicPartition(self.topic, partition), offset)
 
     async def commit(self, offsets: Mapping[int, int]) -> None:
-        if any(o < 0 for o in offsets.values()):
-            raise ValueError("offsets must not be negative")
+        contract.check_offsets(offsets.values())
         if not offsets:
             return
         consumer = self._consumer

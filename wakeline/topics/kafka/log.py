@@ -5,8 +5,9 @@ Open it with ``log = await KafkaLog.open("host:9092")`` and ``await log.close()`
 
 * topics: ``create_topics`` through the admin client (missing topics only; an existing topic
   keeps its partition count), then waits until the metadata shows every new partition with
-  a leader.  Partition counts come from metadata and are cached (a missing topic raises
-  :class:`UnknownTopicError`; auto topic creation is never relied on).
+  a leader (:mod:`wakeline.topics.kafka.admin`).  Partition counts come from metadata and are
+  cached (a missing topic raises :class:`UnknownTopicError`; auto topic creation is never
+  relied on).
 * unfenced :meth:`KafkaLog.append`: one idempotent producer (``acks=all``); the partition is
   chosen by wakeline's murmur2 :func:`partition_for` (key ``None`` -> partition 0), so it is
   the partition Java clients pick.  Records with the same key keep their order.  A multi-record
@@ -21,9 +22,11 @@ Open it with ``log = await KafkaLog.open("host:9092")`` and ``await log.close()`
   the offset after the last record a reader can see now.  With transactions it is not the
   offset the next record will get (commit markers take offsets).
 * groups: :mod:`wakeline.topics.kafka.groups`; fenced writers (transactions, group commit,
-  what a zombie can do) and error mapping: :mod:`wakeline.topics.kafka.writer`.
+  what a zombie can do): :mod:`wakeline.topics.kafka.writer`; error mapping:
+  :mod:`wakeline.topics.kafka.errors`; argument checks shared with the embedded log:
+  :mod:`wakeline.topics.contract`.
 
-Every aiokafka error is mapped by :func:`~wakeline.topics.kafka.writer.map_error`: connection
+Every aiokafka error is mapped by :func:`~wakeline.topics.kafka.errors.map_error`: connection
 problems and timeouts become :class:`LogUnavailableError`.  While the broker is unreachable
 aiokafka retries produce requests forever: an append gives up after ``retry_deadline_s`` with
 :class:`LogUnavailableError`, and may still land later (like any lost produce response).
@@ -34,33 +37,28 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from types import TracebackType
-from typing import Any, Self, TypeVar
+from typing import Any, Self
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
-from aiokafka import errors as kerrors
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.client import AIOKafkaClient
 from aiokafka.record.default_records import DefaultRecordBatchBuilder as _Batch
 from aiokafka.structs import TopicPartition
 
+from wakeline.topics import contract
+from wakeline.topics.kafka.admin import TopicAdmin
+from wakeline.topics.kafka.errors import call_retrying, map_error, producer_failed
 from wakeline.topics.kafka.groups import GroupOffsets, KafkaConsumer
 from wakeline.topics.kafka.reader import ReaderPool
-from wakeline.topics.kafka.writer import KafkaWriter, call_retrying, map_error, producer_failed
-from wakeline.topics.partitioner import partition_for
+from wakeline.topics.kafka.writer import KafkaWriter
 from wakeline.topics.port import (
     AssignmentListener,
-    LogError,
-    LogUnavailableError,
     OutRecord,
     Record,
-    RecordTooLargeError,
     TopicSpec,
-    UnknownTopicError,
 )
-
-_T = TypeVar("_T")
 
 __all__ = ["KafkaConsumer", "KafkaLog", "KafkaWriter"]
 
@@ -88,8 +86,7 @@ class KafkaLog:
         retry_deadline_s: float = 60.0,
         max_idle_readers: int = 32,
     ) -> None:
-        if max_record_bytes <= 0:
-            raise ValueError("max_record_bytes must be positive")
+        contract.check_max_record_bytes(max_record_bytes)
         self.bootstrap = bootstrap
         self.client_id = client_id
         self.request_timeout_s = request_timeout_s
@@ -97,12 +94,11 @@ class KafkaLog:
         self.max_record_bytes = max_record_bytes
         self.max_message_bytes = max_message_bytes  # the topics' max.message.bytes
         self.retry_deadline_s = retry_deadline_s
-        self._admin: Any = None
+        self._topics = TopicAdmin(request_timeout_s)
         self._client: Any = None  # raw requests: group offsets
         self.offsets: GroupOffsets = GroupOffsets(None, request_timeout_s)
         self._meta: Any = None  # end offsets (read_committed ListOffsets)
         self._producer: Any = None
-        self._partitions: dict[str, int] = {}
         self._readers = ReaderPool(
             lambda: self.new_consumer(
                 auto_offset_reset="none",
@@ -135,8 +131,8 @@ class KafkaLog:
             "request_timeout_ms": self.request_timeout_ms,
         }
         try:
-            self._admin = AIOKafkaAdminClient(**common)
-            await self._admin.start()
+            self._topics.client = AIOKafkaAdminClient(**common)
+            await self._topics.client.start()
             self._client = AIOKafkaClient(**common, retry_backoff_ms=20)
             await self._client.bootstrap()
             self.offsets = GroupOffsets(self._client, self.request_timeout_s)
@@ -161,55 +157,15 @@ class KafkaLog:
     # -- topics -----------------------------------------------------------------------------
 
     async def create_topics(self, specs: Sequence[TopicSpec]) -> None:
-        for spec in specs:
-            if not spec.name:
-                raise ValueError("a topic name must not be empty")
-            if spec.partitions <= 0:
-                raise ValueError(f"topic {spec.name!r}: partitions must be positive")
-        if not specs:
-            return
-        new = [
-            NewTopic(s.name, s.partitions, s.replication, topic_configs=dict(s.config))
-            for s in specs
-        ]
-        response = await self._retrying(lambda: self._admin.create_topics(new), "create_topics")
-        for name, code, *message in response.topic_errors:
-            if code not in (0, kerrors.TopicAlreadyExistsError.errno):
-                raise map_error(kerrors.for_code(code)(name, *message), f"creating topic {name!r}")
-        await self._await_topics([s.name for s in specs])
+        contract.check_topic_specs(specs)
+        await self._topics.create(specs)
 
     async def partition_count(self, topic: str) -> int:
-        if topic not in self._partitions and topic not in await self._describe([topic]):
-            await self._await_topics([topic])  # exists, but a partition has no leader yet
-        return self._partitions[topic]
+        return await self._topics.partition_count(topic)
 
-    async def _describe(self, topics: list[str]) -> dict[str, int]:
-        """Partition counts from metadata; only topics whose partitions all have leaders."""
-        found = await self._retrying(lambda: self._admin.describe_topics(topics), "describe_topics")
-        counts: dict[str, int] = {}
-        for meta in found:
-            name, code, parts = meta["topic"], meta["error_code"], meta["partitions"]
-            if code == kerrors.UnknownTopicOrPartitionError.errno:
-                raise UnknownTopicError(f"topic {name!r} does not exist")
-            if code == 0 and parts and all(p["leader"] >= 0 for p in parts):
-                counts[name] = self._partitions[name] = len(parts)
-        return counts
-
-    async def _await_topics(self, topics: list[str]) -> None:
-        deadline = time.monotonic() + self.request_timeout_s
-        missing = list(dict.fromkeys(topics))
-        while True:
-            with contextlib.suppress(UnknownTopicError):
-                missing = [t for t in missing if t not in await self._describe(missing)]
-            if not missing:
-                return
-            if time.monotonic() > deadline:
-                raise LogUnavailableError(f"topics {missing} have no leaders yet")
-            await asyncio.sleep(0.05)
-
-    async def _check_partition(self, topic: str, partition: int) -> None:
-        if not 0 <= partition < await self.partition_count(topic):
-            raise UnknownTopicError(f"topic {topic!r} has no partition {partition}")
+    async def check_partition(self, topic: str, partition: int) -> None:
+        """:class:`UnknownTopicError` unless ``topic`` has ``partition``."""
+        await self._topics.check_partition(topic, partition)
 
     def check_sizes(self, topic: str, records: Sequence[OutRecord]) -> int:
         """Raise :class:`RecordTooLargeError` for an oversized record; return total bytes.
@@ -217,19 +173,8 @@ class KafkaLog:
         Checked before anything is sent: a record the broker rejects would break the
         idempotent producer's sequence numbers (aiokafka cannot recover from that).
         """
-        total = 0
-        for record in records:
-            size = len(record.key or b"") + len(record.value)
-            size += sum(len(k.encode()) + len(v) for k, v in record.headers)
-            batch = _Batch.estimate_size_in_bytes(record.key, record.value, list(record.headers))
-            if size > self.max_record_bytes or batch > self.max_message_bytes:
-                raise RecordTooLargeError(
-                    f"record of {size} bytes (key + value + headers; {batch} as a record batch)"
-                    f" for topic {topic!r} is larger than max_record_bytes="
-                    f"{self.max_record_bytes} or max_message_bytes={self.max_message_bytes}"
-                )
-            total += size
-        return total
+        limit = contract.BatchLimit(self.max_message_bytes, _batch_size)
+        return contract.check_record_sizes(topic, records, self.max_record_bytes, limit)
 
     # -- records ----------------------------------------------------------------------------
 
@@ -238,7 +183,7 @@ class KafkaLog:
         self.check_sizes(topic, records)
         if not records:
             return []
-        partitions = [0 if r.key is None else partition_for(r.key, n) for r in records]
+        partitions = contract.key_partitions(records, n)
         what = f"append to {topic!r}"
         try:
             sent = [
@@ -279,20 +224,18 @@ class KafkaLog:
         max_records: int = 1000,
         timeout_s: float = 0.0,
     ) -> list[Record]:
-        if self._closed:
-            raise LogError("Kafka log is closed")
-        await self._check_partition(topic, partition)
-        if offset < 0:
-            raise ValueError(f"offset must not be negative, not {offset}")
-        if max_records <= 0:
-            raise ValueError("max_records must be positive")
+        contract.check_open(self._closed, "Kafka log")
+        await self.check_partition(topic, partition)
+        contract.check_read_args(offset, max_records)
         tp = TopicPartition(topic, partition)
         return await self._readers.read(tp, offset, max_records, timeout_s, self.request_timeout_s)
 
     async def end_offset(self, topic: str, partition: int) -> int:
-        await self._check_partition(topic, partition)
+        await self.check_partition(topic, partition)
         tp = TopicPartition(topic, partition)
-        offsets = await self._retrying(lambda: self._meta.end_offsets([tp]), "end_offset")
+        offsets = await call_retrying(
+            self.request_timeout_s, lambda: self._meta.end_offsets([tp]), "end_offset"
+        )
         return int(offsets[tp])
 
     async def committed(self, group: str, topic: str, partition: int) -> int | None:
@@ -312,8 +255,7 @@ class KafkaLog:
         max_poll_records: int = 500,
     ) -> KafkaConsumer:
         """A new member of ``group`` over ``topic``; it joins at its first :meth:`poll`."""
-        if self._closed:
-            raise LogError("Kafka log is closed")
+        contract.check_open(self._closed, "Kafka log")
         consumer = KafkaConsumer(
             self,
             group,
@@ -328,10 +270,8 @@ class KafkaLog:
 
     async def writer(self, writer_id: str, partition: int) -> KafkaWriter:
         """Open the transactional producer ``writer_id`` (InitProducerId fences older ones)."""
-        if partition < 0:
-            raise ValueError("partition must not be negative")
-        if self._closed:
-            raise LogError("Kafka log is closed")
+        contract.check_writer_partition(partition)
+        contract.check_open(self._closed, "Kafka log")
         producer = AIOKafkaProducer(
             bootstrap_servers=self.bootstrap,
             client_id=f"{self.client_id}-writer",
@@ -415,9 +355,6 @@ class KafkaLog:
     def forget_writer(self, writer: KafkaWriter) -> None:
         self._writers.discard(writer)
 
-    async def _retrying(self, op: Callable[[], Awaitable[_T]], what: str) -> _T:
-        return await call_retrying(self.request_timeout_s, op, what)
-
     async def close(self) -> None:
         """Close consumers (they leave their groups), writers, readers and clients.
 
@@ -426,22 +363,22 @@ class KafkaLog:
         if self._closed:
             return
         self._closed = True
-        error: BaseException | None = None
-        for consumer in list(self._consumers):
-            try:
-                await consumer.close()
-            except Exception as exc:
-                error = error or exc
+        await contract.close_then_raise(self._consumers, self._close_writers_and_clients)
+
+    async def _close_writers_and_clients(self) -> None:
         for writer in list(self._writers):
             with contextlib.suppress(Exception):
                 await writer.close()
         await self._readers.close()
-        clients = [c for c in (self._meta, self._producer, self._admin) if c is not None]
+        clients = [c for c in (self._meta, self._producer, self._topics.client) if c is not None]
         for client in clients:
             with contextlib.suppress(Exception):
                 await client.stop() if hasattr(client, "stop") else await client.close()
         if self._client is not None:
             with contextlib.suppress(Exception):
                 await self._client.close()
-        if error is not None:
-            raise error
+
+
+def _batch_size(record: OutRecord) -> int:
+    """The bytes of the record batch that holds only ``record`` (what the broker limits)."""
+    return int(_Batch.estimate_size_in_bytes(record.key, record.value, list(record.headers)))

@@ -27,8 +27,9 @@ from typing import Any
 from aiokafka import errors as kerrors
 from aiokafka.structs import TopicPartition
 
+from wakeline.topics import contract
+from wakeline.topics.kafka.errors import map_error
 from wakeline.topics.kafka.groups import to_record
-from wakeline.topics.kafka.writer import map_error
 from wakeline.topics.port import LogError, LogUnavailableError, Record
 
 _IDLE_TTL_S = 300.0
@@ -123,8 +124,7 @@ class ReaderPool:
             self._release(reader, ok)
 
     async def _acquire(self, tp: TopicPartition, offset: int) -> Reader:
-        if self._closed:
-            raise LogError("Kafka log is closed")
+        contract.check_open(self._closed, "Kafka log")
         idle = self._idle.get(tp)
         if idle:
             reader = next((r for r in idle if r.position == offset), idle[-1])

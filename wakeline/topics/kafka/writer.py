@@ -1,4 +1,4 @@
-"""The fenced writer of the Kafka backend, and the mapping of aiokafka errors to the port's.
+"""The fenced writer of the Kafka backend (errors are mapped by :mod:`.errors`).
 
 A :class:`KafkaWriter` is one transactional ``AIOKafkaProducer`` (``transactional_id`` =
 the writer id, ``acks=all``, idempotent).  Opening it runs InitProducerId, which bumps the
@@ -48,14 +48,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any
 
-from aiokafka import errors as kerrors
 from aiokafka.structs import TopicPartition
 
+from wakeline.topics import contract
+from wakeline.topics.kafka.errors import map_error, producer_failed
 from wakeline.topics.port import (
     FencedError,
     LogError,
@@ -63,78 +63,12 @@ from wakeline.topics.port import (
     OffsetCommit,
     OutRecord,
     RecordTooLargeError,
-    UnknownTopicError,
 )
 
 if TYPE_CHECKING:
     from wakeline.topics.kafka.log import KafkaLog
 
 log = logging.getLogger(__name__)
-_T = TypeVar("_T")
-
-_FENCED = (
-    kerrors.ProducerFenced,
-    kerrors.InvalidProducerEpoch,
-    kerrors.TransactionCoordinatorFenced,
-    kerrors.InvalidProducerIdMapping,
-)
-_MEMBERSHIP = (
-    kerrors.CommitFailedError,
-    kerrors.UnknownMemberIdError,
-    kerrors.IllegalGenerationError,
-    kerrors.RebalanceInProgressError,
-)
-_TOO_LARGE = (
-    kerrors.MessageSizeTooLargeError,
-    kerrors.RecordTooLargeError,
-    kerrors.RecordListTooLargeError,
-)
-_UNAVAILABLE = (
-    TimeoutError,
-    ConnectionError,
-    OSError,
-    kerrors.KafkaTimeoutError,
-    kerrors.KafkaConnectionError,
-    kerrors.NodeNotReadyError,
-    kerrors.NoBrokersAvailable,
-    kerrors.RequestTimedOutError,
-    kerrors.ProducerClosed,
-)
-
-
-def map_error(exc: BaseException, what: str) -> LogError:
-    """The port error for an aiokafka (or socket) error raised while doing ``what``."""
-    if isinstance(exc, LogError):
-        return exc
-    name = type(exc).__name__
-    detail = str(exc)
-    text = f"{what}: {detail if detail.startswith(name) else f'{name}: {detail}'}"
-    if isinstance(exc, _FENCED):
-        return FencedError(f"{text} (a newer writer with the same id exists)")
-    if isinstance(exc, _MEMBERSHIP):
-        return FencedError(f"{text} (the group rebalanced: another member may own it)")
-    if isinstance(exc, _TOO_LARGE):
-        return RecordTooLargeError(text)
-    if isinstance(exc, kerrors.UnknownTopicOrPartitionError):
-        return UnknownTopicError(text)
-    if isinstance(exc, _UNAVAILABLE) or getattr(exc, "retriable", False):
-        return LogUnavailableError(text)
-    return LogError(text)
-
-
-async def call_retrying(timeout_s: float, op: Callable[[], Awaitable[_T]], what: str) -> _T:
-    """Run ``op``, retrying retriable errors (mapped by :func:`map_error`) for ``timeout_s``."""
-    deadline = time.monotonic() + timeout_s
-    pause = 0.02
-    while True:
-        try:
-            return await op()
-        except Exception as exc:
-            error = map_error(exc, what)
-            if not error.retriable or time.monotonic() + pause > deadline:
-                raise error from exc
-        await asyncio.sleep(pause)
-        pause = min(pause * 2, 1.0)
 
 
 @dataclass(eq=False, slots=True)
@@ -194,12 +128,10 @@ class KafkaWriter:
         commit: OffsetCommit | None = None,
     ) -> list[int]:
         self._check_usable()
-        partitions = await self._log.partition_count(topic)
-        if self._partition >= partitions:
-            raise UnknownTopicError(f"topic {topic!r} has no partition {self._partition}")
+        await self._log.check_partition(topic, self._partition)
         size = self._log.check_sizes(topic, records)
-        if commit is not None and commit.next_offset < 0:
-            raise ValueError("offsets must not be negative")
+        if commit is not None:
+            contract.check_offsets([commit.next_offset])
         if not records and commit is None:
             return []
         self._check_usable()
@@ -231,8 +163,7 @@ class KafkaWriter:
     def _check_usable(self) -> None:
         if self._error is not None:
             raise type(self._error)(str(self._error))
-        if self._closed:
-            raise LogError(f"writer {self.writer_id!r} is closed")
+        contract.check_open(self._closed, f"writer {self.writer_id!r}")
 
     async def _flush_loop(self) -> None:
         while True:
@@ -420,9 +351,3 @@ def _retrieve_internal_futures(producer: Any) -> None:
     for future in futures:
         if isinstance(future, asyncio.Future) and future.done():
             _retrieve(future)
-
-
-def producer_failed(producer: Any) -> bool:
-    """Whether an aiokafka producer hit a fatal error (its sender task ended)."""
-    task = getattr(getattr(producer, "_sender", None), "sender_task", None)
-    return isinstance(task, asyncio.Future) and task.done()

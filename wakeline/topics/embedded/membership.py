@@ -1,0 +1,119 @@
+"""The group-membership tables of the embedded log, as blocking operations of its write thread.
+
+:mod:`wakeline.topics.embedded.groups` runs them through
+:meth:`~wakeline.topics.embedded.store.SqliteStore.write`; each is one ``BEGIN IMMEDIATE``
+transaction over ``group_members`` and ``group_owners``.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterable, Sequence
+
+from wakeline.topics.embedded.store import now_ms
+
+
+def sql_group_sync(
+    conn: sqlite3.Connection,
+    group: str,
+    topic: str,
+    member_id: str,
+    session_ms: int,
+    partitions: int,
+) -> tuple[frozenset[int], frozenset[int]]:
+    """Heartbeat, expire dead members, claim free target partitions.
+
+    Returns ``(target, owned)``: the partitions the assignment gives this member and the
+    ones it owns in the table now (a target partition still owned by another live member
+    is claimed only after that member released it, i.e. after its ``on_revoked``).
+    """
+    conn.execute("BEGIN IMMEDIATE")
+    _heartbeat(conn, group, topic, member_id, session_ms)
+    conn.execute(
+        "DELETE FROM group_members WHERE grp = ? AND topic = ?"
+        " AND heartbeat_ms + session_timeout_ms < ?",
+        (group, topic, now_ms()),
+    )
+    conn.execute(
+        "DELETE FROM group_owners WHERE grp = ? AND topic = ? AND member_id NOT IN"
+        " (SELECT member_id FROM group_members WHERE grp = ? AND topic = ?)",
+        (group, topic, group, topic),
+    )
+    members = sorted(
+        r[0]
+        for r in conn.execute(
+            "SELECT member_id FROM group_members WHERE grp = ? AND topic = ?", (group, topic)
+        )
+    )
+    target = range_assignment(members, partitions, member_id)
+    owners: dict[int, str] = dict(
+        conn.execute(
+            "SELECT partition, member_id FROM group_owners WHERE grp = ? AND topic = ?",
+            (group, topic),
+        )
+    )
+    claims = sorted(p for p in target if p not in owners)
+    conn.executemany(
+        "INSERT INTO group_owners (grp, topic, partition, member_id) VALUES (?, ?, ?, ?)",
+        [(group, topic, p, member_id) for p in claims],
+    )
+    conn.execute("COMMIT")
+    owned = {p for p, m in owners.items() if m == member_id}.union(claims)
+    return target, frozenset(owned)
+
+
+def sql_group_touch(
+    conn: sqlite3.Connection, group: str, topic: str, member_id: str, session_ms: int
+) -> None:
+    conn.execute("BEGIN IMMEDIATE")
+    _heartbeat(conn, group, topic, member_id, session_ms)
+    conn.execute("COMMIT")
+
+
+def sql_group_release(
+    conn: sqlite3.Connection,
+    group: str,
+    topic: str,
+    member_id: str,
+    partitions: Iterable[int] | None,
+) -> None:
+    """Give up ``partitions`` (all, and leave the group, when ``None``)."""
+    conn.execute("BEGIN IMMEDIATE")
+    if partitions is None:
+        conn.execute(
+            "DELETE FROM group_owners WHERE grp = ? AND topic = ? AND member_id = ?",
+            (group, topic, member_id),
+        )
+        conn.execute(
+            "DELETE FROM group_members WHERE grp = ? AND topic = ? AND member_id = ?",
+            (group, topic, member_id),
+        )
+    else:
+        conn.executemany(
+            "DELETE FROM group_owners"
+            " WHERE grp = ? AND topic = ? AND partition = ? AND member_id = ?",
+            [(group, topic, p, member_id) for p in partitions],
+        )
+    conn.execute("COMMIT")
+
+
+def range_assignment(members: Sequence[str], partitions: int, member_id: str) -> frozenset[int]:
+    """Kafka's range assignor over sorted ``members``: contiguous blocks, earlier ones larger."""
+    if member_id not in members:
+        return frozenset()
+    index = list(members).index(member_id)
+    each, extra = divmod(partitions, len(members))
+    start = index * each + min(index, extra)
+    return frozenset(range(start, start + each + (1 if index < extra else 0)))
+
+
+def _heartbeat(
+    conn: sqlite3.Connection, group: str, topic: str, member_id: str, session_ms: int
+) -> None:
+    conn.execute(
+        "INSERT INTO group_members (grp, topic, member_id, heartbeat_ms, session_timeout_ms)"
+        " VALUES (?, ?, ?, ?, ?) ON CONFLICT (grp, topic, member_id) DO UPDATE"
+        " SET heartbeat_ms = excluded.heartbeat_ms,"
+        " session_timeout_ms = excluded.session_timeout_ms",
+        (group, topic, member_id, now_ms(), session_ms),
+    )
