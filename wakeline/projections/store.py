@@ -29,6 +29,7 @@ from typing import Any, Protocol
 
 from rocksdict import DBCompressionType, Options, Rdict, WriteBatch
 
+from wakeline.fsutil import private_dir
 from wakeline.jsonutil import dumps
 from wakeline.projections import DEFAULT_TOPIC_NAMES, EVENTS, LEDGER, NOTICES
 from wakeline.schemas.codec import DecodeError, event_codec, notice_codec
@@ -195,7 +196,7 @@ class ProjectionStore:
     """
 
     def __init__(self, path: str | Path) -> None:
-        self.path = Path(path)
+        self.path = private_dir(Path(path))  # RocksDB's own files go inside, unreadable to others
         self._db = Rdict(str(self.path), _options())
         self._closed = False
 

@@ -56,6 +56,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Self
 
+from wakeline.fsutil import private_dir
 from wakeline.topics import contract
 from wakeline.topics.embedded import appends, reads, schema
 from wakeline.topics.embedded.appends import Append
@@ -291,4 +292,4 @@ class EmbeddedLog:
 
 
 def _mkdir(path: Path) -> None:
-    path.mkdir(parents=True, exist_ok=True)
+    private_dir(path)

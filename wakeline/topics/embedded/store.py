@@ -12,6 +12,7 @@ Everything that touches SQLite is blocking and runs on one of two dedicated thre
 from __future__ import annotations
 
 import asyncio
+import os
 import sqlite3
 import time
 from collections.abc import Callable
@@ -98,6 +99,10 @@ class SqliteStore:
             self._rconn = None
 
     def _connect(self, writer: bool) -> sqlite3.Connection:
+        if writer and not os.path.exists(self.file):
+            # created readable by its owner only; SQLite gives the -wal and -shm files the
+            # database file's permissions
+            os.close(os.open(self.file, os.O_CREAT | os.O_WRONLY, 0o600))
         conn = sqlite3.connect(
             self.file,
             timeout=self.lock_timeout_s,
