@@ -53,7 +53,7 @@ def show(settings: Settings, run_id: str) -> None:
     out.print(render.steps_table(run, steps))
     out.print(
         f"status {render.safe(run.status)}  tokens {run.tokens.input} in / "
-        f"{run.tokens.output} out  cost {render.run_cost(run)}"
+        f"{run.tokens.output} out{render.estimated_note(run)}  cost {render.run_cost(run)}"
     )
     if run.error is not None:
         out.print(f"[red]error: {render.safe(dump(run.error))}[/red]")

@@ -88,8 +88,10 @@ def event_line(event: Event) -> str:
             detail = f"{safe(prov)}/{safe(m)}" + (f" attempt {n}" if n > 1 else "")
         case ModelCallCompleted(usage=u, cost_usd=c, latency_us=lat, message=msg):
             text = str(jsonutil.loads(msg).get("content") or "")
+            estimated = "~" if u.estimated else ""  # no usage reported: wakeline estimated it
             detail = (
-                f"{u.input_tokens}→{u.output_tokens} tok  {money(c)}  {lat / 1000:.1f} ms  "
+                f"{estimated}{u.input_tokens}→{u.output_tokens} tok  {money(c)}  "
+                f"{lat / 1000:.1f} ms  "
                 f"{_clip(repr(text), 60)}"
             )
         case ModelCallFailed(error_type=t, message=m, retriable=r):
@@ -133,6 +135,11 @@ def run_cost(run: RunRow) -> str:
     return f"{money(run.cost_usd)} + {run.unpriced_calls} unpriced"
 
 
+def estimated_note(run: RunRow) -> str:
+    n = run.estimated_calls
+    return f" (estimated for {n} call{'s' if n != 1 else ''})" if n else ""
+
+
 def _step_cost(step: StepRow) -> str:
     if step.cost_usd is None and step.kind == "model" and step.status == "completed":
         return "unpriced"
@@ -150,7 +157,7 @@ def runs_table(runs: Sequence[RunRow]) -> Table:
             safe(run.agent),
             f"[{STATUS_STYLE.get(run.status, 'white')}]{safe(run.status)}[/]",
             str(run.model_calls),
-            _tokens(run.tokens),
+            _tokens(run.tokens, estimated=run.estimated_calls > 0),
             run_cost(run),
             _when(run.started_ms),
         )
@@ -168,7 +175,7 @@ def steps_table(run: RunRow, steps: Sequence[StepRow]) -> Table:
             safe(step.kind),
             safe(step.name),
             safe(step.status),
-            _tokens(step.usage),
+            _tokens(step.usage, estimated=step.usage_estimated),
             _step_cost(step),
             "-" if latency is None else f"{latency / 1000:.1f} ms",
         )
@@ -204,8 +211,11 @@ def _when(ms: int | None) -> str:
     return datetime.fromtimestamp(ms / 1000, tz=UTC).strftime("%Y-%m-%d %H:%M:%S")
 
 
-def _tokens(usage: Tokens | None) -> str:
-    return "-" if usage is None else f"{usage.input}/{usage.output}"
+def _tokens(usage: Tokens | None, *, estimated: bool = False) -> str:
+    """``in/out``; ``~in/out`` when wakeline estimated (some of) them: no usage reported."""
+    if usage is None:
+        return "-"
+    return f"{'~' if estimated else ''}{usage.input}/{usage.output}"
 
 
 def console() -> Console:

@@ -76,6 +76,7 @@ def new_row(dimension: CostDimension, names: tuple[str, ...]) -> JsonObject:
     row.update(
         model_calls=0,
         unpriced_calls=0,
+        estimated_calls=0,
         cost_usd="0",
         tokens={"input": 0, "output": 0, "cached_input": 0, "cache_write": 0, "reasoning": 0},
     )

@@ -131,6 +131,8 @@ class RunRow:
     tokens: Tokens = field(default_factory=Tokens)
     cost_usd: str = "0"
     unpriced_calls: int = 0
+    estimated_calls: int = 0
+    """Model calls whose usage wakeline estimated (the provider reported none)."""
 
     @property
     def ended(self) -> bool:
@@ -177,6 +179,8 @@ class StepRow:
     finish_reason: str | None = None
     stream: bool | None = None
     usage: Tokens | None = None
+    usage_estimated: bool = False
+    """The provider reported no usage: wakeline estimated it (an offline tokenizer)."""
     cost_usd: str | None = None
     attempt: int | None = None
     idempotency_key: str | None = None
@@ -225,6 +229,9 @@ class CostRow:
     day: Annotated[str | None, Field(description="UTC date, yyyy-mm-dd")] = None
     model_calls: int = 0
     unpriced_calls: Annotated[int, Field(description="model calls without a known price")] = 0
+    estimated_calls: Annotated[
+        int, Field(description="model calls whose usage wakeline estimated (none reported)")
+    ] = 0
     cost_usd: Annotated[str, Field(description="exact decimal text, USD")] = "0"
     tokens: Tokens = field(default_factory=Tokens)
 

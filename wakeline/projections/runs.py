@@ -110,6 +110,7 @@ def new_row(run_id: str) -> JsonObject:
         "tokens": {"input": 0, "output": 0, "cached_input": 0, "cache_write": 0, "reasoning": 0},
         "cost_usd": "0",
         "unpriced_calls": 0,
+        "estimated_calls": 0,
         "_outcome": None,
         "_open": {},
         "_first_event_ms": None,
@@ -268,6 +269,8 @@ def add_usage(row: JsonObject, payload: ModelCallCompleted) -> None:
     tokens["cached_input"] += usage.cached_input_tokens
     tokens["cache_write"] += usage.cache_write_tokens
     tokens["reasoning"] += usage.reasoning_tokens
+    if usage.estimated:
+        row["estimated_calls"] = row.get("estimated_calls", 0) + 1
     if payload.cost_usd is None:
         row["unpriced_calls"] += 1
     else:

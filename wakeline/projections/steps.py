@@ -67,6 +67,7 @@ def new_step(run_id: str, seq: int, kind: str, name: str, requested_ms: int | No
         "finish_reason": None,
         "stream": None,
         "usage": None,
+        "usage_estimated": False,
         "cost_usd": None,
         "attempt": None,
         "idempotency_key": None,
@@ -193,6 +194,7 @@ def _model_completed(row: JsonObject, p: ModelCallCompleted) -> None:
             "cache_write": u.cache_write_tokens,
             "reasoning": u.reasoning_tokens,
         },
+        usage_estimated=u.estimated,
     )
 
 

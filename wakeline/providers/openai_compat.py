@@ -4,6 +4,7 @@ differs), through the official ``openai`` SDK with its own retries turned off.""
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -20,6 +21,7 @@ from wakeline.core.model import (
     TerminalProviderError,
 )
 from wakeline.providers.errors import explained, is_transport_error
+from wakeline.providers.estimate import estimate_usage
 from wakeline.schemas.usage import Usage
 
 __all__ = ["OpenAICompatProvider"]
@@ -70,7 +72,7 @@ class OpenAICompatProvider:
         kwargs = _create_kwargs(request)
         try:
             if request.stream:
-                return await self._stream(kwargs, on_delta)
+                return await self._stream(request, kwargs, on_delta)
             completion = await self._client.chat.completions.create(**kwargs, stream=False)
         except Exception as exc:
             mapped = map_openai_error(exc)
@@ -79,9 +81,11 @@ class OpenAICompatProvider:
             connection = isinstance(exc, openai.APIConnectionError) or is_transport_error(exc)
             base_url = str(self._client.base_url)
             raise explained(mapped, base_url, connection=connection, v1=True) from exc
-        return _from_completion(completion)
+        return _from_completion(completion, request)
 
-    async def _stream(self, kwargs: dict[str, Any], on_delta: DeltaSink | None) -> ModelResponse:
+    async def _stream(
+        self, request: ModelRequest, kwargs: dict[str, Any], on_delta: DeltaSink | None
+    ) -> ModelResponse:
         stream = await self._client.chat.completions.create(**kwargs, stream=True)
         acc = _StreamAccumulator()
         try:
@@ -93,7 +97,7 @@ class OpenAICompatProvider:
             await stream.close()
         if not acc.finish_reason:  # the connection closed before the last chunk
             raise RetriableProviderError("stream ended before its finish_reason")
-        return acc.response()
+        return acc.response(request)
 
 
 def _create_kwargs(request: ModelRequest) -> dict[str, Any]:
@@ -118,9 +122,14 @@ def _create_kwargs(request: ModelRequest) -> dict[str, Any]:
     return kwargs
 
 
-def _usage(usage: CompletionUsage | None) -> Usage:
-    if usage is None:
-        return Usage()
+def _usage(
+    usage: CompletionUsage | None,
+    request: ModelRequest,
+    text: str,
+    calls: Sequence[Mapping[str, Any]],
+) -> Usage:
+    if usage is None:  # the server reported none (llama.cpp's, in a stream): estimate it
+        return estimate_usage(request, text, calls)
     prompt = usage.prompt_tokens_details
     completion = usage.completion_tokens_details
     return Usage(
@@ -131,14 +140,15 @@ def _usage(usage: CompletionUsage | None) -> Usage:
     )
 
 
-def _from_completion(completion: ChatCompletion) -> ModelResponse:
+def _from_completion(completion: ChatCompletion, request: ModelRequest) -> ModelResponse:
     choice = completion.choices[0] if completion.choices else None
     calls: tuple[dict[str, Any], ...] = ()
     if choice is not None and choice.message.tool_calls:
         calls = tuple(_tool_call(c) for c in choice.message.tool_calls)
+    text = (choice.message.content or "") if choice else ""
     return ModelResponse(
-        text=(choice.message.content or "") if choice else "",
-        usage=_usage(completion.usage),
+        text=text,
+        usage=_usage(completion.usage, request, text, calls),
         response_id=completion.id or "",
         response_model=completion.model or "",
         finish_reason=(choice.finish_reason or "") if choice else "",
@@ -188,14 +198,15 @@ class _StreamAccumulator:
             self.text.append(delta)
         return delta
 
-    def response(self) -> ModelResponse:
+    def response(self, request: ModelRequest) -> ModelResponse:
+        text, calls = "".join(self.text), tuple(self.calls[i] for i in sorted(self.calls))
         return ModelResponse(
-            text="".join(self.text),
-            usage=_usage(self.usage),
+            text=text,
+            usage=_usage(self.usage, request, text, calls),
             response_id=self.response_id,
             response_model=self.model,
             finish_reason=self.finish_reason,
-            tool_calls=tuple(self.calls[i] for i in sorted(self.calls)),
+            tool_calls=calls,
         )
 
 

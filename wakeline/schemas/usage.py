@@ -12,6 +12,8 @@ class Usage:
     cached_input_tokens: int = 0
     cache_write_tokens: int = 0
     reasoning_tokens: int = 0
+    estimated: bool = False
+    """The provider reported no usage; wakeline estimated the counts (offline tokenizer)."""
 
     @property
     def total_tokens(self) -> int:

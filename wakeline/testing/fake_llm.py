@@ -55,6 +55,9 @@ class FakeLLMServer:
     def __init__(self, *, host: str = "127.0.0.1", port: int = 0, latency_s: float = 0.0) -> None:
         self.host, self._port = host, port
         self.latency_s, self.chunk_delay_s = latency_s, 0.0
+        self.stream_usage = True
+        """False: like llama.cpp's server, streams end without usage (``include_usage`` is
+        ignored)."""
         self.on_request: RequestHook | None = None
         self.on_complete: RequestHook | None = None
         self._cond = threading.Condition()
@@ -203,7 +206,10 @@ class FakeLLMServer:
             return failure
         stream = bool(body.get("stream"))
         build, prefix = BUILDERS[flavor, stream]
-        out = build(body, fake_reply(body), prefix + body_digest(body)[:24])
+        shown = (
+            body if self.stream_usage else {k: v for k, v in body.items() if k != "stream_options"}
+        )
+        out = build(shown, fake_reply(body), prefix + body_digest(body)[:24])
         if failure == 0:
             if stream:
                 self._send(h, 200, list(out)[:3], sse=True)
