@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import re
 import signal
@@ -12,8 +13,10 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+import pytest
 from cli_agents import app as cli_app
 from click.testing import CliRunner
+from workers import LLM_URL_ENV
 
 from wakeline.cli import render
 from wakeline.cli.main import main
@@ -22,6 +25,7 @@ from wakeline.projections.costs import utc_day
 from wakeline.projections.rows import dump
 from wakeline.runtime import open_log
 from wakeline.schemas.events import GateOpened
+from wakeline.testing.fake_llm import FakeLLMServer
 from wakeline.testing.harness import worker_running
 from wakeline.testing.waits import wait_for_event, wait_until_ended
 
@@ -206,3 +210,20 @@ def test_runs_whose_calls_have_no_price_say_unpriced(tmp_path: Path) -> None:
     code, out = cli(tmp_path, "show", "u1")
     assert code == 0 and "cost unpriced" in out and "$0.000000" not in out, out
     assert [row[5] for row in table_rows(out)] == ["unpriced"]
+
+
+def test_run_shows_the_live_text_of_a_streamed_call(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The reply's pieces are printed as they stream (before the call's result line), and
+    together they are the journaled text."""
+    agents = str(Path(__file__).parent / "support" / "stream_agents.py")
+    with FakeLLMServer() as server:
+        server.chunk_delay_s = 0.05  # the pieces arrive over a while, like a real model's
+        monkeypatch.setenv(LLM_URL_ENV, server.openai_base_url)
+        code, out = cli(tmp_path, "run", f"{agents}:storyteller", "--input", '"kelp"')
+    assert code == 0, out
+    live = out.split("↳ seq 1: ", 1)[1].split("\n", 1)[0]
+    result = json.loads(out.rsplit("\n", 2)[-2] if out.endswith("\n") else out)
+    assert live == result and len(live) > 20, out
+    assert out.index("↳ seq 1:") < out.index("ModelCallCompleted"), out

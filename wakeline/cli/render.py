@@ -23,6 +23,7 @@ from wakeline import jsonutil
 from wakeline.projections.costs import DIMENSIONS
 from wakeline.projections.rows import CostDimension, CostRow, RunRow, StepRow, Tokens
 from wakeline.schemas.commands import Notice
+from wakeline.schemas.deltas import Delta
 from wakeline.schemas.events import (
     Event,
     ModelCallCompleted,
@@ -53,6 +54,7 @@ _LINE_BREAKS = str.maketrans({"\n": " ", "\r": " ", "\t": " "})
 _CONTROLS = re.compile("[\x00-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069]")
 """C0 and C1 controls (ESC starts terminal escape sequences), DEL, and the bidirectional
 overrides that make text display in another order than it reads."""
+_TEXT_CONTROLS = re.compile("[\x00-\x09\x0b-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069]")
 _JSON_UNSAFE = re.compile("[\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069]")
 
 
@@ -64,6 +66,29 @@ def plain(text: object) -> str:
 def safe(text: object) -> str:
     """:func:`plain` text, escaped for rich markup: prints exactly as it reads."""
     return escape(plain(text))
+
+
+class LiveText:
+    """The text of streamed model calls as it arrives (``watch(deltas=True)``), after a
+    ``↳ seq N:`` prefix, ended with a newline before the next line is printed.  A delta with
+    index 0 starts the call's text again (a resumed worker sent the call again)."""
+
+    def __init__(self, out: Console) -> None:
+        self._out = out
+        self._open: int | None = None  # seq of the call whose text is being printed
+
+    def delta(self, delta: Delta) -> None:
+        if self._open != delta.seq or delta.index == 0:
+            self.end()
+            self._out.print(f"[dim]     ↳ seq {delta.seq}:[/dim] ", end="")
+            self._open = delta.seq
+        text = _TEXT_CONTROLS.sub("", delta.text)  # a model's text keeps its line breaks
+        self._out.print(text, end="", markup=False, highlight=False)
+
+    def end(self) -> None:
+        if self._open is not None:
+            self._out.print()
+            self._open = None
 
 
 def json_text(value: object) -> str:

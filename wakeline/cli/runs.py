@@ -19,14 +19,21 @@ def register(main: click.Group) -> None:
 
 
 async def _print_updates(client: Client, run_id: str, from_offset: int = 0) -> None:
+    """The run's events and notices, one line each, and the live text of streamed calls."""
     out = render.console()
-    async for update in client.watch(run_id, from_offset=from_offset):
+    live = render.LiveText(out)
+    async for update in client.watch(run_id, from_offset=from_offset, deltas=True):
+        if update.delta is not None:
+            live.delta(update.delta)
+            continue
+        live.end()
         if update.event is not None:
             out.print(render.event_line(update.event))
         elif update.notice is not None:
             out.print(render.notice_line(update.notice))
         elif update.skipped is not None:
             out.print(f"[bold red]notice[/bold red] {render.safe(update.skipped)}")
+    live.end()
 
 
 async def _follow(client: Client, handle: RunHandle) -> int:
