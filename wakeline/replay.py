@@ -9,7 +9,7 @@ the log; the report names the first divergence (sequence, field, recorded and re
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from wakeline.core.activation import Activation, Drifted, Ended, Recover
@@ -84,7 +84,10 @@ def replay_journal(app: App, run_id: str, raw: list[bytes]) -> ReplayReport:
         )
         return ReplayReport(run_id, len(journal), len(replayed), False, divergence)
     for event in replayed:
-        again = codec.encode(event, writer=raw[event.seq][2:10])
+        # ``prev`` is the writer's chain over the log, not the core's: taken as recorded
+        # (``audit verify`` checks the chain itself)
+        chained = replace(event, prev=journal[event.seq].prev)
+        again = codec.encode(chained, writer=raw[event.seq][2:10])
         if again != raw[event.seq]:
             diff = _first_difference(journal[event.seq], event)
             return ReplayReport(run_id, len(journal), len(replayed), False, diff)

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 
 from wakeline.core.app import App
+from wakeline.projections.audit import log_chain_problems
 from wakeline.replay import replay_journal
 from wakeline.schemas.events import (
     TERMINAL_TYPES,
@@ -74,7 +75,8 @@ def last_user_text(request_json: str) -> str:
 
 def check_journal(run_id: str, recs: list[tuple[Record, Event]]) -> list[str]:
     """Dense seqs from 0, no duplicate; started, completed once; one result per model call, and
-    every other request closed by ``ModelCallInterrupted`` (an attempt a recovery sent again)."""
+    every other request closed by ``ModelCallInterrupted`` (an attempt a recovery sent again);
+    each event carries the hash of the run's previous record (the chain survives every owner)."""
     events = [e for _, e in recs]
     seqs = [e.seq for e in events]
     types = [e.type for e in events]
@@ -96,6 +98,10 @@ def check_journal(run_id: str, recs: list[tuple[Record, Event]]) -> list[str]:
             f"{run_id}: requests {sorted(requested)}, results for {steps}, interrupted {closed}:"
             f" {types}"
         )
+    chain = log_chain_problems([r for r, _ in recs])
+    unchained = [e.seq for e in events[1:] if not e.prev]
+    if chain or unchained or (events and events[0].prev):
+        problems.append(f"{run_id}: the log's hash chain: {chain}, unchained seqs {unchained}")
     return problems
 
 

@@ -24,11 +24,11 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from wakeline.projections.journal import JournalProjection
 from wakeline.projections.store import ProjectionStore
-from wakeline.schemas.codec import event_codec
+from wakeline.schemas.codec import event_codec, record_hash
 from wakeline.schemas.events import Event
 from wakeline.telemetry.runtime import Telemetry
 from wakeline.topics.port import (
@@ -149,22 +149,33 @@ class JournalAppender:
                 item.future.set_result(outcome)
 
     async def _send(self, item: _Append) -> list[int]:
-        codec = event_codec()
         group = item.commit.group if item.commit else ""
         with self._telemetry.send(
             self._system, self._topic, self.partition, item.events, group
         ) as send:
             item.out = [
                 OutRecord(
-                    e.run_id.encode(),
-                    codec.encode(e),
-                    (("type", e.type.encode()), *send.headers(e.run_id)),
+                    e.run_id.encode(), value, (("type", e.type.encode()), *send.headers(e.run_id))
                 )
-                for e in item.events
+                for e, value in zip(item.events, self._chained(item.events), strict=True)
             ]
             offsets = await self._writer.append(self._topic, item.out, commit=item.commit)
             send.appended(offsets)
         return offsets
+
+    def _chained(self, events: list[Event]) -> list[bytes]:
+        """The events' records, each carrying the sha256 of the run's previous record (from
+        this append, or as folded into the journal store): the log's own hash chain."""
+        codec, heads, out = event_codec(), dict[str, str](), list[bytes]()
+        for event in events:
+            prev = heads.get(event.run_id)
+            if prev is None and event.seq > 0:
+                before = self._journal.raw(event.run_id, event.seq - 1)
+                prev = "" if before is None else record_hash(before)
+            value = codec.encode(replace(event, prev=prev or ""))
+            heads[event.run_id] = record_hash(value)
+            out.append(value)
+        return out
 
     def _fold(self, batch: list[_Append], outcomes: list[list[int] | BaseException]) -> None:
         records = [

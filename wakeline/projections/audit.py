@@ -5,15 +5,19 @@ time_ms, by}`` where ``hash = sha256(previous hash + ":" + sha256(record value))
 previous hash is ``sha256("wakeline-audit:" + run_id)``.  ``by`` names who decided, for the
 events people cause (gates, budget raises, in-doubt resolutions, cancels).
 
-:func:`verify` re-reads a run's journal from the log and recomputes the chain: an event whose
-bytes changed after it was folded, a missing or an extra event is reported with its seq,
-offset and type.  Keep the audit store where the log's writers cannot reach it (or ship chain
-heads elsewhere) for the check to mean something against a privileged attacker.
+:func:`verify` re-reads a run's journal from the log and checks two chains.  The log's own:
+every event carries ``prev``, the sha256 of the run's previous record, set by the writer, so a
+record changed in place is named whatever any projection holds (a rebuild cannot reset it).
+And this view's: an event whose bytes changed after it was folded (the only check of a run's
+last event, which no successor vouches for), a missing or an extra event.  Each is reported
+with its seq, offset and type.  Keep the audit store where the log's writers cannot reach it
+(or ship chain heads elsewhere) for the check to mean something against a privileged attacker.
 """
 
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 
 from wakeline.projections import EVENTS
 from wakeline.projections.journal import is_seq_suffix
@@ -25,10 +29,11 @@ from wakeline.projections.store import (
     ProjectionStore,
     load_json,
 )
-from wakeline.schemas.codec import DecodeError, event_codec
+from wakeline.schemas.codec import DecodeError, event_codec, record_hash
 from wakeline.schemas.commands import Notice
 from wakeline.schemas.events import (
     BudgetRaised,
+    Event,
     EventPayload,
     GateResolved,
     InDoubtResolved,
@@ -52,8 +57,8 @@ def genesis(run_id: str) -> str:
 
 def chain(previous: str, value: bytes) -> tuple[str, str]:
     """``(record sha256, chained hash)`` of one record after ``previous``."""
-    record_hash = hashlib.sha256(value).hexdigest()
-    return record_hash, hashlib.sha256(f"{previous}:{record_hash}".encode()).hexdigest()
+    digest = record_hash(value)
+    return digest, hashlib.sha256(f"{previous}:{digest}".encode()).hexdigest()
 
 
 def decided_by(payload: EventPayload) -> str | None:
@@ -76,10 +81,10 @@ class AuditProjection:
         if seq > 0:
             before = view.get_json(audit_key(run_id, seq - 1))
             previous = str(before["hash"]) if before else "missing"
-        record_hash, hashed = chain(previous, record.value)
+        digest, hashed = chain(previous, record.value)
         entry: JsonObject = {
             "hash": hashed,
-            "record_sha256": record_hash,
+            "record_sha256": digest,
             "partition": record.partition,
             "offset": record.offset,
             "type": decoded.type,
@@ -109,24 +114,60 @@ async def verify(
     partition = partition_for(run_id.encode(), partitions)
     first = trail[0].offset if trail else 0
     records = await _run_records(log, events_topic, partition, run_id, first)
+    problems = log_chain_problems(records)
+    problems += _view_problems(run_id, records, trail, problems)
+    return AuditReport(run_id, len(records), tuple(problems))
+
+
+def log_chain_problems(records: Sequence[Record]) -> list[AuditProblem]:
+    """The first break of the hash chain the log carries itself: each event's ``prev`` is the
+    sha256 of the run's previous record, so a record changed in place no longer matches what
+    its successor says of it, whatever any projection holds.  Runs written before the chain
+    existed (no ``prev`` anywhere) have nothing to check.  The last event has no successor to
+    vouch for it: only the audit view catches a change to it."""
+    decoded = [_decoded(r.value) for r in records]
+    if not any(e is not None and e.prev for e in decoded):
+        return []
+    for seq in range(1, len(records)):
+        event, before = decoded[seq], records[seq - 1]
+        if event is None or event.prev != record_hash(before.value):
+            kind = _type_of(before.value)
+            what = f"changed in the log: seq {seq} carries another hash of it"
+            return [AuditProblem(seq - 1, before.offset, kind, what)]
+    return []
+
+
+def _view_problems(
+    run_id: str, records: list[Record], trail: list[AuditEntry], found: list[AuditProblem]
+) -> list[AuditProblem]:
+    """Differences between the log and the audit view (the chain as it was first folded)."""
     problems: list[AuditProblem] = []
+    seen = {p.seq for p in found}
     previous = genesis(run_id)
     for seq, record in enumerate(records):
         kind = _type_of(record.value)
         if seq >= len(trail):
             problems.append(AuditProblem(seq, record.offset, kind, "not in the audit trail"))
             break
-        record_hash, hashed = chain(previous, record.value)
+        digest, hashed = chain(previous, record.value)
         expected = trail[seq]
-        if record_hash != expected.record_sha256 or hashed != expected.hash:
-            what = f"changed since it was audited (was a {expected.type})"
-            problems.append(AuditProblem(seq, record.offset, kind, what))
+        if digest != expected.record_sha256 or hashed != expected.hash:
+            if seq not in seen:
+                what = f"changed since it was audited (was a {expected.type})"
+                problems.append(AuditProblem(seq, record.offset, kind, what))
             break
         previous = hashed
     if len(records) < len(trail) and not problems:
         gone = trail[len(records)]
         problems.append(AuditProblem(len(records), gone.offset, gone.type, "missing from the log"))
-    return AuditReport(run_id, len(records), tuple(problems))
+    return problems
+
+
+def _decoded(value: bytes) -> Event | None:
+    try:
+        return event_codec().decode(value)
+    except DecodeError:
+        return None
 
 
 def _type_of(value: bytes) -> str:

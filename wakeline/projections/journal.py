@@ -84,6 +84,10 @@ class JournalProjection:
         prefix = journal_prefix(run_id)
         return [value for key, value in self.store.scan(prefix) if is_seq_suffix(key, prefix)]
 
+    def raw(self, run_id: str, seq: int) -> bytes | None:
+        """The record of the run's event ``seq`` (None if not folded)."""
+        return self.store.get(journal_key(run_id, seq))
+
     def has_run(self, run_id: str) -> bool:
         prefix = journal_prefix(run_id)
         return any(is_seq_suffix(key, prefix) for key, _ in self.store.scan(prefix))

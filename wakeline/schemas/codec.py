@@ -10,6 +10,7 @@ older wakeline stay readable after the schema evolves.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import io
 import json
 import typing
@@ -28,6 +29,11 @@ MAGIC = b"\xc3\x01"
 NAMESPACE = "wakeline"
 
 E = TypeVar("E")
+
+
+def record_hash(value: bytes) -> str:
+    """sha256 (hex) of a record's bytes: what the next event of its run carries as ``prev``."""
+    return hashlib.sha256(value).hexdigest()
 
 
 class DecodeError(ValueError):

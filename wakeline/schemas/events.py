@@ -8,7 +8,7 @@ same fields, in the same order, with matching types.  JSON-valued fields (``inpu
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Literal
 
@@ -298,6 +298,9 @@ class Event:
     time_ms: int
     writer: str
     payload: EventPayload
+    prev: str = field(default="", compare=False)
+    """sha256 (hex) of the record of the run's previous event: the log's own hash chain, set
+    by the writer (:mod:`wakeline.actors.appender`), not by the core; equality ignores it."""
 
     @property
     def type(self) -> str:
