@@ -52,7 +52,7 @@ def test_run_streams_events_and_prints_the_result(tmp_path: Path) -> None:
     code, out = cli(tmp_path, "tail", run_id)
     assert code == 0 and out.count("ModelCallCompleted") == 4
     code, out = cli(tmp_path, "replay", run_id, EXAMPLE)
-    assert code == 0 and "byte-identical" in out
+    assert code == 0 and "byte-identical" in out, out
     code, out = cli(tmp_path, "projections", "rebuild")
     assert code == 0 and "refolded" in out
 

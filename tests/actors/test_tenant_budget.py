@@ -29,7 +29,7 @@ from wakeline.schemas.events import (
     RunCompleted,
     RunStarted,
 )
-from wakeline.schemas.ledger import Reserve, ledger_codec
+from wakeline.schemas.ledger import Reserve, Settle, ledger_codec
 from wakeline.testing import wait_for_event
 from wakeline.testing.harness import LocalRuntime
 from wakeline.testing.journals import Journals
@@ -146,6 +146,23 @@ async def reservations(log: Log, topics: Topics) -> dict[str, Decimal]:
     return out
 
 
+async def interrupted_charges(log: Log, topics: Topics, interrupted: set[str]) -> Decimal:
+    """What the ledger charged for attempts a recovery closed as interrupted: their first
+    ``Settle``.  The new owner settles such an attempt at its worst case (it may have been
+    billed), unless its first sender had settled it already at its actual cost (a sender
+    settles before it journals the result, and its append was then fenced); never more than
+    the attempt reserved."""
+    reserved = await reservations(log, topics)
+    first: dict[str, Decimal] = {}
+    for partition in range(await log.partition_count(topics.ledger)):
+        for record in await log.read(topics.ledger, partition, 0, max_records=100_000):
+            payload = ledger_codec().decode(record.value).payload
+            if isinstance(payload, Settle) and payload.request_id in interrupted:
+                first.setdefault(payload.request_id, Decimal(payload.usd))
+    assert all(first[r] <= reserved[r] for r in first), (first, reserved)
+    return sum(first.values(), Decimal(0))
+
+
 async def interrupted_attempts(log: Log, run_ids: list[str], topics: Topics) -> set[str]:
     """Request ids (``run:seq``) of the model call attempts a recovery closed as interrupted."""
     out: set[str] = set()
@@ -178,16 +195,12 @@ async def test_tenant_budget_is_never_overspent_by_concurrent_workers(
         spent = await spend(log, run_ids, topics)
         assert Decimal(0) < spent <= Decimal(100)
         state = await ledger.state("tenant:acme")
-        reserved = await reservations(log, topics)
         interrupted = await interrupted_attempts(log, run_ids, topics)
         # every grant was settled, but an attempt a rebalance interrupted stays reserved (it
         # may have been billed) while its run waits, and counts at its worst case once settled
         assert set(state.active) <= interrupted, (state.active, interrupted)
         assert state.committed <= Decimal(100)
-        settled_worst = sum(
-            (reserved[r] for r in interrupted & state.granted if r not in state.active), Decimal(0)
-        )
-        assert state.spent == spent + settled_worst
+        assert state.spent == spent + await interrupted_charges(log, topics, interrupted)
 
         raws = await read_journal(log, suspended[0], topics=topics)
         journal = [event_codec().decode(raw) for raw in raws]
@@ -202,8 +215,8 @@ async def test_tenant_budget_is_never_overspent_by_concurrent_workers(
         assert total <= Decimal(10_000)
         state = await ledger.state("tenant:acme")
         interrupted = await interrupted_attempts(log, run_ids, topics)
-        worst = sum((reserved[r] for r in interrupted & state.granted), Decimal(0))
-        assert state.spent == total + worst and not state.active
+        charged = await interrupted_charges(log, topics, interrupted)
+        assert state.spent == total + charged and not state.active
         for run_id in run_ids:
             raws = await read_journal(log, run_id, topics=topics)
             events = [event_codec().decode(raw) for raw in raws]
