@@ -37,17 +37,33 @@ export async function showRun(id) {
   $("#run-live").hidden = true;
   if (!state.key) return;
   const run = state.run;
-  try {
-    await refreshRun();
-  } catch (error) {
-    report(error);
-    return;
-  }
-  if (state.run !== run) return; // navigated away meanwhile
+  if (!(await firstLoad(run))) return; // navigated away meanwhile, or a real error
+  if (state.run !== run) return;
   if (!TERMINAL.has(run.row.status)) openStream(id);
   every(3000, async () => {
     if (state.run && !TERMINAL.has(effectiveStatus())) await refreshRun();
   });
+}
+
+// A run opened just after its start may not be in the views yet (404): wait for it to appear,
+// saying so, instead of showing "unknown run" for good.
+async function firstLoad(run) {
+  for (let wait = 200; ; wait = Math.min(wait * 2, 2000)) {
+    try {
+      await refreshRun();
+      banner("");
+      return true;
+    } catch (error) {
+      if (state.run !== run) return false;
+      if (error.status !== 404) {
+        report(error);
+        return false;
+      }
+      banner(`Run ${run.id} is not known yet: waiting for it to appear…`);
+      await new Promise((resolve) => setTimeout(resolve, wait));
+      if (state.run !== run) return false;
+    }
+  }
 }
 
 function effectiveStatus() {
@@ -90,7 +106,9 @@ function renderRunSummary(row) {
     ["Started", when(row.started_ms)],
     ["Duration", duration(row.started_ms == null ? null : end - row.started_ms)],
     ["Model calls", row.model_calls], ["Tool calls", row.tool_calls], ["Steps", row.steps],
-    ["Tokens in / out", tokens(row.tokens)], ["Cost", money(row.cost_usd)],
+    ["Tokens in / out", tokens(row.tokens) + (row.estimated_calls ? " (estimated)" : "")],
+    ["Cost", row.unpriced_calls && row.unpriced_calls >= row.model_calls ? "unpriced"
+      : money(row.cost_usd)],
   ];
   if (row.unpriced_calls) items.push(["Unpriced calls", row.unpriced_calls]);
   if (row.cancelled_by) items.push(["Cancelled by", row.cancelled_by]);
