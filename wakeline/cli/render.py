@@ -51,11 +51,15 @@ STATUS_STYLE = {
 
 
 _LINE_BREAKS = str.maketrans({"\n": " ", "\r": " ", "\t": " "})
-_CONTROLS = re.compile("[\x00-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069]")
-"""C0 and C1 controls (ESC starts terminal escape sequences), DEL, and the bidirectional
-overrides that make text display in another order than it reads."""
-_TEXT_CONTROLS = re.compile("[\x00-\x09\x0b-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069]")
-_JSON_UNSAFE = re.compile("[\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+_BIDI = "\u200e\u200f\u202a-\u202e\u2066-\u2069"
+"""The bidirectional marks and overrides that make text display in another order than it
+reads."""
+_CONTROLS = re.compile(f"[\x00-\x1f\x7f-\x9f{_BIDI}]")
+"""C0 and C1 controls (ESC starts terminal escape sequences), DEL and the bidi overrides."""
+_TEXT_CONTROLS = re.compile(f"[\x00-\x09\x0b-\x1f\x7f-\x9f{_BIDI}]")
+"""The same but for the line feed: a model's streamed text keeps its lines."""
+_JSON_UNSAFE = re.compile(f"[\x7f-\x9f{_BIDI}]")
+"""What ``json.dumps`` leaves unescaped of them (it escapes C0 controls itself)."""
 
 
 def plain(text: object) -> str:
