@@ -37,6 +37,7 @@ from typing import TYPE_CHECKING
 
 from wakeline.topics import contract
 from wakeline.topics.embedded import appends, reads
+from wakeline.topics.embedded.liveness import MemberLock, is_dead, lock_path
 from wakeline.topics.embedded.membership import sql_group_release, sql_group_sync, sql_group_touch
 from wakeline.topics.embedded.notify import wait_event
 from wakeline.topics.port import AssignmentListener, Record
@@ -87,6 +88,7 @@ class EmbeddedConsumer:
         self._joined = False
         self._closed = False
         self._turn = 0
+        self._alive = MemberLock(lock_path(log.data_dir, group, topic, self._member_id))
 
     @property
     def member_id(self) -> str:
@@ -155,6 +157,7 @@ class EmbeddedConsumer:
                     if self._joined:
                         await self._release(None)  # leave the group
         finally:
+            self._alive.release()
             self._log.forget(self)
         self._raise_pending()
 
@@ -211,6 +214,9 @@ class EmbeddedConsumer:
     async def _sync(self) -> None:
         """One membership round (the caller holds the lock); see the module docstring."""
         meta = await self._log.meta(self.topic)
+        if not self._joined:  # hold the liveness lock for as long as this is a member
+            hold = functools.partial(self._alive.hold, self._session_ms / 1000)
+            await asyncio.get_running_loop().run_in_executor(None, hold)
         self._joined = True
         target, owned = await self._store.write(
             functools.partial(
@@ -220,6 +226,7 @@ class EmbeddedConsumer:
                 member_id=self._member_id,
                 session_ms=self._session_ms,
                 partitions=meta.partitions,
+                dead=self._gone,
             )
         )
         self._last_sync = self._last_beat = time.monotonic()
@@ -248,6 +255,9 @@ class EmbeddedConsumer:
                 self._positions[partition] = committed.get(partition, 0)
             self._assignment |= added
             await self._listener.on_assigned(frozenset(added))
+
+    def _gone(self, member_id: str) -> bool:
+        return is_dead(lock_path(self._log.data_dir, self.group, self.topic, member_id))
 
     async def _release(self, partitions: frozenset[int] | None) -> None:
         """Give up ``partitions`` (all of them, and leave the group, when ``None``)."""

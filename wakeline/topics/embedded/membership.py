@@ -8,7 +8,7 @@ transaction over ``group_members`` and ``group_owners``.
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 from wakeline.topics.embedded.store import now_ms
 
@@ -20,8 +20,11 @@ def sql_group_sync(
     member_id: str,
     session_ms: int,
     partitions: int,
+    dead: Callable[[str], bool] = lambda member: False,
 ) -> tuple[frozenset[int], frozenset[int]]:
-    """Heartbeat, expire dead members, claim free target partitions.
+    """Heartbeat, expire dead members (``dead(member_id)``: its process is gone, see
+    :mod:`~wakeline.topics.embedded.liveness`; or its session timed out), claim free target
+    partitions.
 
     Returns ``(target, owned)``: the partitions the assignment gives this member and the
     ones it owns in the table now (a target partition still owned by another live member
@@ -29,6 +32,14 @@ def sql_group_sync(
     """
     conn.execute("BEGIN IMMEDIATE")
     _heartbeat(conn, group, topic, member_id, session_ms)
+    others = conn.execute(
+        "SELECT member_id FROM group_members WHERE grp = ? AND topic = ? AND member_id != ?",
+        (group, topic, member_id),
+    ).fetchall()
+    conn.executemany(
+        "DELETE FROM group_members WHERE grp = ? AND topic = ? AND member_id = ?",
+        [(group, topic, m) for (m,) in others if dead(m)],
+    )
     conn.execute(
         "DELETE FROM group_members WHERE grp = ? AND topic = ?"
         " AND heartbeat_ms + session_timeout_ms < ?",
