@@ -78,7 +78,8 @@ class CliFleet:
     def __init__(
         self,
         *,
-        bootstrap: str,
+        bootstrap: str | None = None,
+        data: Path | None = None,
         target: Path,
         cwd: Path,
         logs: Path,
@@ -86,12 +87,15 @@ class CliFleet:
         args: Sequence[str],
         env: Mapping[str, str],
     ) -> None:
+        """Workers on Kafka at ``bootstrap``, else on the embedded log in ``data``."""
+        if (bootstrap is None) == (data is None):
+            raise ValueError("give either bootstrap= (Kafka) or data= (the embedded log)")
+        where = ["--kafka", bootstrap] if bootstrap is not None else ["--data", str(data)]
         self.command = [
             sys.executable,
             "-m",
             "wakeline.cli",
-            "--kafka",
-            bootstrap,
+            *where,
             "--log-level",
             "info",
             "worker",
