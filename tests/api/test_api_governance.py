@@ -16,6 +16,7 @@ import httpx
 import pytest
 from slow_stream import SlowStream
 from test_api import (
+    LENIENT,
     APPROVER,
     BACKENDS,
     KEY_SPECS,
@@ -96,6 +97,7 @@ async def api_env(data: Path, request: pytest.FixtureRequest | None = None) -> A
             keys=KeyRing.from_specs(KEY_SPECS),
             app=make_app(),
             topics=rt.topics,
+            limiter=LENIENT,
             unknown_run_grace_s=0.5,
             poll_s=0.05,
             heartbeat_s=1.0,
