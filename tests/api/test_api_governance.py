@@ -16,10 +16,10 @@ import httpx
 import pytest
 from slow_stream import SlowStream
 from test_api import (
-    LENIENT,
     APPROVER,
     BACKENDS,
     KEY_SPECS,
+    LENIENT,
     OPERATOR,
     VIEWER,
     Env,
