@@ -111,9 +111,7 @@ async def test_the_query_key_is_only_for_event_streams(api: FastAPI) -> None:
     assert status == 404 and b"unknown run 'r'" in body  # authenticated, then looked up
 
 
-async def test_failed_authentications_are_limited_per_address(
-    api: FastAPI, clock: Clock
-) -> None:
+async def test_failed_authentications_are_limited_per_address(api: FastAPI, clock: Clock) -> None:
     for _ in range(3):  # the burst
         assert (await call(api, "GET", "/v1/me", {}))[0] == 401
     status, out, body, _ = await call(api, "GET", "/v1/me", {"Authorization": "Bearer guess"})
