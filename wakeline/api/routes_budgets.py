@@ -19,6 +19,9 @@ from wakeline.schemas.budgets import SharedScope
 
 router = APIRouter(prefix="/v1", tags=["budgets"], responses=AUTH_RESPONSES)
 
+ScopeParam = Annotated[SharedScope, Path(description="tenant or agent")]
+NameParam = Annotated[str, Path(min_length=1, max_length=200, description="its name")]
+
 
 @router.get("/budgets", response_model=SharedBudgetList)
 async def list_budgets(_: ViewerKey, api: Api) -> SharedBudgetList:
@@ -33,8 +36,8 @@ async def list_budgets(_: ViewerKey, api: Api) -> SharedBudgetList:
     responses={404: {"description": "the ledger has no record of this budget"}},
 )
 async def get_budget(
-    scope: Annotated[SharedScope, Path(description="tenant or agent")],
-    name: Annotated[str, Path(min_length=1, max_length=200, description="its name")],
+    scope: ScopeParam,
+    name: NameParam,
     _: ViewerKey,
     api: Api,
 ) -> BudgetRow:
@@ -53,8 +56,8 @@ async def get_budget(
     responses={422: {"description": "not a limit (a number >= 0, or null)"}},
 )
 async def set_budget(
-    scope: Annotated[SharedScope, Path(description="tenant or agent")],
-    name: Annotated[str, Path(min_length=1, max_length=200, description="its name")],
+    scope: ScopeParam,
+    name: NameParam,
     body: SharedLimitRequest,
     who: OperatorKey,
     api: Api,
