@@ -45,10 +45,11 @@ class Profile:
     memory_runs: int
     codec_iterations: int
     telemetry_rounds: int
+    sse_subscribers: int = 1_000
 
 
 FULL = Profile("full", 5, 200, 100, 10, 10_000, 1_000, 20_000, 6)
-QUICK = Profile("quick", 2, 50, 20, 5, 2_000, 200, 5_000, 3)
+QUICK = Profile("quick", 2, 50, 20, 5, 2_000, 200, 5_000, 3, sse_subscribers=100)
 
 Benchmark = Callable[[Profile], Coroutine[Any, Any, list[Row]]]
 

@@ -26,7 +26,13 @@ from collections.abc import Sequence
 from benchmarks.registry import BENCHMARKS, FULL, QUICK, Profile, Row
 from benchmarks.report import print_table, write_json
 
-MODULES = ("benchmarks.embedded", "benchmarks.codec", "benchmarks.telemetry", "benchmarks.restart")
+MODULES = (
+    "benchmarks.embedded",
+    "benchmarks.codec",
+    "benchmarks.telemetry",
+    "benchmarks.restart",
+    "benchmarks.api",
+)
 OPTIONAL_MODULES = ("benchmarks.kafka", "benchmarks.rebalance")
 
 

@@ -21,7 +21,6 @@ from typing import Any, Self, Unpack
 from wakeline import jsonutil
 from wakeline.core.errors import WakelineError
 from wakeline.core.ids import check_run_id
-from wakeline.deltas import DeltaFollower
 from wakeline.projections.queries import RunQuery
 from wakeline.projections.rows import BudgetRow, CostDimension, CostRow, Page, RunRow, StepRow
 from wakeline.projections.views import Views
@@ -41,7 +40,6 @@ from wakeline.schemas.commands import (
     RunDrifted,
     StartRun,
 )
-from wakeline.schemas.deltas import Delta
 from wakeline.schemas.events import (
     Budget,
     Event,
@@ -54,7 +52,7 @@ from wakeline.telemetry.tracing import current_trace_headers
 from wakeline.topics.partitioner import partition_for
 from wakeline.topics.port import Log, OutRecord
 from wakeline.topics.specs import DEFAULT_TOPICS, Topics
-from wakeline.watching import Skipped, final_notice, run_events, run_notice
+from wakeline.watching import RunUpdate, watch_run
 
 
 class RunError(WakelineError):
@@ -78,19 +76,6 @@ class NoViewsError(WakelineError):
     """A query needs the client's views: ``Client(log, views_dir=...)``."""
 
 
-@dataclass(frozen=True, slots=True)
-class RunUpdate:
-    """One item of :meth:`Client.watch`: a journal event, an out-of-journal notice, or (with
-    ``deltas=True``) a piece of the text of a model call that is still streaming."""
-
-    event: Event | None = None
-    notice: Notice | None = None
-    delta: Delta | None = None
-    skipped: Skipped | None = None
-    """A record keyed by the run that is not an event (undecodable): skipped, named here."""
-
-
-Notices = list[Notice]
 Steps = list[StepRow]
 Costs = list[CostRow]
 Budgets = list[BudgetRow]
@@ -291,53 +276,20 @@ class Client:
         for calls still open here (requested, no result yet), each before the call's result
         event and never after it.  A delta with ``index`` 0 (re)starts its call's text."""
         partition = await self._partition(run_id)
-        key = run_id.encode()
-        follower = await DeltaFollower.start(self._log, self._topics.deltas, run_id, enabled=deltas)
-        events_at, notices_at = from_offset, 0
-        expected = 0
-        last_event_ms = -1
-        while True:
-            await follower.poll()
-            records = await self._log.read(
-                self._topics.events, partition, events_at, timeout_s=follower.wait_s(poll_s)
-            )
-            if records:
-                events_at = records[-1].offset + 1
-            events, skipped = run_events(records, key, expected)
-            for bad in skipped:
-                yield RunUpdate(skipped=bad)
-            expected += len(events)
-            if follower.closes(events):
-                await follower.poll()  # the last deltas of a call that just ended
-            for event in events:
-                for delta in follower.before(event):
-                    yield RunUpdate(delta=delta)
-                follower.after(event)
-                last_event_ms = max(last_event_ms, event.time_ms)
-                yield RunUpdate(event=event)
-                if event.is_terminal:
-                    return
-            for delta in follower.ready():
-                yield RunUpdate(delta=delta)
-            notices, notices_at = await self._run_notices(partition, key, notices_at)
-            for notice in notices:
-                yield RunUpdate(notice=notice)
-            final = final_notice(notices, started=expected > 0)
-            if final is not None and final.time_ms >= last_event_ms:
-                return
+        updates = watch_run(
+            self._log,
+            self._topics,
+            run_id,
+            partition,
+            from_offset=from_offset,
+            poll_s=poll_s,
+            deltas=deltas,
+        )
+        async for update in updates:
+            yield update
 
     subscribe = watch
     """:meth:`watch` by another name: ``async for update in client.subscribe(run_id)``."""
-
-    async def _run_notices(self, partition: int, key: bytes, offset: int) -> tuple[Notices, int]:
-        """The run's notices from ``offset`` on, and the offset after them."""
-        out: Notices = []
-        for record in await self._log.read(self._topics.notices, partition, offset):
-            offset = record.offset + 1
-            notice = run_notice(record.key, record.value, key)
-            if notice is not None:
-                out.append(notice)
-        return out, offset
 
     async def events(self, run_id: str, *, from_offset: int = 0) -> AsyncIterator[Event]:
         """Only the journal events of :meth:`watch`."""

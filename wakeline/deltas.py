@@ -28,7 +28,7 @@ from wakeline.schemas.codec import DecodeError
 from wakeline.schemas.deltas import Delta, delta_codec
 from wakeline.schemas.events import Event, ModelCallRequested
 from wakeline.topics.partitioner import partition_for
-from wakeline.topics.port import Log, OutRecord, UnknownTopicError
+from wakeline.topics.port import Log, LogReader, OutRecord, UnknownTopicError
 
 log = logging.getLogger(__name__)
 
@@ -124,7 +124,7 @@ class DeltaFollower:
     """The deltas a watcher of one run yields, and where among the journal events."""
 
     def __init__(
-        self, log: Log, topic: str | None, run_id: str, partition: int, offset: int
+        self, log: LogReader, topic: str | None, run_id: str, partition: int, offset: int
     ) -> None:
         self._log = log
         self._topic = topic
@@ -140,7 +140,7 @@ class DeltaFollower:
 
     @classmethod
     async def start(
-        cls, log: Log, topic: str, run_id: str, *, enabled: bool = True
+        cls, log: LogReader, topic: str, run_id: str, *, enabled: bool = True
     ) -> DeltaFollower:
         """A follower from the end of the run's deltas partition now (one that follows
         nothing when not ``enabled`` or when there is no deltas topic)."""

@@ -1,15 +1,19 @@
-"""What :meth:`wakeline.Client.watch` reads from the partitions of a run: its events, in seq
-order, and its notices, and which notice ends a watch."""
+"""Following a run (:meth:`wakeline.Client.watch`, the API's event streams): its events, in
+seq order, its notices, its live deltas, and which notice ends a watch."""
 
 from __future__ import annotations
 
 import logging
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
+from wakeline.deltas import DeltaFollower
 from wakeline.schemas.codec import DecodeError, event_codec, notice_codec
 from wakeline.schemas.commands import CommandRejected, Notice, RunDrifted, RunResumed
+from wakeline.schemas.deltas import Delta
 from wakeline.schemas.events import Event
-from wakeline.topics.port import Record
+from wakeline.topics.port import LogReader, Record
+from wakeline.topics.specs import Topics
 
 Notices = list[Notice]
 log = logging.getLogger("wakeline.client")
@@ -29,6 +33,78 @@ class Skipped:
             f"skipped an undecodable record at {self.topic}[{self.partition}]@{self.offset}: "
             f"{self.reason}"
         )
+
+
+@dataclass(frozen=True, slots=True)
+class RunUpdate:
+    """One item of :meth:`Client.watch`: a journal event, an out-of-journal notice, or (with
+    ``deltas=True``) a piece of the text of a model call that is still streaming."""
+
+    event: Event | None = None
+    notice: Notice | None = None
+    delta: Delta | None = None
+    skipped: Skipped | None = None
+    """A record keyed by the run that is not an event (undecodable): skipped, named here."""
+
+
+async def watch_run(
+    log: LogReader,
+    topics: Topics,
+    run_id: str,
+    partition: int,
+    *,
+    from_offset: int = 0,
+    poll_s: float = 0.2,
+    deltas: bool = False,
+) -> AsyncIterator[RunUpdate]:
+    """:meth:`wakeline.Client.watch` of ``run_id`` (on ``partition``), reading ``log``."""
+    key = run_id.encode()
+    follower = await DeltaFollower.start(log, topics.deltas, run_id, enabled=deltas)
+    events_at, notices_at = from_offset, 0
+    expected = 0
+    last_event_ms = -1
+    while True:
+        await follower.poll()
+        records = await log.read(
+            topics.events, partition, events_at, timeout_s=follower.wait_s(poll_s)
+        )
+        if records:
+            events_at = records[-1].offset + 1
+        events, skipped = run_events(records, key, expected)
+        for bad in skipped:
+            yield RunUpdate(skipped=bad)
+        expected += len(events)
+        if follower.closes(events):
+            await follower.poll()  # the last deltas of a call that just ended
+        for event in events:
+            for delta in follower.before(event):
+                yield RunUpdate(delta=delta)
+            follower.after(event)
+            last_event_ms = max(last_event_ms, event.time_ms)
+            yield RunUpdate(event=event)
+            if event.is_terminal:
+                return
+        for delta in follower.ready():
+            yield RunUpdate(delta=delta)
+        notices, notices_at = await _run_notices(log, topics.notices, partition, key, notices_at)
+        for notice in notices:
+            yield RunUpdate(notice=notice)
+        final = final_notice(notices, started=expected > 0)
+        if final is not None and final.time_ms >= last_event_ms:
+            return
+
+
+async def _run_notices(
+    log: LogReader, topic: str, partition: int, key: bytes, offset: int
+) -> tuple[Notices, int]:
+    """The run's notices from ``offset`` on, and the offset after them."""
+    out: Notices = []
+    for record in await log.read(topic, partition, offset):
+        offset = record.offset + 1
+        notice = run_notice(record.key, record.value, key)
+        if notice is not None:
+            out.append(notice)
+    return out, offset
 
 
 def run_events(

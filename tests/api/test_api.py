@@ -24,6 +24,7 @@ from pydantic import BaseModel
 
 from wakeline import App
 from wakeline.api import KeyRing, Role, create_app
+from wakeline.api.guard import FailureLimiter
 from wakeline.api.serve import REDACTED, redact, serving
 from wakeline.cli.serve import register
 from wakeline.ledger import Ledger
@@ -32,14 +33,17 @@ from wakeline.providers.mock import MockModel
 from wakeline.schemas.codec import command_codec
 from wakeline.testing.harness import LocalRuntime
 from wakeline.testing.seams import Calls, observe_calls
-from wakeline.topics.port import Log
+from wakeline.testing.waits import wait_for_event
+from wakeline.topics.port import Log, OutRecord
 from wakeline.topics.specs import Topics
 
 T = TypeVar("T")
+LENIENT = FailureLimiter(burst=100_000)
+"""The tests fail authentications on purpose, many times: no 429 (tested on its own)."""
 
-VIEWER_SECRET = "viewer-secret-0001"
-OPERATOR_SECRET = "operator-secret-0002"
-APPROVER_SECRET = "approver-secret-0003"
+VIEWER_SECRET = "viewer-secret-0001-aaaaaaaaaaaaaaaaaaaa"
+OPERATOR_SECRET = "operator-secret-0002-bbbbbbbbbbbbbbbbbbbb"
+APPROVER_SECRET = "approver-secret-0003-cccccccccccccccccccc"
 KEY_SPECS = (
     f"ann:viewer:{VIEWER_SECRET}",
     f"ops:operator:{OPERATOR_SECRET}",
@@ -128,6 +132,7 @@ async def env(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[E
             keys=KeyRing.from_specs(KEY_SPECS),
             app=app,
             topics=rt.topics,
+            limiter=LENIENT,
             unknown_run_grace_s=0.5,
             poll_s=0.05,
             heartbeat_s=1.0,
@@ -262,7 +267,8 @@ async def test_roles_guard_every_route(env: Env) -> None:
         assert (await http.get(url)).status_code == 401, url
         r = await http.get(url, headers=VIEWER)
         assert r.status_code == 200, (url, r.text)
-        assert (await http.get(url, params={"key": VIEWER_SECRET})).status_code == 200, url
+        r = await http.get(url, params={"key": VIEWER_SECRET})  # only the event streams take it
+        assert r.status_code == 401 and "?key= is accepted only by the event" in r.text, url
     assert (await http.get("/v1/me", headers=APPROVER)).json() == {
         "name": "boss",
         "role": "approver",
@@ -308,7 +314,8 @@ async def test_health_docs_and_dashboard_need_no_key(env: Env) -> None:
     ):
         assert path in spec["paths"]
     assert "HTTPBearer" in spec["components"]["securitySchemes"]
-    assert "swagger" in (await http.get("/docs")).text.lower()
+    docs = await http.get("/docs")  # the spec, not Swagger UI's page of CDN scripts
+    assert docs.status_code == 307 and docs.headers["location"] == "/openapi.json"
     page = await http.get("/")
     assert page.status_code == 200 and 'src="app.js"' in page.text
     assert (await http.get("/app.js")).status_code == 200
@@ -662,7 +669,7 @@ async def test_access_log_never_shows_a_key(env: Env) -> None:
         try:
             async with httpx.AsyncClient(base_url=base) as live:
                 r = await live.get("/v1/runs", params={"key": OPERATOR_SECRET, "limit": 5})
-                assert r.status_code == 200
+                assert r.status_code == 401  # refused off the event streams, still redacted
         finally:
             access.removeHandler(handler)
     assert any(f"key={REDACTED}" in line for line in lines), lines
@@ -673,30 +680,32 @@ async def test_access_log_never_shows_a_key(env: Env) -> None:
 # ---------------------------------------------------------------------------- keys and CLI
 
 
+A, B, C, X = (f"secret-{c * 4}-0123456789abcdef0123456789" for c in "abcx")
+
+
 def test_keyring_parsing_and_roles() -> None:
-    ring = KeyRing.from_specs(
-        ["a:viewer:secret-aaaa"], env="b:OPERATOR:sec:ret:bbbb, c:approver:secret-cccc"
-    )
+    ring = KeyRing.from_specs([f"a:viewer:{A}"], env=f"b:OPERATOR:sec:ret:{B}, c:approver:{C}")
     assert ring.names() == [("a", Role.VIEWER), ("b", Role.OPERATOR), ("c", Role.APPROVER)]
-    principal = ring.authenticate("sec:ret:bbbb")
+    principal = ring.authenticate(f"sec:ret:{B}")
     assert principal is not None and principal.name == "b" and principal.role == Role.OPERATOR
-    assert ring.authenticate("secret-aaaa ") is None and ring.authenticate("") is None
+    assert ring.authenticate(f"{A} ") is None and ring.authenticate("") is None
     assert Role.VIEWER < Role.OPERATOR < Role.APPROVER
     assert "secret" not in repr(ring)
     bad = {
         "just-a-secret-value": "NAME:ROLE:SECRET",
-        "x:admin:secret-xxxx": "unknown role 'admin'",
-        "x:viewer:short": "shorter than 8",
-        "bad name:viewer:secret-xxxx": "bad API key name",
+        f"x:admin:{X}": "unknown role 'admin'",
+        "x:viewer:short-secret-xxxx": "has 17 characters; at least 32 are required",
+        f"x:viewer:{X[:31]}": "has 31 characters; at least 32 are required",
+        f"bad name:viewer:{X}": "bad API key name",
     }
     for spec, message in bad.items():
         with pytest.raises(ValueError, match=message) as info:
             KeyRing.from_specs([spec])
         assert "secret-xxxx" not in str(info.value) and "just-a-secret" not in str(info.value)
     with pytest.raises(ValueError, match="given twice"):
-        KeyRing.from_specs(["a:viewer:secret-1111", "a:viewer:secret-2222"])
+        KeyRing.from_specs([f"a:viewer:{A}", f"a:viewer:{B}"])
     with pytest.raises(ValueError, match="same secret"):
-        KeyRing.from_specs(["a:viewer:secret-1111", "b:operator:secret-1111"])
+        KeyRing.from_specs([f"a:viewer:{A}", f"b:operator:{A}"])
 
 
 def test_serve_command_registers_and_checks_keys(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -715,3 +724,19 @@ def test_serve_command_registers_and_checks_keys(monkeypatch: pytest.MonkeyPatch
     result = runner.invoke(main, ["serve", "--api-key", "my-very-secret-token"])
     assert result.exit_code == 2 and "NAME:ROLE:SECRET" in result.output
     assert "my-very-secret-token" not in result.output
+
+
+async def test_a_poison_record_is_skipped_by_the_event_stream_with_a_notice(env: Env) -> None:
+    """An undecodable record keyed by the run in the events topic: the SSE stream says where
+    it skipped it and goes on to the run's end, every event once and in order."""
+    run_id = await start(env.http, "napper", {"naps": 2, "seconds": 0.2})
+    await wait_for_event(env.rt.client, run_id, "TimerScheduled")  # past its start, mid-run
+    poison = OutRecord(run_id.encode(), b"\xc3\x01" + b"\xff" * 12)
+    [(partition, offset)] = await env.log.append(env.topics.events, [poison])
+    messages = await read_sse(env.http, f"/v1/runs/{run_id}/events", VIEWER)
+    [skipped] = [m for m in messages if m.event == "skipped"]
+    assert (skipped.data["partition"], skipped.data["offset"]) == (partition, offset)
+    assert f"@{offset}" in skipped.data["detail"]
+    events = journal(messages)
+    assert [m.data["seq"] for m in events] == list(range(len(events)))
+    assert events[-1].data["type"] == "RunCompleted" and messages[-1].event == "end"

@@ -22,7 +22,7 @@ from wakeline.providers.mock import MockModel
 from wakeline.testing.harness import local_runtime
 from wakeline.topics.port import Log
 
-OPERATOR_SECRET = "operator-secret-fuzz"
+OPERATOR_SECRET = "operator-secret-fuzz-0123456789abcdefgh"
 HEADERS = {"Authorization": f"Bearer {OPERATOR_SECRET}"}
 
 

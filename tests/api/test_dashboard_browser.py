@@ -41,9 +41,9 @@ CHROMIUM_ARGS = [
     "--disable-sync",
 ]
 SCREENSHOT = Path("/tmp/dashboard.png")
-OPERATOR_SECRET = "operator-secret-browser"
+OPERATOR_SECRET = "operator-secret-browser-0123456789abcdef"
 OPERATOR = {"Authorization": f"Bearer {OPERATOR_SECRET}"}
-APPROVER_SECRET = "approver-secret-browser"
+APPROVER_SECRET = "approver-secret-browser-0123456789abcdef"
 
 
 def ensure_chromium() -> Path:

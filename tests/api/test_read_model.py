@@ -31,7 +31,7 @@ from wakeline.providers.mock import MockModel
 from wakeline.testing.harness import local_runtime, wait_status
 from wakeline.topics.specs import DEFAULT_TOPICS
 
-SECRET = "viewer-secret-0001"
+SECRET = "viewer-secret-0001-aaaaaaaaaaaaaaaaaaaa"
 
 
 def make_app() -> App:

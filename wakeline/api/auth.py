@@ -5,8 +5,10 @@ Only the sha256 digest of a secret is kept in memory; a presented secret is hash
 with every stored digest with :func:`hmac.compare_digest`.  The key's *name* (never its secret)
 identifies the caller: it is the ``issuer`` of the commands the API publishes.
 
-Requests authenticate with ``Authorization: Bearer <secret>``, or ``?key=<secret>`` for the
-dashboard's ``EventSource`` (which cannot send headers; the server's access log redacts it).
+Secrets have at least 32 characters.  Requests authenticate with ``Authorization: Bearer
+<secret>``, or ``?key=<secret>`` on the event streams only, for the dashboard's ``EventSource``
+(which cannot send headers; the server's access log redacts it).  The key is checked before the
+body is read, by :class:`~wakeline.api.guard.AuthMiddleware`.
 
 Routes declare the least role they need with :func:`require`::
 
@@ -30,7 +32,7 @@ from fastapi.security import APIKeyQuery, HTTPAuthorizationCredentials, HTTPBear
 from wakeline.api.errors import ApiError
 
 KEYS_ENV = "WAKELINE_API_KEYS"
-MIN_SECRET_CHARS = 8
+MIN_SECRET_CHARS = 32
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}")
 
 
@@ -79,7 +81,10 @@ class KeyRing:
         if any(p.name == name for _, p in self._keys):
             raise ValueError(f"API key name {name!r} is given twice")
         if len(secret) < MIN_SECRET_CHARS:
-            raise ValueError(f"the secret of API key {name!r} is shorter than {MIN_SECRET_CHARS}")
+            raise ValueError(
+                f"the secret of API key {name!r} has {len(secret)} characters; at least "
+                f"{MIN_SECRET_CHARS} are required (e.g. `openssl rand -hex 32`)"
+            )
         digest = _digest(secret)
         if any(hmac.compare_digest(digest, d) for d, _ in self._keys):
             raise ValueError(f"API key {name!r} has the same secret as another key")
@@ -134,29 +139,27 @@ _query_key = APIKeyQuery(
     name="key", auto_error=False, description="An API key, for EventSource (no headers)"
 )
 
+PRINCIPAL = "wakeline.principal"
+"""Where :class:`~wakeline.api.guard.AuthMiddleware` puts the caller in the scope's state."""
+
 
 def keyring_of(request: Request) -> KeyRing:
     ring: KeyRing = request.app.state.keys
     return ring
 
 
-def require(role: Role) -> Callable[..., Awaitable[Principal]]:
+def require(role: Role, *, query_key: bool = False) -> Callable[..., Awaitable[Principal]]:
     """A FastAPI dependency: the caller's :class:`Principal`, at least ``role``.
 
-    401 without a key or with an unknown one; 403 when the key's role is below ``role``.
+    The key was checked by :class:`~wakeline.api.guard.AuthMiddleware` before the body was
+    read (401 without a key or with an unknown one); here: 403 when its role is below
+    ``role``.  ``query_key``: the route documents ``?key=`` (the event streams).
     """
 
-    async def dependency(
-        request: Request,
-        bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
-        key: Annotated[str | None, Depends(_query_key)],
-    ) -> Principal:
-        secret = bearer.credentials if bearer is not None else key
-        if not secret:
-            raise ApiError(401, "an API key is required", headers=_CHALLENGE)
-        principal = keyring_of(request).authenticate(secret)
-        if principal is None:
-            raise ApiError(401, "invalid API key", headers=_CHALLENGE)
+    async def check(request: Request) -> Principal:
+        principal = request.scope.get("state", {}).get(PRINCIPAL)
+        if not isinstance(principal, Principal):  # an app without the middleware
+            raise ApiError(401, "an API key is required", headers=CHALLENGE)
         if principal.role < role:
             raise ApiError(
                 403,
@@ -164,19 +167,36 @@ def require(role: Role) -> Callable[..., Awaitable[Principal]]:
             )
         return principal
 
-    dependency.__name__ = f"require_{role.label}"
-    return dependency
+    async def dependency(
+        request: Request,
+        _: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+    ) -> Principal:
+        return await check(request)
+
+    async def stream_dependency(
+        request: Request,
+        _: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+        __: Annotated[str | None, Depends(_query_key)],
+    ) -> Principal:
+        return await check(request)
+
+    chosen = stream_dependency if query_key else dependency
+    chosen.__name__ = f"require_{role.label}"
+    return chosen
 
 
-_CHALLENGE = {"WWW-Authenticate": "Bearer"}
+CHALLENGE = {"WWW-Authenticate": "Bearer"}
 
 
 ViewerKey = Annotated[Principal, Depends(require(Role.VIEWER))]
+StreamViewerKey = Annotated[Principal, Depends(require(Role.VIEWER, query_key=True))]
+"""For the event streams, which also take ``?key=`` (for ``EventSource``)."""
 OperatorKey = Annotated[Principal, Depends(require(Role.OPERATOR))]
 ApproverKey = Annotated[Principal, Depends(require(Role.APPROVER))]
 """For gate routes, e.g. ``POST /v1/runs/{run_id}/gates/{gate}/approve``."""
 
 AUTH_RESPONSES: dict[int | str, dict[str, object]] = {
-    401: {"description": "no API key, or an unknown one"},
+    401: {"description": "no API key, or an unknown one (checked before the body is read)"},
     403: {"description": "the key's role is too small"},
+    429: {"description": "too many failed authentications from this address (Retry-After)"},
 }

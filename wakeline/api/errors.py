@@ -11,6 +11,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from wakeline.api.headers import SECURITY_HEADERS
 from wakeline.topics.port import LogError, RecordTooLargeError, UnknownTopicError
 
 DEFAULT_MAX_BODY_BYTES = 1024 * 1024
@@ -79,7 +80,13 @@ async def _log_error(_: Request, exc: Exception) -> JSONResponse:
     return error_response(503, f"the log is unavailable: {exc}")
 
 
+async def _internal_error(_: Request, exc: Exception) -> JSONResponse:
+    """A 500 (answered outside the middleware, so the security headers are added here)."""
+    return error_response(500, f"internal error: {type(exc).__name__}", SECURITY_HEADERS)
+
+
 def install_error_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(Exception, _internal_error)
     app.add_exception_handler(ApiError, _api_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(LogError, _log_error)

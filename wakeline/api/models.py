@@ -159,6 +159,23 @@ class CostRows(BaseModel):
     rows: list[CostRow] = Field(description="in key order (days: oldest first)")
 
 
+class SharedLimitRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    usd: Decimal | None = Field(
+        description="the dollar limit shared by all the runs of the tenant or agent "
+        "(a number >= 0); null removes it",
+        ge=0,
+        max_digits=30,
+    )
+
+
+class SharedLimitSet(BaseModel):
+    key: str = Field(description="the ledger key: tenant:<name> or agent:<name>")
+    usd: str | None = Field(description="the new limit (exact decimal text); null: none")
+    by: str = Field(description="the API key's name: who the ledger says set it")
+
+
 class SharedBudgetList(BaseModel):
     budgets: list[BudgetRow] = Field(description="in ledger key order")
 

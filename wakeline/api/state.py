@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Annotated
 
 from fastapi import Depends, Request
 
 from wakeline.api.auth import KeyRing, Principal
+from wakeline.api.hub import EventHub, StreamSlots
 from wakeline.api.projector import Projector
 from wakeline.client import Client
 from wakeline.core.app import App
@@ -21,6 +22,8 @@ from wakeline.topics.specs import DEFAULT_TOPICS, Topics
 
 DEFAULT_MAX_INPUT_BYTES = 256 * 1024
 """The workers' default limit of a start command's input."""
+DEFAULT_MAX_STREAMS_PER_KEY = 32
+"""Event streams one API key may have open at once."""
 
 
 @dataclass
@@ -37,6 +40,15 @@ class ApiState:
     """How long a request about a run the views do not know yet waits for it to appear."""
     watch_poll_s: float = 0.2
     heartbeat_s: float = 15.0
+    max_streams_per_key: int = DEFAULT_MAX_STREAMS_PER_KEY
+    hub: EventHub = field(init=False)
+    """The shared followers of the event streams' partitions."""
+    streams: StreamSlots = field(init=False)
+    """The event streams open per API key."""
+
+    def __post_init__(self) -> None:
+        self.hub = EventHub(self.log, poll_s=self.watch_poll_s)
+        self.streams = StreamSlots(self.max_streams_per_key)
 
     @property
     def queries(self) -> Queries:

@@ -166,6 +166,25 @@ class PartitionWriter(Protocol):
     async def close(self) -> None: ...
 
 
+class LogReader(Protocol):
+    """What following a run reads: records from an offset, a partition's end, partitions.
+    A :class:`Log` is one; so is the API's shared subscription (``wakeline.api.hub``)."""
+
+    async def partition_count(self, topic: str) -> int: ...
+
+    async def read(
+        self,
+        topic: str,
+        partition: int,
+        offset: int,
+        *,
+        max_records: int = 1000,
+        timeout_s: float = 0.0,
+    ) -> list[Record]: ...
+
+    async def end_offset(self, topic: str, partition: int) -> int: ...
+
+
 class Log(Protocol):
     """A Kafka-style log."""
 
