@@ -147,7 +147,8 @@ async def reservations(log: Log, topics: Topics) -> dict[str, Decimal]:
 
 
 async def interrupted_charges(log: Log, topics: Topics, interrupted: set[str]) -> Decimal:
-    """What the ledger charged for attempts a recovery closed as interrupted: their first
+    """What the ledger charged for attempts a recovery closed as interrupted (pass only those
+    it granted: a ``Settle`` of a denied reservation changes nothing): their first
     ``Settle``.  The new owner settles such an attempt at its worst case (it may have been
     billed), unless its first sender had settled it already at its actual cost (a sender
     settles before it journals the result, and its append was then fenced); never more than
@@ -200,7 +201,8 @@ async def test_tenant_budget_is_never_overspent_by_concurrent_workers(
         # may have been billed) while its run waits, and counts at its worst case once settled
         assert set(state.active) <= interrupted, (state.active, interrupted)
         assert state.committed <= Decimal(100)
-        assert state.spent == spent + await interrupted_charges(log, topics, interrupted)
+        charged = await interrupted_charges(log, topics, interrupted & state.granted)
+        assert state.spent == spent + charged
 
         raws = await read_journal(log, suspended[0], topics=topics)
         journal = [event_codec().decode(raw) for raw in raws]
@@ -215,7 +217,7 @@ async def test_tenant_budget_is_never_overspent_by_concurrent_workers(
         assert total <= Decimal(10_000)
         state = await ledger.state("tenant:acme")
         interrupted = await interrupted_attempts(log, run_ids, topics)
-        charged = await interrupted_charges(log, topics, interrupted)
+        charged = await interrupted_charges(log, topics, interrupted & state.granted)
         assert state.spent == total + charged and not state.active
         for run_id in run_ids:
             raws = await read_journal(log, run_id, topics=topics)
