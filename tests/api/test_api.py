@@ -33,7 +33,7 @@ from wakeline.providers.mock import MockModel
 from wakeline.schemas.codec import command_codec
 from wakeline.testing.harness import LocalRuntime
 from wakeline.testing.seams import Calls, observe_calls
-from wakeline.testing.waits import wait_for_event
+from wakeline.testing.waits import wait_for_event, wait_until_ended
 from wakeline.topics.port import Log, OutRecord
 from wakeline.topics.specs import Topics
 
@@ -740,3 +740,38 @@ async def test_a_poison_record_is_skipped_by_the_event_stream_with_a_notice(env:
     events = journal(messages)
     assert [m.data["seq"] for m in events] == list(range(len(events)))
     assert events[-1].data["type"] == "RunCompleted" and messages[-1].event == "end"
+
+
+async def test_run_lists_are_summaries_and_steps_come_in_pages(env: Env) -> None:
+    """A page of runs leaves out inputs and outputs unless asked (``fields=``), so its size is
+    bounded by the number of runs, not by what they carry; a run's steps come in pages."""
+    http = env.http
+    big = await start(http, "shop", {"item": "x" * 100_000, "quantity": 1})
+    napper = await start(http, "napper", {"naps": 3, "seconds": 0.01})
+    for run_id in (big, napper):
+        await wait_until_ended(env.rt.client, run_id)
+    await eventually(lambda: _row_if(http, napper, lambda r: r["status"] == "completed"))
+    await eventually(lambda: _row_if(http, big, lambda r: r["status"] == "completed"))
+
+    summaries = await http.get("/v1/runs", headers=VIEWER)
+    assert summaries.status_code == 200 and len(summaries.content) < 5_000, len(summaries.content)
+    assert all(r["input"] is None and r["output"] is None for r in summaries.json()["runs"])
+    full = (await http.get("/v1/runs?fields=input,output", headers=VIEWER)).json()["runs"]
+    assert {r["run_id"]: len(r["input"]) for r in full}[big] > 100_000
+    r = await http.get("/v1/runs?fields=input,secrets", headers=VIEWER)
+    assert r.status_code == 400 and "unknown fields secrets" in r.json()["detail"]
+
+    url = f"/v1/runs/{napper}/steps"
+    whole = (await http.get(url, headers=VIEWER)).json()
+    assert len(whole["steps"]) == 7 and whole["next_cursor"] is None  # 3 calls, 3 timers, 1 tool
+    pages, cursor = [], None
+    while True:
+        query = "?limit=3" + (f"&cursor={cursor}" if cursor else "")
+        page = (await http.get(url + query, headers=VIEWER)).json()
+        pages.append([s["seq"] for s in page["steps"]])
+        cursor = page["next_cursor"]
+        if cursor is None:
+            break
+    assert [len(p) for p in pages] == [3, 3, 1]
+    assert [seq for p in pages for seq in p] == [s["seq"] for s in whole["steps"]]
+    assert (await http.get(url + "?cursor=x", headers=VIEWER)).status_code == 422

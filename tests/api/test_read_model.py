@@ -111,7 +111,9 @@ async def test_the_client_and_the_api_return_the_same_rows(tmp_path: Path) -> No
         assert detail.pop("pending_gates") == []
         assert dump(row) == detail and load(RunRow, detail) == row
         page = await client.list(tenant="acme")
-        runs = (await api_json(http, "/v1/runs?tenant=acme"))["runs"]
+        runs = (await api_json(http, "/v1/runs?tenant=acme&fields=input,output"))["runs"]
+        summaries = (await api_json(http, "/v1/runs?tenant=acme"))["runs"]
+        assert summaries == [{**r, "input": None, "output": None} for r in runs]
         assert runs == [dump(r) for r in page.items] and page.items == (row,)
 
         await assert_same_steps(http, client, run_id)

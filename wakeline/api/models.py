@@ -58,6 +58,7 @@ class RunPage(BaseModel):
 class StepList(BaseModel):
     run_id: str
     steps: list[StepRow]
+    next_cursor: str | None = Field(None, description="pass as `cursor` for the next page")
 
 
 class StartRunRequest(BaseModel):

@@ -101,8 +101,17 @@ async def list_runs(
     until_ms: UntilMs = None,
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 50,
     cursor: Annotated[str | None, Query(max_length=400)] = None,
+    fields: Annotated[
+        str | None,
+        Query(
+            max_length=100,
+            description="extra fields, comma-separated: `input`, `output` (a page of runs is "
+            "summaries without them unless asked: they can be large)",
+        ),
+    ] = None,
 ) -> RunPage:
-    """Runs, newest first (viewer)."""
+    """Runs, newest first, as summaries (viewer)."""
+    extra = _extra_fields(fields)
     try:
         page = api.queries.list_runs(
             status=status,
@@ -115,7 +124,29 @@ async def list_runs(
         )
     except ValueError as exc:
         raise ApiError(400, str(exc)) from None
-    return RunPage.of(page)
+    runs = [_summary(r, extra) for r in page.items]
+    return RunPage(runs=runs, next_cursor=page.next_cursor)
+
+
+def _summary(row: RunRow, extra: frozenset[str]) -> RunRow:
+    """``row`` without its input and output, unless asked for."""
+    return replace(
+        row,
+        input=row.input if "input" in extra else None,
+        output=row.output if "output" in extra else None,
+    )
+
+
+LARGE_FIELDS = frozenset({"input", "output"})
+
+
+def _extra_fields(fields: str | None) -> frozenset[str]:
+    asked = frozenset(f.strip() for f in (fields or "").split(",") if f.strip())
+    unknown = asked - LARGE_FIELDS
+    if unknown:
+        known = ", ".join(sorted(LARGE_FIELDS))
+        raise ApiError(400, f"unknown fields {', '.join(sorted(unknown))} (known: {known})")
+    return asked
 
 
 async def known_run(api: ApiState, run_id: str) -> RunRow:
@@ -139,11 +170,19 @@ async def run_steps(
     _: ViewerKey,
     api: Api,
     payloads: Annotated[bool, Query(description="include request/response JSON text")] = True,
+    limit: Annotated[int, Query(ge=1, le=MAX_STEPS_PAGE)] = 200,
+    cursor: Annotated[str | None, Query(max_length=20, pattern=r"^\d+$")] = None,
 ) -> StepList:
-    """The run's steps in seq order: kind, name, status, tokens, cost, latency (viewer)."""
+    """The run's steps in seq order, a page at a time: kind, name, status, tokens, cost,
+    latency (viewer)."""
     await known_run(api, run_id)
-    steps = [_step(row, payloads) for row in api.queries.steps(run_id)]
-    return StepList(run_id=run_id, steps=steps)
+    after = -1 if cursor is None else int(cursor)
+    page = api.queries.steps_page(run_id, after=after, limit=limit)
+    steps = [_step(row, payloads) for row in page.items]
+    return StepList(run_id=run_id, steps=steps, next_cursor=page.next_cursor)
+
+
+MAX_STEPS_PAGE = 1000
 
 
 @router.get("/runs/{run_id}/steps/{seq}", response_model=StepRow, responses=NOT_FOUND)

@@ -90,6 +90,20 @@ class Queries:
             if is_seq_suffix(k, prefix)
         ]
 
+    def steps_page(self, run_id: str, *, after: int = -1, limit: int = 200) -> Page[StepRow]:
+        """Up to ``limit`` of the run's steps with a seq above ``after``, in seq order; the
+        page's cursor is the last seq on it (``None`` after the last step)."""
+        prefix = steps_prefix(run_id)
+        start = step_key(run_id, after + 1) if after >= 0 else None
+        rows: list[StepRow] = []
+        for k, v in self.store.scan(prefix, start=start):
+            if not is_seq_suffix(k, prefix):
+                continue
+            if len(rows) == limit:
+                return Page(tuple(rows), str(rows[-1].seq))
+            rows.append(load(StepRow, load_json(v)))
+        return Page(tuple(rows), None)
+
     def step(self, run_id: str, seq: int) -> StepRow | None:
         """The step the event at ``seq`` opened, or ``None``."""
         row = self.store.get_json(step_key(run_id, seq))

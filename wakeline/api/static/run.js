@@ -86,15 +86,26 @@ function scheduleRefresh() {
 
 async function refreshRun() {
   const run = state.run;
-  const [row, steps] = await Promise.all([
-    api(runPath(run.id)), api(`${runPath(run.id)}/steps?payloads=false`),
-  ]);
+  const [row, steps] = await Promise.all([api(runPath(run.id)), allSteps(run.id)]);
   if (state.run !== run) return;
   run.row = row;
-  run.lastSteps = steps.steps;
+  run.lastSteps = steps;
   renderRunSummary(row);
   renderGates(row);
-  renderSteps(row, steps.steps);
+  renderSteps(row, steps);
+}
+
+// The run's steps, page after page (the API sends at most 1,000 at a time).
+async function allSteps(id) {
+  const steps = [];
+  let cursor = null;
+  do {
+    const query = `payloads=false&limit=1000${cursor ? `&cursor=${cursor}` : ""}`;
+    const page = await api(`${runPath(id)}/steps?${query}`);
+    steps.push(...page.steps);
+    cursor = page.next_cursor;
+  } while (cursor);
+  return steps;
 }
 
 function renderRunSummary(row) {
