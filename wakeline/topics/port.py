@@ -180,13 +180,18 @@ class LogReader(Protocol):
         *,
         max_records: int = 1000,
         timeout_s: float = 0.0,
-    ) -> list[Record]: ...
+    ) -> list[Record]:
+        """Records at ``offset`` and after; waits up to ``timeout_s`` when there are none yet."""
+        ...
 
-    async def end_offset(self, topic: str, partition: int) -> int: ...
+    async def end_offset(self, topic: str, partition: int) -> int:
+        """The end of what readers can see: one past the last visible record's offset (Kafka:
+        the last stable offset under ``read_committed``)."""
+        ...
 
 
-class Log(Protocol):
-    """A Kafka-style log."""
+class Log(LogReader, Protocol):
+    """A Kafka-style log (and so a :class:`LogReader`)."""
 
     @property
     def system(self) -> str:
@@ -197,30 +202,11 @@ class Log(Protocol):
         """Create missing topics; existing ones are left as they are."""
         ...
 
-    async def partition_count(self, topic: str) -> int: ...
-
     async def append(self, topic: str, records: Sequence[OutRecord]) -> list[tuple[int, int]]:
         """Unfenced append; each record goes to the partition of its key.
 
         Returns ``(partition, offset)`` per record.  Records with the same key keep their order.
         """
-        ...
-
-    async def read(
-        self,
-        topic: str,
-        partition: int,
-        offset: int,
-        *,
-        max_records: int = 1000,
-        timeout_s: float = 0.0,
-    ) -> list[Record]:
-        """Records at ``offset`` and after; waits up to ``timeout_s`` when there are none yet."""
-        ...
-
-    async def end_offset(self, topic: str, partition: int) -> int:
-        """The end of what readers can see: one past the last visible record's offset (Kafka:
-        the last stable offset under ``read_committed``)."""
         ...
 
     async def committed(self, group: str, topic: str, partition: int) -> int | None: ...
