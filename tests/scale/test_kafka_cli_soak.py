@@ -74,7 +74,12 @@ async def reference(inputs: dict[str, str], root: Path) -> dict[str, Totals]:
             try:
                 await journals.wait(lambda j: len(j.completed) >= len(inputs), timeout_s=180)
             except TimeoutError:
-                raise AssertionError("the uncrashed reference did not finish") from None
+                seen = sum(len(r) for r in journals.records.values())
+                raise AssertionError(
+                    f"the uncrashed reference did not finish: {len(journals.completed)} of"
+                    f" {len(inputs)} runs completed, {len(journals.records)} started, {seen}"
+                    f" events read; the worker runs {len(rt.worker.running_runs)} runs"
+                ) from None
             finally:
                 await journals.aclose()
     out: dict[str, Totals] = {}
