@@ -24,7 +24,12 @@ from wakeline.core.ids import check_run_id
 from wakeline.projections.queries import RunQuery
 from wakeline.projections.rows import BudgetRow, CostDimension, CostRow, Page, RunRow, StepRow
 from wakeline.projections.views import Views
-from wakeline.runtime import DEFAULT_PARTITIONS, StateDir, ensure_topics, open_log
+from wakeline.runtime import (
+    DEFAULT_PARTITIONS,
+    StateDir,
+    ensure_topics,
+    open_log,
+)
 from wakeline.schemas.budgets import BudgetMetric
 from wakeline.schemas.codec import command_codec
 from wakeline.schemas.commands import (
@@ -51,6 +56,7 @@ from wakeline.schemas.events import (
 from wakeline.telemetry.tracing import current_trace_headers
 from wakeline.topics.partitioner import partition_for
 from wakeline.topics.port import Log, OutRecord
+from wakeline.topics.signing import RecordSigner, signer_for
 from wakeline.topics.specs import DEFAULT_TOPICS, Topics
 from wakeline.watching import RunUpdate, watch_run
 
@@ -89,17 +95,21 @@ class Client:
         topics: Topics = DEFAULT_TOPICS,
         issuer: str = "",
         views_dir: Path | None = None,
+        signer: RecordSigner | None = None,
     ) -> None:
         """``issuer``: who this client's commands come from; it is written into each command
         and into the events a command causes (``GateResolved.by``, ``BudgetRaised.by``, a
         cancel's ``by``), so the audit trail names it.  The CLI passes the operating-system
         user and host (``alice@build-7``), the HTTP API the name of the caller's key.
         ``views_dir``: where :meth:`get` and :meth:`list` keep the runs and steps views they
-        fold from the log (a free ``views-N`` slot is taken on first use)."""
+        fold from the log (a free ``views-N`` slot is taken on first use).  ``signer``: the
+        record key events are checked with (default: the log's, see
+        :func:`~wakeline.topics.signing.signer_for`)."""
         self._log = log
         self._topics = topics
         self._issuer = issuer
         self._views_dir = views_dir
+        self._signer = signer if signer is not None else signer_for(log)
         self._slot: StateDir | None = None
         self._views: Views | None = None
         self._owns_log = False
@@ -134,6 +144,11 @@ class Client:
     @property
     def topics(self) -> Topics:
         return self._topics
+
+    @property
+    def signer(self) -> RecordSigner | None:
+        """The record key this client checks events with (``None``: it trusts every record)."""
+        return self._signer
 
     async def create_topics(
         self, *, partitions: int = DEFAULT_PARTITIONS, replication: int = 1
@@ -232,7 +247,9 @@ class Client:
             )
         if self._views is None:
             self._slot = StateDir(self._views_dir, prefix="views")
-            self._views = Views(self._log, self._slot.path, topics=self._topics)
+            self._views = Views(
+                self._log, self._slot.path, topics=self._topics, signer=self._signer
+            )
         await self._views.refresh()
         return self._views
 
@@ -284,6 +301,7 @@ class Client:
             from_offset=from_offset,
             poll_s=poll_s,
             deltas=deltas,
+            signer=self._signer,
         )
         async for update in updates:
             yield update

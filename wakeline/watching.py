@@ -13,6 +13,7 @@ from wakeline.schemas.commands import CommandRejected, Notice, RunDrifted, RunRe
 from wakeline.schemas.deltas import Delta
 from wakeline.schemas.events import Event
 from wakeline.topics.port import LogReader, Record
+from wakeline.topics.signing import RecordSigner, UntrustedRecordError
 from wakeline.topics.specs import Topics
 
 Notices = list[Notice]
@@ -21,17 +22,20 @@ log = logging.getLogger("wakeline.client")
 
 @dataclass(frozen=True, slots=True)
 class Skipped:
-    """A record keyed by the run that could not be decoded: readers skip it and say where."""
+    """A record keyed by the run that is not one of its events (undecodable, or unsigned
+    when the reader holds the record key): readers skip it and say where."""
 
     topic: str
     partition: int
     offset: int
     reason: str
+    untrusted: bool = False
+    """Decodable, but no holder of the record key appended it."""
 
     def __str__(self) -> str:
-        return (
-            f"skipped an undecodable record at {self.topic}[{self.partition}]@{self.offset}: "
-            f"{self.reason}"
+        what = "an untrusted" if self.untrusted else "an undecodable"
+        return f"skipped {what} record at {self.topic}[{self.partition}]@{self.offset}: " + (
+            self.reason
         )
 
 
@@ -44,7 +48,7 @@ class RunUpdate:
     notice: Notice | None = None
     delta: Delta | None = None
     skipped: Skipped | None = None
-    """A record keyed by the run that is not an event (undecodable): skipped, named here."""
+    """A record keyed by the run that is not an event (undecodable, unsigned): skipped."""
 
 
 async def watch_run(
@@ -56,8 +60,10 @@ async def watch_run(
     from_offset: int = 0,
     poll_s: float = 0.2,
     deltas: bool = False,
+    signer: RecordSigner | None = None,
 ) -> AsyncIterator[RunUpdate]:
-    """:meth:`wakeline.Client.watch` of ``run_id`` (on ``partition``), reading ``log``."""
+    """:meth:`wakeline.Client.watch` of ``run_id`` (on ``partition``), reading ``log``; with
+    ``signer``, events no holder of the record key appended are skipped."""
     key = run_id.encode()
     follower = await DeltaFollower.start(log, topics.deltas, run_id, enabled=deltas)
     events_at, notices_at = from_offset, 0
@@ -70,7 +76,7 @@ async def watch_run(
         )
         if records:
             events_at = records[-1].offset + 1
-        events, skipped = run_events(records, key, expected)
+        events, skipped = run_events(records, key, expected, signer)
         for bad in skipped:
             yield RunUpdate(skipped=bad)
         expected += len(events)
@@ -108,10 +114,11 @@ async def _run_notices(
 
 
 def run_events(
-    records: list[Record], key: bytes, expected: int
+    records: list[Record], key: bytes, expected: int, signer: RecordSigner | None = None
 ) -> tuple[list[Event], list[Skipped]]:
     """The run's events among ``records``, from seq ``expected`` on, dense (no duplicates),
-    and the run's records that are not events at all (skipped, never fatal to a reader)."""
+    and the run's records that are not events at all, or (with ``signer``) not signed:
+    skipped, never fatal to a reader."""
     out: list[Event] = []
     skipped: list[Skipped] = []
     for record in records:
@@ -119,8 +126,12 @@ def run_events(
             continue
         try:
             event = event_codec().decode(record.value)
-        except DecodeError as exc:
-            skipped.append(Skipped(record.topic, record.partition, record.offset, str(exc)))
+            if signer is not None:
+                signer.check(record)
+        except (DecodeError, UntrustedRecordError) as exc:
+            untrusted = isinstance(exc, UntrustedRecordError)
+            where = (record.topic, record.partition, record.offset)
+            skipped.append(Skipped(*where, str(exc), untrusted=untrusted))
             log.warning("%s", skipped[-1])
             continue
         if event.seq == expected + len(out):

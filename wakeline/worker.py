@@ -13,20 +13,35 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import signal
 from collections.abc import Callable
 from pathlib import Path
 
 from wakeline.actors.worker import DEFAULT_GROUP, Worker
 from wakeline.core.app import App
-from wakeline.runtime import DEFAULT_PARTITIONS, StateDir, data_dir, ensure_topics, open_log
+from wakeline.runtime import (
+    DEFAULT_PARTITIONS,
+    StateDir,
+    data_dir,
+    ensure_topics,
+    open_log,
+)
 from wakeline.telemetry.runtime import Telemetry
 from wakeline.topics.port import Log
+from wakeline.topics.signing import KEY_ENV, RecordSigner
 from wakeline.topics.specs import DEFAULT_TOPICS, Topics
 
 __all__ = ["DEFAULT_GROUP", "Telemetry", "Worker", "serve"]
 
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+logger = logging.getLogger(__name__)
+
+UNSIGNED = (
+    f"events are not signed (no ${KEY_ENV}): a record appended to the events topic "
+    "by anyone allowed to produce to it cannot be told from a worker's"
+)
 
 
 async def serve(
@@ -44,6 +59,7 @@ async def serve(
     telemetry: Telemetry | None = None,
     on_started: Callable[[Worker], None] | None = None,
     stop: asyncio.Event | None = None,
+    signer: RecordSigner | None = None,
 ) -> None:
     """Run a worker of ``app`` until SIGINT or SIGTERM (or ``stop`` is set), then leave the
     group and close what it opened.
@@ -55,7 +71,9 @@ async def serve(
     its journal store; by default a free slot under ``DATA/state`` whose stable instance id
     makes the worker a static group member (unless ``static_membership`` is false), so a
     worker restarted within the session timeout gets its partitions back without a rebalance.
-    ``on_started`` is called with the worker before it joins the group.
+    ``on_started`` is called with the worker before it joins the group.  ``signer``: the
+    record key the worker signs its events with and checks the log's with; by default the
+    log's (:func:`~wakeline.topics.signing.signer_for`).
     """
     opened = log is None
     log = log if log is not None else await open_log(data=data, kafka=kafka)
@@ -75,6 +93,7 @@ async def serve(
             session_timeout_s=session_timeout_s,
             instance_id=slot.instance_id if slot is not None and static_membership else None,
             telemetry=telemetry,
+            signer=signer,
         )
         if on_started is not None:
             on_started(worker)
@@ -87,6 +106,8 @@ async def serve(
 
 
 async def _run_until_signalled(worker: Worker, stop: asyncio.Event) -> None:
+    if worker.signer is None:
+        logger.warning(UNSIGNED)
     loop = asyncio.get_running_loop()
     for sig in STOP_SIGNALS:
         loop.add_signal_handler(sig, stop.set)

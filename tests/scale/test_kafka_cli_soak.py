@@ -47,6 +47,7 @@ from wakeline.testing.journals import Journals
 from wakeline.testing.kafka_broker import KafkaBroker
 from wakeline.testing.soak_agents import AGENT, CALLS, make_app
 from wakeline.topics.kafka.log import KafkaLog
+from wakeline.topics.signing import KEY_ENV, RecordSigner, create_key_file
 from wakeline.topics.specs import Topics
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow, pytest.mark.timeout(900)]
@@ -174,8 +175,17 @@ def fleet_for(broker: KafkaBroker, tmp_path: Path, prefix: str, server: FakeLLMS
         logs=tmp_path / "logs",
         llm_base_url=server.openai_base_url,
         args=["--partitions", str(PARTITIONS), "--session-timeout", f"{SESSION_S:g}"],
-        env={"WAKELINE_TOPIC_PREFIX": prefix, "WAKELINE_GROUP": f"{prefix}-workers"},
+        env={
+            "WAKELINE_TOPIC_PREFIX": prefix,
+            "WAKELINE_GROUP": f"{prefix}-workers",
+            KEY_ENV: str(record_key(tmp_path)),  # the fleet signs its events
+        },
     )
+
+
+def record_key(tmp_path: Path) -> Path:
+    create_key_file(tmp_path / "record.key")
+    return tmp_path / "record.key"
 
 
 async def soak(
@@ -221,7 +231,7 @@ async def test_cli_workers_with_kills_and_a_pause_bill_every_call_once(
         ]
         if len(journals.completed) < RUNS
         else [],
-        **journal_problems(journals, inputs),
+        **journal_problems(journals, inputs, RecordSigner.from_file(record_key(tmp_path))),
         **late,
         **cost_problems(journals, ref),
         **replay_problems(journals, make_app("http://127.0.0.1:9/v1"), inputs),

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 
 from wakeline.core.app import App
-from wakeline.projections.audit import log_chain_problems
+from wakeline.projections.audit import foreign_records, log_chain_problems
 from wakeline.replay import replay_journal
 from wakeline.schemas.events import (
     TERMINAL_TYPES,
@@ -26,6 +26,7 @@ from wakeline.testing.fake_llm import RequestRecord
 from wakeline.testing.journals import Journals
 from wakeline.testing.soak_agents import CALLS
 from wakeline.topics.port import Record
+from wakeline.topics.signing import RecordSigner
 
 
 @dataclass(frozen=True)
@@ -73,10 +74,13 @@ def last_user_text(request_json: str) -> str:
     return str(json.loads(request_json)["messages"][-1]["content"])
 
 
-def check_journal(run_id: str, recs: list[tuple[Record, Event]]) -> list[str]:
+def check_journal(
+    run_id: str, recs: list[tuple[Record, Event]], signer: RecordSigner | None = None
+) -> list[str]:
     """Dense seqs from 0, no duplicate; started, completed once; one result per model call, and
     every other request closed by ``ModelCallInterrupted`` (an attempt a recovery sent again);
-    each event carries the hash of the run's previous record (the chain survives every owner)."""
+    each event carries the hash of the run's previous record (the chain survives every owner);
+    with ``signer``, every record is signed with the fleet's record key."""
     events = [e for _, e in recs]
     seqs = [e.seq for e in events]
     types = [e.type for e in events]
@@ -102,6 +106,9 @@ def check_journal(run_id: str, recs: list[tuple[Record, Event]]) -> list[str]:
     unchained = [e.seq for e in events[1:] if not e.prev]
     if chain or unchained or (events and events[0].prev):
         problems.append(f"{run_id}: the log's hash chain: {chain}, unchained seqs {unchained}")
+    foreign = foreign_records([r for r, _ in recs], signer)
+    if foreign:
+        problems.append(f"{run_id}: records not signed by the fleet: {foreign}")
     return problems
 
 
@@ -163,15 +170,18 @@ def sends_by_prompt(requests: Iterable[RequestRecord]) -> dict[str, list[Request
     return out
 
 
-def journal_problems(journals: Journals, run_ids: Iterable[str]) -> Problems:
-    """Every run started and completed exactly once, with a dense journal."""
+def journal_problems(
+    journals: Journals, run_ids: Iterable[str], signer: RecordSigner | None = None
+) -> Problems:
+    """Every run started and completed exactly once, with a dense journal (signed, with
+    ``signer``)."""
     problems: Problems = {"run never started": [], "journal": []}
     for run_id in run_ids:
         recs = journals.records.get(run_id, [])
         if not recs:
             problems["run never started"].append(run_id)
         else:
-            problems["journal"] += check_journal(run_id, recs)
+            problems["journal"] += check_journal(run_id, recs, signer)
     return problems
 
 

@@ -32,6 +32,7 @@ from wakeline.schemas.codec import event_codec, record_hash
 from wakeline.schemas.events import Event
 from wakeline.telemetry.runtime import Telemetry
 from wakeline.topics.port import (
+    Headers,
     LogUnavailableError,
     OffsetCommit,
     OutRecord,
@@ -40,6 +41,7 @@ from wakeline.topics.port import (
     RecordTooLargeError,
     UnknownTopicError,
 )
+from wakeline.topics.signing import HEADER, RecordSigner
 
 DEFINITE = (RecordTooLargeError, UnknownTopicError, ValueError)
 """Errors raised before anything of an append was written: the round can still be folded."""
@@ -73,6 +75,7 @@ class JournalAppender:
         topic_names: Mapping[str, str],
         telemetry: Telemetry,
         on_broken: Callable[[BaseException], None],
+        signer: RecordSigner | None = None,
     ) -> None:
         self._writer = writer
         self._topic = topic
@@ -82,6 +85,7 @@ class JournalAppender:
         self._topic_names = topic_names
         self._telemetry = telemetry
         self._on_broken = on_broken
+        self._signer = signer
         self._queue: list[_Append] = []
         self._wake = asyncio.Event()
         self._pump: asyncio.Task[None] | None = None
@@ -154,14 +158,21 @@ class JournalAppender:
             self._system, self._topic, self.partition, item.events, group
         ) as send:
             item.out = [
-                OutRecord(
-                    e.run_id.encode(), value, (("type", e.type.encode()), *send.headers(e.run_id))
-                )
+                self._record(e, value, send.headers(e.run_id))
                 for e, value in zip(item.events, self._chained(item.events), strict=True)
             ]
             offsets = await self._writer.append(self._topic, item.out, commit=item.commit)
             send.appended(offsets)
         return offsets
+
+    def _record(self, event: Event, value: bytes, tracing: Headers) -> OutRecord:
+        """The record of ``event``: its type, the trace context and, when the worker holds
+        the record key, the signature that tells it from a foreign append."""
+        key = event.run_id.encode()
+        headers: Headers = (("type", event.type.encode()), *tracing)
+        if self._signer is not None:
+            headers = (*headers, (HEADER, self._signer.sign(self.partition, key, value)))
+        return OutRecord(key, value, headers)
 
     def _chained(self, events: list[Event]) -> list[bytes]:
         """The events' records, each carrying the sha256 of the run's previous record (from

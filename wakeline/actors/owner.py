@@ -199,6 +199,7 @@ class PartitionOwner:
             journal=s.journal,
             topic_names=s.topic_names,
             telemetry=s.telemetry,
+            signer=s.signer,
             on_broken=self._appender_broken,
         )
         open_runs = s.journal.open_runs(self.partition)

@@ -16,6 +16,7 @@ from wakeline.projections.journal import JournalProjection
 from wakeline.projections.store import ProjectionStore
 from wakeline.telemetry.runtime import Telemetry
 from wakeline.topics.port import Log
+from wakeline.topics.signing import RecordSigner
 from wakeline.topics.specs import Topics
 
 if TYPE_CHECKING:
@@ -39,6 +40,8 @@ class Shared(Protocol):
     def store(self) -> ProjectionStore: ...
     @property
     def journal(self) -> JournalProjection: ...
+    @property
+    def signer(self) -> RecordSigner | None: ...
     @property
     def journal_sync(self) -> JournalSync: ...
     @property

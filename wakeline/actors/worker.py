@@ -40,6 +40,7 @@ from wakeline.telemetry.config import default_telemetry
 from wakeline.telemetry.runtime import Telemetry
 from wakeline.topics.partitioner import partition_for
 from wakeline.topics.port import GroupConsumer, Log
+from wakeline.topics.signing import RecordSigner, signer_for
 from wakeline.topics.specs import DEFAULT_TOPICS, Topics
 
 log = logging.getLogger(__name__)
@@ -66,8 +67,10 @@ class Worker:
         max_input_bytes: int = 256 * 1024,
         clock: Callable[[], float] = time.time,
         telemetry: Telemetry | None = None,
+        signer: RecordSigner | None = None,
     ) -> None:
         self._app = app
+        self._signer = signer if signer is not None else signer_for(log)
         self._telemetry = telemetry if telemetry is not None else default_telemetry()
         self._log = log
         self._topics = topics
@@ -77,7 +80,7 @@ class Worker:
         self._session_timeout_s = session_timeout_s
         self._max_input_bytes = max_input_bytes
         self._clock = clock
-        self._store = ProjectionStore(state_dir)
+        self._store = ProjectionStore(state_dir, signer=self._signer)
         self._journal = JournalProjection(self._store)
         self._topic_names = {EVENTS: topics.events, NOTICES: topics.notices}
         self._journal_sync = JournalSync(
@@ -122,6 +125,11 @@ class Worker:
     @property
     def journal(self) -> JournalProjection:
         return self._journal
+
+    @property
+    def signer(self) -> RecordSigner | None:
+        """Signs the events this worker appends (and its store skips unsigned ones)."""
+        return self._signer
 
     @property
     def journal_sync(self) -> JournalSync:

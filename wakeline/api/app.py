@@ -34,6 +34,7 @@ from wakeline.api.routes_runs import router as runs_router
 from wakeline.api.state import DEFAULT_MAX_INPUT_BYTES, DEFAULT_MAX_STREAMS_PER_KEY, ApiState
 from wakeline.core.app import App
 from wakeline.topics.port import Log
+from wakeline.topics.signing import RecordSigner
 from wakeline.topics.specs import DEFAULT_TOPICS, Topics
 
 STATIC_DIR = Path(__file__).parent / "static"
@@ -53,6 +54,7 @@ def create_app(
     heartbeat_s: float = 15.0,
     limiter: FailureLimiter | None = None,
     max_streams_per_key: int = DEFAULT_MAX_STREAMS_PER_KEY,
+    signer: RecordSigner | None = None,
 ) -> FastAPI:
     """The API and dashboard over ``log``.
 
@@ -60,10 +62,12 @@ def create_app(
     ``keys``: the accepted API keys; ``app``: the agents' app, to check starts (agent name and
     input) before anything is published -- without it the workers report bad starts;
     ``limiter``: how failed authentications are limited per client address;
-    ``max_streams_per_key``: event streams one key may have open at once (429 beyond).
+    ``max_streams_per_key``: event streams one key may have open at once (429 beyond);
+    ``signer``: the record key (default: the log's), so the views skip and audit checks
+    report foreign appends.
     The log is not closed by the app.
     """
-    projector = Projector(log, state_dir, topics=topics, poll_s=poll_s)
+    projector = Projector(log, state_dir, topics=topics, poll_s=poll_s, signer=signer)
     state = ApiState(
         log=log,
         keys=keys,

@@ -16,6 +16,7 @@ from wakeline.projections.runner import follow
 from wakeline.projections.views import Views, query_projections, topic_names
 from wakeline.runtime import StateDir
 from wakeline.topics.port import Log, Record
+from wakeline.topics.signing import RecordSigner, signer_for
 from wakeline.topics.specs import DEFAULT_TOPICS, Topics
 
 log = logging.getLogger("wakeline.api")
@@ -32,12 +33,14 @@ class Projector:
         topics: Topics = DEFAULT_TOPICS,
         poll_s: float = 0.2,
         retry_s: float = 1.0,
+        signer: RecordSigner | None = None,
     ) -> None:
         self._log = log
         self._state_dir = state_dir
         self._topics = topics
         self._poll_s = poll_s
         self._retry_s = retry_s
+        self._signer = signer
         self._slot: StateDir | None = None
         self._views: Views | None = None
         self._stop = asyncio.Event()
@@ -63,9 +66,16 @@ class Projector:
     def running(self) -> bool:
         return self._task is not None and not self._task.done()
 
+    @property
+    def signer(self) -> RecordSigner | None:
+        """The record key of the views (given, else the log's; known once started)."""
+        return self._signer
+
     async def start(self) -> None:
+        if self._signer is None:
+            self._signer = signer_for(self._log)
         self._slot = StateDir(self._state_dir, prefix="api")
-        self._views = Views(self._log, self._slot.path, topics=self._topics)
+        self._views = Views(self._log, self._slot.path, topics=self._topics, signer=self._signer)
         self.folded += await self._views.refresh()
         self._task = asyncio.create_task(self._follow(), name="wakeline-api-projector")
 

@@ -196,6 +196,7 @@ async def _pump(
         from_offset=from_offset,
         poll_s=api.watch_poll_s,
         deltas=deltas,
+        signer=api.signer,
     )
     try:
         async for update in updates:

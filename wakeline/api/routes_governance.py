@@ -28,7 +28,7 @@ from wakeline.api.models import (
 from wakeline.api.pending import find_gate, in_doubt, waits_on_budget
 from wakeline.api.routes_runs import MAX_SEQ, NOT_FOUND, RunId, known_run, open_run
 from wakeline.api.state import Api, ApiState
-from wakeline.projections.audit import audit_trail, verify
+from wakeline.projections.audit import audit_trail
 from wakeline.projections.rows import AuditReport, StepRow
 from wakeline.schemas.budgets import is_metric
 from wakeline.schemas.commands import RaiseBudget
@@ -156,8 +156,7 @@ async def _verified(api: ApiState, run_id: str) -> AuditReport:
     """:func:`verify`, waiting a moment when the views have not folded the newest events."""
     deadline = time.monotonic() + AUDIT_LAG_S
     while True:
-        store = api.queries.store
-        report = await verify(api.log, store, run_id, events_topic=api.topics.events)
+        report = await api.views.verify_audit(run_id)
         behind = bool(report.problems) and all(
             p.problem == "not in the audit trail" for p in report.problems
         )

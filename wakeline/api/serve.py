@@ -128,7 +128,11 @@ async def run_server(
         if kafka is None:
             await ensure_topics(log, partitions=partitions)  # an empty data dir has no runs
         api = create_app(
-            log, state_dir=data / "state", keys=keys, app=app, max_body_bytes=max_body_bytes
+            log,
+            state_dir=data / "state",
+            keys=keys,
+            app=app,
+            max_body_bytes=max_body_bytes,
         )
         server = uvicorn.Server(server_config(api, host=host, port=port, log_level=log_level))
         await server.serve()

@@ -18,6 +18,7 @@ from wakeline.projections.queries import Queries
 from wakeline.projections.rows import RunRow
 from wakeline.projections.views import Views
 from wakeline.topics.port import Log
+from wakeline.topics.signing import RecordSigner
 from wakeline.topics.specs import DEFAULT_TOPICS, Topics
 
 DEFAULT_MAX_INPUT_BYTES = 256 * 1024
@@ -51,6 +52,11 @@ class ApiState:
         self.streams = StreamSlots(self.max_streams_per_key)
 
     @property
+    def signer(self) -> RecordSigner | None:
+        """The record key: streams and clients skip events no holder of it appended."""
+        return self.projector.signer
+
+    @property
     def queries(self) -> Queries:
         return self.projector.queries
 
@@ -61,10 +67,10 @@ class ApiState:
 
     def client(self, who: Principal) -> Client:
         """A client whose commands name the caller's key as their issuer."""
-        return Client(self.log, topics=self.topics, issuer=who.name)
+        return Client(self.log, topics=self.topics, issuer=who.name, signer=self.signer)
 
     def client_for_reading(self) -> Client:
-        return Client(self.log, topics=self.topics)
+        return Client(self.log, topics=self.topics, signer=self.signer)
 
     async def find_run(self, run_id: str, *, wait_s: float = 0.0) -> RunRow | None:
         """The run's row; waits up to ``wait_s`` for a run the views have not folded yet."""

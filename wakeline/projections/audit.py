@@ -9,8 +9,11 @@ events people cause (gates, budget raises, in-doubt resolutions, cancels).
 every event carries ``prev``, the sha256 of the run's previous record, set by the writer, so a
 record changed in place is named whatever any projection holds (a rebuild cannot reset it).
 And this view's: an event whose bytes changed after it was folded (the only check of a run's
-last event, which no successor vouches for), a missing or an extra event.  Each is reported
-with its seq, offset and type.  Keep the audit store where the log's writers cannot reach it
+last event, which no successor vouches for), a missing or an extra event.  Given the record
+key, it also names every record of the run that no holder of the key appended (a forged
+approval appended raw to the topic, say: see :mod:`wakeline.topics.signing`); the chains are
+then checked over the signed records only.  Each problem is reported with its seq, offset and
+type.  Keep the audit store where the log's writers cannot reach it
 (or ship chain heads elsewhere) for the check to mean something against a privileged attacker.
 """
 
@@ -18,6 +21,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Sequence
+from dataclasses import replace
 
 from wakeline.projections import EVENTS
 from wakeline.projections.journal import is_seq_suffix
@@ -41,6 +45,7 @@ from wakeline.schemas.events import (
 )
 from wakeline.topics.partitioner import partition_for
 from wakeline.topics.port import Log, Record
+from wakeline.topics.signing import RecordSigner
 
 
 def audit_key(run_id: str, seq: int) -> bytes:
@@ -106,17 +111,61 @@ def audit_trail(store: ProjectionStore, run_id: str) -> list[AuditEntry]:
 
 
 async def verify(
-    log: Log, store: ProjectionStore, run_id: str, *, events_topic: str
+    log: Log,
+    store: ProjectionStore,
+    run_id: str,
+    *,
+    events_topic: str,
+    signer: RecordSigner | None = None,
 ) -> AuditReport:
-    """Recompute ``run_id``'s chain from the log and compare it with the audit view."""
+    """Recompute ``run_id``'s chain from the log and compare it with the audit view (and,
+    with ``signer``, check every record's signature)."""
     trail = audit_trail(store, run_id)
     partitions = await log.partition_count(events_topic)
     partition = partition_for(run_id.encode(), partitions)
     first = trail[0].offset if trail else 0
     records = await _run_records(log, events_topic, partition, run_id, first)
-    problems = log_chain_problems(records)
+    foreign = foreign_records(records, signer)
+    records = _without_impostors(records, foreign)
+    problems = _merged(foreign, log_chain_problems(records))
     problems += _view_problems(run_id, records, trail, problems)
     return AuditReport(run_id, len(records), tuple(problems))
+
+
+def _merged(foreign: list[AuditProblem], chain: list[AuditProblem]) -> list[AuditProblem]:
+    """One problem per record: a record the chain names keeps the chain's (more telling)
+    account, with its signature's beside it."""
+    named = {p.offset: p for p in chain}
+    out = [p for p in foreign if p.offset not in named]
+    for p in chain:
+        also = [f.problem for f in foreign if f.offset == p.offset]
+        out.append(replace(p, problem="; ".join([p.problem, *also])) if also else p)
+    return out
+
+
+def _without_impostors(records: list[Record], foreign: list[AuditProblem]) -> list[Record]:
+    """``records`` less the unsigned ones that take the seq of a signed record (a forged
+    event beside the real one); an unsigned record alone at its seq (one changed in place)
+    stays, so the chain check names it too."""
+    suspects = {p.offset for p in foreign}
+    signed = (_decoded(r.value) for r in records if r.offset not in suspects)
+    signed_seqs = {event.seq for event in signed if event is not None}
+    impostors = {p.offset for p in foreign if p.seq in signed_seqs}
+    return [r for r in records if r.offset not in impostors]
+
+
+def foreign_records(records: Sequence[Record], signer: RecordSigner | None) -> list[AuditProblem]:
+    """The records among ``records`` that no holder of the record key appended."""
+    if signer is None:
+        return []
+    problems: list[AuditProblem] = []
+    for record in records:
+        problem = signer.problem(record)
+        if problem is not None:
+            event = _decoded(record.value)
+            seq = -1 if event is None else event.seq
+            problems.append(AuditProblem(seq, record.offset, _type_of(record.value), problem))
+    return problems
 
 
 def log_chain_problems(records: Sequence[Record]) -> list[AuditProblem]:

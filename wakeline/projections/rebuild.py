@@ -9,6 +9,7 @@ from pathlib import Path
 from wakeline.projections.runner import DEFAULT_CHUNK, catch_up
 from wakeline.projections.store import Projection, ProjectionStore
 from wakeline.topics.port import Log
+from wakeline.topics.signing import RecordSigner
 
 
 def _is_store_dir(path: Path) -> bool:
@@ -39,6 +40,7 @@ async def rebuild(
     topic_names: Mapping[str, str] | None = None,
     partitions: Iterable[int] | None = None,
     chunk: int = DEFAULT_CHUNK,
+    signer: RecordSigner | None = None,
 ) -> int:
     """Fold the log from offset 0 into a new store and put it in place of the one at ``path``.
 
@@ -49,7 +51,7 @@ async def rebuild(
     target = Path(path)
     staging = target.with_name(target.name + ".rebuild")
     remove_store(staging)
-    store = ProjectionStore(staging)
+    store = ProjectionStore(staging, signer=signer)
     try:
         folded = await catch_up(
             log, store, projections, topic_names=topic_names, partitions=partitions, chunk=chunk

@@ -17,11 +17,15 @@ Store layout of this module:
 * ``meta/offset/<topic>/<partition:06d>`` -> next offset to read (ASCII decimal);
 * ``meta/counter/<name>`` -> a counter (ASCII decimal), e.g. ``projection_errors``;
 * ``err/<topic>/<partition:06d>/<offset:012d>`` -> JSON ``{"error": ...}`` of a skipped record.
+
+A store given a :class:`~wakeline.topics.signing.RecordSigner` skips, the same way, every
+events-topic record that a holder of the record key did not sign.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
@@ -37,6 +41,9 @@ from wakeline.schemas.commands import Notice
 from wakeline.schemas.events import Event
 from wakeline.schemas.ledger import LedgerRecord, ledger_codec
 from wakeline.topics.port import Record
+from wakeline.topics.signing import RecordSigner, UntrustedRecordError
+
+log = logging.getLogger(__name__)
 
 Decoded = Event | Notice
 Decoder = Callable[[bytes], Decoded | LedgerRecord]
@@ -143,7 +150,8 @@ class Projection(Protocol):
     def apply(self, view: BatchView, record: Record, decoded: Any) -> None: ...
 
 
-Route = tuple[Decoder, tuple[Projection, ...]]
+Route = tuple[Decoder, tuple[Projection, ...], bool]
+"""(decoder, projections reading the topic, whether its records must be signed)."""
 
 
 def _decoder(logical: str) -> Decoder:
@@ -161,14 +169,14 @@ def routes(
 ) -> dict[str, Route]:
     """Physical topic name -> (decoder, projections reading it), in projection order."""
     names = DEFAULT_TOPIC_NAMES if topic_names is None else topic_names
-    found: dict[str, tuple[Decoder, list[Projection]]] = {}
+    found: dict[str, tuple[Decoder, list[Projection], bool]] = {}
     for projection in projections:
         for logical in projection.topics:
             if logical not in names:
                 raise ValueError(f"{projection.name}: no topic name for {logical!r}")
-            entry = found.setdefault(names[logical], (_decoder(logical), []))
+            entry = found.setdefault(names[logical], (_decoder(logical), [], logical == EVENTS))
             entry[1].append(projection)
-    return {topic: (dec, tuple(projs)) for topic, (dec, projs) in found.items()}
+    return {topic: (dec, tuple(projs), signed) for topic, (dec, projs, signed) in found.items()}
 
 
 def subscribed_topics(
@@ -195,9 +203,10 @@ class ProjectionStore:
     open a database for writing.
     """
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, *, signer: RecordSigner | None = None) -> None:
         self.path = private_dir(Path(path))  # RocksDB's own files go inside, unreadable to others
         self._db = Rdict(str(self.path), _options())
+        self._signer = signer
         self._closed = False
 
     @staticmethod
@@ -291,8 +300,9 @@ class ProjectionStore:
     ) -> int:
         """Apply ``records`` to ``projections`` and write the result in one ``WriteBatch``.
 
-        Records below the stored offset of their partition are skipped; undecodable records
-        are counted (``projection_errors``) and skipped.  Any other exception raised by a
+        Records below the stored offset of their partition are skipped; undecodable records,
+        and unsigned events when the store has a signer, are counted (``projection_errors``)
+        and skipped.  Any other exception raised by a
         projection propagates and nothing of the batch is written.  Returns the number of
         records consumed (offsets advanced).
         """
@@ -309,7 +319,7 @@ class ProjectionStore:
                 continue
             route = table.get(record.topic)
             if route is not None:
-                _apply(view, route, record)
+                _apply(view, route, record, self._signer)
             next_offsets[where] = record.offset + 1
             consumed += 1
         if not next_offsets:
@@ -323,11 +333,14 @@ class ProjectionStore:
         self._db.write(view.write_batch())
 
 
-def _apply(view: BatchView, route: Route, record: Record) -> None:
-    decode, projections = route
+def _apply(view: BatchView, route: Route, record: Record, signer: RecordSigner | None) -> None:
+    decode, projections, signed = route
     try:
         decoded = decode(record.value)
-    except DecodeError as exc:
+        if signed and signer is not None:
+            signer.check(record)
+    except (DecodeError, UntrustedRecordError) as exc:
+        log.warning("skipped %s[%s]@%s: %s", record.topic, record.partition, record.offset, exc)
         view.incr(counter_key(PROJECTION_ERRORS))
         view.put_json(error_key(record.topic, record.partition, record.offset), {"error": str(exc)})
         return

@@ -21,6 +21,7 @@ from wakeline.projections.runs import RunsProjection
 from wakeline.projections.steps import StepsProjection
 from wakeline.projections.store import Projection, ProjectionStore
 from wakeline.topics.port import Log
+from wakeline.topics.signing import RecordSigner
 from wakeline.topics.specs import DEFAULT_TOPICS, Topics
 
 
@@ -40,12 +41,22 @@ def topic_names(topics: Topics = DEFAULT_TOPICS) -> Mapping[str, str]:
 
 
 class Views:
-    def __init__(self, log: Log, path: Path, *, topics: Topics = DEFAULT_TOPICS) -> None:
+    def __init__(
+        self,
+        log: Log,
+        path: Path,
+        *,
+        topics: Topics = DEFAULT_TOPICS,
+        signer: RecordSigner | None = None,
+    ) -> None:
+        """``signer``: the record key; with it, events nobody holding the key appended are
+        skipped by the views and reported by :meth:`verify_audit`."""
         self._log = log
         self._path = path
         self._names = topic_names(topics)
         self._projections = query_projections()
-        self._store = ProjectionStore(path)
+        self._signer = signer
+        self._store = ProjectionStore(path, signer=signer)
         self.queries = Queries(self._store)
 
     async def refresh(self) -> int:
@@ -55,14 +66,22 @@ class Views:
     async def rebuild(self) -> int:
         """Throw the store away and refold it from offset 0."""
         self._store.close()
-        count = await rebuild(self._log, self._path, self._projections, topic_names=self._names)
-        self._store = ProjectionStore(self._path)
+        count = await rebuild(
+            self._log,
+            self._path,
+            self._projections,
+            topic_names=self._names,
+            signer=self._signer,
+        )
+        self._store = ProjectionStore(self._path, signer=self._signer)
         self.queries = Queries(self._store)
         return count
 
     async def verify_audit(self, run_id: str) -> AuditReport:
         """Recompute the run's hash chain from the log and compare it with the audit view."""
-        return await verify(self._log, self._store, run_id, events_topic=self._names[EVENTS])
+        return await verify(
+            self._log, self._store, run_id, events_topic=self._names[EVENTS], signer=self._signer
+        )
 
     def audit_trail(self, run_id: str) -> list[AuditEntry]:
         return audit_trail(self._store, run_id)

@@ -16,6 +16,7 @@ from wakeline.telemetry.runtime import Telemetry
 from wakeline.testing.waits import DEFAULT_TIMEOUT_S, RunUnloads, wait_status
 from wakeline.topics.embedded.log import EmbeddedLog
 from wakeline.topics.port import Log
+from wakeline.topics.signing import RecordSigner
 from wakeline.topics.specs import DEFAULT_TOPICS, Topics, prefixed_topics
 
 __all__ = [
@@ -56,6 +57,7 @@ async def worker_running(
     group: str = DEFAULT_GROUP,
     telemetry: Telemetry | None = None,
     worker_id: str | None = None,
+    signer: RecordSigner | None = None,
 ) -> AsyncIterator[Worker]:
     """A worker of ``app`` running on ``log`` until the block exits."""
     worker = Worker(
@@ -67,6 +69,7 @@ async def worker_running(
         group=group,
         worker_id=worker_id,
         telemetry=telemetry,
+        signer=signer,
     )
     stop = asyncio.Event()
     task = asyncio.create_task(worker.run(stop))

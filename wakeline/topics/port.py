@@ -23,6 +23,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import ClassVar, Protocol
 
 Headers = tuple[tuple[str, bytes], ...]
@@ -196,6 +197,13 @@ class Log(LogReader, Protocol):
     @property
     def system(self) -> str:
         """What the log is, as OpenTelemetry's ``messaging.system`` (``kafka``, ...)."""
+        ...
+
+    @property
+    def key_file(self) -> Path | None:
+        """Where the log keeps the key its workers sign events with, when it keeps one (the
+        embedded log does; for Kafka the fleet's key comes from the environment: see
+        :mod:`wakeline.topics.signing`)."""
         ...
 
     async def create_topics(self, specs: Sequence[TopicSpec]) -> None:

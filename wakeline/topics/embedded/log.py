@@ -72,6 +72,7 @@ from wakeline.topics.port import (
     Record,
     TopicSpec,
 )
+from wakeline.topics.signing import KEY_FILE, create_key_file
 
 __all__ = ["DB_FILENAME", "EmbeddedConsumer", "EmbeddedLog", "EmbeddedWriter"]
 
@@ -124,9 +125,18 @@ class EmbeddedLog:
         await log.start()
         return log
 
+    @property
+    def key_file(self) -> Path | None:
+        """``<data_dir>/record.key``, made with a new log (a log made before signatures
+        existed has none, so its unsigned records stay readable)."""
+        file = self.data_dir / KEY_FILE
+        return file if file.exists() else None
+
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
         await loop.run_in_executor(None, functools.partial(_mkdir, self.data_dir))
+        if not self._store.file.exists():  # a new log is signed from its first record
+            await loop.run_in_executor(None, create_key_file, self.data_dir / KEY_FILE)
         await self._store.write(functools.partial(schema.init_schema, file=self._store.file))
         self._notifier.bind(loop)
 

@@ -74,6 +74,8 @@ class KafkaLog:
     """
 
     system = "kafka"
+    key_file = None
+    """Kafka keeps no record key: the fleet's comes from ``$WAKELINE_RECORD_KEY_FILE``."""
 
     def __init__(
         self,
