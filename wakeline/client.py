@@ -22,7 +22,15 @@ from wakeline import jsonutil
 from wakeline.core.errors import WakelineError
 from wakeline.core.ids import check_run_id
 from wakeline.projections.queries import RunQuery
-from wakeline.projections.rows import BudgetRow, CostDimension, CostRow, Page, RunRow, StepRow
+from wakeline.projections.rows import (
+    BudgetRow,
+    CostDimension,
+    CostRow,
+    CostSummary,
+    Page,
+    RunRow,
+    StepRow,
+)
 from wakeline.projections.views import Views
 from wakeline.runtime import (
     DEFAULT_PARTITIONS,
@@ -275,6 +283,21 @@ class Client:
         the rows whose first name is ``key`` (an agent, a tenant, a provider or a day).
         ``ValueError`` for an unknown dimension."""
         return (await self.views()).costs(dimension, key)
+
+    async def cost_summary(
+        self,
+        *,
+        agent: str | None = None,
+        tenant: str | None = None,
+        since_day: str | None = None,
+        until_day: str | None = None,
+    ) -> CostSummary:
+        """Spend of the model calls made on the UTC days ``since_day`` .. ``until_day``
+        (``yyyy-mm-dd``, inclusive) by runs of ``agent`` / ``tenant``: in total, by agent, by
+        tenant and by ``provider/model``, with the runs started on those days."""
+        return (await self.views()).cost_summary(
+            agent=agent, tenant=tenant, since_day=since_day, until_day=until_day
+        )
 
     async def budgets(self) -> Budgets:
         """Every shared budget the ledger has records of (``key`` ``tenant:<name>`` or

@@ -444,6 +444,17 @@ async def test_list_filters_pages_steps_and_costs(env: Env) -> None:
     assert float(model["cost_usd"]) == pytest.approx(total)
     zeta = (await http.get("/v1/costs", params={"tenant": "zeta"}, headers=VIEWER)).json()
     assert zeta["total"]["runs"] == 1 and zeta["by_tenant"][0]["key"] == "zeta"
+    today = time.strftime("%Y-%m-%d", time.gmtime())
+    window = {"agent": "shop", "since_day": today, "until_day": today}
+    shop = (await http.get("/v1/costs", params=window, headers=VIEWER)).json()
+    assert shop["total"]["runs"] == 3 and [a["key"] for a in shop["by_agent"]] == ["shop"]
+    before = {"until_day": "2000-01-01"}
+    assert (await http.get("/v1/costs", params=before, headers=VIEWER)).json()["total"] == {
+        "key": "total", "runs": 0, "model_calls": 0, "cost_usd": "0", "unpriced_calls": 0,
+        "tokens": {"input": 0, "output": 0, "cached_input": 0, "cache_write": 0, "reasoning": 0},
+    }  # fmt: skip
+    r = await http.get("/v1/costs", params={"since_day": "yesterday"}, headers=VIEWER)
+    assert r.status_code == 422
 
 
 async def test_costs_by_dimension_and_shared_budgets(env: Env) -> None:
@@ -724,6 +735,17 @@ def test_serve_command_registers_and_checks_keys(monkeypatch: pytest.MonkeyPatch
     result = runner.invoke(main, ["serve", "--api-key", "my-very-secret-token"])
     assert result.exit_code == 2 and "NAME:ROLE:SECRET" in result.output
     assert "my-very-secret-token" not in result.output
+
+    served: dict[str, Any] = {}
+
+    async def run_server(**options: Any) -> None:
+        served.update(options)
+
+    monkeypatch.setattr("wakeline.api.serve.run_server", run_server)
+    secret = "alice:viewer:" + "s" * 32
+    result = runner.invoke(main, ["serve", "--api-key", secret, "--max-streams-per-key", "3"])
+    assert result.exit_code == 0, result.output
+    assert served["max_streams_per_key"] == 3
 
 
 async def test_a_poison_record_is_skipped_by_the_event_stream_with_a_notice(env: Env) -> None:

@@ -21,7 +21,7 @@ from wakeline.projections.costs import DIMENSIONS
 from wakeline.projections.rows import BudgetRow, Tokens
 from wakeline.projections.runner import catch_up
 from wakeline.projections.store import JsonObject, ProjectionStore
-from wakeline.projections.views import Views, query_projections
+from wakeline.projections.views import FORMAT_KEY, Views, query_projections
 from wakeline.schemas.codec import event_codec
 from wakeline.schemas.events import (
     Event,
@@ -152,6 +152,86 @@ async def test_cost_aggregates_are_exact(log: EmbeddedLog, tmp_path: Path) -> No
         views.close()
 
 
+def day_of(time_ms: int) -> str:
+    return DAY1 if time_ms < MIDNIGHT else DAY2
+
+
+def naive_summary(
+    agent: str | None, tenant: str | None, since: str | None, until: str | None
+) -> dict[str, dict[str, tuple[int, int, Decimal]]]:
+    """(runs, calls, cost) per group, summed from :data:`CALLS` one call at a time."""
+    out: dict[str, dict[str, tuple[int, int, Decimal]]] = defaultdict(dict)
+
+    def within(time_ms: int) -> bool:
+        day = day_of(time_ms)
+        return (since is None or day >= since) and (until is None or day <= until)
+
+    def add(group: str, key: str, runs: int, calls: int, cost: Decimal) -> None:
+        r, c, d = out[group].get(key, (0, 0, Decimal(0)))
+        out[group][key] = (r + runs, c + calls, d + cost)
+
+    first_with_model: dict[tuple[str, str], int] = {}
+    for run_id, (time_ms, provider, model, _, _) in CALLS:
+        first_with_model.setdefault((run_id, f"{provider}/{model}"), time_ms)
+    for run_id, (run_agent, run_tenant) in RUNS.items():
+        if agent not in (None, run_agent) or tenant not in (None, run_tenant):
+            continue
+        calls = [c for r, c in CALLS if r == run_id]
+        started = int(within(calls[0][0] - 10))
+        for group, key in (("total", "total"), ("agent", run_agent), ("tenant", run_tenant)):
+            add(group, key, started, 0, Decimal(0))
+        for time_ms, provider, model, cost, _ in calls:
+            if within(time_ms):
+                model_key = f"{provider}/{model}"
+                for group, key in (
+                    ("total", "total"),
+                    ("agent", run_agent),
+                    ("tenant", run_tenant),
+                ):
+                    add(group, key, 0, 1, cost or Decimal(0))
+                first = first_with_model[(run_id, model_key)] == time_ms
+                add("model", model_key, int(first), 1, cost or Decimal(0))
+    return out
+
+
+async def test_cost_summaries_read_from_the_cube_equal_a_naive_sum(
+    log: EmbeddedLog, tmp_path: Path
+) -> None:
+    await append_runs(log)
+    views = Views(log, tmp_path / "views")
+    try:
+        await views.refresh()
+        windows = [(None, None), (DAY1, DAY1), (DAY2, DAY2), (DAY1, DAY2), (DAY2, None)]
+        for agent, tenant, (since, until) in itertools.product(
+            (None, "alice", "bob", "nobody"), (None, "acme", "beta"), windows
+        ):
+            got = views.cost_summary(agent=agent, tenant=tenant, since_day=since, until_day=until)
+            want = naive_summary(agent, tenant, since, until)
+            lines = {
+                "total": [got.total],
+                "agent": got.by_agent,
+                "tenant": got.by_tenant,
+                "model": got.by_model,
+            }
+            for group, found in lines.items():
+                as_sums = {
+                    line.key: (line.runs, line.model_calls, Decimal(line.cost_usd))
+                    for line in found
+                    if group == "total" or line.runs or line.model_calls
+                }
+                want[group] = {
+                    k: v for k, v in want[group].items() if group == "total" or v[0] or v[1]
+                }
+                expected = want.get(group, {}) or (
+                    {"total": (0, 0, Decimal(0))} if group == "total" else {}
+                )
+                assert as_sums == expected, (agent, tenant, since, until, group)
+            costs = [Decimal(line.cost_usd) for line in got.by_agent]
+            assert costs == sorted(costs, reverse=True)  # most expensive first
+    finally:
+        views.close()
+
+
 async def test_refolding_records_already_folded_changes_nothing(
     log: EmbeddedLog, tmp_path: Path
 ) -> None:
@@ -274,7 +354,8 @@ async def fold_in_steps(
         try:
             await views.refresh()
             await assert_agrees_with_ledger(log, views.budgets())
-            return incremental, dict(views.items())
+            fresh = {k: v for k, v in views.items() if k != FORMAT_KEY}
+            return incremental, fresh
         finally:
             views.close()
     finally:

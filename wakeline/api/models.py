@@ -19,7 +19,6 @@ from wakeline.projections.rows import (
     Page,
     RunRow,
     StepRow,
-    Tokens,
 )
 from wakeline.schemas.budgets import METRICS
 
@@ -136,22 +135,6 @@ class AgentInfo(BaseModel):
 class AgentList(BaseModel):
     agents: list[AgentInfo]
     validated: bool = Field(description="whether the server checks starts against the agents")
-
-
-class CostLine(BaseModel):
-    key: str
-    runs: int = 0
-    model_calls: int = 0
-    tokens: Tokens = Field(default_factory=Tokens)
-    cost_usd: str = "0"
-    unpriced_calls: int = Field(0, description="model calls without a known price")
-
-
-class Costs(BaseModel):
-    total: CostLine
-    by_agent: list[CostLine]
-    by_tenant: list[CostLine]
-    by_model: list[CostLine] = Field(description="key = provider/model")
 
 
 class CostRows(BaseModel):

@@ -21,6 +21,7 @@ from fastapi import FastAPI
 from wakeline.api.app import create_app
 from wakeline.api.auth import KeyRing
 from wakeline.api.errors import DEFAULT_MAX_BODY_BYTES
+from wakeline.api.state import DEFAULT_MAX_STREAMS_PER_KEY
 from wakeline.core.app import App
 from wakeline.runtime import DEFAULT_PARTITIONS, ensure_topics, open_log
 
@@ -120,6 +121,7 @@ async def run_server(
     port: int = 8080,
     partitions: int = DEFAULT_PARTITIONS,
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+    max_streams_per_key: int = DEFAULT_MAX_STREAMS_PER_KEY,
     log_level: str = "info",
 ) -> None:
     """``wakeline serve``: open the log, serve until SIGINT/SIGTERM, close the log."""
@@ -133,6 +135,7 @@ async def run_server(
             keys=keys,
             app=app,
             max_body_bytes=max_body_bytes,
+            max_streams_per_key=max_streams_per_key,
         )
         server = uvicorn.Server(server_config(api, host=host, port=port, log_level=log_level))
         await server.serve()

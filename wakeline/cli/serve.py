@@ -39,6 +39,13 @@ class _Settings(Protocol):
 )
 @click.option("--partitions", default=DEFAULT_PARTITIONS, show_default=True)
 @click.option("--max-body-bytes", default=1024 * 1024, show_default=True, type=int)
+@click.option(
+    "--max-streams-per-key",
+    default=32,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="event streams one API key may have open at once (429 beyond)",
+)
 @click.option("--log-level", default="info", show_default=True)
 @click.pass_obj
 def serve(
@@ -49,6 +56,7 @@ def serve(
     target: str | None,
     partitions: int,
     max_body_bytes: int,
+    max_streams_per_key: int,
     log_level: str,
 ) -> None:
     """Serve the HTTP API and the dashboard (http://HOST:PORT/) beside the workers."""
@@ -78,6 +86,7 @@ def serve(
             port=port,
             partitions=partitions,
             max_body_bytes=max_body_bytes,
+            max_streams_per_key=max_streams_per_key,
             log_level=log_level,
         )
     )

@@ -11,7 +11,10 @@ Keys (each name component is percent-encoded with :func:`component`, so it holds
 * ``cost/agent/<agent>``, ``cost/tenant/<tenant>``, ``cost/model/<provider>/<model>``,
   ``cost/day/<day>``, ``cost/agent-day/<agent>/<day>``, ``cost/tenant-day/<tenant>/<day>``
   -> JSON row (see :func:`new_row`);
-* ``costrun/<run_id>`` -> JSON ``{"agent": ..., "tenant": ...}``.
+* ``costrun/<run_id>`` -> JSON ``{"agent": ..., "tenant": ..., "models": [...]}`` (the
+  ``provider/model`` names the run has called).
+
+The cost cube's cells (:mod:`wakeline.projections.cost_cube`) are folded here too.
 
 Rows only hold sums (``cost_usd`` is an exact decimal string), so they do not depend on how the
 partitions' records interleave: an incremental fold equals a fresh one.
@@ -24,6 +27,7 @@ from decimal import Context
 from urllib.parse import quote
 
 from wakeline.projections import EVENTS
+from wakeline.projections.cost_cube import add_to_cell, count_run_start
 from wakeline.projections.rows import CostDimension, CostRow, load
 from wakeline.projections.runs import add_usage
 from wakeline.projections.store import (
@@ -96,6 +100,7 @@ class CostsProjection:
         if isinstance(payload, RunStarted):
             run = {"agent": payload.agent, "tenant": payload.tenant}
             view.put_json(run_key(decoded.run_id), run)
+            count_run_start(view, utc_day(decoded.time_ms), payload.agent, payload.tenant)
         elif isinstance(payload, ModelCallCompleted):
             run = view.get_json(run_key(decoded.run_id)) or {"agent": "", "tenant": ""}
             agent, tenant, day = str(run["agent"]), str(run["tenant"]), utc_day(decoded.time_ms)
@@ -112,6 +117,8 @@ class CostsProjection:
                 row = view.get_json(key) or new_row(dimension, names)
                 add_call(row, payload)
                 view.put_json(key, row)
+            if add_to_cell(view, (day, agent, tenant), payload, run):
+                view.put_json(run_key(decoded.run_id), run)
 
 
 def add_call(row: JsonObject, payload: ModelCallCompleted) -> None:

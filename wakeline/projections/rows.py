@@ -237,6 +237,30 @@ class CostRow:
 
 
 @dataclass(frozen=True, slots=True)
+class CostLine:
+    """Totals of one group of a :class:`CostSummary` (``key``: the agent, the tenant --
+    ``""`` is no tenant -- or ``provider/model``)."""
+
+    key: str
+    runs: int = 0
+    model_calls: int = 0
+    tokens: Tokens = field(default_factory=Tokens)
+    cost_usd: Annotated[str, Field(description="exact decimal text, USD")] = "0"
+    unpriced_calls: Annotated[int, Field(description="model calls without a known price")] = 0
+
+
+@dataclass(frozen=True, slots=True)
+class CostSummary:
+    """Spend of the runs a filter selects: in all and by agent, tenant and model (most
+    expensive first), from the cost cube (:mod:`wakeline.projections.cost_cube`)."""
+
+    total: CostLine
+    by_agent: list[CostLine]
+    by_tenant: list[CostLine]
+    by_model: Annotated[list[CostLine], Field(description="key = provider/model")]
+
+
+@dataclass(frozen=True, slots=True)
 class BudgetRow:
     """The state of a shared budget, folded from its ledger (amounts: exact decimal text, USD)."""
 

@@ -12,10 +12,18 @@ from pathlib import Path
 from wakeline.projections import EVENTS, LEDGER, NOTICES
 from wakeline.projections.audit import AuditProjection, audit_trail, verify
 from wakeline.projections.budgets import BudgetsProjection, budget, budgets
+from wakeline.projections.cost_cube import cost_summary
 from wakeline.projections.costs import CostsProjection, costs
 from wakeline.projections.queries import Queries
 from wakeline.projections.rebuild import rebuild
-from wakeline.projections.rows import AuditEntry, AuditReport, BudgetRow, CostDimension, CostRow
+from wakeline.projections.rows import (
+    AuditEntry,
+    AuditReport,
+    BudgetRow,
+    CostDimension,
+    CostRow,
+    CostSummary,
+)
 from wakeline.projections.runner import catch_up
 from wakeline.projections.runs import RunsProjection
 from wakeline.projections.steps import StepsProjection
@@ -23,6 +31,10 @@ from wakeline.projections.store import Projection, ProjectionStore
 from wakeline.topics.port import Log
 from wakeline.topics.signing import RecordSigner
 from wakeline.topics.specs import DEFAULT_TOPICS, Topics
+
+FORMAT = b"2"
+"""The views' format: 2 = the costs projection folds the cost cube too."""
+FORMAT_KEY = b"meta/views-format"
 
 
 def query_projections() -> Sequence[Projection]:
@@ -60,7 +72,12 @@ class Views:
         self.queries = Queries(self._store)
 
     async def refresh(self) -> int:
-        """Fold everything appended since the last refresh; returns records folded."""
+        """Fold everything appended since the last refresh; returns records folded.  A store
+        folded by an older version of the projections is rebuilt first."""
+        if self._store.get(FORMAT_KEY) != FORMAT:
+            if any(True for _ in self._store.scan(b"meta/offset/")):
+                return await self.rebuild()
+            self._store.put(FORMAT_KEY, FORMAT)  # an empty store is of any format
         return await catch_up(self._log, self._store, self._projections, topic_names=self._names)
 
     async def rebuild(self) -> int:
@@ -74,6 +91,7 @@ class Views:
             signer=self._signer,
         )
         self._store = ProjectionStore(self._path, signer=self._signer)
+        self._store.put(FORMAT_KEY, FORMAT)
         self.queries = Queries(self._store)
         return count
 
@@ -91,6 +109,20 @@ class Views:
         ``tenant-day``); with ``key``, those whose first name is ``key``.  See
         :func:`wakeline.projections.costs.costs`."""
         return costs(self._store, dimension, key)
+
+    def cost_summary(
+        self,
+        *,
+        agent: str | None = None,
+        tenant: str | None = None,
+        since_day: str | None = None,
+        until_day: str | None = None,
+    ) -> CostSummary:
+        """Totals of the calls of ``agent`` / ``tenant`` on the UTC days from ``since_day`` to
+        ``until_day`` (inclusive): see :func:`wakeline.projections.cost_cube.cost_summary`."""
+        return cost_summary(
+            self._store, agent=agent, tenant=tenant, since_day=since_day, until_day=until_day
+        )
 
     def budget(self, key: str) -> BudgetRow | None:
         """The state of the shared budget ``key`` (a ledger key, e.g. ``tenant:acme``)."""
