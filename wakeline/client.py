@@ -21,6 +21,7 @@ from typing import Any, Self, Unpack
 from wakeline import jsonutil
 from wakeline.core.errors import WakelineError
 from wakeline.core.ids import check_run_id
+from wakeline.projections.cost_cube import CostFilter
 from wakeline.projections.queries import RunQuery
 from wakeline.projections.rows import (
     BudgetRow,
@@ -284,20 +285,11 @@ class Client:
         ``ValueError`` for an unknown dimension."""
         return (await self.views()).costs(dimension, key)
 
-    async def cost_summary(
-        self,
-        *,
-        agent: str | None = None,
-        tenant: str | None = None,
-        since_day: str | None = None,
-        until_day: str | None = None,
-    ) -> CostSummary:
+    async def cost_summary(self, **where: Unpack[CostFilter]) -> CostSummary:
         """Spend of the model calls made on the UTC days ``since_day`` .. ``until_day``
         (``yyyy-mm-dd``, inclusive) by runs of ``agent`` / ``tenant``: in total, by agent, by
         tenant and by ``provider/model``, with the runs started on those days."""
-        return (await self.views()).cost_summary(
-            agent=agent, tenant=tenant, since_day=since_day, until_day=until_day
-        )
+        return (await self.views()).cost_summary(**where)
 
     async def budgets(self) -> Budgets:
         """Every shared budget the ledger has records of (``key`` ``tenant:<name>`` or

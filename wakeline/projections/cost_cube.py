@@ -18,6 +18,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from decimal import Decimal
+from typing import TypedDict, Unpack
 from urllib.parse import quote, unquote
 
 from wakeline.projections.rows import CostLine, CostSummary, Tokens, load
@@ -106,18 +107,22 @@ def _lines(groups: dict[str, _Sum]) -> list[CostLine]:
     return [total.line(key) for key, total in ordered]
 
 
-def cost_summary(
-    store: ProjectionStore,
-    *,
-    agent: str | None = None,
-    tenant: str | None = None,
-    since_day: str | None = None,
-    until_day: str | None = None,
-) -> CostSummary:
-    """Totals of the calls (and runs) of ``agent`` / ``tenant`` on the UTC days from
-    ``since_day`` to ``until_day`` (``yyyy-mm-dd``, inclusive): in all, by agent, by tenant
-    and by ``provider/model``."""
+class CostFilter(TypedDict, total=False):
+    """Which calls a :func:`cost_summary` sums: of runs of ``agent`` / ``tenant``, on the UTC
+    days from ``since_day`` to ``until_day`` (``yyyy-mm-dd``, inclusive)."""
+
+    agent: str | None
+    tenant: str | None
+    since_day: str | None
+    until_day: str | None
+
+
+def cost_summary(store: ProjectionStore, **where: Unpack[CostFilter]) -> CostSummary:
+    """Totals of the calls (and runs) ``where`` selects: in all, by agent, by tenant and by
+    ``provider/model``."""
     out = _Summary()
+    agent, tenant = where.get("agent"), where.get("tenant")
+    since_day, until_day = where.get("since_day"), where.get("until_day")
 
     def wanted(names: list[str]) -> bool:
         return (agent is None or names[1] == agent) and (tenant is None or names[2] == tenant)

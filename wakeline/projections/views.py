@@ -8,11 +8,12 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
+from typing import Unpack
 
 from wakeline.projections import EVENTS, LEDGER, NOTICES
 from wakeline.projections.audit import AuditProjection, audit_trail, verify
 from wakeline.projections.budgets import BudgetsProjection, budget, budgets
-from wakeline.projections.cost_cube import cost_summary
+from wakeline.projections.cost_cube import CostFilter, cost_summary
 from wakeline.projections.costs import CostsProjection, costs
 from wakeline.projections.queries import Queries
 from wakeline.projections.rebuild import rebuild
@@ -110,19 +111,10 @@ class Views:
         :func:`wakeline.projections.costs.costs`."""
         return costs(self._store, dimension, key)
 
-    def cost_summary(
-        self,
-        *,
-        agent: str | None = None,
-        tenant: str | None = None,
-        since_day: str | None = None,
-        until_day: str | None = None,
-    ) -> CostSummary:
+    def cost_summary(self, **where: Unpack[CostFilter]) -> CostSummary:
         """Totals of the calls of ``agent`` / ``tenant`` on the UTC days from ``since_day`` to
         ``until_day`` (inclusive): see :func:`wakeline.projections.cost_cube.cost_summary`."""
-        return cost_summary(
-            self._store, agent=agent, tenant=tenant, since_day=since_day, until_day=until_day
-        )
+        return cost_summary(self._store, **where)
 
     def budget(self, key: str) -> BudgetRow | None:
         """The state of the shared budget ``key`` (a ledger key, e.g. ``tenant:acme``)."""
