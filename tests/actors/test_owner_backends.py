@@ -76,11 +76,14 @@ async def journal(log: Log, topics: Topics, run_id: str) -> list[Event]:
 
 
 async def until(client: Client, run_id: str, event_type: str) -> None:
+    seen: list[str] = []
+
     async def first() -> None:
         async for event in client.events(run_id):
             if event.type == event_type:
                 return
-        raise AssertionError(f"{run_id} ended without {event_type}")
+            seen.append(f"{event.type} {event.payload}")
+        raise AssertionError(f"{run_id} ended without {event_type}: " + "; ".join(seen))
 
     await asyncio.wait_for(first(), 60)
 

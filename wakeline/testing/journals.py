@@ -10,7 +10,9 @@ from dataclasses import dataclass, field
 
 from wakeline.schemas.codec import event_codec
 from wakeline.schemas.events import Event, RunCompleted
-from wakeline.topics.port import Log, Record
+from wakeline.topics.port import Log, LogUnavailableError, Record
+
+_RETRY_S = 60.0  # how long a reader rides out a broker that does not answer
 
 
 @dataclass
@@ -23,6 +25,7 @@ class Journals:
     offsets: dict[int, int] = field(default_factory=dict)
     records: dict[str, list[tuple[Record, Event]]] = field(default_factory=dict)
     completed: Counter[str] = field(default_factory=Counter)
+    unavailable: list[str] = field(default_factory=list)  # reads retried: the log was away
 
     _reads: dict[int, asyncio.Task[list[Record]]] = field(default_factory=dict, repr=False)
 
@@ -32,7 +35,7 @@ class Journals:
             end = await self.log.end_offset(self.topic, partition)
             while self.offsets.get(partition, 0) < end:
                 offset = self.offsets.get(partition, 0)
-                batch = await self.log.read(self.topic, partition, offset, max_records=5000)
+                batch = await self._read_retrying(partition, offset)
                 if not batch:
                     break
                 self._take(partition, batch)
@@ -66,7 +69,25 @@ class Journals:
         for partition, task in list(self._reads.items()):
             if task in done:
                 del self._reads[partition]
+                if isinstance(task.exception(), LogUnavailableError):
+                    self.unavailable.append(str(task.exception()))  # polled again next time
+                    continue
                 self._take(partition, task.result())
+
+    async def _read_retrying(self, partition: int, offset: int) -> Sequence[Record]:
+        """A read that rides out a log that is briefly away (a broker busy on a loaded
+        machine), noting each retry in :attr:`unavailable`; other errors raise at once."""
+        loop = asyncio.get_running_loop()
+        deadline, pause = loop.time() + _RETRY_S, 0.05
+        while True:
+            try:
+                return await self.log.read(self.topic, partition, offset, max_records=5000)
+            except LogUnavailableError as exc:
+                self.unavailable.append(str(exc))
+                if loop.time() + pause > deadline:
+                    raise
+            await asyncio.sleep(pause)  # a back-off between retries, not a sync point
+            pause = min(pause * 2, 2.0)
 
     def _take(self, partition: int, batch: Sequence[Record]) -> None:
         codec = event_codec()

@@ -112,14 +112,18 @@ class ReaderPool:
     async def read(
         self, tp: TopicPartition, offset: int, limit: int, timeout_s: float, wait_s: float
     ) -> list[Record]:
-        reader = await self._acquire(tp, offset)
+        what = f"read of {tp.topic!r}/{tp.partition}"
+        try:
+            reader = await self._acquire(tp, offset)
+        except Exception as exc:  # a new reader that cannot bootstrap: the broker is away
+            raise map_error(exc, what) from exc
         ok = False
         try:
             records = await reader.read(offset, limit, timeout_s, wait_s)
             ok = True
             return records
         except Exception as exc:
-            raise map_error(exc, f"read of {tp.topic!r}/{tp.partition}") from exc
+            raise map_error(exc, what) from exc
         finally:
             self._release(reader, ok)
 
