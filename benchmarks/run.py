@@ -32,6 +32,8 @@ MODULES = (
     "benchmarks.telemetry",
     "benchmarks.restart",
     "benchmarks.api",
+    "benchmarks.step_profile",
+    "benchmarks.history",
 )
 OPTIONAL_MODULES = ("benchmarks.kafka", "benchmarks.rebalance")
 
