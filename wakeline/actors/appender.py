@@ -59,6 +59,7 @@ class _Append:
         default_factory=lambda: asyncio.get_running_loop().create_future()
     )
     out: list[OutRecord] = field(default_factory=list)
+    chained: list[Event] = field(default_factory=list)  # the events as encoded in ``out``
 
 
 class JournalAppender:
@@ -157,9 +158,10 @@ class JournalAppender:
         with self._telemetry.send(
             self._system, self._topic, self.partition, item.events, group
         ) as send:
+            item.chained, values = self._chained(item.events)
             item.out = [
                 self._record(e, value, send.headers(e.run_id))
-                for e, value in zip(item.events, self._chained(item.events), strict=True)
+                for e, value in zip(item.events, values, strict=True)
             ]
             offsets = await self._writer.append(self._topic, item.out, commit=item.commit)
             send.appended(offsets)
@@ -174,30 +176,34 @@ class JournalAppender:
             headers = (*headers, (HEADER, self._signer.sign(self.partition, key, value)))
         return OutRecord(key, value, headers)
 
-    def _chained(self, events: list[Event]) -> list[bytes]:
-        """The events' records, each carrying the sha256 of the run's previous record (from
-        this append, or as folded into the journal store): the log's own hash chain."""
-        codec, heads, out = event_codec(), dict[str, str](), list[bytes]()
+    def _chained(self, events: list[Event]) -> tuple[list[Event], list[bytes]]:
+        """The events with ``prev`` set and their records' values: each carries the sha256
+        of the run's previous record (from this append, or as folded into the journal store),
+        the log's own hash chain."""
+        codec, heads = event_codec(), dict[str, str]()
+        chained, out = list[Event](), list[bytes]()
         for event in events:
             prev = heads.get(event.run_id)
             if prev is None and event.seq > 0:
                 before = self._journal.raw(event.run_id, event.seq - 1)
                 prev = "" if before is None else record_hash(before)
-            value = codec.encode(replace(event, prev=prev or ""))
+            linked = replace(event, prev=prev or "")
+            value = codec.encode(linked)
             heads[event.run_id] = record_hash(value)
+            chained.append(linked)
             out.append(value)
-        return out
+        return chained, out
 
     def _fold(self, batch: list[_Append], outcomes: list[list[int] | BaseException]) -> None:
-        records = [
-            Record(self._topic, self.partition, offset, out.key, out.value, out.headers)
+        own = [
+            (Record(self._topic, self.partition, offset, out.key, out.value, out.headers), event)
             for item, outcome in zip(batch, outcomes, strict=True)
             if not isinstance(outcome, BaseException)
-            for offset, out in zip(outcome, item.out, strict=True)
+            for offset, out, event in zip(outcome, item.out, item.chained, strict=True)
         ]
-        if records:
-            records.sort(key=lambda r: r.offset)
-            self._store.fold(records, [self._journal], topic_names=self._topic_names)
+        if own:
+            own.sort(key=lambda pair: pair[0].offset)
+            self._store.fold_own(own, [self._journal], topic_names=self._topic_names)
 
     def _break(self, error: BaseException) -> None:
         if self.broken is None:

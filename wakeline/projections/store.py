@@ -306,11 +306,31 @@ class ProjectionStore:
         projection propagates and nothing of the batch is written.  Returns the number of
         records consumed (offsets advanced).
         """
+        return self._fold(((r, None) for r in records), projections, topic_names)
+
+    def fold_own(
+        self,
+        records: Iterable[tuple[Record, Any]],
+        projections: Sequence[Projection],
+        *,
+        topic_names: Mapping[str, str] | None = None,
+    ) -> int:
+        """:meth:`fold` for records this process has just appended, each given with the
+        value it encoded: they are not decoded again, and their signature (this process
+        made it) is not checked again."""
+        return self._fold(iter(records), projections, topic_names)
+
+    def _fold(
+        self,
+        records: Iterator[tuple[Record, Any]],
+        projections: Sequence[Projection],
+        topic_names: Mapping[str, str] | None,
+    ) -> int:
         table = routes(projections, topic_names)
         view = BatchView(self._db)
         next_offsets: dict[tuple[str, int], int] = {}
         consumed = 0
-        for record in records:
+        for record, decoded in records:
             where = (record.topic, record.partition)
             current = next_offsets.get(where)
             if current is None:
@@ -318,8 +338,13 @@ class ProjectionStore:
             if record.offset < current:
                 continue
             route = table.get(record.topic)
-            if route is not None:
+            if route is None:
+                pass
+            elif decoded is None:
                 _apply(view, route, record, self._signer)
+            else:
+                for projection in route[1]:
+                    projection.apply(view, record, decoded)
             next_offsets[where] = record.offset + 1
             consumed += 1
         if not next_offsets:

@@ -46,16 +46,16 @@ class UntrustedRecordError(Exception):
 class RecordSigner:
     """Signs and checks records with one secret key (HMAC-SHA256)."""
 
-    __slots__ = ("_key",)
+    __slots__ = ("_keyed",)
 
     def __init__(self, key: bytes) -> None:
         if len(key) < MIN_KEY_BYTES:
             raise ValueError(f"a record key needs at least {MIN_KEY_BYTES} bytes")
-        self._key = key
+        self._keyed = hmac.new(key, _DOMAIN, hashlib.sha256)  # copied per record: keyed once
 
     def sign(self, partition: int, key: bytes | None, value: bytes) -> bytes:
         """The ``wl-mac`` header value (hex ASCII) of a record to append to ``partition``."""
-        mac = hmac.new(self._key, _DOMAIN, hashlib.sha256)
+        mac = self._keyed.copy()
         mac.update(partition.to_bytes(4, "big"))
         mac.update(len(key or b"").to_bytes(4, "big"))
         mac.update(key or b"")
