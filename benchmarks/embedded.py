@@ -90,9 +90,27 @@ async def parallel(profile: Profile) -> list[Row]:
     ]
 
 
-async def _parallel_once(runs: int, calls: int, *, follow: bool) -> float:
+@register("latency")
+async def latency(profile: Profile) -> list[Row]:
+    """Ten times ``parallel``'s runs at once, 10 calls each, at 50 ms model latency: how close
+    one worker gets to the ideal (10 x 50 ms), unfollowed and with a client following each."""
+    runs, calls, latency_s = profile.parallel_runs * 10, 10, 0.05
+    ideal = calls * latency_s
+    unfollowed = await _parallel_once(runs, calls, follow=False, latency_s=latency_s)
+    followed = await _parallel_once(runs, calls, follow=True, latency_s=latency_s)
+    note = f"{runs} runs x {calls} calls at {latency_s * 1000:g} ms, one worker"
+    return [
+        Row("latency", "floor: ideal wall (calls x latency)", ideal * 1000, "ms", note),
+        Row("latency", "unfollowed: wall", unfollowed * 1000, "ms", "target: <= 1.25x ideal"),
+        Row("latency", "followed: wall", followed * 1000, "ms", "target: <= 1.1x unfollowed"),
+        Row("latency", "unfollowed / ideal", unfollowed / ideal, "x"),
+        Row("latency", "followed / unfollowed", followed / unfollowed, "x"),
+    ]
+
+
+async def _parallel_once(runs: int, calls: int, *, follow: bool, latency_s: float = 0.0) -> float:
     """Seconds from the first start to the last run's end."""
-    model = TimedModel()
+    model = TimedModel(latency_s)
     with scratch_dir() as data:
         async with running_worker(bench_app(model), data) as h:
             await h.run_to_end(WARM_UP)

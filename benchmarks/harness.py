@@ -33,8 +33,8 @@ class TimedModel:
     """A zero-latency :class:`MockModel` that records when each call enters and how long the
     mock itself took, so the runtime's own per-step cycle can be computed."""
 
-    def __init__(self) -> None:
-        self._inner = MockModel(latency_s=0)
+    def __init__(self, latency_s: float = 0.0) -> None:
+        self._inner = MockModel(latency_s=latency_s)
         self.entries_ns: list[int] = []
         self.own_ns: list[int] = []
 
