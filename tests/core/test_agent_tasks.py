@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 from typing import Any
 
 from wakeline import App, Context, jsonutil
@@ -50,6 +51,12 @@ def make_app() -> App:
         await ready.wait()
         return "not reached"
 
+    @app.agent
+    async def leaves_garbage(ctx: Context, n: int) -> str:
+        _Abandoned()  # unreachable at once
+        held = [[] for _ in range(100)]  # allocations past the collector's threshold
+        return (await ctx.llm(f"after {len(held)}")).text
+
     return app
 
 
@@ -95,3 +102,36 @@ async def test_the_failure_replays_identically() -> None:
     again = core.crash(writer="replayer").recover()
     assert again.events == () and isinstance(again.status, Ended)
     assert again.status.terminal == core.terminal
+
+
+class _Abandoned:
+    """A library's suspended coroutine left in a reference cycle, as a closed event loop leaves
+    its pending tasks: when the garbage collector closes it, its ``finally`` schedules clean-up
+    on whatever loop is running (the Kafka reader pool's release did exactly that)."""
+
+    def __init__(self) -> None:
+        self.me = self
+
+        async def cleanup() -> None:
+            raise RuntimeError("Event loop is closed")
+
+        async def reading() -> None:
+            try:
+                await asyncio.Event().wait()
+            finally:
+                asyncio.get_running_loop().create_task(cleanup())
+
+        self.coro = reading()
+        self.coro.send(None)  # suspended inside the try
+
+
+async def test_a_foreign_finalizer_run_by_the_gc_during_agent_code_does_not_fail_the_run() -> None:
+    threshold = gc.get_threshold()
+    gc.collect()
+    gc.set_threshold(10)  # so the agent's allocations start a collection, if allowed
+    try:
+        core, _ = await run_to_end("leaves_garbage")
+    finally:
+        gc.set_threshold(*threshold)
+        gc.collect()
+    assert isinstance(terminal_payload(core), RunCompleted)

@@ -7,6 +7,13 @@ therefore runs the same callbacks in the same order, which is what makes replay 
 including ``asyncio.gather`` over several model calls.  Anything that would need real time
 (``asyncio.sleep(x > 0)``, timeouts) raises :class:`NonDeterministicCallError`: agents use
 ``ctx.sleep`` instead, which is a durable timer.
+
+While agent code runs this loop is the running loop, so anything that asks for the running
+loop gets it -- including a finalizer the garbage collector happens to run then: a library's
+abandoned coroutine whose ``finally`` schedules clean-up would land a foreign, failing task in
+the run (a Kafka reader released by the collector did: the run failed "in a background task:
+Event loop is closed").  :meth:`run_until_idle` therefore holds automatic collection off
+while it runs; the collector runs later, on the worker's own loop.
 """
 
 from __future__ import annotations
@@ -14,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextvars
+import gc
 from collections.abc import Callable, Coroutine, Generator
 from typing import Any, TypeVar, TypeVarTuple, Unpack
 
@@ -107,6 +115,8 @@ class DeterministicLoop(asyncio.AbstractEventLoop):
     def run_until_idle(self) -> None:
         """Run ready callbacks until none is left.  Never blocks."""
         outer = asyncio._get_running_loop()
+        collecting = gc.isenabled()
+        gc.disable()  # no foreign finalizer runs as agent code (see the module's docstring)
         asyncio._set_running_loop(self)
         try:
             while self._ready:
@@ -115,6 +125,8 @@ class DeterministicLoop(asyncio.AbstractEventLoop):
                     ctx.run(callback, *args)
         finally:
             asyncio._set_running_loop(outer)
+            if collecting:
+                gc.enable()
 
     def take_errors(self) -> list[BaseException]:
         errors, self._errors = self._errors, []

@@ -108,6 +108,7 @@ class ReaderPool:
         self._idle: dict[TopicPartition, list[Reader]] = {}
         self._busy: set[Reader] = set()
         self._closed = False
+        self._loop: asyncio.AbstractEventLoop | None = None  # the loop the readers live on
 
     async def read(
         self, tp: TopicPartition, offset: int, limit: int, timeout_s: float, wait_s: float
@@ -129,6 +130,7 @@ class ReaderPool:
 
     async def _acquire(self, tp: TopicPartition, offset: int) -> Reader:
         contract.check_open(self._closed, "Kafka log")
+        self._loop = asyncio.get_running_loop()
         idle = self._idle.get(tp)
         if idle:
             reader = next((r for r in idle if r.position == offset), idle[-1])
@@ -153,7 +155,7 @@ class ReaderPool:
         self._busy.discard(reader)
         reader.used = now = time.monotonic()
         if not ok or self._closed:
-            _close_later(reader)
+            self._close_later(reader)
             return
         self._idle.setdefault(reader.tp, []).append(reader)
         pool = sorted((r for rs in self._idle.values() for r in rs), key=lambda r: r.used)
@@ -165,8 +167,22 @@ class ReaderPool:
             self._idle[old.tp].remove(old)
             count -= 1
             here -= old.tp == reader.tp
-            _close_later(old)
+            self._close_later(old)
         self._idle = {tp: rs for tp, rs in self._idle.items() if rs}
+
+    def _close_later(self, reader: Reader) -> None:
+        """Stop ``reader`` in the background, on the readers' own loop.  A read coroutine the
+        garbage collector closes (its task was left on a closed loop) releases its reader
+        wherever the collector ran: then there is no loop to stop it on, and nothing is
+        scheduled on whichever loop happens to be running."""
+        try:
+            running: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if running is None or running is not self._loop:
+            return
+        task = running.create_task(reader.consumer.stop())
+        task.add_done_callback(lambda t: t.cancelled() or t.exception())
 
     async def close(self) -> None:
         self._closed = True
@@ -175,8 +191,3 @@ class ReaderPool:
         for reader in readers:
             with contextlib.suppress(Exception):
                 await reader.consumer.stop()
-
-
-def _close_later(reader: Reader) -> None:
-    task = asyncio.get_running_loop().create_task(reader.consumer.stop())
-    task.add_done_callback(lambda t: t.cancelled() or t.exception())
