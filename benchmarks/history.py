@@ -3,8 +3,9 @@
 The agent keeps a chat: each turn appends one user message (about 200 bytes, all different)
 and the model's reply, and sends the whole history.  The figure is the run's journal (the
 values of every record of its events) beside the floor, the bytes of the distinct messages
-as JSON.  Today each request is journaled whole, so the journal grows with the square of
-the turns; issue 13's target is within 2x of the floor.
+as JSON.  Each request is journaled as the messages it appends to the previous exchange
+(``wakeline/core/history.py``), so the journal grows linearly; the target is within 2x of
+the floor, the rest being a fixed envelope per turn.
 """
 
 from __future__ import annotations

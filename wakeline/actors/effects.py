@@ -189,6 +189,13 @@ async def _settle_interrupted(
 
 
 def _request_from(payload: ModelCallRequested) -> ModelRequest:
+    """A request from its event alone (the core passes its call object; this is for effects
+    built from a journal by hand): only a request journaled whole can be."""
+    if payload.base_seq >= 0:
+        raise ValueError(
+            f"the request extends the one at seq {payload.base_seq}: pass the call "
+            "(wakeline.core.history.expand_requests reads a journal's whole requests)"
+        )
     data = jsonutil.loads(payload.request)
     return ModelRequest(
         model=data["model"],

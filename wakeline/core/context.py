@@ -10,10 +10,12 @@ from decimal import Decimal
 from typing import Any, Literal
 
 from wakeline import jsonutil
+from wakeline.core import history
 from wakeline.core.app import AgentSpec, RetryPolicy, ToolSpec
 from wakeline.core.errors import ModelCallError, StepFailedError, ToolCallError, WakelineError
 from wakeline.core.governance import CallInfo, reservation_for, run_policies
 from wakeline.core.governance import text as money_text
+from wakeline.core.history import Conversations
 from wakeline.core.model import ModelRequest
 from wakeline.core.port import ContextPort
 from wakeline.core.results import Approval, LLMResult, StepCall, llm_result
@@ -49,6 +51,7 @@ class Context:
     def __init__(self, core: ContextPort, spec: AgentSpec) -> None:
         self._core = core
         self._spec = spec
+        self._conversations = Conversations()
 
     @property
     def run_id(self) -> str:
@@ -92,12 +95,31 @@ class Context:
         )
         provider_name = provider or self._spec.default_provider or app.default_provider
         request_json = request.to_json()
-        text = jsonutil.dumps(request_json)
-        digest = jsonutil.digest(text)
         await self._check_policies("model", request.model, provider_name, request_json)
         reservation = reservation_for(app.prices, provider_name, request)
-        requested = ModelCallRequested(provider_name, request.model, digest, text, stream)
-        return await self._dispatch(requested, request, reservation, retry or app.retry)
+        messages_text = jsonutil.dumps(request_json["messages"])
+        requested = self._journaled(provider_name, request_json, messages_text, stream)
+        listed = (messages_text, len(request.messages))
+        result = await self._dispatch(requested, request, reservation, retry or app.retry, listed)
+        self._conversations.replied(result.seq, result.message)
+        return result
+
+    def _journaled(
+        self, provider: str, request: dict[str, Any], messages_text: str, stream: bool
+    ) -> ModelCallRequested:
+        """The call's event: the whole request's digest, and the request itself as the
+        messages it appends to an earlier request of the run, if any (see core.history)."""
+        text = history.with_messages(request, messages_text)
+        requested = ModelCallRequested(
+            provider, request["model"], jsonutil.digest(text), text, stream
+        )
+        base = self._conversations.base_of(messages_text)
+        if base is None:
+            return requested
+        journaled = history.with_messages(request, history.after(messages_text, base))
+        return dataclasses.replace(
+            requested, request=journaled, base_seq=base.seq, base_reply=base.reply
+        )
 
     async def _dispatch(
         self,
@@ -105,6 +127,7 @@ class Context:
         request: ModelRequest,
         reservation: dict[str, Decimal | None],
         policy: RetryPolicy,
+        listed: tuple[str, int],
     ) -> LLMResult:
         """Send a model call until it completes: every attempt is checked against the run's
         budget first, and an attempt a crash interrupted stays reserved (it may have been
@@ -116,6 +139,7 @@ class Context:
             await self._check_budget(request.model, reservation)
             core.budget.reserve(core.next_seq, reservation, interrupted)
             event = core.emit(dataclasses.replace(requested, attempt=attempt), request)
+            self._conversations.requested(event.seq, *listed)
             result = await core.wait(event.seq)
             if isinstance(result, ModelCallCompleted):
                 return llm_result(result, event.seq)

@@ -79,6 +79,7 @@ STEP_KINDS: tuple[StepKind, ...] = (
             "request": p.request,
             "stream": p.stream,
             "attempt": p.attempt,
+            **({"extends": {"seq": p.base_seq, "reply": p.base_reply}} if p.base_seq >= 0 else {}),
         },
     ),
     StepKind(

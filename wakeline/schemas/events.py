@@ -62,6 +62,11 @@ class ModelCallRequested:
     request: str
     stream: bool = False
     attempt: int = 1
+    base_seq: int = -1
+    """-1: ``request`` is the whole request; else the request extends the one at this seq:
+    its messages are that request's messages (then its reply if ``base_reply``), then the
+    messages in ``request`` (see :mod:`wakeline.core.history`)."""
+    base_reply: bool = False
 
 
 @dataclass(frozen=True, slots=True)

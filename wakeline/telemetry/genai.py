@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from wakeline import jsonutil
+from wakeline.core.model import ModelRequest
 from wakeline.core.steps import kind_of
 from wakeline.schemas.events import (
     ModelCallCompleted,
@@ -28,6 +29,15 @@ if TYPE_CHECKING:
     from wakeline.core.activation import Effect
 
 __all__ = ["span_of", "span_result"]
+
+
+def _request_of(effect: Effect, payload: ModelCallRequested) -> dict[str, Any]:
+    """The whole request: the core's call object (a journaled request may hold only the
+    messages it appends to an earlier one, see ``core/history.py``)."""
+    if isinstance(effect.call, ModelRequest):
+        return effect.call.to_json()
+    request = jsonutil.loads(payload.request)
+    return request if isinstance(request, dict) and payload.base_seq < 0 else {}
 
 
 def span_of(effect: Effect, capture: bool) -> tuple[str, str, dict[str, Any]] | None:
@@ -49,11 +59,11 @@ def span_of(effect: Effect, capture: bool) -> tuple[str, str, dict[str, Any]] | 
             "wakeline.attempt": payload.attempt,
             "wakeline.stream": payload.stream,
         }
-        request = jsonutil.loads(payload.request)
+        request = _request_of(effect, payload)
         for key in ("max_tokens", "temperature"):
-            if isinstance(request, dict) and request.get(key) is not None:
+            if request.get(key) is not None:
                 attributes[f"gen_ai.request.{key}"] = request[key]
-        if capture and isinstance(request, dict):
+        if capture:
             attributes["gen_ai.input.messages"] = jsonutil.dumps(request.get("messages", []))
         return kind.name, f"chat {payload.model}", attributes
     if isinstance(payload, ToolCallRequested):
