@@ -36,6 +36,8 @@ class EmbeddedWriter:
         self._closed = False
         self._queue: list[_PendingAppend] = []
         self._flusher: asyncio.Task[None] | None = None
+        self.transactions = 0
+        """Write transactions run so far (each holds one or more appends)."""
 
     @property
     def partition(self) -> int:
@@ -63,6 +65,7 @@ class EmbeddedWriter:
             batch, self._queue = self._queue, []
             groups = [(p.meta, [self._partition] * len(p.records), p.records) for p in batch]
             commits = [p.commit for p in batch if p.commit is not None]
+            self.transactions += 1
             try:
                 results = await self._log.write_groups(
                     groups, fence=(self.writer_id, self.epoch), commits=commits
