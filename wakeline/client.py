@@ -138,7 +138,7 @@ class Client:
 
         The client closes that log in :meth:`aclose` (``async with await Client.open(...)``)."""
         client = cls(
-            await open_log(data=data, kafka=kafka),
+            await open_log(data=data, kafka=kafka, topics=topics),
             topics=topics,
             issuer=issuer,
             views_dir=views_dir,

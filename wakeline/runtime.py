@@ -26,15 +26,23 @@ def data_dir(path: str | Path | None = None) -> Path:
     return Path(path or os.environ.get("WAKELINE_DATA") or ".wakeline")
 
 
-async def open_log(*, data: str | Path | None = None, kafka: str | None = None) -> Log:
-    """The Kafka backend when a bootstrap address is given, else the embedded log."""
+async def open_log(
+    *, data: str | Path | None = None, kafka: str | None = None, topics: Topics = DEFAULT_TOPICS
+) -> Log:
+    """The Kafka backend when a bootstrap address is given, else the embedded log; records
+    too large for one record go to ``topics.chunks`` (:mod:`wakeline.topics.chunked`)."""
+    from wakeline.topics.chunked import ChunkedLog
+
+    inner: Log
     if kafka:
         from wakeline.topics.kafka.log import KafkaLog
 
-        return await KafkaLog.open(kafka)
-    from wakeline.topics.embedded.log import EmbeddedLog
+        inner = await KafkaLog.open(kafka)
+    else:
+        from wakeline.topics.embedded.log import EmbeddedLog
 
-    return await EmbeddedLog.open(data_dir(data))
+        inner = await EmbeddedLog.open(data_dir(data))
+    return ChunkedLog(inner, topics.chunks)
 
 
 async def ensure_topics(

@@ -76,7 +76,7 @@ async def serve(
     log's (:func:`~wakeline.topics.signing.signer_for`).
     """
     opened = log is None
-    log = log if log is not None else await open_log(data=data, kafka=kafka)
+    log = log if log is not None else await open_log(data=data, kafka=kafka, topics=topics)
     slot: StateDir | None = None
     try:
         if partitions is not None:

@@ -22,6 +22,7 @@ from wakeline.actors.worker import DEFAULT_GROUP
 from wakeline.core.app import App
 from wakeline.runtime import ensure_topics
 from wakeline.testing.harness import LocalRuntime, kafka_runtime, local_runtime, prefixed_topics
+from wakeline.topics.chunked import ChunkedLog
 from wakeline.topics.port import Log
 from wakeline.topics.specs import DEFAULT_TOPICS, Topics
 
@@ -79,13 +80,17 @@ class Backend:
         return worker_command(target, *options)
 
     async def open_log(self, *, client_id: str = "wakeline-test") -> Log:
+        """The log as users open it (:func:`wakeline.runtime.open_log`: chunked records)."""
+        inner: Log
         if self.bootstrap:
             from wakeline.topics.kafka.log import KafkaLog
 
-            return await KafkaLog.open(self.bootstrap, client_id=client_id)
-        from wakeline.topics.embedded.log import EmbeddedLog
+            inner = await KafkaLog.open(self.bootstrap, client_id=client_id)
+        else:
+            from wakeline.topics.embedded.log import EmbeddedLog
 
-        return await EmbeddedLog.open(self.data)
+            inner = await EmbeddedLog.open(self.data)
+        return ChunkedLog(inner, self.topics.chunks)
 
     async def create(self, *, partitions: int) -> Log:
         """The log with this backend's topics in place (the test's side)."""

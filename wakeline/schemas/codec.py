@@ -163,9 +163,21 @@ class Codec(Generic[E]):
         return self._envelope(**record)
 
 
+MAX_EVENT_BYTES = 64 * 1024 * 1024
+"""A journal event may hold a large model request or tool result (the log stores a record
+over its limit in chunks: :mod:`wakeline.topics.chunked`); commands, which clients write,
+stay under 1 MB."""
+
+
 @cache
 def event_codec() -> Codec[Event]:
-    return Codec(load_schema("event.avsc"), Event, EVENT_TYPES, older=_history("event"))
+    return Codec(
+        load_schema("event.avsc"),
+        Event,
+        EVENT_TYPES,
+        older=_history("event"),
+        max_bytes=MAX_EVENT_BYTES,
+    )
 
 
 @cache

@@ -14,6 +14,7 @@ from wakeline.core.app import App
 from wakeline.runtime import ensure_topics
 from wakeline.telemetry.runtime import Telemetry
 from wakeline.testing.waits import DEFAULT_TIMEOUT_S, RunUnloads, wait_status
+from wakeline.topics.chunked import ChunkedLog
 from wakeline.topics.embedded.log import EmbeddedLog
 from wakeline.topics.port import Log
 from wakeline.topics.signing import RecordSigner
@@ -90,7 +91,7 @@ async def local_runtime(
     app: App, data: Path, *, partitions: int = 4, session_timeout_s: float = 2.0
 ) -> AsyncIterator[LocalRuntime]:
     """An embedded log in ``data`` with topics, a running worker and a client."""
-    log = await EmbeddedLog.open(data)
+    log: Log = ChunkedLog(await EmbeddedLog.open(data), DEFAULT_TOPICS.chunks)
     worker_id = default_worker_id()
     try:
         await ensure_topics(log, partitions=partitions)
@@ -118,7 +119,7 @@ async def kafka_runtime(
     from wakeline.topics.kafka.log import KafkaLog
 
     topics = prefixed_topics(prefix)
-    log = await KafkaLog.open(bootstrap)
+    log: Log = ChunkedLog(await KafkaLog.open(bootstrap), topics.chunks)
     worker_id = default_worker_id()
     try:
         await ensure_topics(log, partitions=partitions, topics=topics)

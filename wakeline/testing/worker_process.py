@@ -83,7 +83,8 @@ async def run(args: argparse.Namespace) -> None:
     if args.log_hook is None:
         await serve(app, data=args.data, kafka=args.kafka, **options)
         return
-    log = _log_hook(args.log_hook)(await open_log(data=args.data, kafka=args.kafka))
+    opened = await open_log(data=args.data, kafka=args.kafka, topics=options["topics"])
+    log = _log_hook(args.log_hook)(opened)
     try:
         await serve(app, data=args.data, log=log, **options)
     finally:

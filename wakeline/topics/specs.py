@@ -22,6 +22,8 @@ class Topics:
     ledger: str = "wakeline.ledger"
     deltas: str = "wakeline.deltas"
     """Live text of streamed model calls (key = run id): not journal, kept for an hour."""
+    chunks: str = "wakeline.chunks"
+    """Records too large for one record, in chunks (:mod:`wakeline.topics.chunked`)."""
 
     def specs(self, partitions: int, replication: int = 1) -> list[TopicSpec]:
         """Journals are kept forever (a run resumes from its whole journal)."""
@@ -32,6 +34,7 @@ class Topics:
             TopicSpec(self.deadletter, 1, replication, dict(KEEP_FOREVER)),
             TopicSpec(self.ledger, partitions, replication, dict(KEEP_FOREVER)),
             TopicSpec(self.deltas, partitions, replication, dict(KEEP_AN_HOUR)),
+            TopicSpec(self.chunks, partitions, replication, dict(KEEP_FOREVER)),
         ]
 
 
