@@ -21,6 +21,7 @@ from typing import Any, Self, Unpack
 from wakeline import jsonutil
 from wakeline.core.errors import WakelineError
 from wakeline.core.ids import check_run_id
+from wakeline.following import EventHub
 from wakeline.projections.cost_cube import CostFilter
 from wakeline.projections.queries import RunQuery
 from wakeline.projections.rows import (
@@ -121,6 +122,7 @@ class Client:
         self._signer = signer if signer is not None else signer_for(log)
         self._slot: StateDir | None = None
         self._views: Views | None = None
+        self._hub: EventHub | None = None  # followers shared by this client's watches
         self._owns_log = False
 
     @classmethod
@@ -185,8 +187,12 @@ class Client:
             self._slot = None
 
     async def aclose(self) -> None:
-        """Close the views, and the log when :meth:`open` opened it."""
+        """Close the views and the shared followers, and the log when :meth:`open` opened
+        it."""
         self.close()
+        if self._hub is not None:
+            hub, self._hub = self._hub, None
+            await hub.close()
         if self._owns_log:
             self._owns_log = False
             await self._log.close()
@@ -308,8 +314,13 @@ class Client:
         for calls still open here (requested, no result yet), each before the call's result
         event and never after it.  A delta with ``index`` 0 (re)starts its call's text."""
         partition = await self._partition(run_id)
+        if self._hub is None:
+            self._hub = EventHub(self._log)
+        # one reader per partition for all of this client's watches, pushing each its run's
+        # records (wakeline.following); after an overflow it reads on from the log itself
+        subscription = self._hub.subscribe(key=run_id.encode(), resync=True)
         updates = watch_run(
-            self._log,
+            subscription,
             self._topics,
             run_id,
             partition,
@@ -318,8 +329,11 @@ class Client:
             deltas=deltas,
             signer=self._signer,
         )
-        async for update in updates:
-            yield update
+        try:
+            async for update in updates:
+                yield update
+        finally:
+            subscription.close()
 
     subscribe = watch
     """:meth:`watch` by another name: ``async for update in client.subscribe(run_id)``."""

@@ -66,7 +66,10 @@ async def watch_run(
     ``signer``, events no holder of the record key appended are skipped."""
     key = run_id.encode()
     follower = await DeltaFollower.start(log, topics.deltas, run_id, enabled=deltas)
-    events_at, notices_at = from_offset, 0
+    # the notices so far first: a shared subscription then follows their partition too, so a
+    # notice (a rejected start has no events) wakes the wait for events below
+    early, notices_at = await _run_notices(log, topics.notices, partition, key, 0)
+    events_at = from_offset
     expected = 0
     last_event_ms = -1
     while True:
@@ -93,6 +96,7 @@ async def watch_run(
         for delta in follower.ready():
             yield RunUpdate(delta=delta)
         notices, notices_at = await _run_notices(log, topics.notices, partition, key, notices_at)
+        notices, early = early + notices, []
         for notice in notices:
             yield RunUpdate(notice=notice)
         final = final_notice(notices, started=expected > 0)

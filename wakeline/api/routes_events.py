@@ -10,7 +10,7 @@ where ``seq`` is the call's ``ModelCallRequested``; never sent after the call's 
 stream that failed, e.g. ``"reason": "overflow"`` when the client read too slowly: reconnect
 with ``Last-Event-ID``).  ``: keep-alive`` comments flow while a run waits.
 
-Streams share one follower per partition (:mod:`wakeline.api.hub`); each API key may have
+Streams share one follower per partition (:mod:`wakeline.following`); each API key may have
 ``max_streams_per_key`` open at once (429 beyond).
 """
 

@@ -169,7 +169,7 @@ class PartitionWriter(Protocol):
 
 class LogReader(Protocol):
     """What following a run reads: records from an offset, a partition's end, partitions.
-    A :class:`Log` is one; so is the API's shared subscription (``wakeline.api.hub``)."""
+    A :class:`Log` is one; so is a shared subscription (``wakeline.following``)."""
 
     async def partition_count(self, topic: str) -> int: ...
 
