@@ -35,7 +35,7 @@ MODULES = (
     "benchmarks.step_profile",
     "benchmarks.history",
 )
-OPTIONAL_MODULES = ("benchmarks.kafka", "benchmarks.rebalance")
+OPTIONAL_MODULES = ("benchmarks.kafka", "benchmarks.kafka_resume", "benchmarks.rebalance")
 
 
 def load_modules() -> None:
