@@ -65,7 +65,7 @@ from wakeline.schemas.events import (
 )
 from wakeline.telemetry.tracing import current_trace_headers
 from wakeline.topics.partitioner import partition_for
-from wakeline.topics.port import Log, OutRecord
+from wakeline.topics.port import Log, OutRecord, RecordTooLargeError
 from wakeline.topics.signing import RecordSigner, signer_for
 from wakeline.topics.specs import DEFAULT_TOPICS, Topics
 from wakeline.watching import RunUpdate, watch_run
@@ -204,7 +204,13 @@ class Client:
     async def _send(self, run_id: str, payload: CommandPayload) -> str:
         command_id = uuid.uuid4().hex
         command = Command(command_id, run_id, int(time.time() * 1000), self._issuer, payload)
-        value = command_codec().encode(command)
+        codec = command_codec()
+        value = codec.encode(command)
+        if len(value) > codec.max_bytes:  # workers would dead-letter it as undecodable
+            raise RecordTooLargeError(
+                f"a {command.type} command of {len(value)} bytes is over the limit of "
+                f"{codec.max_bytes} bytes (keep a run's input small: pass a reference to data)"
+            )
         record = OutRecord(run_id.encode(), value, current_trace_headers())
         await self._log.append(self._topics.commands, [record])
         return command_id

@@ -15,7 +15,7 @@ from wakeline.schemas.codec import command_codec, notice_codec
 from wakeline.schemas.commands import Command, CommandRejected, StartRun
 from wakeline.schemas.events import TimerScheduled
 from wakeline.testing import local_runtime, wait_for_event
-from wakeline.topics.port import Log, OutRecord
+from wakeline.topics.port import Log, OutRecord, RecordTooLargeError
 from wakeline.topics.specs import DEFAULT_TOPICS
 
 
@@ -148,3 +148,15 @@ async def test_a_raw_start_with_an_invalid_run_id_is_rejected_and_others_are_unt
             rows = {r.run_id: r.status for r in (await reader.list()).items}
             assert rows == {"vic1": "completed", "vic1/zz": "rejected"}
             assert [s.seq for s in await reader.steps("vic1")] == [1]  # its one model call
+
+
+async def test_a_command_too_large_to_decode_is_refused_by_the_client(tmp_path: Path) -> None:
+    """The log takes records of any size (chunked), but workers decode commands up to 1 MB:
+    the client refuses a bigger one at once instead of leaving a start no worker can read."""
+    async with local_runtime(make_app(), tmp_path) as rt:
+        before = [await rt.log.end_offset(DEFAULT_TOPICS.commands, p) for p in range(4)]
+        too_large = r"StartRun command of \d+ bytes is over the limit"
+        with pytest.raises(RecordTooLargeError, match=too_large):
+            await rt.client.start_run("shop", {"item": "x" * 2_000_000, "quantity": 1})
+        after = [await rt.log.end_offset(DEFAULT_TOPICS.commands, p) for p in range(4)]
+        assert after == before
