@@ -61,8 +61,11 @@ async def test_each_kind_of_bad_input_is_reported_and_the_worker_keeps_going(
         with pytest.raises(RunError, match=r"InvalidInput.*quantity"):
             await client.result(invalid.run_id, from_offset=invalid.from_offset)
 
-        # bytes that are not a command at all, keyed like a run
+        # bytes that are not a command at all, keyed like a run: whoever waits for that run
+        # learns it was rejected, and why
         await rt.log.append(DEFAULT_TOPICS.commands, [OutRecord(b"garbage", b"\x00not avro")])
+        with pytest.raises(RunError, match="rejected: undecodable command: not Avro"):
+            await asyncio.wait_for(client.result("garbage"), 30)
 
         huge = await client.start_run("shop", {"item": "x" * 300_000, "quantity": 1})
         with pytest.raises(RunError, match=r"rejected.*exceeds the limit"):

@@ -48,7 +48,11 @@ class Dispatcher:
         try:
             command = command_codec().decode(record.value)
         except DecodeError as exc:
-            await s.outputs.dead_letter(record, f"undecodable command: {exc}")
+            problem = f"undecodable command: {exc}"
+            await s.outputs.dead_letter(record, problem)
+            run_id = _run_key(record)
+            if run_id is not None:  # whoever waits on the run learns why nothing happens
+                await s.outputs.notice(run_id, CommandRejected("", problem))
             await self._commit_only(commit)
             return
         with s.telemetry.process(s.log.system, record, s.group, command.run_id, command.type):
@@ -183,3 +187,12 @@ class Dispatcher:
         raised = RaiseLimit("usd", wake.limit, wake.by, scope=wake.scope)
         with contextlib.suppress(LookupError):
             await actor.command(raised, None)
+
+
+def _run_key(record: Record) -> str | None:
+    """The run id a record is keyed by, if its key is a valid run id."""
+    try:
+        run_id = (record.key or b"").decode()
+    except UnicodeDecodeError:
+        return None
+    return run_id if run_id and run_id_problem(run_id) is None else None
