@@ -139,10 +139,12 @@ async def running_worker(
         stop = asyncio.Event()
         started_at = time.perf_counter()
         task = asyncio.create_task(worker.run(stop), name="bench-worker")
+        client = Client(log)
         try:
             await _until(worker.ready.wait(), task)
-            yield Harness(log, worker, Client(log), started_at)
+            yield Harness(log, worker, client, started_at)
         finally:
+            await client.aclose()  # its followers stop before the log closes
             stop.set()
             await task
     finally:

@@ -52,7 +52,8 @@ async def kafka_worker(app: App, data: Path, topics: Topics) -> AsyncIterator[Cl
         task = asyncio.create_task(worker.run(stop))
         try:
             await asyncio.wait_for(worker.ready.wait(), 60)
-            yield Client(log, topics=topics)
+            async with Client(log, topics=topics) as client:
+                yield client
         finally:
             stop.set()
             await task

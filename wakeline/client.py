@@ -334,6 +334,7 @@ class Client:
             poll_s=poll_s,
             deltas=deltas,
             signer=self._signer,
+            source=self._log,
         )
         try:
             async for update in updates:

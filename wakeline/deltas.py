@@ -124,9 +124,18 @@ class DeltaFollower:
     """The deltas a watcher of one run yields, and where among the journal events."""
 
     def __init__(
-        self, log: LogReader, topic: str | None, run_id: str, partition: int, offset: int
+        self,
+        log: LogReader,
+        topic: str | None,
+        run_id: str,
+        partition: int,
+        offset: int,
+        source: LogReader | None = None,
     ) -> None:
         self._log = log
+        self._source = source or log
+        """What the last poll of a call that ended reads: the log itself (``log`` may be a
+        shared subscription, whose follower of the deltas may not have got that far yet)."""
         self._topic = topic
         """``None``: deltas are not followed (not asked for, or no deltas topic)."""
         self._key = run_id.encode()
@@ -140,7 +149,13 @@ class DeltaFollower:
 
     @classmethod
     async def start(
-        cls, log: LogReader, topic: str, run_id: str, *, enabled: bool = True
+        cls,
+        log: LogReader,
+        topic: str,
+        run_id: str,
+        *,
+        enabled: bool = True,
+        source: LogReader | None = None,
     ) -> DeltaFollower:
         """A follower from the end of the run's deltas partition now (one that follows
         nothing when not ``enabled`` or when there is no deltas topic)."""
@@ -152,7 +167,7 @@ class DeltaFollower:
         except UnknownTopicError:
             log_missing(topic)
             return cls(log, None, run_id, 0, 0)
-        return cls(log, topic, run_id, partition, offset)
+        return cls(log, topic, run_id, partition, offset, source)
 
     @property
     def streaming(self) -> bool:
@@ -162,10 +177,12 @@ class DeltaFollower:
         """How long to wait for journal events: shorter while a call streams."""
         return min(poll_s, STREAM_POLL_S) if self._open else poll_s
 
-    async def poll(self) -> None:
-        """Read the deltas appended since the last poll (without waiting)."""
+    async def poll(self, *, final: bool = False) -> None:
+        """Read the deltas appended since the last poll (without waiting); ``final``: from
+        the log itself, after an event that ends a streamed call (its deltas came first)."""
+        reader = self._source if final else self._log
         while self._topic is not None:
-            records = await self._log.read(self._topic, self._partition, self._offset)
+            records = await reader.read(self._topic, self._partition, self._offset)
             if not records:
                 return
             self._offset = records[-1].offset + 1

@@ -61,11 +61,14 @@ async def watch_run(
     poll_s: float = 0.2,
     deltas: bool = False,
     signer: RecordSigner | None = None,
+    source: LogReader | None = None,
 ) -> AsyncIterator[RunUpdate]:
     """:meth:`wakeline.Client.watch` of ``run_id`` (on ``partition``), reading ``log``; with
-    ``signer``, events no holder of the record key appended are skipped."""
+    ``signer``, events no holder of the record key appended are skipped.  ``source``: the
+    log itself when ``log`` is a shared subscription (the last deltas of a call are read
+    from it)."""
     key = run_id.encode()
-    follower = await DeltaFollower.start(log, topics.deltas, run_id, enabled=deltas)
+    follower = await DeltaFollower.start(log, topics.deltas, run_id, enabled=deltas, source=source)
     # the notices so far first: a shared subscription then follows their partition too, so a
     # notice (a rejected start has no events) wakes the wait for events below
     early, notices_at = await _run_notices(log, topics.notices, partition, key, 0)
@@ -84,7 +87,7 @@ async def watch_run(
             yield RunUpdate(skipped=bad)
         expected += len(events)
         if follower.closes(events):
-            await follower.poll()  # the last deltas of a call that just ended
+            await follower.poll(final=True)  # the last deltas of a call that just ended
         for event in events:
             for delta in follower.before(event):
                 yield RunUpdate(delta=delta)

@@ -58,7 +58,7 @@ CRASHER = """
         n = start
         while True:
             [offset] = await writer.append("gc", [OutRecord(b"t%d" % task, value(task, n))])
-            print(task, n, offset, flush=True)
+            print(task, n, offset, "acked", flush=True)
             n += 1
 
     TASKS = int(sys.argv[3])
@@ -91,9 +91,11 @@ def test_acknowledged_group_committed_appends_survive_sigkill(tmp_path: Path) ->
         child.send_signal(signal.SIGKILL)
         out, _ = child.communicate(timeout=30)
         assert child.returncode == -signal.SIGKILL
-        complete = [line for line in lines if line.endswith("\n")] + out.split("\n")[:-1]
-        for line in complete:  # each printed after its append returned (a kill may cut one)
-            task, n, offset = map(int, line.split())
+        for line in lines + out.split("\n"):  # printed after its append returned
+            parts = line.split()
+            if len(parts) != 4 or parts[3] != "acked":  # the kill cut this line short
+                continue
+            task, n, offset = map(int, parts[:3])
             assert offset not in acked, "an offset acknowledged twice"
             acked[offset] = (task, n)
     assert len(acked) > 100

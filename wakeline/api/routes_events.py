@@ -197,6 +197,7 @@ async def _pump(
         poll_s=api.watch_poll_s,
         deltas=deltas,
         signer=api.signer,
+        source=api.log,
     )
     try:
         async for update in updates:

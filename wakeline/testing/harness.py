@@ -96,10 +96,17 @@ async def local_runtime(
     try:
         await ensure_topics(log, partitions=partitions)
         with RunUnloads(worker_id) as unloads:
-            async with worker_running(
-                app, log, data / "state", session_timeout_s=session_timeout_s, worker_id=worker_id
-            ) as worker:
-                yield LocalRuntime(log, Client(log), worker, unloads=unloads)
+            async with (
+                worker_running(
+                    app,
+                    log,
+                    data / "state",
+                    session_timeout_s=session_timeout_s,
+                    worker_id=worker_id,
+                ) as worker,
+                Client(log) as client,
+            ):  # its followers stop before the log closes
+                yield LocalRuntime(log, client, worker, unloads=unloads)
     finally:
         await log.close()
 
@@ -124,15 +131,18 @@ async def kafka_runtime(
     try:
         await ensure_topics(log, partitions=partitions, topics=topics)
         with RunUnloads(worker_id) as unloads:
-            async with worker_running(
-                app,
-                log,
-                state / "worker",
-                session_timeout_s=session_timeout_s,
-                topics=topics,
-                group=f"{prefix}-workers",
-                worker_id=worker_id,
-            ) as worker:
-                yield LocalRuntime(log, Client(log, topics=topics), worker, topics, unloads)
+            async with (
+                worker_running(
+                    app,
+                    log,
+                    state / "worker",
+                    session_timeout_s=session_timeout_s,
+                    topics=topics,
+                    group=f"{prefix}-workers",
+                    worker_id=worker_id,
+                ) as worker,
+                Client(log, topics=topics) as client,
+            ):
+                yield LocalRuntime(log, client, worker, topics, unloads)
     finally:
         await log.close()

@@ -62,24 +62,26 @@ class SqliteStore:
         self._wpool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="wakeline-log-write")
         self._rpool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="wakeline-log-read")
         self.closed = False
+        self._closing = False
 
     # -- threads ----------------------------------------------------------------------------
 
     async def write(self, op: Callable[[sqlite3.Connection], T]) -> T:
         """Run ``op`` with the write connection on the write thread (retried while busy)."""
-        contract.check_open(self.closed, f"embedded log {self.file}")
+        contract.check_open(self.closed or self._closing, f"embedded log {self.file}")
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._wpool, self._run, True, op)
 
     async def read(self, op: Callable[[sqlite3.Connection], T]) -> T:
         """Run ``op`` with the read connection on the read thread (retried while busy)."""
-        contract.check_open(self.closed, f"embedded log {self.file}")
+        contract.check_open(self.closed or self._closing, f"embedded log {self.file}")
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._rpool, self._run, False, op)
 
     async def close(self) -> None:
-        if self.closed:
+        if self.closed or self._closing:
             return
+        self._closing = True
         loop = asyncio.get_running_loop()
         try:
             await loop.run_in_executor(self._wpool, self._close_conn, True)
@@ -131,6 +133,8 @@ class SqliteStore:
             conn = self._wconn if writer else self._rconn
             try:
                 if conn is None:
+                    # an op queued before close() began never opens the file again
+                    contract.check_open(self._closing, f"embedded log {self.file}")
                     conn = self._connect(writer)
                     if writer:
                         self._wconn = conn
