@@ -32,10 +32,16 @@ __all__ = ["span_of", "span_result"]
 
 
 def _request_of(effect: Effect, payload: ModelCallRequested) -> dict[str, Any]:
-    """The whole request: the core's call object (a journaled request may hold only the
-    messages it appends to an earlier one, see ``core/history.py``)."""
-    if isinstance(effect.call, ModelRequest):
-        return effect.call.to_json()
+    """What the span shows of the request (``max_tokens``, ``temperature``, ``messages``),
+    from the core's call object: a journaled request may hold only the messages it appends
+    to an earlier one (``core/history.py``)."""
+    call = effect.call
+    if isinstance(call, ModelRequest):  # read in place: no copy of a long history per call
+        return {
+            "max_tokens": call.max_tokens,
+            "temperature": call.temperature,
+            "messages": call.messages,
+        }
     request = jsonutil.loads(payload.request)
     return request if isinstance(request, dict) and payload.base_seq < 0 else {}
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import logging
 import os
 import time
@@ -161,8 +162,10 @@ class Telemetry:
 
     # -- context ---------------------------------------------------------------------------
     @staticmethod
+    @functools.lru_cache(maxsize=4096)
     def run_context(run_id: str) -> otel_context.Context:
-        """A context whose parent is the run's (deterministic) root span."""
+        """A context whose parent is the run's (deterministic) root span (immutable, so one
+        per run is kept for its next spans)."""
         parent = trace.SpanContext(
             run_trace_id(run_id),
             run_root_span_id(run_id),
@@ -343,8 +346,8 @@ class Telemetry:
         kind, name, attributes = described
         attributes["wakeline.tenant"] = tenant
         client = SpanKind.CLIENT if kind == "model" else SpanKind.INTERNAL
-        span = self._tracer.start_span(name, self.run_context(effect.request.run_id), client)
-        span.set_attributes(attributes)
+        run_context = self.run_context(effect.request.run_id)
+        span = self._tracer.start_span(name, run_context, client, attributes)
         started, outcome = time.perf_counter(), ["cancelled"]
 
         def record(result: object) -> None:
