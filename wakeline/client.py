@@ -178,7 +178,11 @@ class Client:
         await self.aclose()
 
     def close(self) -> None:
-        """Close the views (a log given to the constructor is not the client's to close)."""
+        """Close the views and stop the shared followers of the client's watches (a log
+        given to the constructor is not the client's to close)."""
+        if self._hub is not None:
+            self._hub.cancel()
+            self._hub = None
         if self._views is not None:
             self._views.close()
             self._views = None
@@ -189,10 +193,10 @@ class Client:
     async def aclose(self) -> None:
         """Close the views and the shared followers, and the log when :meth:`open` opened
         it."""
-        self.close()
         if self._hub is not None:
             hub, self._hub = self._hub, None
             await hub.close()
+        self.close()
         if self._owns_log:
             self._owns_log = False
             await self._log.close()

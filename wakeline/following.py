@@ -248,9 +248,13 @@ class EventHub:
         if self._followers.get(follower.key) is follower:
             del self._followers[follower.key]
 
-    async def close(self) -> None:
+    def cancel(self) -> list[asyncio.Task[None]]:
+        """Stop every follower now (their tasks, cancelled, are returned)."""
         self._followers.clear()
         tasks = list(self._tasks)
         for task in tasks:
             task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        return tasks
+
+    async def close(self) -> None:
+        await asyncio.gather(*self.cancel(), return_exceptions=True)
