@@ -538,3 +538,15 @@ async def test_append_with_commit_is_atomic(log: Log) -> None:
     await newer.append(sink, [], commit=OffsetCommit(group, source, 0, 8))
     assert await log.committed(group, source, 0) == 8
     await newer.close()
+
+
+async def test_an_append_committing_a_negative_offset_is_refused_and_writes_nothing(
+    log: Log,
+) -> None:
+    source, sink = await new_topic(log, 1), await new_topic(log, 1)
+    writer = await log.writer(f"w-{uuid.uuid4().hex[:8]}", 0)
+    with pytest.raises(ValueError, match="offsets must not be negative"):
+        await writer.append(sink, [OutRecord(b"k", b"v")], commit=OffsetCommit("g", source, 0, -1))
+    assert await log.read(sink, 0, 0) == []
+    assert await log.committed("g", source, 0) is None
+    await writer.close()

@@ -54,6 +54,8 @@ class EmbeddedWriter:
         meta = await self._log.meta(topic)
         meta.check(self._partition)
         self._log.check_sizes(topic, records)
+        if commit is not None:
+            contract.check_offsets([commit.next_offset])
         pending = _PendingAppend(meta, list(records), commit)
         self._queue.append(pending)
         if self._flusher is None or self._flusher.done():
