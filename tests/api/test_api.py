@@ -444,8 +444,9 @@ async def test_list_filters_pages_steps_and_costs(env: Env) -> None:
     assert float(model["cost_usd"]) == pytest.approx(total)
     zeta = (await http.get("/v1/costs", params={"tenant": "zeta"}, headers=VIEWER)).json()
     assert zeta["total"]["runs"] == 1 and zeta["by_tenant"][0]["key"] == "zeta"
-    today = time.strftime("%Y-%m-%d", time.gmtime())
-    window = {"agent": "shop", "since_day": today, "until_day": today}
+    day = 86_400  # a window of yesterday to tomorrow (UTC): the runs' day even at midnight
+    since, until = (time.strftime("%Y-%m-%d", time.gmtime(time.time() + d)) for d in (-day, day))
+    window = {"agent": "shop", "since_day": since, "until_day": until}
     shop = (await http.get("/v1/costs", params=window, headers=VIEWER)).json()
     assert shop["total"]["runs"] == 3 and [a["key"] for a in shop["by_agent"]] == ["shop"]
     before = {"until_day": "2000-01-01"}
