@@ -21,7 +21,7 @@ from typing import Any, Self, Unpack
 from wakeline import jsonutil
 from wakeline.core.errors import WakelineError
 from wakeline.core.ids import check_run_id
-from wakeline.following import EventHub
+from wakeline.following import EventHub, Subscription
 from wakeline.projections.cost_cube import CostFilter
 from wakeline.projections.queries import RunQuery
 from wakeline.projections.rows import (
@@ -65,7 +65,7 @@ from wakeline.schemas.events import (
 )
 from wakeline.telemetry.tracing import current_trace_headers
 from wakeline.topics.partitioner import partition_for
-from wakeline.topics.port import Log, OutRecord, RecordTooLargeError
+from wakeline.topics.port import Log, LogReader, OutRecord, RecordTooLargeError
 from wakeline.topics.signing import RecordSigner, signer_for
 from wakeline.topics.specs import DEFAULT_TOPICS, Topics
 from wakeline.watching import RunUpdate, watch_run
@@ -123,6 +123,7 @@ class Client:
         self._slot: StateDir | None = None
         self._views: Views | None = None
         self._hub: EventHub | None = None  # followers shared by this client's watches
+        self._watches = 0  # open now: a lone watch reads the log itself (one hop less)
         self._owns_log = False
 
     @classmethod
@@ -324,13 +325,15 @@ class Client:
         for calls still open here (requested, no result yet), each before the call's result
         event and never after it.  A delta with ``index`` 0 (re)starts its call's text."""
         partition = await self._partition(run_id)
-        if self._hub is None:
-            self._hub = EventHub(self._log)
-        # one reader per partition for all of this client's watches, pushing each its run's
-        # records (wakeline.following); after an overflow it reads on from the log itself
-        subscription = self._hub.subscribe(key=run_id.encode(), resync=True)
+        reader: LogReader = self._log
+        subscription: Subscription | None = None
+        if self._watches:  # others are open: one reader per partition pushes each its run's
+            # records (wakeline.following); after an overflow it reads on from the log itself
+            if self._hub is None:
+                self._hub = EventHub(self._log)
+            reader = subscription = self._hub.subscribe(key=run_id.encode(), resync=True)
         updates = watch_run(
-            subscription,
+            reader,
             self._topics,
             run_id,
             partition,
@@ -340,11 +343,14 @@ class Client:
             signer=self._signer,
             source=self._log,
         )
+        self._watches += 1
         try:
             async for update in updates:
                 yield update
         finally:
-            subscription.close()
+            self._watches -= 1
+            if subscription is not None:
+                subscription.close()
 
     subscribe = watch
     """:meth:`watch` by another name: ``async for update in client.subscribe(run_id)``."""

@@ -15,7 +15,7 @@ the log itself and joins again.
 from __future__ import annotations
 
 import asyncio
-import contextlib
+import collections
 import logging
 from collections import defaultdict
 
@@ -46,7 +46,8 @@ class Subscription:
         self.key = key
         """Only records with this key are pushed (``None``: every record)."""
         self.resync = resync
-        self._queue: asyncio.Queue[tuple[Key, list[Record]]] = asyncio.Queue(max_batches)
+        self._pushed: collections.deque[tuple[Key, list[Record]]] = collections.deque()
+        self._waiter: asyncio.Future[None] | None = None
         self._live_from: dict[Key, int] = {}
         self._buffers: dict[Key, list[Record]] = {}
         self.overflowed = asyncio.Event()
@@ -77,18 +78,28 @@ class Subscription:
             return await self._hub.log.read(topic, partition, offset, max_records=max_records)
         found = self._take(key, offset, max_records)
         if not found and timeout_s > 0 and key in self._live_from:
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(max(timeout_s, IDLE_WAIT_S)):
-                    self._buffer(await self._queue.get())
+            await self._wait(max(timeout_s, IDLE_WAIT_S))
             found = self._take(key, offset, max_records)
         if key not in self._live_from:  # resynced meanwhile: what was pushed is gone
             return await self._hub.log.read(topic, partition, offset, max_records=max_records)
         return found
 
+    async def _wait(self, timeout_s: float) -> None:
+        """Until the next push (or failure), at most ``timeout_s``: one future and one timer,
+        no queue or timeout machinery (this is on the path of every followed step)."""
+        loop = asyncio.get_running_loop()
+        waiter = self._waiter = loop.create_future()
+        timer = loop.call_later(timeout_s, _release, waiter)
+        try:
+            await waiter
+        finally:
+            timer.cancel()
+            self._waiter = None
+
     def _take(self, key: Key, offset: int, max_records: int) -> list[Record]:
         self._check()
-        while not self._queue.empty():
-            self._buffer(self._queue.get_nowait())
+        while self._pushed:
+            self._buffer(self._pushed.popleft())
         found = [r for r in self._buffers.pop(key, ()) if r.offset >= offset]
         if len(found) > max_records:
             self._buffers[key] = found[max_records:]
@@ -108,18 +119,18 @@ class Subscription:
             raise OverflowedError(f"more than {self.max_batches} batches of records waited")
         # what was pushed is dropped: the next reads go to the log itself, then join again
         self.overflowed.clear()
-        self._queue = asyncio.Queue(self.max_batches)
+        self._pushed.clear()
         self._buffers.clear()
         self._live_from.clear()
 
     def push(self, key: Key, records: list[Record]) -> bool:
         """Queue a batch; ``False`` (and :attr:`overflowed` set) when the queue is full."""
-        try:
-            self._queue.put_nowait((key, records))
-        except asyncio.QueueFull:
+        if len(self._pushed) >= self.max_batches:
             self.overflowed.set()
             self._wake()
             return False
+        self._pushed.append((key, records))
+        self._wake()
         return True
 
     def fail(self, message: str) -> None:
@@ -127,12 +138,16 @@ class Subscription:
         self._wake()
 
     def _wake(self) -> None:
-        """Wake a reader that waits on the queue (it then raises, or resyncs)."""
-        with contextlib.suppress(asyncio.QueueFull):
-            self._queue.put_nowait((("", -1), []))
+        """Wake a reader that waits (it then takes what was pushed, raises, or resyncs)."""
+        _release(self._waiter)
 
     def close(self) -> None:
         self._hub.leave(self)
+
+
+def _release(waiter: asyncio.Future[None] | None) -> None:
+    if waiter is not None and not waiter.done():
+        waiter.set_result(None)
 
 
 class _Follower:
