@@ -274,7 +274,11 @@ def own_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KafkaBroker
 
 
 async def test_acknowledged_appends_survive_a_broker_restart(own_broker: KafkaBroker) -> None:
-    async with await KafkaLog.open(own_broker.bootstrap) as log:
+    # a restart of the jars broker can take over a minute on a slow machine: appends wait it
+    # out (a writer's transaction that outlives its deadline makes it unusable, on purpose)
+    log = KafkaLog(own_broker.bootstrap, retry_deadline_s=240.0)
+    await log.start()
+    async with log:
         topic = await new_topic(log, 2)
         writer = await log.writer(f"w-{uuid.uuid4().hex[:8]}", 0)
         plain_key = key_for(1, 2)
@@ -286,6 +290,7 @@ async def test_acknowledged_appends_survive_a_broker_restart(own_broker: KafkaBr
         async def acked_at_least(n_fenced: int, n_plain: int, timeout_s: float) -> None:
             async with asyncio.timeout(timeout_s):
                 while len(fenced) < n_fenced or len(plain) < n_plain:
+                    assert not failures, f"appends failed: {failures[0]!r}"
                     grew.clear()
                     await grew.wait()
 
@@ -296,9 +301,10 @@ async def test_acknowledged_appends_survive_a_broker_restart(own_broker: KafkaBr
                 n += 1
                 try:
                     [offset] = await writer.append(topic, [OutRecord(b"k", value)])
-                except LogUnavailableError as exc:
+                except LogUnavailableError as exc:  # the writer is unusable: never spin on it
                     failures.append(exc)
-                    continue
+                    grew.set()
+                    return
                 fenced[value] = offset
                 grew.set()
 
@@ -311,7 +317,8 @@ async def test_acknowledged_appends_survive_a_broker_restart(own_broker: KafkaBr
                     [(partition, offset)] = await log.append(topic, [OutRecord(plain_key, value)])
                 except LogUnavailableError as exc:
                     failures.append(exc)
-                    continue
+                    grew.set()
+                    return
                 assert partition == 1
                 plain[value] = offset
                 grew.set()
