@@ -1,4 +1,5 @@
-"""Followers shared per partition (:mod:`wakeline.following`): keyed subscriptions get only
+"""Followers shared per partition (:mod:`wakeline.following`): one reader pushes history then
+live records and drops a slow subscriber, keyed subscriptions get only
 their run's records, a client that falls behind reads on from the log, and many runs followed
 by one client cost one reader per partition, not one per run (a lone watch reads alone)."""
 
@@ -14,7 +15,7 @@ import pytest
 
 from wakeline import App, Context
 from wakeline.client import Client
-from wakeline.following import EventHub
+from wakeline.following import EventHub, OverflowedError
 from wakeline.providers.mock import MockModel
 from wakeline.runtime import ensure_topics
 from wakeline.testing.harness import local_runtime
@@ -129,3 +130,40 @@ async def test_one_client_following_many_runs_reads_each_partition_once_not_per_
     # time its partition changes: about 1,300 reads here.)
     reads = counting.reads[rt.topics.events] + counting.reads[rt.topics.notices]
     assert reads < 6 * runs, counting.reads  # about 4 per run (the first watch reads alone)
+
+
+async def append(log: EmbeddedLog, *values: bytes) -> None:
+    await log.append(TOPIC, [OutRecord(b"k", v) for v in values])
+
+
+async def test_one_follower_pushes_history_then_live_and_drops_a_slow_subscriber(
+    log: EmbeddedLog,
+) -> None:
+    hub = EventHub(log, poll_s=0.05, queue_batches=2)
+    await append(log, b"h0", b"h1")  # history, before anyone follows
+    fast, slow, late = hub.subscribe(), hub.subscribe(), hub.subscribe()
+    try:
+        assert await slow.read(TOPIC, 0, 2) == []  # joins at the end; never reads again
+        got: list[bytes] = []
+        offset = 0
+        for batch in (b"a", b"b", b"c", b"d"):  # one batch each: the fast one waits for it
+            await append(log, batch)
+            while not got or got[-1] != batch:
+                records = await fast.read(TOPIC, 0, offset, timeout_s=5.0)
+                got += [r.value for r in records]
+                offset = records[-1].offset + 1 if records else offset
+        assert got == [b"h0", b"h1", b"a", b"b", b"c", b"d"]  # in order, each once
+        assert hub.followers == 1  # the partition is read once for all of them
+        await asyncio.wait_for(slow.overflowed.wait(), 5.0)  # 4 batches > its queue of 2
+        with pytest.raises(OverflowedError, match="more than 2 batches"):
+            await slow.read(TOPIC, 0, 2)
+        # a subscriber that joins late gets the history from the log, then live, once each
+        records = await late.read(TOPIC, 0, 0)
+        while records[-1].value != b"d":
+            records += await late.read(TOPIC, 0, records[-1].offset + 1, timeout_s=5.0)
+        assert [r.value for r in records] == got
+    finally:
+        for subscription in (fast, slow, late):
+            subscription.close()
+        assert hub.followers == 0  # the last one to leave stops the follower
+        await hub.close()

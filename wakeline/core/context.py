@@ -99,8 +99,8 @@ class Context:
         reservation = reservation_for(app.prices, provider_name, request)
         messages_text = jsonutil.dumps(request_json["messages"])
         requested = self._journaled(provider_name, request_json, messages_text, stream)
-        listed = (messages_text, len(request.messages))
-        result = await self._dispatch(requested, request, reservation, retry or app.retry, listed)
+        policy = retry or app.retry
+        result = await self._dispatch(requested, request, reservation, policy, messages_text)
         self._conversations.replied(result.seq, result.message)
         return result
 
@@ -127,7 +127,7 @@ class Context:
         request: ModelRequest,
         reservation: dict[str, Decimal | None],
         policy: RetryPolicy,
-        listed: tuple[str, int],
+        messages_text: str,
     ) -> LLMResult:
         """Send a model call until it completes: every attempt is checked against the run's
         budget first, and an attempt a crash interrupted stays reserved (it may have been
@@ -139,7 +139,7 @@ class Context:
             await self._check_budget(request.model, reservation)
             core.budget.reserve(core.next_seq, reservation, interrupted)
             event = core.emit(dataclasses.replace(requested, attempt=attempt), request)
-            self._conversations.requested(event.seq, *listed)
+            self._conversations.requested(event.seq, messages_text)
             result = await core.wait(event.seq)
             if isinstance(result, ModelCallCompleted):
                 return llm_result(result, event.seq)

@@ -29,8 +29,7 @@ class Base:
 
     seq: int
     reply: bool
-    messages: int  # how many leading messages of the new request it covers
-    chars: int  # how many leading characters of the new request's messages text
+    chars: int  # how many leading characters of the new request's messages text it covers
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,7 +39,6 @@ class _Listed:
     chars: int
     tail: str  # its last characters: a cheap first check
     sha: Any  # hashlib state after that text, to hash it extended by a reply
-    count: int
     seq: int
     reply: bool
 
@@ -74,14 +72,13 @@ class Conversations:
                 continue
             if hashlib.sha256(messages_text[:n].encode()).digest() != listed.sha.digest():
                 continue
-            best = Base(listed.seq, listed.reply, listed.count, n)
+            best = Base(listed.seq, listed.reply, n)
         return best
 
-    def requested(self, seq: int, messages_text: str, count: int) -> None:
-        """A request whose messages (``count`` of them) are ``messages_text`` was journaled
-        at ``seq``."""
+    def requested(self, seq: int, messages_text: str) -> None:
+        """A request whose messages are ``messages_text`` was journaled at ``seq``."""
         text = messages_text[:-1]
-        listed = _Listed(len(text), text[-_TAIL:], hashlib.sha256(text.encode()), count, seq, False)
+        listed = _Listed(len(text), text[-_TAIL:], hashlib.sha256(text.encode()), seq, False)
         self._recent.appendleft(listed)
         self._open[seq] = listed
 
@@ -90,12 +87,12 @@ class Conversations:
         asked = self._open.pop(seq, None)
         if asked is None:
             return
-        tail_text = ("," if asked.count else "") + jsonutil.dumps(message)
+        tail_text = ("," if asked.chars > 1 else "") + jsonutil.dumps(message)  # "[": none yet
         sha = asked.sha.copy()
         sha.update(tail_text.encode())
         tail = (asked.tail + tail_text)[-_TAIL:]
         chars = asked.chars + len(tail_text)
-        self._recent.appendleft(_Listed(chars, tail, sha, asked.count + 1, seq, True))
+        self._recent.appendleft(_Listed(chars, tail, sha, seq, True))
 
 
 def with_messages(request: Mapping[str, Any], messages_text: str) -> str:

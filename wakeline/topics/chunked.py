@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +42,9 @@ from wakeline.topics.port import (
 POINTER = "wakeline-chunks"
 CHUNK_OF = "wakeline-chunk-of"
 DEFAULT_INLINE_MAX = 256 * 1024
+
+StoreChunks = Callable[[list[OutRecord]], Awaitable[tuple[int, int]]]
+"""Appends a record's chunks; the partition and offset of the first one."""
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -102,14 +105,14 @@ class ChunkedLog:
 
         async def store(chunks: list[OutRecord]) -> tuple[int, int]:
             placed = [(await self.inner.append(self.chunks, [c]))[0] for c in chunks]
-            return placed[0]
+            return placed[0]  # the first chunk's (partition, offset)
 
         return await self.inner.append(topic, await self.pointers(records, store))
 
     async def writer(self, writer_id: str, partition: int) -> PartitionWriter:
         return ChunkedWriter(self, await self.inner.writer(writer_id, partition))
 
-    async def pointers(self, records: Sequence[OutRecord], store: Any) -> list[OutRecord]:
+    async def pointers(self, records: Sequence[OutRecord], store: StoreChunks) -> list[OutRecord]:
         """``records`` with each oversized one stored (``await store(chunks)`` gives the
         partition and offset of the first chunk) and replaced by its pointer."""
         out = []
