@@ -322,6 +322,9 @@ class KafkaConsumer:
     async def _on_assigned(self, partitions: set[int]) -> None:
         if not self._listening:
             return
+        # offsets this process committed in a transaction: visible before positions are read
+        tps = [TopicPartition(self.topic, p) for p in partitions]
+        await self._log.visibility.settle(tps, self.group)
         async with self._lock:
             if not self._listening:
                 return

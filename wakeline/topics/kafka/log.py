@@ -36,8 +36,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from types import TracebackType
 from typing import Any, Self
 
@@ -52,7 +51,8 @@ from wakeline.topics.kafka.admin import TopicAdmin
 from wakeline.topics.kafka.errors import call_retrying, map_error, producer_failed
 from wakeline.topics.kafka.groups import GroupOffsets, KafkaConsumer
 from wakeline.topics.kafka.reader import ReaderPool
-from wakeline.topics.kafka.writer import KafkaWriter
+from wakeline.topics.kafka.visibility import Visibility
+from wakeline.topics.kafka.writer import KafkaWriter, shorten_concurrent_transactions_backoff
 from wakeline.topics.port import (
     AssignmentListener,
     OutRecord,
@@ -112,6 +112,11 @@ class KafkaLog:
         self._consumers: set[KafkaConsumer] = set()
         self._writers: set[KafkaWriter] = set()
         self._closed = False
+        self.visibility = Visibility(
+            lambda tps: self._meta.end_offsets(tps), lambda g, tps: self.offsets.fetch(g, tps)
+        )
+        """Transactions this process committed that readers may not see yet: every read
+        here waits for them first (read-your-writes; :mod:`.visibility`)."""
 
     @classmethod
     async def open(
@@ -230,19 +235,28 @@ class KafkaLog:
         await self.check_partition(topic, partition)
         contract.check_read_args(offset, max_records)
         tp = TopicPartition(topic, partition)
+        await self.visibility.settle((tp,))
         return await self._readers.read(tp, offset, max_records, timeout_s, self.request_timeout_s)
+
+    @property
+    def readers_opened(self) -> int:
+        """How many read consumers this log opened so far (observability and tests)."""
+        return self._readers.opened
 
     async def end_offset(self, topic: str, partition: int) -> int:
         await self.check_partition(topic, partition)
         tp = TopicPartition(topic, partition)
+        await self.visibility.settle((tp,))
         offsets = await call_retrying(
             self.request_timeout_s, lambda: self._meta.end_offsets([tp]), "end_offset"
         )
         return int(offsets[tp])
 
     async def committed(self, group: str, topic: str, partition: int) -> int | None:
-        found = await self.offsets.fetch(group, [TopicPartition(topic, partition)])
-        return found.get(TopicPartition(topic, partition))
+        tp = TopicPartition(topic, partition)
+        await self.visibility.settle((tp,), group)
+        found = await self.offsets.fetch(group, [tp])
+        return found.get(tp)
 
     # -- groups and writers -----------------------------------------------------------------
 
@@ -274,6 +288,7 @@ class KafkaLog:
         """Open the transactional producer ``writer_id`` (InitProducerId fences older ones)."""
         contract.check_writer_partition(partition)
         contract.check_open(self._closed, "Kafka log")
+        shorten_concurrent_transactions_backoff()
         producer = AIOKafkaProducer(
             bootstrap_servers=self.bootstrap,
             client_id=f"{self.client_id}-writer",
@@ -319,37 +334,6 @@ class KafkaLog:
             "max_batch_size": 256 * 1024,
             "linger_ms": 0,
         }
-
-    async def await_visible(
-        self,
-        ends: Mapping[TopicPartition, int],
-        commits: Mapping[tuple[str, TopicPartition], int],
-        timeout_s: float = 2.0,
-    ) -> None:
-        """Wait (at most ``timeout_s``) until ``read_committed`` sees a committed transaction.
-
-        ``ends``: each partition's last stable offset reaches the given offset; ``commits``:
-        OffsetFetch returns the committed offsets (the markers are written after EndTxn).
-        """
-        deadline = time.monotonic() + timeout_s
-        pause = 0.001
-        todo = dict(ends)
-        wanted = dict(commits)
-        while todo or wanted:
-            with contextlib.suppress(Exception):
-                if todo:
-                    got = await self._meta.end_offsets(list(todo))
-                    todo = {tp: end for tp, end in todo.items() if got.get(tp, -1) < end}
-                for group in {g for g, _ in wanted}:
-                    tps = [tp for g, tp in wanted if g == group]
-                    seen = await self.offsets.fetch(group, tps)
-                    for tp in tps:
-                        if seen.get(tp) == wanted[(group, tp)]:
-                            del wanted[(group, tp)]
-            if not (todo or wanted) or time.monotonic() + pause > deadline:
-                return
-            await asyncio.sleep(pause)
-            pause = min(pause * 2, 0.05)
 
     def forget_consumer(self, consumer: KafkaConsumer) -> None:
         self._consumers.discard(consumer)

@@ -5,9 +5,12 @@ it sends no fetch between reads, so an idle reader costs nothing and a seek neve
 stale long-poll.  A read resumes it, waits for records and pauses it again.  A reader keeps
 its position: reading on from where the last read ended reuses records already fetched.
 
-Concurrent reads of different partitions use different readers; concurrent reads of the same
-partition get one reader each (more are created on demand).  Idle readers are kept (up to
-``max_idle`` in all, two per partition, five minutes unused) and closed oldest first.
+Concurrent reads of different partitions use different readers.  Concurrent reads of the same
+partition share at most two readers while they read what is already there (``timeout_s=0``:
+such a read is short, and a new consumer costs the broker a connection, ApiVersions and
+Metadata): a third waits for one of them.  A read that waits for records (``timeout_s > 0``)
+gets a reader of its own when none is idle.  Idle readers are kept (up to ``max_idle`` in all,
+two per partition, five minutes unused) and closed oldest first.
 
 ``timeout_s=0``: the reader compares the offset with the partition's last stable offset
 (ListOffsets, ``read_committed``; cached, it never goes back) and returns ``[]`` at once at the
@@ -21,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from collections import Counter, deque
 from collections.abc import Callable
 from typing import Any
 
@@ -107,6 +111,9 @@ class ReaderPool:
         self._max_idle = max_idle
         self._idle: dict[TopicPartition, list[Reader]] = {}
         self._busy: set[Reader] = set()
+        self._short: Counter[TopicPartition] = Counter()  # readers in a timeout_s=0 read
+        self._waiting: dict[TopicPartition, deque[asyncio.Future[None]]] = {}
+        self.opened = 0  # readers opened so far (observability and tests)
         self._closed = False
         self._loop: asyncio.AbstractEventLoop | None = None  # the loop the readers live on
 
@@ -115,7 +122,7 @@ class ReaderPool:
     ) -> list[Record]:
         what = f"read of {tp.topic!r}/{tp.partition}"
         try:
-            reader = await self._acquire(tp, offset)
+            reader = await self._acquire(tp, offset, short=timeout_s <= 0)
         except Exception as exc:  # a new reader that cannot bootstrap: the broker is away
             raise map_error(exc, what) from exc
         ok = False
@@ -126,36 +133,73 @@ class ReaderPool:
         except Exception as exc:
             raise map_error(exc, what) from exc
         finally:
-            self._release(reader, ok)
+            self._release(reader, ok, short=timeout_s <= 0)
 
-    async def _acquire(self, tp: TopicPartition, offset: int) -> Reader:
+    async def _acquire(self, tp: TopicPartition, offset: int, *, short: bool) -> Reader:
         contract.check_open(self._closed, "Kafka log")
         self._loop = asyncio.get_running_loop()
-        idle = self._idle.get(tp)
-        if idle:
-            reader = next((r for r in idle if r.position == offset), idle[-1])
-            idle.remove(reader)
-        else:
-            consumer = self._new_consumer()
+        while short and not self._idle.get(tp) and self._short[tp] >= _PER_PARTITION:
+            freed = self._loop.create_future()
+            self._waiting.setdefault(tp, deque()).append(freed)
             try:
-                await consumer.start()
-            except BaseException:
-                with contextlib.suppress(Exception):
-                    await consumer.stop()
+                await freed  # a reader of ``tp`` was released
+            except asyncio.CancelledError:
+                if not freed.cancelled():  # woken, then cancelled: pass the turn on
+                    self._wake(tp)
                 raise
-            # all synchronous: the fetcher sees a valid, paused position from the start
-            consumer.assign([tp])
-            consumer.seek(tp, offset)
-            consumer.pause(tp)
-            reader = Reader(consumer, tp, offset)
+            contract.check_open(self._closed, "Kafka log")
+        self._short[tp] += short
+        try:
+            idle = self._idle.get(tp)
+            if idle:
+                reader = next((r for r in idle if r.position == offset), idle[-1])
+                idle.remove(reader)
+            else:
+                reader = await self._new_reader(tp, offset)
+        except BaseException:
+            self._done_short(tp, short)
+            raise
         self._busy.add(reader)
         return reader
 
-    def _release(self, reader: Reader, ok: bool) -> None:
+    async def _new_reader(self, tp: TopicPartition, offset: int) -> Reader:
+        self.opened += 1
+        consumer = self._new_consumer()
+        try:
+            await consumer.start()
+        except BaseException:
+            with contextlib.suppress(Exception):
+                await consumer.stop()
+            raise
+        # all synchronous: the fetcher sees a valid, paused position from the start
+        consumer.assign([tp])
+        consumer.seek(tp, offset)
+        consumer.pause(tp)
+        return Reader(consumer, tp, offset)
+
+    def _done_short(self, tp: TopicPartition, short: bool) -> None:
+        if short:
+            self._short[tp] -= 1
+            if self._short[tp] <= 0:
+                del self._short[tp]
+        self._wake(tp)
+
+    def _wake(self, tp: TopicPartition) -> None:
+        waiting = self._waiting.get(tp)
+        while waiting:
+            freed = waiting.popleft()
+            if not freed.done():
+                freed.set_result(None)
+                break
+        if not waiting:
+            self._waiting.pop(tp, None)
+
+    def _release(self, reader: Reader, ok: bool, *, short: bool) -> None:
         self._busy.discard(reader)
         reader.used = now = time.monotonic()
         if not ok or self._closed:
             self._close_later(reader)
+            self._done_short(reader.tp, short)
             return
         self._idle.setdefault(reader.tp, []).append(reader)
         pool = sorted((r for rs in self._idle.values() for r in rs), key=lambda r: r.used)
@@ -169,6 +213,7 @@ class ReaderPool:
             here -= old.tp == reader.tp
             self._close_later(old)
         self._idle = {tp: rs for tp, rs in self._idle.items() if rs}
+        self._done_short(reader.tp, short)
 
     def _close_later(self, reader: Reader) -> None:
         """Stop ``reader`` in the background, on the readers' own loop.  A read coroutine the
@@ -186,6 +231,11 @@ class ReaderPool:
 
     async def close(self) -> None:
         self._closed = True
+        for waiting in self._waiting.values():
+            for freed in waiting:
+                if not freed.done():
+                    freed.set_result(None)  # it finds the pool closed
+        self._waiting.clear()
         readers = [r for rs in self._idle.values() for r in rs] + list(self._busy)
         self._idle.clear()
         for reader in readers:
