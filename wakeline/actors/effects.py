@@ -16,7 +16,7 @@ from wakeline.core.activation import Effect
 from wakeline.core.app import App, ToolSpec
 from wakeline.core.governance import reservation_for
 from wakeline.core.governance import text as money_text
-from wakeline.core.model import DeltaSink, ModelRequest, ProviderError
+from wakeline.core.model import DeltaSink, ModelCall, ModelRequest, ProviderError
 from wakeline.core.results import StepCall
 from wakeline.core.tools import RetriableToolError, ToolCall, running_tool
 from wakeline.ledger import Ledger
@@ -89,8 +89,9 @@ async def _sleep_until(when_ms: int, now_ms: Callable[[], int]) -> None:
 async def _model_call(
     app: App, effect: Effect, payload: ModelCallRequested, on_delta: DeltaSink | None
 ) -> ModelCallCompleted | ModelCallFailed:
-    request = effect.call if isinstance(effect.call, ModelRequest) else _request_from(payload)
-    provider = app.providers.get(payload.provider)
+    request = _request_of(effect, payload)
+    call = effect.call
+    provider = call.provider if isinstance(call, ModelCall) else app.providers.get(payload.provider)
     if provider is None:
         known = ", ".join(sorted(app.providers)) or "none"
         message = f"no provider {payload.provider!r} is configured (known: {known})"
@@ -141,7 +142,7 @@ async def _budgeted_model_call(
     crash interrupted (``effect.interrupted``) stay in force while this one is reserved, and
     once it has been sent they are settled at their worst case: they may have been billed.
     """
-    request = effect.call if isinstance(effect.call, ModelRequest) else _request_from(payload)
+    request = _request_of(effect, payload)
     run_id = effect.request.run_id
     request_id = f"{run_id}:{effect.seq}"
     worst = reservation_for(app.prices, payload.provider, request)["usd"]
@@ -186,6 +187,13 @@ async def _settle_interrupted(
     died, changes nothing)."""
     for request_id in request_ids:
         await _release(gate.ledger, [key for _, key in gate.keys], request_id, worst or Decimal(0))
+
+
+def _request_of(effect: Effect, payload: ModelCallRequested) -> ModelRequest:
+    call = effect.call
+    if isinstance(call, ModelRequest):
+        return call
+    return call.request if isinstance(call, ModelCall) else _request_from(payload)
 
 
 def _request_from(payload: ModelCallRequested) -> ModelRequest:

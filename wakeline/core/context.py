@@ -16,7 +16,7 @@ from wakeline.core.errors import ModelCallError, StepFailedError, ToolCallError,
 from wakeline.core.governance import CallInfo, reservation_for, run_policies
 from wakeline.core.governance import text as money_text
 from wakeline.core.history import Conversations
-from wakeline.core.model import ModelRequest
+from wakeline.core.model import ModelCall, ModelProvider, ModelRequest
 from wakeline.core.port import ContextPort
 from wakeline.core.results import Approval, LLMResult, StepCall, llm_result
 from wakeline.schemas.events import (
@@ -78,9 +78,14 @@ class Context:
         tools: Sequence[Mapping[str, Any]] = (),
         stream: bool = False,
         retry: RetryPolicy | None = None,
+        via: ModelProvider | None = None,
         **params: Any,
     ) -> LLMResult:
-        """Call a model once, durably: a recorded call is returned from the journal."""
+        """Call a model once, durably: a recorded call is returned from the journal.
+
+        ``via``: send it through this provider rather than one of the app's (framework
+        adapters: the framework's own model); it is journaled, priced and governed as a call
+        of ``via.name``."""
         app = self._core.app
         if isinstance(messages, str):
             messages = [{"role": "user", "content": messages}]
@@ -94,13 +99,16 @@ class Context:
             stream=stream,
         )
         provider_name = provider or self._spec.default_provider or app.default_provider
+        if via is not None:
+            provider_name = via.name
         request_json = request.to_json()
         await self._check_policies("model", request.model, provider_name, request_json)
         reservation = reservation_for(app.prices, provider_name, request)
         messages_text = jsonutil.dumps(request_json["messages"])
         requested = self._journaled(provider_name, request_json, messages_text, stream)
         policy = retry or app.retry
-        result = await self._dispatch(requested, request, reservation, policy, messages_text)
+        call = request if via is None else ModelCall(request, via)
+        result = await self._dispatch(requested, call, reservation, policy, messages_text)
         self._conversations.replied(result.seq, result.message)
         return result
 
@@ -124,7 +132,7 @@ class Context:
     async def _dispatch(
         self,
         requested: ModelCallRequested,
-        request: ModelRequest,
+        call: ModelRequest | ModelCall,
         reservation: dict[str, Decimal | None],
         policy: RetryPolicy,
         messages_text: str,
@@ -133,12 +141,13 @@ class Context:
         budget first, and an attempt a crash interrupted stays reserved (it may have been
         billed) until a later attempt of the call settles."""
         core = self._core
+        request = call if isinstance(call, ModelRequest) else call.request
         attempt = 1
         interrupted: list[int] = []
         while True:
             await self._check_budget(request.model, reservation)
             core.budget.reserve(core.next_seq, reservation, interrupted)
-            event = core.emit(dataclasses.replace(requested, attempt=attempt), request)
+            event = core.emit(dataclasses.replace(requested, attempt=attempt), call)
             self._conversations.requested(event.seq, messages_text)
             result = await core.wait(event.seq)
             if isinstance(result, ModelCallCompleted):
@@ -169,8 +178,9 @@ class Context:
             attempt += 1
 
     # -- tools and steps -------------------------------------------------------------------
-    async def tool(self, tool: str | Callable[..., Any], /, **args: Any) -> Any:
-        """Run a registered tool durably; returns its JSON result."""
+    async def tool(self, tool: str | Callable[..., Any] | ToolSpec, /, **args: Any) -> Any:
+        """Run a registered tool durably (or a :class:`ToolSpec` an adapter made); returns
+        its JSON result."""
         spec = self._find_tool(tool)
         text = jsonutil.dumps(args)
         await self._check_policies("tool", spec.name, "", jsonutil.loads(text))
@@ -317,7 +327,9 @@ class Context:
         event = self._core.emit(TimerScheduled(self._core.time_ms + ms, ms, purpose))
         await self._core.wait(event.seq)
 
-    def _find_tool(self, tool: str | Callable[..., Any]) -> ToolSpec:
+    def _find_tool(self, tool: str | Callable[..., Any] | ToolSpec) -> ToolSpec:
+        if isinstance(tool, ToolSpec):  # an adapter's tool, not registered with the app
+            return tool
         tools = self._core.app.tools
         if isinstance(tool, str):
             spec = tools.get(tool)

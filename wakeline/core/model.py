@@ -55,13 +55,28 @@ class ModelResponse:
     response_model: str = ""
     finish_reason: str = ""
     tool_calls: tuple[Mapping[str, Any], ...] = ()
+    framework: Mapping[str, Any] | None = None
+    """A framework adapter's own encoding of the response (JSON), journaled with the message
+    under ``"framework"`` so that replay gives the framework back exactly what it got."""
 
     def message(self) -> dict[str, Any]:
         """The assistant message, in the OpenAI chat shape, to append to a conversation."""
         msg: dict[str, Any] = {"role": "assistant", "content": self.text}
         if self.tool_calls:
             msg["tool_calls"] = [dict(c) for c in self.tool_calls]
+        if self.framework is not None:
+            msg["framework"] = dict(self.framework)
         return msg
+
+
+@dataclass(frozen=True, slots=True)
+class ModelCall:
+    """A request sent through a provider of its own instead of one of the app's: how an
+    adapter journals a framework's model (``ctx.llm(..., via=provider)``).  Budgets, policies,
+    prices and the journal see it as any call of ``provider.name``."""
+
+    request: ModelRequest
+    provider: ModelProvider
 
 
 class ProviderError(Exception):

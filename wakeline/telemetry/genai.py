@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from wakeline import jsonutil
-from wakeline.core.model import ModelRequest
+from wakeline.core.model import ModelCall, ModelRequest
 from wakeline.core.steps import kind_of
 from wakeline.schemas.events import (
     ModelCallCompleted,
@@ -36,6 +36,8 @@ def _request_of(effect: Effect, payload: ModelCallRequested) -> dict[str, Any]:
     from the core's call object: a journaled request may hold only the messages it appends
     to an earlier one (``core/history.py``)."""
     call = effect.call
+    if isinstance(call, ModelCall):
+        call = call.request
     if isinstance(call, ModelRequest):  # read in place: no copy of a long history per call
         return {
             "max_tokens": call.max_tokens,
