@@ -13,7 +13,10 @@ loop gets it -- including a finalizer the garbage collector happens to run then:
 abandoned coroutine whose ``finally`` schedules clean-up would land a foreign, failing task in
 the run (a Kafka reader released by the collector did: the run failed "in a background task:
 Event loop is closed").  :meth:`run_until_idle` therefore holds automatic collection off
-while it runs; the collector runs later, on the worker's own loop.
+while it runs; the collector runs later, on the worker's own loop.  For the same reason
+async generators first iterated by agent code belong to this loop (its asyncgen hooks are
+installed while it runs): the worker's loop never finalizes them at its own shutdown, where
+their clean-up (say, an anyio cancel scope of an agent task) could never complete.
 """
 
 from __future__ import annotations
@@ -22,6 +25,8 @@ import asyncio
 import collections
 import contextvars
 import gc
+import sys
+import weakref
 from collections.abc import Callable, Coroutine, Generator
 from typing import Any, TypeVar, TypeVarTuple, Unpack
 
@@ -40,6 +45,7 @@ class DeterministicLoop(asyncio.AbstractEventLoop):
         ] = collections.deque()
         self._errors: list[BaseException] = []
         self._closed = False
+        self._asyncgens: weakref.WeakSet[Any] = weakref.WeakSet()
 
     # -- what asyncio.Future / Task / gather need ------------------------------------------
     def call_soon(
@@ -67,6 +73,9 @@ class DeterministicLoop(asyncio.AbstractEventLoop):
 
     def get_debug(self) -> bool:
         return False
+
+    def get_task_factory(self) -> None:  # anyio (pydantic-ai's task groups) asks for it
+        return None
 
     def is_running(self) -> bool:
         return True
@@ -117,6 +126,8 @@ class DeterministicLoop(asyncio.AbstractEventLoop):
         outer = asyncio._get_running_loop()
         collecting = gc.isenabled()
         gc.disable()  # no foreign finalizer runs as agent code (see the module's docstring)
+        hooks = sys.get_asyncgen_hooks()
+        sys.set_asyncgen_hooks(self._asyncgens.add, self._finalize_asyncgen)
         asyncio._set_running_loop(self)
         try:
             while self._ready:
@@ -125,8 +136,16 @@ class DeterministicLoop(asyncio.AbstractEventLoop):
                     ctx.run(callback, *args)
         finally:
             asyncio._set_running_loop(outer)
+            sys.set_asyncgen_hooks(*hooks)
             if collecting:
                 gc.enable()
+
+    def _finalize_asyncgen(self, agen: Any) -> None:
+        """An agent's async generator was dropped unfinished: close it on this loop, the next
+        time the run's code runs (never, if the run is over)."""
+        self._asyncgens.discard(agen)
+        if not self._closed:
+            self.create_task(agen.aclose())
 
     def take_errors(self) -> list[BaseException]:
         errors, self._errors = self._errors, []
