@@ -1,0 +1,115 @@
+"""A pydantic-ai agent run unchanged on wakeline: the real ``Agent`` loop and the real OpenAI
+model of pydantic-ai (the official SDK over HTTP) against the local fake server.
+
+Every model request is a journaled, priced wakeline model call; every tool call a journaled
+tool call; a fresh core that has only the journal (a crash) sends no journaled request again;
+the journal replays byte for byte with no provider at all."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from decimal import Decimal
+from typing import Any
+
+import pytest
+from pydantic_ai import Agent
+from pydantic_ai.models.openai import OpenAIChatModel
+from pydantic_ai.providers.openai import OpenAIProvider
+
+from wakeline import App, jsonutil
+from wakeline.actors.effects import run_effect
+from wakeline.adapters.pydantic_ai import WakelineDurability, register
+from wakeline.replay import replay_journal
+from wakeline.schemas.codec import event_codec
+from wakeline.schemas.events import (
+    ModelCallCompleted,
+    ModelCallRequested,
+    RunCompleted,
+    RunStarted,
+    ToolCallCompleted,
+    ToolCallRequested,
+)
+from wakeline.testing import CoreDriver
+from wakeline.testing.fake_llm import FakeLLMServer
+from wakeline.testing.fake_llm_wire import fake_reply
+
+CHARGES: list[int] = []
+
+
+@pytest.fixture
+def server() -> Iterator[FakeLLMServer]:
+    with FakeLLMServer() as fake:
+        yield fake
+
+
+def make_app(base_url: str) -> App:
+    model = OpenAIChatModel("gpt-4o-mini", provider=OpenAIProvider(base_url=base_url, api_key="k"))
+    agent = Agent(model, name="billing", capabilities=[WakelineDurability()])
+
+    @agent.tool_plain
+    def charge(n: int) -> str:
+        CHARGES.append(n)
+        return f"charged {n}"
+
+    app = App(default_provider="mock", default_model="mock-1")
+    register(app, agent)
+    return app
+
+
+async def drive(core: CoreDriver, completion: Any) -> None:
+    pending = list(completion.effects)
+    while pending:
+        result = await run_effect(core.app, pending.pop(0), now_ms=lambda: 0)
+        pending += core.deliver(result).effects
+
+
+async def test_a_pydantic_ai_agent_is_journaled_priced_and_replayed(
+    server: FakeLLMServer,
+) -> None:
+    CHARGES.clear()
+    core = CoreDriver("pai-1", make_app(server.openai_base_url), always_replay=True)
+    await drive(core, core.start(RunStarted("billing", jsonutil.dumps("charge the card"))))
+    terminal = core.terminal.payload if core.terminal else None
+    assert isinstance(terminal, RunCompleted), core.status
+    assert jsonutil.loads(terminal.output).startswith("fake reply #2")
+    assert CHARGES == [1] and server.received == 2  # a tool call, then the answer
+
+    payloads = [e.payload for e in core.journal]
+    calls = [p for p in payloads if isinstance(p, ModelCallRequested)]
+    assert [(c.provider, c.model) for c in calls] == [("openai", "gpt-4o-mini")] * 2
+    done = [p for p in payloads if isinstance(p, ModelCallCompleted)]
+    assert all(c.cost_usd is not None and c.cost_usd > Decimal(0) for c in done)
+    # the usage pydantic-ai read from the provider's answers, as the fake server gave them
+    given = [fake_reply(r.body) for r in server.requests()]
+    assert [(c.usage.input_tokens, c.usage.output_tokens) for c in done] == [
+        (g.input_tokens, g.output_tokens) for g in given
+    ]
+    tools = [p for p in payloads if isinstance(p, ToolCallRequested)]
+    assert [(t.tool, jsonutil.loads(t.args)) for t in tools] == [("charge", {"n": 1})]
+    [tool_done] = [p for p in payloads if isinstance(p, ToolCallCompleted)]
+    assert "charged 1" in tool_done.result
+
+    raw = [event_codec().encode(e) for e in core.journal]
+    report = replay_journal(make_app("http://127.0.0.1:9/unreachable"), "pai-1", raw)
+    assert report.identical and report.ended
+    assert server.received == 2 and CHARGES == [1]
+
+
+async def test_a_crash_after_the_first_call_resends_nothing_journaled(
+    server: FakeLLMServer,
+) -> None:
+    CHARGES.clear()
+    app = make_app(server.openai_base_url)
+    core = CoreDriver("pai-2", app, always_replay=True)
+    first = core.start(RunStarted("billing", jsonutil.dumps("charge the card")))
+    [effect] = first.effects
+    core.deliver(await run_effect(app, effect, now_ms=lambda: 0))  # the first call, journaled
+    assert server.received == 1
+
+    fresh = core.crash(app=make_app(server.openai_base_url))  # a new process, the journal only
+    await drive(fresh, fresh.recover())
+    terminal = fresh.terminal.payload if fresh.terminal else None
+    assert isinstance(terminal, RunCompleted), fresh.status
+    digests = [r.digest for r in server.requests()]
+    assert len(digests) == len(set(digests)) == 2  # the journaled request was not sent again
+    assert CHARGES == [1]

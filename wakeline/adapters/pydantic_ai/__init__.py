@@ -1,0 +1,16 @@
+"""pydantic-ai agents on wakeline: attach :class:`WakelineDurability` to an ``Agent`` and run
+it inside a wakeline agent (:func:`register`, or ``with durable(ctx):`` in your own).
+
+    agent = Agent(model, name="support", capabilities=[WakelineDurability()])
+    register(app, agent)                     # a wakeline agent "support": input = the prompt
+
+Each model request of the agent is a journaled ``ctx.llm`` call sent through the agent's own
+model (priced, budgeted and governed as a call of ``model.system``), each function or MCP tool
+call a ``ctx.tool`` call (with the run's idempotency key, :func:`wakeline.current_tool_call`),
+and everything else pydantic-ai makes durable (discovery, event handlers) a ``ctx.step``.
+Outside a wakeline run the capability changes nothing.
+"""
+
+from wakeline.adapters.pydantic_ai.capability import WakelineDurability, durable, register
+
+__all__ = ["WakelineDurability", "durable", "register"]
