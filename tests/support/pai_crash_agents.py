@@ -1,0 +1,99 @@
+"""A pydantic-ai agent for crash tests, run by a CLI worker process that SIGKILLs itself.
+
+    WAKELINE_TEST_LLM_URL=URL WAKELINE_TEST_CRASH=MODE:N python -m wakeline.testing.worker_process \
+        tests/support/pai_crash_agents.py:app_from_env() --log-hook .../crash_agents.py:arm
+
+The modes are those of ``crash_agents.py``; the model-side kill points wrap pydantic-ai's own
+model port (a ``WrapperModel`` around its ``OpenAIChatModel``), as the framework sees it.  The
+agent's tool appends each call's idempotency key to ``$WAKELINE_TEST_DATA/charges.txt``.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from crash_agents import CRASH_ENV, die
+from pydantic_ai import Agent
+from pydantic_ai.messages import ModelMessage, ModelResponse
+from pydantic_ai.models import ModelRequestParameters
+from pydantic_ai.models.openai import OpenAIChatModel
+from pydantic_ai.models.wrapper import WrapperModel
+from pydantic_ai.providers.openai import OpenAIProvider
+from pydantic_ai.settings import ModelSettings
+from workers import DATA_ENV, SUPPORT, llm_url, worker_command
+
+from wakeline import App, Context, current_tool_call
+from wakeline.adapters.pydantic_ai import WakelineDurability, durable
+
+RUNS = 2  # agent runs per wakeline run; each makes two model calls around one tool call
+
+
+class KillingModel(WrapperModel):
+    def __init__(self, wrapped: OpenAIChatModel, mode: str, at: int) -> None:
+        super().__init__(wrapped)
+        self._mode, self._at, self._calls = mode, at, 0
+
+    async def request(
+        self,
+        messages: list[ModelMessage],
+        model_settings: ModelSettings | None,
+        model_request_parameters: ModelRequestParameters,
+    ) -> ModelResponse:
+        self._calls += 1
+        if self._mode == "before_send" and self._calls == self._at:
+            die()
+        response = await super().request(messages, model_settings, model_request_parameters)
+        if self._mode == "after_answer" and self._calls == self._at:
+            die()
+        return response
+
+
+def make_app(base_url: str, mode: str = "", at: int = 0) -> App:
+    model: Any = OpenAIChatModel(
+        "gpt-4o-mini", provider=OpenAIProvider(base_url=base_url, api_key="test-key")
+    )
+    if mode:
+        model = KillingModel(model, mode, at)
+    agent = Agent(model, name="billing", capabilities=[WakelineDurability()])
+
+    @agent.tool_plain
+    def charge(n: int) -> str:
+        key = current_tool_call().idempotency_key
+        with open(Path(os.environ[DATA_ENV]) / "charges.txt", "a") as out:
+            out.write(f"{key}\n")
+        return f"charged {n}"  # the key differs per run: not in the conversation
+
+    app = App(default_provider="openai", default_model="gpt-4o-mini")
+
+    @app.agent
+    async def biller(ctx: Context, goal: str) -> list[str]:
+        outputs = []
+        with durable(ctx):
+            for step in range(RUNS):
+                result = await agent.run(f"step {step} of {goal}")
+                outputs.append(str(result.output))
+        return outputs
+
+    return app
+
+
+def app_from_env() -> App:
+    mode, _, at = os.environ.get(CRASH_ENV, "").partition(":")
+    kill = mode if mode in ("before_send", "after_answer") else ""
+    return make_app(llm_url(), kill, int(at or 0))
+
+
+def command(data: Path) -> list[str]:
+    return worker_command(
+        "pai_crash_agents.py:app_from_env()",
+        "--data",
+        str(data),
+        "--state-dir",
+        str(data / "state" / "w{pid}"),
+        "--session-timeout",
+        "1.0",
+        "--log-hook",
+        f"{SUPPORT / 'crash_agents.py'}:arm",
+    )
