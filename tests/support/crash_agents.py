@@ -118,11 +118,11 @@ def app_from_env() -> App:
     return make_app(llm_url(), kill, int(at or 0))
 
 
-def command(data: Path) -> list[str]:
-    """The worker process (a fresh journal store per process, as each crash leaves it)."""
-    target = "crash_agents.py"
+def command(data: Path, target: str = "crash_agents.py:app_from_env()") -> list[str]:
+    """The worker process (a fresh journal store per process, as each crash leaves it) of
+    ``target``, with this module's log hook."""
     return worker_command(
-        f"{target}:app_from_env()",
+        target,
         "--data",
         str(data),
         "--state-dir",
@@ -130,5 +130,5 @@ def command(data: Path) -> list[str]:
         "--session-timeout",
         "1.0",
         "--log-hook",
-        f"{SUPPORT / target}:arm",
+        f"{SUPPORT / 'crash_agents.py'}:arm",
     )

@@ -22,7 +22,7 @@ from pydantic_ai.models.openai import OpenAIChatModel
 from pydantic_ai.models.wrapper import WrapperModel
 from pydantic_ai.providers.openai import OpenAIProvider
 from pydantic_ai.settings import ModelSettings
-from workers import DATA_ENV, SUPPORT, llm_url, worker_command
+from workers import DATA_ENV, llm_url
 
 from wakeline import App, Context, current_tool_call
 from wakeline.adapters.pydantic_ai import WakelineDurability, durable
@@ -85,15 +85,4 @@ def app_from_env() -> App:
     return make_app(llm_url(), kill, int(at or 0))
 
 
-def command(data: Path) -> list[str]:
-    return worker_command(
-        "pai_crash_agents.py:app_from_env()",
-        "--data",
-        str(data),
-        "--state-dir",
-        str(data / "state" / "w{pid}"),
-        "--session-timeout",
-        "1.0",
-        "--log-hook",
-        f"{SUPPORT / 'crash_agents.py'}:arm",
-    )
+TARGET = "pai_crash_agents.py:app_from_env()"

@@ -8,7 +8,7 @@ import asyncio
 import statistics
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -31,12 +31,8 @@ pytestmark = pytest.mark.kafka
 
 
 @pytest.fixture
-async def log(kafka_broker: KafkaBroker) -> AsyncIterator[KafkaLog]:
-    opened = await KafkaLog.open(kafka_broker.bootstrap)
-    try:
-        yield opened
-    finally:
-        await opened.close()
+def log(kafka_log: KafkaLog) -> KafkaLog:
+    return kafka_log
 
 
 async def new_topic(log: KafkaLog, partitions: int) -> str:

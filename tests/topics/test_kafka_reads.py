@@ -5,12 +5,10 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator
 
 import pytest
 from aiokafka.producer import sender as aiokafka_sender
 
-from wakeline.testing.kafka_broker import KafkaBroker
 from wakeline.topics.kafka.log import KafkaLog
 from wakeline.topics.kafka.writer import CONCURRENT_TRANSACTIONS_BACKOFF_S
 from wakeline.topics.port import OffsetCommit, OutRecord, TopicSpec
@@ -19,12 +17,8 @@ pytestmark = pytest.mark.kafka
 
 
 @pytest.fixture
-async def log(kafka_broker: KafkaBroker) -> AsyncIterator[KafkaLog]:
-    opened = await KafkaLog.open(kafka_broker.bootstrap)
-    try:
-        yield opened
-    finally:
-        await opened.close()
+def log(kafka_log: KafkaLog) -> KafkaLog:
+    return kafka_log
 
 
 async def new_topic(log: KafkaLog, partitions: int = 1) -> str:
