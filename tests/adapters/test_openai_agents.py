@@ -1,0 +1,287 @@
+"""An OpenAI Agents SDK agent run unchanged on wakeline: the SDK's own ``Runner`` loop and its
+``OpenAIChatCompletionsModel`` (the official OpenAI client over HTTP) against the local fake
+server.
+
+Every model request is a journaled, priced wakeline model call (the handoff target's too);
+every function tool call a journaled tool call; a fresh core that has only the journal (a
+crash) sends no journaled request again; the journal replays byte for byte with no provider;
+the OpenAI client's HTTP errors are wakeline's retriable or terminal provider errors."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from decimal import Decimal
+from typing import Any
+
+import pytest
+from agents import (
+    Agent,
+    ModelSettings,
+    ModelTracing,
+    OpenAIChatCompletionsModel,
+    Runner,
+    function_tool,
+    set_tracing_disabled,
+)
+from openai import AsyncOpenAI
+
+from wakeline import App, Context, jsonutil
+from wakeline.actors.effects import run_effect
+from wakeline.adapters.openai_agents import durable, register
+from wakeline.adapters.openai_agents.model import FrameworkModel, encode_response
+from wakeline.core.model import (
+    ModelRequest,
+    ProviderError,
+    RetriableProviderError,
+    TerminalProviderError,
+)
+from wakeline.replay import replay_journal
+from wakeline.schemas.codec import event_codec
+from wakeline.schemas.events import (
+    ModelCallCompleted,
+    ModelCallFailed,
+    ModelCallRequested,
+    RunCompleted,
+    RunFailed,
+    RunStarted,
+    ToolCallCompleted,
+    ToolCallRequested,
+)
+from wakeline.testing import CoreDriver
+from wakeline.testing.fake_llm import FakeLLMServer
+from wakeline.testing.fake_llm_wire import fake_reply
+
+CHARGES: list[int] = []
+DELTAS: list[str] = []
+UNREACHABLE = "http://127.0.0.1:9/unreachable"
+
+set_tracing_disabled(True)  # no trace export (it would want an OpenAI key)
+
+
+@pytest.fixture
+def server() -> Iterator[FakeLLMServer]:
+    with FakeLLMServer() as fake:
+        yield fake
+
+
+def model(base_url: str, name: str = "gpt-4o-mini") -> OpenAIChatCompletionsModel:
+    client = AsyncOpenAI(base_url=base_url, api_key="test-key", max_retries=0)
+    return OpenAIChatCompletionsModel(name, openai_client=client)
+
+
+def billing_agent(base_url: str, settings: ModelSettings | None = None) -> Agent[Any]:
+    @function_tool
+    def charge(n: int) -> str:
+        """Charge the card."""
+        CHARGES.append(n)
+        return f"charged {n}"
+
+    return Agent(
+        name="billing",
+        instructions="You bill.",
+        model=model(base_url),
+        tools=[charge],
+        model_settings=settings or ModelSettings(),
+    )
+
+
+def make_app(base_url: str, tools: dict[str, Any] | None = None) -> App:
+    app = App(default_provider="mock", default_model="mock-1")
+    register(app, billing_agent(base_url), tools=tools)
+    helper = Agent(name="helper", instructions="You help.", model=model(base_url, "gpt-4o"))
+    triage = Agent(name="triage", model=model(base_url), handoffs=[helper])
+
+    @app.agent
+    async def handing_off(ctx: Context, prompt: str) -> list[str]:
+        with durable(ctx):
+            result = await Runner.run(triage, prompt)
+        return [result.last_agent.name, str(result.final_output)]
+
+    @app.agent
+    async def streaming(ctx: Context, prompt: str) -> str:
+        with durable(ctx):
+            agent = billing_agent(base_url, ModelSettings(include_usage=True))
+            result = Runner.run_streamed(agent, prompt)
+            async for _ in result.stream_events():
+                pass
+        return str(result.final_output)
+
+    return app
+
+
+async def drive(core: CoreDriver, completion: Any) -> None:
+    pending = list(completion.effects)
+    while pending:
+        effect = pending.pop(0)
+        result = await run_effect(core.app, effect, now_ms=lambda: 0, on_delta=DELTAS.append)
+        pending += core.deliver(result).effects
+
+
+async def run(app: App, run_id: str, agent: str, prompt: str) -> CoreDriver:
+    core = CoreDriver(run_id, app, always_replay=True)
+    await drive(core, core.start(RunStarted(agent, jsonutil.dumps(prompt))))
+    return core
+
+
+def replays_identically(core: CoreDriver, app: App, run_id: str) -> bool:
+    raw = [event_codec().encode(e) for e in core.journal]
+    report = replay_journal(app, run_id, raw)
+    return report.identical and report.ended
+
+
+async def test_an_sdk_agent_is_journaled_priced_and_replayed(server: FakeLLMServer) -> None:
+    CHARGES.clear()
+    core = await run(make_app(server.openai_base_url), "oai-1", "billing", "charge the card")
+    terminal = core.terminal.payload if core.terminal else None
+    assert isinstance(terminal, RunCompleted), core.status
+    assert jsonutil.loads(terminal.output).startswith("fake reply #2")
+    assert CHARGES == [1] and server.received == 2  # a tool call, then the answer
+
+    payloads = [e.payload for e in core.journal]
+    calls = [p for p in payloads if isinstance(p, ModelCallRequested)]
+    assert [(c.provider, c.model, c.stream) for c in calls] == [
+        ("openai", "gpt-4o-mini", False)
+    ] * 2
+    first = jsonutil.loads(calls[0].request)
+    assert first["messages"] == [
+        {"role": "system", "content": "You bill."},
+        {"role": "user", "content": "charge the card"},
+    ]
+    assert [t["name"] for t in first["tools"]] == ["charge"]
+    done = [p for p in payloads if isinstance(p, ModelCallCompleted)]
+    assert all(c.cost_usd is not None and c.cost_usd > Decimal(0) for c in done)
+    given = [fake_reply(r.body) for r in server.requests()]  # the usage the server reported
+    assert [
+        (c.usage.input_tokens, c.usage.output_tokens, c.usage.cached_input_tokens) for c in done
+    ] == [(g.input_tokens, g.output_tokens, g.cached_tokens) for g in given]
+    tools = [p for p in payloads if isinstance(p, ToolCallRequested)]
+    assert [(t.tool, jsonutil.loads(t.args), t.idempotent) for t in tools] == [
+        ("charge", {"n": 1}, True)
+    ]
+    [tool_done] = [p for p in payloads if isinstance(p, ToolCallCompleted)]
+    assert jsonutil.loads(tool_done.result) == "charged 1"
+
+    assert replays_identically(core, make_app(UNREACHABLE), "oai-1")
+    assert server.received == 2 and CHARGES == [1]
+
+
+async def test_a_crash_after_the_first_call_resends_nothing_journaled(
+    server: FakeLLMServer,
+) -> None:
+    CHARGES.clear()
+    app = make_app(server.openai_base_url)
+    core = CoreDriver("oai-2", app, always_replay=True)
+    first = core.start(RunStarted("billing", jsonutil.dumps("charge the card")))
+    [effect] = first.effects
+    core.deliver(await run_effect(app, effect, now_ms=lambda: 0))  # the first call, journaled
+    assert server.received == 1
+
+    fresh = core.crash(app=make_app(server.openai_base_url))  # a new process, the journal only
+    await drive(fresh, fresh.recover())
+    terminal = fresh.terminal.payload if fresh.terminal else None
+    assert isinstance(terminal, RunCompleted), fresh.status
+    digests = [r.digest for r in server.requests()]
+    assert len(digests) == len(set(digests)) == 2  # the journaled request was not sent again
+    assert CHARGES == [1]
+
+
+async def test_a_tool_can_be_journaled_as_not_idempotent(server: FakeLLMServer) -> None:
+    app = make_app(server.openai_base_url, tools={"charge": {"idempotent": False}})
+    core = await run(app, "oai-3", "billing", "charge once")
+    tools = [e.payload for e in core.journal if isinstance(e.payload, ToolCallRequested)]
+    assert [(t.tool, t.idempotent) for t in tools] == [("charge", False)]
+
+
+async def test_the_agent_a_handoff_leads_to_runs_on_the_wakeline_model(
+    server: FakeLLMServer,
+) -> None:
+    core = await run(make_app(server.openai_base_url), "oai-4", "handing_off", "help me")
+    terminal = core.terminal.payload if core.terminal else None
+    assert isinstance(terminal, RunCompleted), core.status
+    last_agent, output = jsonutil.loads(terminal.output)
+    assert last_agent == "helper" and output.startswith("fake reply #2")
+    calls = [e.payload for e in core.journal if isinstance(e.payload, ModelCallRequested)]
+    assert [c.model for c in calls] == ["gpt-4o-mini", "gpt-4o"]  # triage, then the helper
+    assert server.received == 2
+    assert replays_identically(core, make_app(UNREACHABLE), "oai-4")
+
+
+async def test_a_streamed_run_journals_its_final_response_and_forwards_deltas(
+    server: FakeLLMServer,
+) -> None:
+    CHARGES.clear()
+    DELTAS.clear()
+    core = await run(make_app(server.openai_base_url), "oai-5", "streaming", "charge the card")
+    terminal = core.terminal.payload if core.terminal else None
+    assert isinstance(terminal, RunCompleted), core.status
+    output = jsonutil.loads(terminal.output)
+    assert output.startswith("fake reply #2") and CHARGES == [1]
+    assert "".join(DELTAS) == output  # the answer's text deltas, live
+    calls = [e.payload for e in core.journal if isinstance(e.payload, ModelCallRequested)]
+    assert [c.stream for c in calls] == [True, True]
+    done = [e.payload for e in core.journal if isinstance(e.payload, ModelCallCompleted)]
+    given = [fake_reply(r.body) for r in server.requests()]
+    assert [(c.usage.input_tokens, c.usage.output_tokens) for c in done] == [
+        (g.input_tokens, g.output_tokens) for g in given
+    ]
+    assert replays_identically(core, make_app(UNREACHABLE), "oai-5")
+    assert server.received == 2 and CHARGES == [1]
+
+
+async def test_outside_a_wakeline_run_the_sdk_runs_as_without_wakeline(
+    server: FakeLLMServer,
+) -> None:
+    CHARGES.clear()
+    make_app(server.openai_base_url)  # nothing installed changes a plain run
+    result = await Runner.run(billing_agent(server.openai_base_url), "charge the card")
+    assert str(result.final_output).startswith("fake reply #2") and CHARGES == [1]
+    assert server.received == 2
+
+
+async def sdk_call(base_url: str) -> Any:
+    response = await model(base_url).get_response(
+        None,
+        "hello",
+        ModelSettings(),
+        [],
+        None,
+        [],
+        ModelTracing.DISABLED,
+        previous_response_id=None,
+        conversation_id=None,
+        prompt=None,
+    )
+    return encode_response(response)
+
+
+@pytest.mark.parametrize(
+    ("status", "kind"),
+    [(429, RetriableProviderError), (503, RetriableProviderError), (400, TerminalProviderError)],
+)
+async def test_http_errors_are_retriable_or_terminal(
+    server: FakeLLMServer, status: int, kind: type[ProviderError]
+) -> None:
+    provider = FrameworkModel("openai", lambda _: sdk_call(server.openai_base_url))
+    request = ModelRequest(model="gpt-4o-mini", messages=({"role": "user", "content": "hi"},))
+    server.fail_next(1, status)
+    with pytest.raises(ProviderError) as raised:
+        await provider.complete(request)
+    assert type(raised.value) is kind and raised.value.status_code == status
+    assert (await provider.complete(request)).text.startswith("fake reply #1")
+
+
+async def test_an_unreachable_provider_is_retriable() -> None:
+    provider = FrameworkModel("openai", lambda _: sdk_call(UNREACHABLE))
+    request = ModelRequest(model="gpt-4o-mini", messages=({"role": "user", "content": "hi"},))
+    with pytest.raises(RetriableProviderError):
+        await provider.complete(request)
+
+
+async def test_a_terminal_error_fails_the_run(server: FakeLLMServer) -> None:
+    server.fail_next(1, 400)
+    core = await run(make_app(server.openai_base_url), "oai-6", "billing", "charge the card")
+    [failed] = [e.payload for e in core.journal if isinstance(e.payload, ModelCallFailed)]
+    assert failed.error_type == "TerminalProviderError" and not failed.retriable
+    assert failed.status_code == 400
+    assert isinstance(core.terminal.payload if core.terminal else None, RunFailed)
+    assert server.received == 1

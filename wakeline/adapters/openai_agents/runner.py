@@ -1,0 +1,208 @@
+"""The wakeline runner: ``Runner.run(agent, input)`` inside ``durable(ctx)`` journals the run.
+
+:func:`durable` installs :class:`WakelineRunner` as the SDK's default runner (``Runner.run``,
+``run_sync`` and ``run_streamed`` all go through it).  Inside a wakeline run it runs an
+execution copy of the agent graph (the starting agent and every agent reachable by handoffs,
+each tagged with the user's agent as its public identity, as the SDK's own execution clones
+are): each agent's model is a :class:`~.model.WakelineModel` around the one the SDK would
+have used, and each function tool's ``on_invoke_tool`` a ``ctx.tool`` call.  Outside a
+wakeline run it is the SDK's runner, unchanged.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import dataclasses
+import json
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+from agents import (
+    Agent,
+    FunctionTool,
+    Handoff,
+    Model,
+    ModelProvider,
+    RunConfig,
+    RunResult,
+    RunResultStreaming,
+    RunState,
+    Tool,
+    TResponseInputItem,
+)
+from agents import run as sdk_run
+from agents._public_agent import get_public_agent, set_public_agent
+from agents.run import AgentRunner
+from agents.tool_context import ToolContext
+
+from wakeline import jsonutil
+from wakeline.adapters.openai_agents.model import WakelineModel, plain
+from wakeline.adapters.openai_agents.state import current_run
+from wakeline.core.app import App, ToolSpec
+from wakeline.core.context import Context
+
+ToolOptions = Mapping[str, Mapping[str, Any]]
+Input = str | list[TResponseInputItem] | RunState[Any]
+
+
+class WakelineProvider(ModelProvider):
+    """The run's model provider, its models wrapped (agents whose model is a name)."""
+
+    def __init__(self, inner: ModelProvider) -> None:
+        self.inner = inner
+
+    def get_model(self, model_name: str | None) -> Model:
+        return WakelineModel(self.inner.get_model(model_name))
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
+
+
+class DurableGraph:
+    """Execution copies of the agents one SDK run can reach, made once per agent."""
+
+    def __init__(self, tools: ToolOptions) -> None:
+        self._tools = tools
+        self._copies: dict[int, Agent[Any]] = {}
+
+    def agent(self, agent: Agent[Any]) -> Agent[Any]:
+        done = self._copies.get(id(agent))
+        if done is not None:
+            return done
+        model = WakelineModel(agent.model) if isinstance(agent.model, Model) else agent.model
+        execution = agent.clone(model=model, tools=[self.tool(t) for t in agent.tools])
+        set_public_agent(execution, get_public_agent(agent))
+        self._copies[id(agent)] = execution  # before the handoffs: they may lead back here
+        execution.handoffs = [self.handoff(h) for h in agent.handoffs]
+        return execution
+
+    def handoff(self, handoff: Agent[Any] | Handoff[Any, Any]) -> Any:
+        if isinstance(handoff, Agent):
+            return self.agent(handoff)
+        invoke = handoff.on_invoke_handoff
+
+        async def on_invoke_handoff(context: Any, arguments: str) -> Any:
+            return self.agent(await invoke(context, arguments))
+
+        return dataclasses.replace(handoff, on_invoke_handoff=on_invoke_handoff)
+
+    def tool(self, tool: Tool) -> Tool:
+        if not isinstance(tool, FunctionTool):
+            return tool  # hosted, MCP and computer tools: see the adapter's limits
+        options = self._tools.get(tool.name, {})
+        journaled = copy.copy(tool)
+        journaled.on_invoke_tool = _journaled_tool(tool, bool(options.get("idempotent", True)))
+        return journaled
+
+
+def _journaled_tool(tool: FunctionTool, idempotent: bool) -> Any:
+    invoke = tool.on_invoke_tool
+
+    async def on_invoke_tool(context: ToolContext[Any], arguments: str) -> Any:
+        ctx = current_run.get()
+        if ctx is None:
+            return await invoke(context, arguments)
+
+        async def run(**_: Any) -> Any:  # a step's body: runs once, its result journaled
+            return tool_result(await invoke(context, arguments))
+
+        spec = ToolSpec(tool.name, run, idempotent=idempotent)
+        return await ctx.tool(spec, **_arguments(arguments))
+
+    return on_invoke_tool
+
+
+def _arguments(arguments: str) -> dict[str, Any]:
+    """The call's arguments as the journal's keyword arguments (the model's JSON object)."""
+    try:
+        parsed = json.loads(arguments or "{}")
+    except ValueError:
+        parsed = None
+    return parsed if isinstance(parsed, dict) else {"input": arguments}
+
+
+def tool_result(value: Any) -> Any:
+    """A tool's result as journaled JSON: pydantic models dumped, anything else not JSON-able
+    as its ``str`` (the SDK sends the model a tool's output as text)."""
+    try:
+        return plain(value)
+    except (TypeError, ValueError):
+        return str(value)
+
+
+class WakelineRunner(AgentRunner):
+    """The SDK's runner; inside a wakeline run it runs the durable execution graph."""
+
+    def __init__(self, tools: ToolOptions | None = None) -> None:
+        self.tools: ToolOptions = dict(tools or {})
+
+    async def run(self, starting_agent: Agent[Any], input: Input, **kwargs: Any) -> RunResult:
+        if current_run.get() is None:
+            return await super().run(starting_agent, input, **kwargs)
+        agent, kwargs = self._durable(starting_agent, kwargs)
+        return await super().run(agent, input, **kwargs)
+
+    def run_streamed(
+        self, starting_agent: Agent[Any], input: Input, **kwargs: Any
+    ) -> RunResultStreaming:
+        if current_run.get() is None:
+            return super().run_streamed(starting_agent, input, **kwargs)
+        agent, kwargs = self._durable(starting_agent, kwargs)
+        return super().run_streamed(agent, input, **kwargs)
+
+    def _durable(
+        self, agent: Agent[Any], kwargs: dict[str, Any]
+    ) -> tuple[Agent[Any], dict[str, Any]]:
+        config = kwargs.get("run_config")
+        if config is None:
+            config = RunConfig()
+        elif isinstance(config, dict):
+            config = RunConfig(**config)
+        model = WakelineModel(config.model) if isinstance(config.model, Model) else config.model
+        provider = WakelineProvider(config.model_provider)
+        config = dataclasses.replace(config, model=model, model_provider=provider)
+        return DurableGraph(self.tools).agent(agent), {**kwargs, "run_config": config}
+
+
+def install(tools: ToolOptions | None = None) -> WakelineRunner:
+    """Make :class:`WakelineRunner` the SDK's default runner (kept if it already is);
+    ``tools``: per-tool options by name, e.g. ``{"charge": {"idempotent": False}}``."""
+    runner = sdk_run.get_default_agent_runner()
+    if not isinstance(runner, WakelineRunner):
+        runner = WakelineRunner()
+        sdk_run.set_default_agent_runner(runner)
+    if tools is not None:
+        runner.tools = {**runner.tools, **tools}
+    return runner
+
+
+@contextlib.contextmanager
+def durable(ctx: Context, *, tools: ToolOptions | None = None) -> Iterator[None]:
+    """Inside this, ``Runner.run`` / ``run_sync`` / ``run_streamed`` journal into ``ctx``'s
+    run: model requests as ``ctx.llm`` calls, function tool calls as ``ctx.tool`` calls."""
+    install(tools)
+    token = current_run.set(ctx)
+    try:
+        yield
+    finally:
+        with contextlib.suppress(ValueError):  # closed from elsewhere (a dropped activation)
+            current_run.reset(token)
+
+
+def register(
+    app: App, agent: Agent[Any], *, name: str | None = None, tools: ToolOptions | None = None
+) -> None:
+    """Register ``agent`` as the wakeline agent ``name`` (default: the agent's name): its input
+    is the user's input, its output the run's ``final_output`` (as JSON)."""
+    from agents import Runner
+
+    agent_name = name or agent.name
+
+    async def run(ctx: Context, prompt: str) -> Any:
+        with durable(ctx, tools=tools):
+            result = await Runner.run(agent, prompt)
+        return jsonutil.loads(jsonutil.dumps(plain(result.final_output)))
+
+    run.__name__ = agent_name
+    app.agent(run, name=agent_name)

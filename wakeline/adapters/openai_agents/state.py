@@ -1,0 +1,14 @@
+"""What the adapter's parts share: the current wakeline run."""
+
+from __future__ import annotations
+
+import contextvars
+
+from wakeline.core.context import Context
+
+current_run: contextvars.ContextVar[Context | None] = contextvars.ContextVar(
+    "wakeline_openai_agents_run", default=None
+)
+"""The wakeline run whose agent code is running (set by :func:`~.runner.durable`).  Agent
+code runs on wakeline's deterministic event loop, so the SDK's concurrent tool calls of one
+response start, and are journaled, in the same order in every run."""
