@@ -25,6 +25,8 @@ AUTHORS = {
     "ModelCallError",
     "NondeterminismError",
     "Policy",
+    "RouteError",
+    "Target",
     "ReplayReport",
     "RetriableToolError",
     "RetryPolicy",

@@ -26,6 +26,7 @@ from wakeline.core.errors import (
 )
 from wakeline.core.governance import CallInfo, Deny, Policy
 from wakeline.core.results import Approval, LLMResult
+from wakeline.core.routing import RouteError, Target
 from wakeline.core.tools import RetriableToolError, ToolCall, current_tool_call
 from wakeline.schemas.events import Budget
 
@@ -49,9 +50,11 @@ __all__ = [
     "ReplayReport",
     "RetriableToolError",
     "RetryPolicy",
+    "RouteError",
     "RunError",
     "RunHandle",
     "StepFailedError",
+    "Target",
     "ToolCall",
     "ToolCallError",
     "WakelineError",

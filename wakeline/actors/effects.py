@@ -90,15 +90,22 @@ async def _model_call(
     app: App, effect: Effect, payload: ModelCallRequested, on_delta: DeltaSink | None
 ) -> ModelCallCompleted | ModelCallFailed:
     request = _request_of(effect, payload)
-    call = effect.call
-    provider = call.provider if isinstance(call, ModelCall) else app.providers.get(payload.provider)
+    call = effect.call if isinstance(effect.call, ModelCall) else ModelCall(request)
+    provider = call.provider or app.providers.get(payload.provider)
     if provider is None:
         known = ", ".join(sorted(app.providers)) or "none"
         message = f"no provider {payload.provider!r} is configured (known: {known})"
         return ModelCallFailed(effect.seq, "UnknownProvider", message, False)
     started = time.perf_counter()
     try:
-        response = await provider.complete(request, on_delta=on_delta)
+        sent = provider.complete(request, on_delta=on_delta)
+        limited = sent if call.timeout_s is None else asyncio.wait_for(sent, call.timeout_s)
+        response = await limited
+    except TimeoutError as exc:  # the target's time limit (or the provider's own)
+        latency = int((time.perf_counter() - started) * 1e6)
+        limit = call.timeout_s
+        message = _error_text(exc) if limit is None else f"no answer within {limit} s"
+        return ModelCallFailed(effect.seq, "Timeout", message, True, None, latency)
     except ProviderError as exc:
         latency = int((time.perf_counter() - started) * 1e6)
         return ModelCallFailed(

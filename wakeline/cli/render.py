@@ -29,6 +29,7 @@ from wakeline.schemas.events import (
     ModelCallCompleted,
     ModelCallFailed,
     ModelCallRequested,
+    ModelRouteFallback,
     RunCompleted,
     RunFailed,
     RunStarted,
@@ -113,8 +114,11 @@ def event_line(event: Event) -> str:
     match p:
         case RunStarted(agent=a, input=i):
             detail = f"{safe(a)} {_clip(i)}"
-        case ModelCallRequested(provider=prov, model=m, attempt=n):
+        case ModelCallRequested(provider=prov, model=m, attempt=n, route=r):
             detail = f"{safe(prov)}/{safe(m)}" + (f" attempt {n}" if n > 1 else "")
+            detail += f" (route {safe(r)})" if r else ""
+        case ModelRouteFallback(route=r, provider=prov, model=m, reason=why, detail=d):
+            detail = f"route {safe(r)} left {safe(prov)}/{safe(m)}: {safe(why)}, {_clip(d)}"
         case ModelCallCompleted(usage=u, cost_usd=c, latency_us=lat, message=msg):
             text = str(jsonutil.loads(msg).get("content") or "")
             estimated = "~" if u.estimated else ""  # no usage reported: wakeline estimated it

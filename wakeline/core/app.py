@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import inspect
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, get_type_hints
 
@@ -11,6 +11,7 @@ from pydantic import TypeAdapter
 
 from wakeline.core.model import ModelProvider
 from wakeline.core.pricing import PriceTable
+from wakeline.core.routing import Route, RouteError, Target
 from wakeline.schemas.events import Budget
 
 if TYPE_CHECKING:
@@ -69,6 +70,7 @@ class App:
     agents: dict[str, AgentSpec] = field(default_factory=dict)
     tools: dict[str, ToolSpec] = field(default_factory=dict)
     policies: dict[str, Policy] = field(default_factory=dict)
+    routes: dict[str, Route] = field(default_factory=dict)
 
     def agent(
         self,
@@ -126,6 +128,24 @@ class App:
 
         return register(fn) if fn is not None else register
 
+    def route(
+        self,
+        name: str,
+        targets: Sequence[str | Target],
+        *,
+        attempts: int = 1,
+        timeout_s: float | None = None,
+    ) -> Route:
+        """Declare a route for ``ctx.llm(..., route=name)``: targets (``"provider:model"``)
+        tried in order, each checked against policies and budgets before it is sent, each
+        given ``attempts`` on retriable errors (and ``timeout_s`` per attempt) before the
+        next one (see :mod:`wakeline.core.routing`)."""
+        if name in self.routes:
+            raise RouteError(f"route {name!r} is declared twice")
+        declared = Route.of(name, targets, attempts=attempts, timeout_s=timeout_s)
+        self.routes[name] = declared
+        return declared
+
     def provider(self, name: str, provider: ModelProvider) -> None:
         self.providers[name] = provider
 
@@ -144,6 +164,7 @@ class App:
             agents=self.agents,
             tools=self.tools,
             policies=self.policies,
+            routes=self.routes,
         )
 
 

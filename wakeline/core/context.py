@@ -2,38 +2,26 @@
 
 from __future__ import annotations
 
-import dataclasses
 import uuid as uuidlib
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
-from decimal import Decimal
-from typing import Any, Literal
+from typing import Any
 
 from wakeline import jsonutil
-from wakeline.core import history
 from wakeline.core.app import AgentSpec, RetryPolicy, ToolSpec
-from wakeline.core.errors import ModelCallError, StepFailedError, ToolCallError, WakelineError
-from wakeline.core.governance import CallInfo, reservation_for, run_policies
-from wakeline.core.governance import text as money_text
-from wakeline.core.history import Conversations
-from wakeline.core.model import ModelCall, ModelProvider, ModelRequest
+from wakeline.core.errors import StepFailedError, ToolCallError, WakelineError
+from wakeline.core.guards import call_info, check_policies, timer
+from wakeline.core.model import ModelProvider, ModelRequest
+from wakeline.core.model_calls import ModelCalls
 from wakeline.core.port import ContextPort
-from wakeline.core.results import Approval, LLMResult, StepCall, llm_result
+from wakeline.core.results import Approval, LLMResult, StepCall
+from wakeline.core.routing import Route, RouteError
 from wakeline.schemas.events import (
-    BudgetExceeded,
-    BudgetRaised,
     GateOpened,
     GateResolved,
-    ModelCallCompleted,
-    ModelCallDenied,
-    ModelCallFailed,
-    ModelCallInterrupted,
-    ModelCallRequested,
-    PolicyDenied,
     StepCompleted,
     StepFailed,
     StepRequested,
-    TimerScheduled,
     ToolCallCompleted,
     ToolCallFailed,
     ToolCallRequested,
@@ -51,7 +39,7 @@ class Context:
     def __init__(self, core: ContextPort, spec: AgentSpec) -> None:
         self._core = core
         self._spec = spec
-        self._conversations = Conversations()
+        self._models = ModelCalls(core, spec.name)
 
     @property
     def run_id(self) -> str:
@@ -79,13 +67,15 @@ class Context:
         stream: bool = False,
         retry: RetryPolicy | None = None,
         via: ModelProvider | None = None,
+        route: str | None = None,
         **params: Any,
     ) -> LLMResult:
         """Call a model once, durably: a recorded call is returned from the journal.
 
         ``via``: send it through this provider rather than one of the app's (framework
         adapters: the framework's own model); it is journaled, priced and governed as a call
-        of ``via.name``."""
+        of ``via.name``.  ``route``: send it to the first target of ``app.route(route, ...)``
+        that the policies allow, the budget covers and that answers (see core.routing)."""
         app = self._core.app
         if isinstance(messages, str):
             messages = [{"role": "user", "content": messages}]
@@ -98,84 +88,25 @@ class Context:
             params=dict(params),
             stream=stream,
         )
+        if route is not None:
+            return await self._models.routed(self._route(route, model, provider, via), request)
         provider_name = provider or self._spec.default_provider or app.default_provider
         if via is not None:
             provider_name = via.name
-        request_json = request.to_json()
-        await self._check_policies("model", request.model, provider_name, request_json)
-        reservation = reservation_for(app.prices, provider_name, request)
-        messages_text = jsonutil.dumps(request_json["messages"])
-        requested = self._journaled(provider_name, request_json, messages_text, stream)
-        policy = retry or app.retry
-        call = request if via is None else ModelCall(request, via)
-        result = await self._dispatch(requested, call, reservation, policy, messages_text)
-        self._conversations.replied(result.seq, result.message)
-        return result
+        return await self._models.call(request, provider_name, via, retry or app.retry)
 
-    def _journaled(
-        self, provider: str, request: dict[str, Any], messages_text: str, stream: bool
-    ) -> ModelCallRequested:
-        """The call's event: the whole request's digest, and the request itself as the
-        messages it appends to an earlier request of the run, if any (see core.history)."""
-        text = history.with_messages(request, messages_text)
-        requested = ModelCallRequested(
-            provider, request["model"], jsonutil.digest(text), text, stream
-        )
-        base = self._conversations.base_of(messages_text)
-        if base is None:
-            return requested
-        journaled = history.with_messages(request, history.after(messages_text, base))
-        return dataclasses.replace(
-            requested, request=journaled, base_seq=base.seq, base_reply=base.reply
-        )
-
-    async def _dispatch(
-        self,
-        requested: ModelCallRequested,
-        call: ModelRequest | ModelCall,
-        reservation: dict[str, Decimal | None],
-        policy: RetryPolicy,
-        messages_text: str,
-    ) -> LLMResult:
-        """Send a model call until it completes: every attempt is checked against the run's
-        budget first, and an attempt a crash interrupted stays reserved (it may have been
-        billed) until a later attempt of the call settles."""
-        core = self._core
-        request = call if isinstance(call, ModelRequest) else call.request
-        attempt = 1
-        interrupted: list[int] = []
-        while True:
-            await self._check_budget(request.model, reservation)
-            core.budget.reserve(core.next_seq, reservation, interrupted)
-            event = core.emit(dataclasses.replace(requested, attempt=attempt), call)
-            self._conversations.requested(event.seq, messages_text)
-            result = await core.wait(event.seq)
-            if isinstance(result, ModelCallCompleted):
-                return llm_result(result, event.seq)
-            if isinstance(result, ModelCallInterrupted):
-                interrupted.append(event.seq)
-                attempt += 1
-                continue
-            if isinstance(result, ModelCallDenied):  # a shared budget said no: wait
-                await self._wait_for_raise(
-                    BudgetExceeded(
-                        "model",
-                        request.model,
-                        result.scope,
-                        result.metric,
-                        result.limit,
-                        result.spent,
-                        result.reservation,
-                    )
-                )
-                attempt += 1
-                continue
-            assert isinstance(result, ModelCallFailed)
-            interrupted = []  # settled at their worst case with this attempt
-            if not result.retriable or attempt >= policy.max_attempts:
-                raise ModelCallError("model call", event.seq, result.error_type, result.message)
-            await self._timer(policy.backoff_s(attempt), "retry")
-            attempt += 1
+    def _route(
+        self, name: str, model: str | None, provider: str | None, via: ModelProvider | None
+    ) -> Route:
+        if model is not None or provider is not None or via is not None:
+            raise RouteError(
+                "ctx.llm(route=...) takes its models from the route: no model=, provider= or via="
+            )
+        found = self._core.app.routes.get(name)
+        if found is None:
+            known = ", ".join(sorted(self._core.app.routes)) or "none"
+            raise RouteError(f"route {name!r} is not declared with app.route (known: {known})")
+        return found
 
     # -- tools and steps -------------------------------------------------------------------
     async def tool(self, tool: str | Callable[..., Any] | ToolSpec, /, **args: Any) -> Any:
@@ -183,7 +114,8 @@ class Context:
         its JSON result."""
         spec = self._find_tool(tool)
         text = jsonutil.dumps(args)
-        await self._check_policies("tool", spec.name, "", jsonutil.loads(text))
+        info = call_info(self._core, self.agent, "tool", spec.name, "", jsonutil.loads(text))
+        await check_policies(self._core, info)
         if spec.requires_approval:
             await self._approve_tool(spec, text)
         key = ""
@@ -204,7 +136,7 @@ class Context:
                 raise ToolCallError(
                     f"tool {spec.name}", event.seq, result.error_type, result.message
                 )
-            await self._timer(policy.backoff_s(attempt), "retry")
+            await timer(self._core, policy.backoff_s(attempt), "retry")
             attempt += 1
 
     async def step(self, name: str, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
@@ -246,54 +178,6 @@ class Context:
         assert isinstance(result, GateResolved)
         return Approval(result.approved, result.by, result.reason, result.timed_out)
 
-    # -- governance --------------------------------------------------------------------------
-    async def _check_policies(
-        self, kind: Literal["model", "tool"], target: str, provider: str, request: Any
-    ) -> None:
-        core = self._core
-        info = CallInfo(
-            kind,
-            self.run_id,
-            self.agent,
-            core.tenant,
-            target,
-            provider,
-            request,
-        )
-        denial = run_policies(list(core.app.policies.items()), info)
-        if denial is None:
-            return
-        name, decision = denial
-        event = core.emit(PolicyDenied(kind, target, name, decision.reason, decision.suspend))
-        if not decision.suspend:
-            raise core.fail_run("PolicyDenied", f"{name}: {decision.reason}")
-        result = await core.wait(event.seq)
-        assert isinstance(result, GateResolved)
-        if not result.approved:
-            why = f"{name}: {decision.reason}; rejected by {result.by or 'someone'}"
-            raise core.fail_run("PolicyDenied", f"{why}: {result.reason}" if result.reason else why)
-
-    async def _check_budget(self, target: str, reservation: dict[str, Decimal | None]) -> None:
-        core = self._core
-        elapsed = core.time_ms - core.started_ms
-        while (over := core.budget.check(reservation, elapsed)) is not None:
-            await self._wait_for_raise(
-                BudgetExceeded(
-                    "model",
-                    target,
-                    "run",
-                    over.metric,
-                    str(over.limit),
-                    str(over.spent),
-                    money_text(over.reservation),
-                )
-            )
-
-    async def _wait_for_raise(self, exceeded: BudgetExceeded) -> None:
-        event = self._core.emit(exceeded)
-        result = await self._core.wait(event.seq)
-        assert isinstance(result, BudgetRaised)
-
     # -- recorded values and timers ---------------------------------------------------------
     def now(self) -> datetime:
         """The activation's time, recorded: the same value on every replay."""
@@ -311,7 +195,7 @@ class Context:
 
     async def sleep(self, seconds: float) -> None:
         """A durable timer: it survives crashes and restarts (the fire time is journaled)."""
-        await self._timer(seconds, "sleep")
+        await timer(self._core, seconds, "sleep")
 
     # -- helpers ---------------------------------------------------------------------------
     def _value(self, kind: Any, make: Callable[[], str]) -> str:
@@ -321,11 +205,6 @@ class Context:
         event = self._core.emit(live)
         assert isinstance(event.payload, ValueRecorded)
         return event.payload.value
-
-    async def _timer(self, seconds: float, purpose: str) -> None:
-        ms = max(0, round(seconds * 1000))
-        event = self._core.emit(TimerScheduled(self._core.time_ms + ms, ms, purpose))
-        await self._core.wait(event.seq)
 
     def _find_tool(self, tool: str | Callable[..., Any] | ToolSpec) -> ToolSpec:
         if isinstance(tool, ToolSpec):  # an adapter's tool, not registered with the app

@@ -71,12 +71,15 @@ class ModelResponse:
 
 @dataclass(frozen=True, slots=True)
 class ModelCall:
-    """A request sent through a provider of its own instead of one of the app's: how an
-    adapter journals a framework's model (``ctx.llm(..., via=provider)``).  Budgets, policies,
-    prices and the journal see it as any call of ``provider.name``."""
+    """A request with how to send it, when that is more than "the app's provider named in the
+    event": a provider of its own (how an adapter journals a framework's model,
+    ``ctx.llm(..., via=provider)``; budgets, policies, prices and the journal see it as any
+    call of ``provider.name``), or a time limit per attempt (a route's target)."""
 
     request: ModelRequest
-    provider: ModelProvider
+    provider: ModelProvider | None = None
+    timeout_s: float | None = None
+    """An attempt with no answer after this long fails as retriable (it may have been billed)."""
 
 
 class ProviderError(Exception):

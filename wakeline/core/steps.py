@@ -27,6 +27,7 @@ from wakeline.schemas.events import (
     ModelCallFailed,
     ModelCallInterrupted,
     ModelCallRequested,
+    ModelRouteFallback,
     PolicyDenied,
     RunCompleted,
     RunFailed,
@@ -76,6 +77,7 @@ STEP_KINDS: tuple[StepKind, ...] = (
         shown=lambda p: {
             "provider": p.provider,
             "model": p.model,
+            "route": p.route,
             "request": p.request,
             "stream": p.stream,
             "attempt": p.attempt,
@@ -188,10 +190,12 @@ _OTHER_IDENTITY: dict[type, Callable[[Any], tuple[Any, ...]]] = {
     ValueRecorded: lambda p: ("value", p.kind),
     RunCompleted: lambda p: ("completed", p.output),
     RunFailed: lambda p: ("failed", p.error_type, p.message),
+    ModelRouteFallback: lambda p: ("route-fallback", p.route, p.provider, p.model, p.reason),
 }
 _OTHER_DESCRIPTION: dict[type, Callable[[Any], str]] = {
     ValueRecorded: lambda p: f"{p.kind.lower()} read",
     ModelCallInterrupted: lambda p: f"interrupted model call at seq {p.step} (attempt {p.attempt})",
+    ModelRouteFallback: lambda p: f"route {p.route} leaving {p.provider}/{p.model} ({p.reason})",
 }
 
 

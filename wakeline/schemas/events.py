@@ -67,6 +67,8 @@ class ModelCallRequested:
     its messages are that request's messages (then its reply if ``base_reply``), then the
     messages in ``request`` (see :mod:`wakeline.core.history`)."""
     base_reply: bool = False
+    route: str = ""
+    """The route (``app.route``) this attempt's target was chosen from; empty when direct."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -235,6 +237,19 @@ class ModelCallInterrupted:
     reason: str = ""
 
 
+@dataclass(frozen=True, slots=True)
+class ModelRouteFallback:
+    """A routed model call moved on from a target of its route: a policy denied it or a budget
+    could not cover it (``reason`` "policy" / "budget": it was never sent), or its attempts
+    failed with retriable errors or timeouts ("failed").  The next target follows."""
+
+    route: str
+    provider: str
+    model: str
+    reason: str
+    detail: str
+
+
 EventPayload = (
     RunStarted
     | RunCompleted
@@ -261,6 +276,7 @@ EventPayload = (
     | InDoubtResolved
     | ModelCallDenied
     | ModelCallInterrupted
+    | ModelRouteFallback
 )
 
 EVENT_TYPES: tuple[type[EventPayload], ...] = (
@@ -289,6 +305,7 @@ EVENT_TYPES: tuple[type[EventPayload], ...] = (
     InDoubtResolved,
     ModelCallDenied,
     ModelCallInterrupted,
+    ModelRouteFallback,
 )
 
 TERMINAL_TYPES = (RunCompleted, RunFailed, RunCancelled)

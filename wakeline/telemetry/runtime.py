@@ -72,6 +72,7 @@ JOURNAL_SPANS = {
     "BudgetRaised": "budget.raised",
     "ModelCallDenied": "budget.denied",
     "ModelCallInterrupted": "model.interrupted",
+    "ModelRouteFallback": "model.fallback",
     "ToolCallInDoubt": "tool.in_doubt",
     "InDoubtResolved": "tool.in_doubt.resolved",
 }
