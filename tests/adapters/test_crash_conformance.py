@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import oai_crash_agents
 import pytest
 from crash_runs import Clean, Scenario
 from pai_crash_agents import RUNS, TARGET
@@ -30,6 +31,14 @@ SCENARIOS = {
         calls=2 * RUNS,
         crash_at=2,  # the answer after the first tool call
         charges=RUNS,
+    ),
+    "openai-agents": Scenario(
+        target=oai_crash_agents.TARGET,
+        agent="biller",
+        input="the invoice",
+        calls=2 * oai_crash_agents.RUNS,
+        crash_at=2,  # the answer after the first tool call
+        charges=oai_crash_agents.RUNS,
     ),
 }
 

@@ -25,6 +25,8 @@ from agents import (
     ModelResponse,
     ModelSettings,
     ModelTracing,
+    OpenAIChatCompletionsModel,
+    OpenAIResponsesModel,
     Tool,
     TResponseInputItem,
 )
@@ -64,8 +66,8 @@ class WakelineModel(Model):
     def __init__(self, inner: Model) -> None:
         self.inner = inner
         self.model_name = str(getattr(inner, "model", "") or type(inner).__name__)
-        module = type(inner).__module__
-        self.provider = "openai" if module.startswith("agents.models.openai") else "openai-agents"
+        openai_model = isinstance(inner, OpenAIChatCompletionsModel | OpenAIResponsesModel)
+        self.provider = "openai" if openai_model else "openai-agents"
 
     async def close(self) -> None:
         await self.inner.close()
