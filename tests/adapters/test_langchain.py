@@ -1,0 +1,172 @@
+"""A LangChain 1.x agent run unchanged on wakeline: the real ``create_agent`` loop (LangGraph)
+and LangChain's ``ChatOpenAI`` (the official OpenAI SDK over HTTP) against the local fake
+server, with ``WakelineMiddleware``.
+
+Every model call is a journaled, priced wakeline model call; every tool call a journaled tool
+call with the run's idempotency key; a fresh core that has only the journal (a crash) sends no
+journaled request again; the journal replays byte for byte with no provider at all; the
+provider's HTTP errors are wakeline's retriable or terminal errors."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from decimal import Decimal
+from typing import Any
+
+import pytest
+from langchain.agents import create_agent
+from langchain_core.tools import tool
+from langchain_openai import ChatOpenAI
+
+from wakeline import App, current_tool_call, jsonutil
+from wakeline.actors.effects import run_effect
+from wakeline.adapters.langchain import WakelineMiddleware, register
+from wakeline.core.app import RetryPolicy
+from wakeline.replay import replay_journal
+from wakeline.schemas.codec import event_codec
+from wakeline.schemas.events import (
+    ModelCallCompleted,
+    ModelCallFailed,
+    ModelCallRequested,
+    RunCompleted,
+    RunFailed,
+    RunStarted,
+    ToolCallCompleted,
+    ToolCallRequested,
+)
+from wakeline.testing import CoreDriver
+from wakeline.testing.fake_llm import FakeLLMServer
+from wakeline.testing.fake_llm_wire import fake_reply
+
+CHARGES: list[tuple[int, str]] = []
+
+
+@pytest.fixture
+def server() -> Iterator[FakeLLMServer]:
+    with FakeLLMServer() as fake:
+        yield fake
+
+
+@tool
+def charge(n: int) -> str:
+    """Charge the card n times."""
+    CHARGES.append((n, current_tool_call().idempotency_key))
+    return f"charged {n}"
+
+
+def make_app(base_url: str, *, idempotent: bool = True) -> App:
+    model = ChatOpenAI(model="gpt-4o-mini", base_url=base_url, api_key="test-key", max_retries=0)
+    agent = create_agent(
+        model,
+        [charge],
+        system_prompt="You bill customers.",
+        middleware=[WakelineMiddleware(tools={"charge": {"idempotent": idempotent}})],
+    )
+    app = App(retry=RetryPolicy(max_attempts=2, initial_s=0.0))
+    register(app, agent, name="billing")
+    return app
+
+
+async def drive(core: CoreDriver, completion: Any) -> None:
+    pending = list(completion.effects)
+    while pending:
+        result = await run_effect(core.app, pending.pop(0), now_ms=lambda: 0)
+        pending += core.deliver(result).effects
+
+
+def terminal_of(core: CoreDriver) -> object:
+    return core.terminal.payload if core.terminal else None
+
+
+async def test_a_langchain_agent_is_journaled_priced_and_replayed(server: FakeLLMServer) -> None:
+    CHARGES.clear()
+    core = CoreDriver(
+        "lc-1", make_app(server.openai_base_url, idempotent=False), always_replay=True
+    )
+    await drive(core, core.start(RunStarted("billing", jsonutil.dumps("charge the card"))))
+    terminal = terminal_of(core)
+    assert isinstance(terminal, RunCompleted), core.status
+    assert jsonutil.loads(terminal.output).startswith("fake reply #2")
+    assert len(CHARGES) == 1 and server.received == 2  # a tool call, then the answer
+
+    payloads = [e.payload for e in core.journal]
+    calls = [p for p in payloads if isinstance(p, ModelCallRequested)]
+    assert [(c.provider, c.model) for c in calls] == [("openai", "gpt-4o-mini")] * 2
+    first = jsonutil.loads(calls[0].request)
+    assert [m["type"] for m in first["messages"]] == ["system", "human"]
+    assert all("id" not in m["data"] for m in first["messages"])  # LangGraph's random uuids
+    assert [t["function"]["name"] for t in first["tools"]] == ["charge"]
+    done = [p for p in payloads if isinstance(p, ModelCallCompleted)]
+    assert all(c.cost_usd is not None and c.cost_usd > Decimal(0) for c in done)
+    # the usage LangChain read from the provider's answers, as the fake server gave them
+    given = [fake_reply(r.body) for r in server.requests()]
+    assert [(c.usage.input_tokens, c.usage.output_tokens) for c in done] == [
+        (g.input_tokens, g.output_tokens) for g in given
+    ]
+    assert [c.response_id for c in done] == [f"chatcmpl-{r.digest[:24]}" for r in server.requests()]
+    assert jsonutil.loads(done[0].message)["tool_calls"][0]["function"]["name"] == "charge"
+    tools = [p for p in payloads if isinstance(p, ToolCallRequested)]
+    assert [(t.tool, jsonutil.loads(t.args), t.idempotent) for t in tools] == [
+        ("charge", {"n": 1}, False)
+    ]
+    [(n, key)] = CHARGES
+    assert (n, key) == (1, tools[0].idempotency_key)  # the run's key reached the tool
+    [tool_done] = [p for p in payloads if isinstance(p, ToolCallCompleted)]
+    assert jsonutil.loads(tool_done.result)["data"]["content"] == "charged 1"
+
+    raw = [event_codec().encode(e) for e in core.journal]
+    nowhere = make_app("http://127.0.0.1:9/unreachable", idempotent=False)
+    report = replay_journal(nowhere, "lc-1", raw)
+    assert report.identical and report.ended
+    assert server.received == 2 and len(CHARGES) == 1
+
+
+async def test_a_crash_after_the_first_call_resends_nothing_journaled(
+    server: FakeLLMServer,
+) -> None:
+    CHARGES.clear()
+    app = make_app(server.openai_base_url)
+    core = CoreDriver("lc-2", app, always_replay=True)
+    first = core.start(RunStarted("billing", jsonutil.dumps("charge the card")))
+    [effect] = first.effects
+    core.deliver(await run_effect(app, effect, now_ms=lambda: 0))  # the first call, journaled
+    assert server.received == 1
+
+    fresh = core.crash(app=make_app(server.openai_base_url))  # a new process, the journal only
+    await drive(fresh, fresh.recover())
+    terminal = terminal_of(fresh)
+    assert isinstance(terminal, RunCompleted), fresh.status
+    digests = [r.digest for r in server.requests()]
+    assert len(digests) == len(set(digests)) == 2  # the journaled request was not sent again
+    assert [n for n, _ in CHARGES] == [1]
+
+
+@pytest.mark.parametrize(
+    ("status", "retriable", "sent"), [(429, True, 2), (503, True, 2), (400, False, 1)]
+)
+async def test_provider_http_errors_are_retriable_or_terminal(
+    server: FakeLLMServer, status: int, retriable: bool, sent: int
+) -> None:
+    server.fail_next(2, status=status)
+    core = CoreDriver("lc-3", make_app(server.openai_base_url), always_replay=True)
+    await drive(core, core.start(RunStarted("billing", jsonutil.dumps("charge the card"))))
+    failed = [e.payload for e in core.journal if isinstance(e.payload, ModelCallFailed)]
+    assert [(f.status_code, f.retriable) for f in failed] == [(status, retriable)] * sent
+    assert {f.error_type for f in failed} == {
+        "RetriableProviderError" if retriable else "TerminalProviderError"
+    }
+    assert isinstance(terminal_of(core), RunFailed)
+    assert server.received == sent  # max_retries=0: the SDK itself retried nothing
+
+
+async def test_outside_a_wakeline_run_the_middleware_changes_nothing(
+    server: FakeLLMServer,
+) -> None:
+    CHARGES.clear()
+    model = ChatOpenAI(
+        model="gpt-4o-mini", base_url=server.openai_base_url, api_key="k", max_retries=0
+    )
+    agent = create_agent(model, [charge], middleware=[WakelineMiddleware()])
+    with pytest.raises(RuntimeError, match="only available inside a running tool"):
+        await agent.ainvoke({"messages": [{"role": "user", "content": "charge"}]})
+    assert server.received == 1
