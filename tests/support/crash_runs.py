@@ -4,19 +4,22 @@ in a fresh process, and read what the run did."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import subprocess
 import tempfile
 from collections import Counter
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 from crash_agents import CRASH_ENV, command
-from workers import worker_env
+from workers import SUPPORT, worker_env
 
+from wakeline import App
 from wakeline.client import Client
-from wakeline.runtime import ensure_topics
+from wakeline.runtime import ensure_topics, load_target
 from wakeline.schemas.events import Event, ModelCallCompleted, RunCompleted
 from wakeline.testing.fake_llm import FakeLLMServer
 from wakeline.topics.embedded.log import EmbeddedLog
@@ -114,3 +117,27 @@ class Scenario:
         if self.charges is not None:  # each tool call ran once, one idempotency key each
             charges = (data / "charges.txt").read_text().split()
             assert len(charges) == len(set(charges)) == self.charges
+
+
+@contextlib.asynccontextmanager
+async def served(data: Path, server: FakeLLMServer, target: str) -> AsyncIterator[Client]:
+    """A client of a fresh embedded log in ``data``, with a CLI worker process serving
+    ``target`` on it (stopped on exit)."""
+    log = await EmbeddedLog.open(data)
+    await ensure_topics(log, partitions=2)
+    client = Client(log)
+    worker = spawn(data, server, target)
+    try:
+        yield client
+    finally:
+        if worker.poll() is None:
+            worker.terminate()
+            worker.wait(10)
+        await client.aclose()
+        await log.close()
+
+
+def load_app(target: str) -> App:
+    """The scenario's app in this process, with no model server reachable."""
+    app, _ = load_target(str(SUPPORT / target))
+    return app
