@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import lc_crash_agents
 import oai_crash_agents
 import pytest
 from crash_runs import Clean, Scenario
@@ -31,6 +32,14 @@ SCENARIOS = {
         calls=2 * RUNS,
         crash_at=2,  # the answer after the first tool call
         charges=RUNS,
+    ),
+    "langchain": Scenario(
+        target=lc_crash_agents.TARGET,
+        agent="biller",
+        input="the invoice",
+        calls=2 * lc_crash_agents.RUNS,
+        crash_at=2,  # the answer after the first tool call
+        charges=lc_crash_agents.RUNS,
     ),
     "openai-agents": Scenario(
         target=oai_crash_agents.TARGET,
