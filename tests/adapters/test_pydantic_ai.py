@@ -7,8 +7,9 @@ the journal replays byte for byte with no provider at all."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import AsyncIterable, Iterator
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -32,6 +33,7 @@ from wakeline.schemas.events import (
 from wakeline.testing import CoreDriver
 from wakeline.testing.fake_llm import FakeLLMServer
 from wakeline.testing.fake_llm_wire import fake_reply
+from wakeline.testing.harness import local_runtime
 
 CHARGES: list[int] = []
 
@@ -113,3 +115,41 @@ async def test_a_crash_after_the_first_call_resends_nothing_journaled(
     digests = [r.digest for r in server.requests()]
     assert len(digests) == len(set(digests)) == 2  # the journaled request was not sent again
     assert CHARGES == [1]
+
+
+async def test_a_streamed_request_sends_live_deltas_and_journals_the_final_text(
+    server: FakeLLMServer, tmp_path: Path
+) -> None:
+    seen: list[str] = []
+
+    async def handler(run_context: Any, events: AsyncIterable[Any]) -> None:
+        async for event in events:  # the user's own handler still sees the stream live
+            seen.append(type(event).__name__)
+
+    model = OpenAIChatModel(
+        "gpt-4o-mini", provider=OpenAIProvider(base_url=server.openai_base_url, api_key="k")
+    )
+    durability = WakelineDurability(event_stream_handler=handler)
+    agent = Agent(model, name="streamer", capabilities=[durability])
+    app = App()
+    register(app, agent)
+    server.chunk_delay_s = 0.01
+    server.hold()  # no answer until the watcher below follows the call
+    async with local_runtime(app, tmp_path / "data") as rt:
+        handle = await rt.client.start_run("streamer", "tell me a story")
+        deltas: list[str] = []
+        completed: list[ModelCallCompleted] = []
+        watch = rt.client.watch(handle.run_id, from_offset=handle.from_offset, deltas=True)
+        async for update in watch:
+            if update.delta is not None:
+                deltas.append(update.delta.text)
+            payload = update.event.payload if update.event is not None else None
+            if isinstance(payload, ModelCallRequested):
+                assert payload.stream
+                server.release()
+            if isinstance(payload, ModelCallCompleted):
+                completed.append(payload)
+    [done] = completed
+    text = jsonutil.loads(done.message)["content"]
+    assert len(deltas) > 1 and "".join(deltas) == text
+    assert "PartStartEvent" in seen and [r.stream for r in server.requests()] == [True]

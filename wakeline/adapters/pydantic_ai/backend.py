@@ -35,6 +35,7 @@ from pydantic_ai.messages import ModelResponse as PaiResponse
 from pydantic_ai.models import ModelRequestParameters
 
 from wakeline import jsonutil
+from wakeline.adapters.pydantic_ai.streaming import delta_sink
 from wakeline.core.app import ToolSpec
 from wakeline.core.context import Context
 from wakeline.core.model import (
@@ -135,6 +136,7 @@ async def _model_request(
         normalized(params.messages),
         model=operation.model_name,
         via=provider,
+        stream=operation.streaming,
         settings=_plain(params.model_settings or {}),
         parameters=_plain(parameters),
     )
@@ -181,8 +183,12 @@ class FrameworkModel:
     async def complete(
         self, request: ModelRequest, *, on_delta: DeltaSink | None = None
     ) -> ModelResponse:
-        with _http_errors():
-            payload = await self._body()
+        token = delta_sink.set(on_delta)  # a streamed request's text goes there live
+        try:
+            with _http_errors():
+                payload = await self._body()
+        finally:
+            delta_sink.reset(token)
         response = JSON_CODEC.load(PaiResponse, payload)
         usage = response.usage
         details = usage.details or {}

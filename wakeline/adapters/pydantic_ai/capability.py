@@ -9,6 +9,7 @@ from datetime import datetime
 from typing import Any, ClassVar
 
 from pydantic_ai import Agent
+from pydantic_ai.agent import EventStreamHandler
 from pydantic_ai.durable_exec import (
     JSON_CODEC,
     BaseDurabilityCapability,
@@ -19,6 +20,7 @@ from pydantic_ai.durable_exec import (
 from pydantic_ai.models import Model
 
 from wakeline.adapters.pydantic_ai.backend import WakelineBackend, current_run
+from wakeline.adapters.pydantic_ai.streaming import forwarding
 from wakeline.core.app import App
 from wakeline.core.context import Context
 
@@ -31,6 +33,8 @@ class WakelineTerminalError(Exception):
 class WakelineDurability(BaseDurabilityCapability[Any]):
     """Attach to an agent: ``Agent(model, name="...", capabilities=[WakelineDurability()])``.
 
+    ``event_stream_handler``: as pydantic-ai's; its model stream events are consumed live
+    inside each streamed request, whose text also goes to wakeline's live deltas.
     ``tools``: per-tool options by tool name, e.g. ``{"charge": {"idempotent": False}}``: a
     tool that is not idempotent is never re-run after a crash left it in doubt (the run waits
     for a decision, as for ``@app.tool(idempotent=False)``).  Tools are idempotent by default.
@@ -62,11 +66,17 @@ class WakelineDurability(BaseDurabilityCapability[Any]):
         self,
         *,
         models: Mapping[str, Model] | None = None,
+        event_stream_handler: EventStreamHandler[Any] | None = None,
         name: str | None = None,
         tools: Mapping[str, Mapping[str, Any]] | None = None,
     ) -> None:
-        super().__init__(models=models, name=name)
+        super().__init__(models=models, event_stream_handler=event_stream_handler, name=name)
         self._tool_options = dict(tools or {})
+
+    def _model_stream_event_handler(self) -> EventStreamHandler[Any] | None:
+        """The user's handler, with the stream's text also sent to wakeline's live deltas
+        (the engines' extension point for what consumes a streamed model request)."""
+        return forwarding(super()._model_stream_event_handler())
 
     @property
     def in_durable_context(self) -> bool:
