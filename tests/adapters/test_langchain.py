@@ -15,12 +15,14 @@ from typing import Any
 
 import pytest
 from langchain.agents import create_agent
+from langchain.agents.structured_output import ToolStrategy
 from langchain_core.tools import tool
 from langchain_openai import ChatOpenAI
+from pydantic import BaseModel
 
-from wakeline import App, current_tool_call, jsonutil
+from wakeline import App, Context, current_tool_call, jsonutil
 from wakeline.actors.effects import run_effect
-from wakeline.adapters.langchain import WakelineMiddleware, register
+from wakeline.adapters.langchain import WakelineMiddleware, durable, register
 from wakeline.core.app import RetryPolicy
 from wakeline.replay import replay_journal
 from wakeline.schemas.codec import event_codec
@@ -39,6 +41,7 @@ from wakeline.testing.fake_llm import FakeLLMServer
 from wakeline.testing.fake_llm_wire import fake_reply
 
 CHARGES: list[tuple[int, str]] = []
+WAKELINE = WakelineMiddleware()
 
 
 @pytest.fixture
@@ -169,4 +172,42 @@ async def test_outside_a_wakeline_run_the_middleware_changes_nothing(
     agent = create_agent(model, [charge], middleware=[WakelineMiddleware()])
     with pytest.raises(RuntimeError, match="only available inside a running tool"):
         await agent.ainvoke({"messages": [{"role": "user", "content": "charge"}]})
+    assert server.received == 1
+
+
+class Bill(BaseModel):
+    n: int
+
+
+def make_structured_app(base_url: str) -> App:
+    model = ChatOpenAI(model="gpt-4o-mini", base_url=base_url, api_key="test-key", max_retries=0)
+    agent = create_agent(model, [], response_format=ToolStrategy(Bill), middleware=[WAKELINE])
+    app = App()
+
+    @app.agent
+    async def bill(ctx: Context, prompt: str) -> dict[str, Any]:
+        with durable(ctx):
+            state = await agent.ainvoke({"messages": [{"role": "user", "content": prompt}]})
+        answer = state["structured_response"]
+        assert isinstance(answer, Bill)  # rebuilt as the schema's type, live and replayed
+        return answer.model_dump()
+
+    return app
+
+
+async def test_a_structured_response_is_journaled_and_rebuilt_on_replay(
+    server: FakeLLMServer,
+) -> None:
+    core = CoreDriver("lc-5", make_structured_app(server.openai_base_url), always_replay=True)
+    await drive(core, core.start(RunStarted("bill", jsonutil.dumps("bill it"))))
+    terminal = terminal_of(core)
+    assert isinstance(terminal, RunCompleted), core.status
+    assert jsonutil.loads(terminal.output) == {"n": 1}  # the fake server called the Bill tool
+    [done] = [e.payload for e in core.journal if isinstance(e.payload, ModelCallCompleted)]
+    framework = jsonutil.loads(done.message)["framework"]["langchain"]
+    assert framework["structured"] == {"n": 1}
+
+    raw = [event_codec().encode(e) for e in core.journal]
+    report = replay_journal(make_structured_app("http://127.0.0.1:9/unreachable"), "lc-5", raw)
+    assert report.identical and report.ended
     assert server.received == 1
