@@ -34,6 +34,7 @@ MODULES = (
     "benchmarks.api",
     "benchmarks.step_profile",
     "benchmarks.history",
+    "benchmarks.adapters",
 )
 OPTIONAL_MODULES = ("benchmarks.kafka", "benchmarks.kafka_resume", "benchmarks.rebalance")
 

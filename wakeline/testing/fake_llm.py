@@ -71,6 +71,7 @@ class FakeLLMServer:
         if self._httpd is None:
             attrs = {"protocol_version": "HTTP/1.1", "do_POST": lambda h: self._handle(h)}
             attrs["log_message"] = lambda *args: None
+            attrs["disable_nagle_algorithm"] = True  # headers and body are separate writes
             handler = type("FakeLLMHandler", (BaseHTTPRequestHandler,), attrs)
             self._httpd = httpd = _QuietServer((self.host, self._port), handler)
             httpd.daemon_threads = True
