@@ -211,3 +211,27 @@ async def test_a_structured_response_is_journaled_and_rebuilt_on_replay(
     report = replay_journal(make_structured_app("http://127.0.0.1:9/unreachable"), "lc-5", raw)
     assert report.identical and report.ended
     assert server.received == 1
+
+
+async def test_a_streaming_model_forwards_its_tokens_as_live_deltas(
+    server: FakeLLMServer,
+) -> None:
+    model = ChatOpenAI(
+        model="gpt-4o-mini",
+        base_url=server.openai_base_url,
+        api_key="test-key",
+        max_retries=0,
+        streaming=True,
+        stream_usage=True,
+    )
+    app = App()
+    register(app, create_agent(model, [], middleware=[WAKELINE]), name="talk")
+    core = CoreDriver("lc-6", app)
+    [effect] = core.start(RunStarted("talk", jsonutil.dumps("tell me"))).effects
+    deltas: list[str] = []
+    result = await run_effect(app, effect, now_ms=lambda: 0, on_delta=deltas.append)
+    assert isinstance(result, ModelCallCompleted)
+    assert len(deltas) > 1 and "".join(deltas) == jsonutil.loads(result.message)["content"]
+    assert result.usage.input_tokens == fake_reply(server.requests()[0].body).input_tokens
+    [requested] = [e.payload for e in core.journal if isinstance(e.payload, ModelCallRequested)]
+    assert requested.stream and server.requests()[0].stream

@@ -76,6 +76,7 @@ class WakelineMiddleware(AgentMiddleware[Any, Any, Any]):
             via=FrameworkModel(identity["provider"], handler, request),
             max_tokens=identity["max_tokens"],
             temperature=identity["temperature"],
+            stream=identity["stream"],
             tools=normalized_tools(request),
             settings=plain(request.model_settings),
             parameters=request_parameters(request),

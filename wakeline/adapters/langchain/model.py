@@ -17,10 +17,13 @@ import contextlib
 import contextvars
 from collections.abc import Awaitable, Callable, Iterator, Mapping
 from typing import Any
+from uuid import UUID
 
 from langchain.agents.middleware import ModelRequest as LcRequest
 from langchain.agents.middleware import ModelResponse as LcResponse
+from langchain_core.callbacks import AsyncCallbackHandler
 from langchain_core.messages import AIMessage, BaseMessage, message_to_dict, messages_from_dict
+from langchain_core.tracers.context import register_configure_hook
 from langchain_core.utils.function_calling import convert_to_openai_tool
 from pydantic import TypeAdapter
 from pydantic_core import to_jsonable_python
@@ -37,6 +40,32 @@ from wakeline.schemas.usage import Usage
 
 Handler = Callable[[LcRequest[Any]], Awaitable[LcResponse[Any]]]
 _VOLATILE = frozenset({"id"})  # a uuid4 LangGraph gives each message: not part of the question
+
+
+class _Deltas(AsyncCallbackHandler):
+    """Forwards a streaming model's tokens to wakeline's live deltas."""
+
+    def __init__(self, sink: DeltaSink) -> None:
+        self._sink = sink
+
+    async def on_llm_new_token(
+        self,
+        token: str | list[str | dict[str, Any]],
+        *,
+        chunk: Any = None,
+        run_id: UUID,
+        parent_run_id: UUID | None = None,
+        tags: list[str] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        if isinstance(token, str) and token:
+            self._sink(token)
+
+
+_deltas: contextvars.ContextVar[_Deltas | None] = contextvars.ContextVar(
+    "wakeline_langchain_deltas", default=None
+)
+register_configure_hook(_deltas, inheritable=True)  # LangChain's own hook, as its tracers use
 
 
 def plain(value: Any) -> Any:
@@ -73,6 +102,7 @@ def model_identity(request: LcRequest[Any]) -> dict[str, Any]:
         "temperature": params.get("ls_temperature"),
         "max_tokens": params.get("ls_max_tokens"),
         "stop": params.get("ls_stop"),
+        "stream": bool(getattr(model, "streaming", False)),
     }
 
 
@@ -141,7 +171,7 @@ class FrameworkModel:
     ) -> ModelResponse:
         with http_errors():
             done = await asyncio.create_task(
-                self._call(), context=self._context.copy(), name="langchain-model"
+                self._call(on_delta), context=self._context.copy(), name="langchain-model"
             )
         payload = encode(done)
         ai = next((m for m in done.result if isinstance(m, AIMessage)), None)
@@ -158,7 +188,9 @@ class FrameworkModel:
             framework={"langchain": payload},
         )
 
-    async def _call(self) -> LcResponse[Any]:
+    async def _call(self, on_delta: DeltaSink | None) -> LcResponse[Any]:
+        if on_delta is not None:  # a streaming model's tokens (this task's context only)
+            _deltas.set(_Deltas(on_delta))
         return await self._handler(self._request)
 
 
