@@ -16,6 +16,9 @@ from typing import Any
 import pytest
 from langchain.agents import create_agent
 from langchain.agents.structured_output import ToolStrategy
+from langchain_core.language_models import BaseChatModel
+from langchain_core.messages import AIMessage, BaseMessage, ToolMessage
+from langchain_core.outputs import ChatGeneration, ChatResult
 from langchain_core.tools import tool
 from langchain_openai import ChatOpenAI
 from pydantic import BaseModel
@@ -235,3 +238,42 @@ async def test_a_streaming_model_forwards_its_tokens_as_live_deltas(
     assert result.usage.input_tokens == fake_reply(server.requests()[0].body).input_tokens
     [requested] = [e.payload for e in core.journal if isinstance(e.payload, ModelCallRequested)]
     assert requested.stream and server.requests()[0].stream
+
+
+class TwoCalls(BaseChatModel):
+    """Asks for two charges at once, then reports what the tools said."""
+
+    @property
+    def _llm_type(self) -> str:
+        return "two-calls"
+
+    def bind_tools(self, tools: Any, **kwargs: Any) -> TwoCalls:
+        return self
+
+    def _generate(self, messages: list[BaseMessage], *args: Any, **kwargs: Any) -> ChatResult:
+        said = [str(m.content) for m in messages if isinstance(m, ToolMessage)]
+        calls = [{"name": "charge", "args": {"n": n}, "id": f"call_{n}"} for n in (1, 2)]
+        reply = AIMessage(content=", ".join(said)) if said else AIMessage("", tool_calls=calls)
+        return ChatResult(generations=[ChatGeneration(message=reply)])
+
+
+async def test_parallel_tool_calls_are_journaled_in_order_whatever_order_they_finish() -> None:
+    CHARGES.clear()
+    app = App()
+    register(app, create_agent(TwoCalls(), [charge], middleware=[WAKELINE]), name="two")
+    core = CoreDriver("lc-7", app, always_replay=True)
+    pending = list(core.start(RunStarted("two", jsonutil.dumps("charge twice"))).effects)
+    while pending:  # the newest effect first: the second tool call finishes first
+        result = await run_effect(app, pending.pop(), now_ms=lambda: 0)
+        pending += core.deliver(result).effects
+    terminal = terminal_of(core)
+    assert isinstance(terminal, RunCompleted), core.status
+    assert jsonutil.loads(terminal.output) == "charged 1, charged 2"
+    tools = [e.payload for e in core.journal if isinstance(e.payload, ToolCallRequested)]
+    assert [jsonutil.loads(t.args) for t in tools] == [{"n": 1}, {"n": 2}]
+    assert [n for n, _ in CHARGES] == [2, 1]  # they did finish the other way round
+
+    raw = [event_codec().encode(e) for e in core.journal]
+    report = replay_journal(app, "lc-7", raw)
+    assert report.identical and report.ended
+    assert len(CHARGES) == 2
