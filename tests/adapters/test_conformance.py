@@ -1,7 +1,9 @@
 """The rest of the conformance suite, for the native agent and every framework adapter: the
-clean run replays byte-identically with no provider reachable, and a run budget stops a call
+clean run replays byte-identically with no provider reachable; a run budget stops a call
 before it is sent (the fake server never sees it) until the budget is raised from another
-process, after which the run ends as a clean run does without redoing anything."""
+process, after which the run ends as a clean run does without redoing anything; a tool that
+needs a person's approval waits on a durable gate, decided from another process, and runs
+once if approved, never if rejected."""
 
 from __future__ import annotations
 
@@ -15,13 +17,16 @@ from test_crash_conformance import SCENARIOS
 
 from wakeline.replay import replay_journal
 from wakeline.schemas.codec import event_codec
-from wakeline.schemas.events import Budget, BudgetExceeded, Event
+from wakeline.schemas.events import Budget, BudgetExceeded, Event, GateOpened, GateResolved
 from wakeline.testing.fake_llm import FakeLLMServer
 from wakeline.testing.waits import wait_for_event
 
 pytestmark = pytest.mark.slow
 
 Clean = tuple[Any, list[Event]]
+APPROVERS = {"native": "approver", "pydantic-ai": "approver"}
+"""The agent of each scenario's app whose ``refund`` tool needs an approval (gate
+``tool:refund``) and logs its idempotency key to ``charges.txt`` when it runs."""
 
 
 @pytest.fixture(scope="module", params=sorted(SCENARIOS))
@@ -61,3 +66,35 @@ async def test_a_run_budget_stops_the_next_call_before_it_is_sent(
         digests = [r.digest for r in server.requests()]
     assert result == clean_result
     assert len(digests) == len(set(digests)) == chosen.calls  # nothing was sent twice
+
+
+@pytest.mark.parametrize("decision", ["approve", "reject"])
+@pytest.mark.parametrize("name", sorted(APPROVERS))
+async def test_a_tool_waits_for_an_approval_decided_from_another_process(
+    tmp_path: Path, name: str, decision: str
+) -> None:
+    chosen = SCENARIOS[name]
+    charges = tmp_path / "charges.txt"
+    with FakeLLMServer() as server:
+        async with served(tmp_path, server, chosen.target) as client:
+            handle = await client.start_run(APPROVERS[name], "order 7")
+            gate = await wait_for_event(client, handle.run_id, GateOpened)
+            assert isinstance(gate.payload, GateOpened) and gate.payload.name == "tool:refund"
+            assert not charges.exists()  # the tool waits for the decision
+            assert len(server.requests()) == 1
+            if decision == "approve":
+                await client.approve(handle.run_id, "tool:refund", reason="refund ok")
+            else:
+                await client.reject(handle.run_id, "tool:refund", reason="not this one")
+            result = await asyncio.wait_for(client.result(handle.run_id), 60)
+            events = [e async for e in client.events(handle.run_id)]
+    [resolved] = [e.payload for e in events if isinstance(e.payload, GateResolved)]
+    assert resolved.approved == (decision == "approve")
+    assert isinstance(result, str) and result.startswith("fake reply")
+    if decision == "approve":
+        [key] = charges.read_text().split()  # ran once, with the run's idempotency key
+        assert key.startswith(f"{handle.run_id}:")
+    else:
+        assert not charges.exists()
+        sent = server.requests()[-1].body["messages"]
+        assert "not this one" in str(sent[-1])  # the model was told why

@@ -12,15 +12,16 @@ not by hooks in wakeline itself.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from workers import SUPPORT, llm_url, worker_command
+from workers import DATA_ENV, SUPPORT, llm_url, worker_command
 
-from wakeline import App
+from wakeline import App, Context, ToolCallError, current_tool_call
 from wakeline.core.model import DeltaSink, ModelRequest, ModelResponse
 from wakeline.providers.openai_compat import OpenAICompatProvider
 from wakeline.topics.port import Log, OffsetCommit, OutRecord, PartitionWriter
@@ -109,7 +110,42 @@ def make_app(base_url: str, mode: str = "", at: int = 0) -> App:
             notes.append(reply.text)
         return {"goal": goal, "notes": notes}
 
+    add_approver(app)
     return app
+
+
+REFUND = {
+    "type": "function",
+    "function": {
+        "name": "refund",
+        "parameters": {"type": "object", "properties": {"n": {"type": "integer"}}},
+    },
+}
+
+
+def add_approver(app: App) -> None:
+    """``approver``: the model asks for ``refund``, a tool that needs a person's approval; it
+    logs its idempotency key to ``$WAKELINE_TEST_DATA/charges.txt`` when it runs."""
+
+    @app.tool(requires_approval=True, idempotent=False)
+    def refund(n: int) -> str:
+        key = current_tool_call().idempotency_key
+        with open(Path(os.environ[DATA_ENV]) / "charges.txt", "a") as out:
+            out.write(f"{key}\n")
+        return f"refunded {n}"
+
+    @app.agent
+    async def approver(ctx: Context, goal: str) -> str:
+        messages: list[dict[str, Any]] = [{"role": "user", "content": f"refund {goal}"}]
+        reply = await ctx.llm(messages, tools=[REFUND], max_tokens=64)
+        messages.append(reply.message)
+        for call in reply.tool_calls:
+            try:
+                result = await ctx.tool("refund", **json.loads(call["function"]["arguments"]))
+            except ToolCallError as exc:  # rejected: the model is told
+                result = exc.message
+            messages.append({"role": "tool", "tool_call_id": call["id"], "content": str(result)})
+        return (await ctx.llm(messages, max_tokens=64)).text
 
 
 def app_from_env() -> App:

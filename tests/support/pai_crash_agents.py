@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from crash_agents import CRASH_ENV, die
-from pydantic_ai import Agent
+from pydantic_ai import Agent, DeferredToolRequests
 from pydantic_ai.messages import ModelMessage, ModelResponse
 from pydantic_ai.models import ModelRequestParameters
 from pydantic_ai.models.openai import OpenAIChatModel
@@ -25,7 +25,7 @@ from pydantic_ai.settings import ModelSettings
 from workers import DATA_ENV, llm_url
 
 from wakeline import App, Context, current_tool_call
-from wakeline.adapters.pydantic_ai import WakelineDurability, durable
+from wakeline.adapters.pydantic_ai import WakelineDurability, durable, run_with_approvals
 
 RUNS = 2  # agent runs per wakeline run; each makes two model calls around one tool call
 
@@ -76,7 +76,30 @@ def make_app(base_url: str, mode: str = "", at: int = 0) -> App:
                 outputs.append(str(result.output))
         return outputs
 
+    add_approver(app, model)
     return app
+
+
+def add_approver(app: App, model: Any) -> None:
+    """``approver``: a pydantic-ai agent whose ``refund`` tool needs a person's approval
+    (pydantic-ai's ``requires_approval``); the tool logs its idempotency key when it runs."""
+    refunds = Agent(
+        model,
+        name="refunds",
+        output_type=[str, DeferredToolRequests],
+        capabilities=[WakelineDurability()],
+    )
+
+    @refunds.tool_plain(requires_approval=True)
+    def refund(n: int) -> str:
+        key = current_tool_call().idempotency_key
+        with open(Path(os.environ[DATA_ENV]) / "charges.txt", "a") as out:
+            out.write(f"{key}\n")
+        return f"refunded {n}"
+
+    @app.agent
+    async def approver(ctx: Context, goal: str) -> str:
+        return str((await run_with_approvals(ctx, refunds, f"refund {goal}")).output)
 
 
 def app_from_env() -> App:

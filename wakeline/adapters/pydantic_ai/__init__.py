@@ -8,9 +8,11 @@ Each model request of the agent is a journaled ``ctx.llm`` call sent through the
 model (priced, budgeted and governed as a call of ``model.system``), each function or MCP tool
 call a ``ctx.tool`` call (with the run's idempotency key, :func:`wakeline.current_tool_call`),
 and everything else pydantic-ai makes durable (discovery, event handlers) a ``ctx.step``.
-Outside a wakeline run the capability changes nothing.
+Tools declared with ``requires_approval=True`` wait on wakeline approval gates
+(:func:`run_with_approvals`).  Outside a wakeline run the capability changes nothing.
 """
 
+from wakeline.adapters.pydantic_ai.approvals import approve_deferred, run_with_approvals
 from wakeline.adapters.pydantic_ai.capability import WakelineDurability, durable, register
 
-__all__ = ["WakelineDurability", "durable", "register"]
+__all__ = ["WakelineDurability", "approve_deferred", "durable", "register", "run_with_approvals"]

@@ -116,15 +116,16 @@ def durable(ctx: Context) -> Iterator[None]:
 
 def register(app: App, agent: Agent[Any, Any], *, name: str | None = None) -> None:
     """Register ``agent`` as the wakeline agent ``name`` (default: the agent's name): its input
-    is the user prompt, its output the agent's output (JSON-able)."""
+    is the user prompt, its output the agent's output (JSON-able); tool approvals it asks for
+    are wakeline gates (:func:`~.approvals.run_with_approvals`)."""
     agent_name = name or agent.name
     if not agent_name:
         raise ValueError("the agent needs a name (Agent(..., name=...)) or pass name=")
 
     async def run(ctx: Context, prompt: str) -> Any:
-        with durable(ctx):
-            result = await agent.run(prompt)
-        return result.output
+        from wakeline.adapters.pydantic_ai.approvals import run_with_approvals
+
+        return (await run_with_approvals(ctx, agent, prompt)).output
 
     run.__name__ = agent_name
     app.agent(run, name=agent_name)
