@@ -9,8 +9,11 @@ Each model call of LangChain's agent loop is a journaled ``ctx.llm`` call made t
 agent's own chat model (priced, budgeted and governed as a call of its provider, e.g.
 ``openai``), and each tool call a ``ctx.tool`` call (with the run's idempotency key,
 :func:`wakeline.current_tool_call`).  Outside a wakeline run the middleware changes nothing.
+:func:`ainvoke` runs a graph whose ``interrupt()`` calls (e.g. ``HumanInTheLoopMiddleware``'s)
+become wakeline approval gates.
 """
 
+from wakeline.adapters.langchain.graphs import ainvoke, hitl_answer
 from wakeline.adapters.langchain.middleware import (
     WakelineMiddleware,
     current_run,
@@ -18,4 +21,4 @@ from wakeline.adapters.langchain.middleware import (
     register,
 )
 
-__all__ = ["WakelineMiddleware", "current_run", "durable", "register"]
+__all__ = ["WakelineMiddleware", "ainvoke", "current_run", "durable", "hitl_answer", "register"]
