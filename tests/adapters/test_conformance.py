@@ -3,7 +3,8 @@ clean run replays byte-identically with no provider reachable; a run budget stop
 before it is sent (the fake server never sees it) until the budget is raised from another
 process, after which the run ends as a clean run does without redoing anything; a tool that
 needs a person's approval waits on a durable gate, decided from another process, and runs
-once if approved, never if rejected."""
+once if approved, never if rejected; a streamed call's live deltas, joined, are the text
+the journal keeps."""
 
 from __future__ import annotations
 
@@ -15,9 +16,18 @@ import pytest
 from crash_runs import Scenario, load_app, served
 from test_crash_conformance import SCENARIOS
 
+from wakeline import jsonutil
 from wakeline.replay import replay_journal
 from wakeline.schemas.codec import event_codec
-from wakeline.schemas.events import Budget, BudgetExceeded, Event, GateOpened, GateResolved
+from wakeline.schemas.events import (
+    Budget,
+    BudgetExceeded,
+    Event,
+    GateOpened,
+    GateResolved,
+    ModelCallCompleted,
+    ModelCallRequested,
+)
 from wakeline.testing.fake_llm import FakeLLMServer
 from wakeline.testing.waits import wait_for_event
 
@@ -27,6 +37,8 @@ Clean = tuple[Any, list[Event]]
 APPROVERS = {"native": "approver", "pydantic-ai": "approver"}
 """The agent of each scenario's app whose ``refund`` tool needs an approval (gate
 ``tool:refund``) and logs its idempotency key to ``charges.txt`` when it runs."""
+STREAMERS = {"native": "streamer", "pydantic-ai": "streamer"}
+"""The agent of each scenario's app that makes one streamed model call of its input."""
 
 
 @pytest.fixture(scope="module", params=sorted(SCENARIOS))
@@ -98,3 +110,28 @@ async def test_a_tool_waits_for_an_approval_decided_from_another_process(
         assert not charges.exists()
         sent = server.requests()[-1].body["messages"]
         assert "not this one" in str(sent[-1])  # the model was told why
+
+
+@pytest.mark.parametrize("name", sorted(STREAMERS))
+async def test_streamed_deltas_joined_are_the_journaled_text(tmp_path: Path, name: str) -> None:
+    chosen = SCENARIOS[name]
+    deltas: list[str] = []
+    completed: list[ModelCallCompleted] = []
+    with FakeLLMServer() as server:
+        server.chunk_delay_s = 0.01
+        server.hold()  # no answer before the watcher below follows the call
+        async with served(tmp_path, server, chosen.target) as client:
+            handle = await client.start_run(STREAMERS[name], "tell me a story")
+            updates = client.watch(handle.run_id, from_offset=handle.from_offset, deltas=True)
+            async for update in updates:
+                if update.delta is not None:
+                    deltas.append(update.delta.text)
+                payload = update.event.payload if update.event is not None else None
+                if isinstance(payload, ModelCallRequested):
+                    assert payload.stream
+                    server.release()
+                elif isinstance(payload, ModelCallCompleted):
+                    completed.append(payload)
+        assert [r.stream for r in server.requests()] == [True]
+    [done] = completed
+    assert len(deltas) > 1 and "".join(deltas) == jsonutil.loads(done.message)["content"]

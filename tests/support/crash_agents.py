@@ -111,6 +111,11 @@ def make_app(base_url: str, mode: str = "", at: int = 0) -> App:
         return {"goal": goal, "notes": notes}
 
     add_approver(app)
+
+    @app.agent
+    async def streamer(ctx: Context, prompt: str) -> str:
+        return (await ctx.llm(prompt, stream=True, max_tokens=64)).text
+
     return app
 
 

@@ -11,6 +11,7 @@ agent's tool appends each call's idempotency key to ``$WAKELINE_TEST_DATA/charge
 from __future__ import annotations
 
 import os
+from collections.abc import AsyncIterable
 from pathlib import Path
 from typing import Any
 
@@ -77,7 +78,24 @@ def make_app(base_url: str, mode: str = "", at: int = 0) -> App:
         return outputs
 
     add_approver(app, model)
+    add_streamer(app, model)
     return app
+
+
+def add_streamer(app: App, model: Any) -> None:
+    """``streamer``: a pydantic-ai agent run with an ``event_stream_handler``, so its model
+    request streams."""
+
+    async def handler(run_context: Any, events: AsyncIterable[Any]) -> None:
+        async for _ in events:
+            pass
+
+    agent = Agent(model, name="streamer", capabilities=[WakelineDurability()])
+
+    @app.agent
+    async def streamer(ctx: Context, prompt: str) -> str:
+        with durable(ctx):
+            return str((await agent.run(prompt, event_stream_handler=handler)).output)
 
 
 def add_approver(app: App, model: Any) -> None:
