@@ -9,18 +9,22 @@ the OpenAI client's HTTP errors are wakeline's retriable or terminal provider er
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from decimal import Decimal
 from typing import Any
 
+import httpx2
 import pytest
 from agents import (
     Agent,
+    ModelResponse,
     ModelSettings,
     ModelTracing,
     OpenAIChatCompletionsModel,
     Runner,
     function_tool,
+    handoff,
     set_tracing_disabled,
 )
 from openai import AsyncOpenAI
@@ -28,7 +32,7 @@ from openai import AsyncOpenAI
 from wakeline import App, Context, jsonutil
 from wakeline.actors.effects import run_effect
 from wakeline.adapters.openai_agents import durable, register
-from wakeline.adapters.openai_agents.model import FrameworkModel, encode_response
+from wakeline.adapters.openai_agents.model import FrameworkModel
 from wakeline.core.model import (
     ModelRequest,
     ProviderError,
@@ -85,17 +89,42 @@ def billing_agent(base_url: str, settings: ModelSettings | None = None) -> Agent
     )
 
 
+def two_charges(request: httpx2.Request) -> httpx2.Response:
+    """A Chat Completions endpoint that asks for two ``charge`` calls at once, then answers."""
+    last = json.loads(request.content)["messages"][-1]
+    message: dict[str, Any] = {"role": "assistant", "content": "both charged"}
+    if last["role"] != "tool":
+        calls = [{"id": f"call_{n}", "type": "function", "function": {}} for n in (1, 2)]
+        for n, call in enumerate(calls, 1):
+            call["function"] = {"name": "charge", "arguments": json.dumps({"n": n})}
+        message = {"role": "assistant", "content": None, "tool_calls": calls}
+    usage = {"prompt_tokens": 20, "completion_tokens": 5, "total_tokens": 25}
+    choice = {"index": 0, "message": message, "finish_reason": "stop"}
+    body = {"id": "chatcmpl-2", "object": "chat.completion", "created": 0, "model": "gpt-4o-mini"}
+    return httpx2.Response(200, json={**body, "choices": [choice], "usage": usage})
+
+
+def parallel_agent() -> Agent[Any]:
+    transport = httpx2.MockTransport(two_charges)
+    client = AsyncOpenAI(api_key="test-key", http_client=httpx2.AsyncClient(transport=transport))
+    agent = billing_agent("http://unused")
+    agent.model = OpenAIChatCompletionsModel("gpt-4o-mini", openai_client=client)
+    return agent
+
+
 def make_app(base_url: str, tools: dict[str, Any] | None = None) -> App:
     app = App(default_provider="mock", default_model="mock-1")
     register(app, billing_agent(base_url), tools=tools)
+    register(app, parallel_agent(), name="parallel")
     helper = Agent(name="helper", instructions="You help.", model=model(base_url, "gpt-4o"))
     triage = Agent(name="triage", model=model(base_url), handoffs=[helper])
+    by_object = Agent(name="triage", model=model(base_url), handoffs=[handoff(helper)])
 
     @app.agent
-    async def handing_off(ctx: Context, prompt: str) -> list[str]:
+    async def handing_off(ctx: Context, prompt: str) -> list[Any]:
         with durable(ctx):
-            result = await Runner.run(triage, prompt)
-        return [result.last_agent.name, str(result.final_output)]
+            result = await Runner.run(by_object if prompt == "object" else triage, prompt)
+        return [result.last_agent.name, result.last_agent is helper, str(result.final_output)]
 
     @app.agent
     async def streaming(ctx: Context, prompt: str) -> str:
@@ -185,6 +214,18 @@ async def test_a_crash_after_the_first_call_resends_nothing_journaled(
     assert CHARGES == [1]
 
 
+async def test_tool_calls_of_one_response_are_journaled_in_a_stable_order() -> None:
+    CHARGES.clear()
+    core = await run(make_app(UNREACHABLE), "oai-7", "parallel", "charge twice")
+    terminal = core.terminal.payload if core.terminal else None
+    assert isinstance(terminal, RunCompleted) and jsonutil.loads(terminal.output) == "both charged"
+    tools = [e.payload for e in core.journal if isinstance(e.payload, ToolCallRequested)]
+    assert [jsonutil.loads(t.args) for t in tools] == [{"n": 1}, {"n": 2}]
+    assert CHARGES == [1, 2]
+    # the SDK starts both calls concurrently; a replay re-runs that and asks the same
+    assert replays_identically(core, make_app(UNREACHABLE), "oai-7") and CHARGES == [1, 2]
+
+
 async def test_a_tool_can_be_journaled_as_not_idempotent(server: FakeLLMServer) -> None:
     app = make_app(server.openai_base_url, tools={"charge": {"idempotent": False}})
     core = await run(app, "oai-3", "billing", "charge once")
@@ -192,14 +233,15 @@ async def test_a_tool_can_be_journaled_as_not_idempotent(server: FakeLLMServer) 
     assert [(t.tool, t.idempotent) for t in tools] == [("charge", False)]
 
 
+@pytest.mark.parametrize("form", ["agent", "object"])  # handoffs=[helper] / [handoff(helper)]
 async def test_the_agent_a_handoff_leads_to_runs_on_the_wakeline_model(
-    server: FakeLLMServer,
+    server: FakeLLMServer, form: str
 ) -> None:
-    core = await run(make_app(server.openai_base_url), "oai-4", "handing_off", "help me")
+    core = await run(make_app(server.openai_base_url), "oai-4", "handing_off", form)
     terminal = core.terminal.payload if core.terminal else None
     assert isinstance(terminal, RunCompleted), core.status
-    last_agent, output = jsonutil.loads(terminal.output)
-    assert last_agent == "helper" and output.startswith("fake reply #2")
+    name, is_users_agent, output = jsonutil.loads(terminal.output)
+    assert name == "helper" and is_users_agent and output.startswith("fake reply #2")
     calls = [e.payload for e in core.journal if isinstance(e.payload, ModelCallRequested)]
     assert [c.model for c in calls] == ["gpt-4o-mini", "gpt-4o"]  # triage, then the helper
     assert server.received == 2
@@ -238,8 +280,8 @@ async def test_outside_a_wakeline_run_the_sdk_runs_as_without_wakeline(
     assert server.received == 2
 
 
-async def sdk_call(base_url: str) -> Any:
-    response = await model(base_url).get_response(
+async def sdk_call(base_url: str) -> ModelResponse:
+    return await model(base_url).get_response(
         None,
         "hello",
         ModelSettings(),
@@ -251,7 +293,6 @@ async def sdk_call(base_url: str) -> Any:
         conversation_id=None,
         prompt=None,
     )
-    return encode_response(response)
 
 
 @pytest.mark.parametrize(

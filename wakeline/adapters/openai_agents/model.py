@@ -55,7 +55,8 @@ from wakeline.core.model import ModelResponse as WakelineResponse
 from wakeline.schemas.usage import Usage
 
 Payload = dict[str, Any]
-Call = Callable[[DeltaSink | None], Awaitable[Payload]]
+Call = Callable[[DeltaSink | None], Awaitable[ModelResponse | Response]]
+"""Makes the real SDK call: its response (a stream's final ``Response``)."""
 _OUTPUT_ITEM: TypeAdapter[ResponseOutputItem] = TypeAdapter(ResponseOutputItem)
 KEY = "openai_agents"  # the SDK's response under the journaled message's "framework"
 
@@ -94,9 +95,8 @@ class WakelineModel(Model):
         if ctx is None:
             return await self.inner.get_response(*args, tracing, **kwargs, prompt=prompt)
 
-        async def call(on_delta: DeltaSink | None) -> Payload:
-            response = await self.inner.get_response(*args, tracing, **kwargs, prompt=prompt)
-            return encode_response(response)
+        async def call(on_delta: DeltaSink | None) -> ModelResponse:
+            return await self.inner.get_response(*args, tracing, **kwargs, prompt=prompt)
 
         payload = await self._journal(call, *args, stream=False, **kwargs, prompt=prompt)
         return decode_response(payload)
@@ -124,7 +124,7 @@ class WakelineModel(Model):
                 yield event
             return
 
-        async def call(on_delta: DeltaSink | None) -> Payload:
+        async def call(on_delta: DeltaSink | None) -> Response:
             stream = self.inner.stream_response(*args, tracing, **kwargs, prompt=prompt)
             return await _collect(stream, on_delta)
 
@@ -240,7 +240,7 @@ def decode_response(payload: Payload) -> ModelResponse:
 
 async def _collect(
     stream: AsyncIterator[ResponseStreamEvent], on_delta: DeltaSink | None
-) -> Payload:
+) -> Response:
     """Read a streamed response to its end, forwarding text deltas; its final ``Response``."""
     final: Response | None = None
     async for event in stream:
@@ -250,7 +250,7 @@ async def _collect(
             final = event.response
     if final is None:
         raise RetriableProviderError("the model's stream ended without a completed response")
-    return {"response": plain(final)}
+    return final
 
 
 class FrameworkModel:
@@ -265,14 +265,13 @@ class FrameworkModel:
         self, request: ModelRequest, *, on_delta: DeltaSink | None = None
     ) -> WakelineResponse:
         with http_errors():
-            payload = await self._call(on_delta)
-        if "response" in payload:  # streamed: the final Responses-API response
-            response = Response.model_validate(payload["response"])
-            output, rid = list(response.output), response.id
-            usage = _response_usage(response)
+            response = await self._call(on_delta)
+        if isinstance(response, Response):  # streamed: the final Responses-API response
+            payload: Payload = {"response": plain(response)}
+            output, rid, usage = list(response.output), response.id, _response_usage(response)
         else:
-            decoded = decode_response(payload)
-            output, rid, usage = decoded.output, decoded.response_id or "", decoded.usage
+            payload = encode_response(response)
+            output, rid, usage = response.output, response.response_id or "", response.usage
         calls = [item for item in output if isinstance(item, ResponseFunctionToolCall)]
         return WakelineResponse(
             text=_text(output),

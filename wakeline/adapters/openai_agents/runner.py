@@ -15,6 +15,7 @@ import contextlib
 import copy
 import dataclasses
 import json
+import weakref
 from collections.abc import Iterator, Mapping
 from typing import Any
 
@@ -141,7 +142,7 @@ class WakelineRunner(AgentRunner):
         if current_run.get() is None:
             return await super().run(starting_agent, input, **kwargs)
         agent, kwargs = self._durable(starting_agent, kwargs)
-        return await super().run(agent, input, **kwargs)
+        return _with_public_agents(await super().run(agent, input, **kwargs))
 
     def run_streamed(
         self, starting_agent: Agent[Any], input: Input, **kwargs: Any
@@ -163,6 +164,19 @@ class WakelineRunner(AgentRunner):
         provider = WakelineProvider(config.model_provider)
         config = dataclasses.replace(config, model=model, model_provider=provider)
         return DurableGraph(self.tools).agent(agent), {**kwargs, "run_config": config}
+
+
+def _with_public_agents(result: RunResult) -> RunResult:
+    """The result as the user's agents made it: its last agent and its items' agents are the
+    user's, not their execution copies (the SDK keeps both a strong and a weak reference)."""
+    last = get_public_agent(result.last_agent)
+    result._last_agent, result._last_agent_ref = last, weakref.ref(last)
+    for item in result.new_items:
+        agent = item.__dict__.get("agent")
+        if agent is not None:
+            public = get_public_agent(agent)
+            item.agent, item._agent_ref = public, weakref.ref(public)
+    return result
 
 
 def install(tools: ToolOptions | None = None) -> WakelineRunner:
