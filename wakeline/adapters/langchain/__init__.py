@@ -10,9 +10,12 @@ agent's own chat model (priced, budgeted and governed as a call of its provider,
 ``openai``), and each tool call a ``ctx.tool`` call (with the run's idempotency key,
 :func:`wakeline.current_tool_call`).  Outside a wakeline run the middleware changes nothing.
 :func:`ainvoke` runs a graph whose ``interrupt()`` calls (e.g. ``HumanInTheLoopMiddleware``'s)
-become wakeline approval gates.
+become wakeline approval gates.  For a ``StateGraph`` of your own, wrap its chat model in
+:class:`DurableChatModel` and pass ``awrap_tool_call=WakelineMiddleware().awrap_tool_call`` to
+its ``ToolNode``.
 """
 
+from wakeline.adapters.langchain.chat_model import DurableChatModel
 from wakeline.adapters.langchain.graphs import ainvoke, hitl_answer
 from wakeline.adapters.langchain.middleware import (
     WakelineMiddleware,
@@ -21,4 +24,12 @@ from wakeline.adapters.langchain.middleware import (
     register,
 )
 
-__all__ = ["WakelineMiddleware", "ainvoke", "current_run", "durable", "hitl_answer", "register"]
+__all__ = [
+    "DurableChatModel",
+    "WakelineMiddleware",
+    "ainvoke",
+    "current_run",
+    "durable",
+    "hitl_answer",
+    "register",
+]

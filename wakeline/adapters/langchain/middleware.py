@@ -24,6 +24,7 @@ from wakeline.adapters.langchain.model import (
     normalized_tools,
     plain,
     request_parameters,
+    via_handler,
 )
 from wakeline.core.app import App, ToolSpec
 from wakeline.core.context import Context
@@ -37,7 +38,7 @@ current_run: contextvars.ContextVar[Context | None] = contextvars.ContextVar(
 
 ToolResult = ToolMessage | Command[Any]
 ToolHandler = Callable[[ToolCallRequest], Awaitable[ToolResult]]
-_SYNC = (
+ASYNC_ONLY = (
     "a LangChain agent with WakelineMiddleware runs durably only through its async API "
     "(ainvoke / astream): wakeline's steps are awaited"
 )
@@ -73,7 +74,7 @@ class WakelineMiddleware(AgentMiddleware[Any, Any, Any]):
         result = await ctx.llm(
             normalized_messages(request),
             model=identity["model"],
-            via=FrameworkModel(identity["provider"], handler, request),
+            via=FrameworkModel(identity["provider"], via_handler(handler, request)),
             max_tokens=identity["max_tokens"],
             temperature=identity["temperature"],
             stream=identity["stream"],
@@ -106,12 +107,12 @@ class WakelineMiddleware(AgentMiddleware[Any, Any, Any]):
 
     def wrap_model_call(self, request: Any, handler: Callable[[Any], Any]) -> Any:
         if current_run.get() is not None:
-            raise RuntimeError(_SYNC)
+            raise RuntimeError(ASYNC_ONLY)
         return handler(request)
 
     def wrap_tool_call(self, request: Any, handler: Callable[[Any], Any]) -> Any:
         if current_run.get() is not None:
-            raise RuntimeError(_SYNC)
+            raise RuntimeError(ASYNC_ONLY)
         return handler(request)
 
     def _idempotent(self, tool: str) -> bool:

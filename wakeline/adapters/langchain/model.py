@@ -22,6 +22,7 @@ from uuid import UUID
 from langchain.agents.middleware import ModelRequest as LcRequest
 from langchain.agents.middleware import ModelResponse as LcResponse
 from langchain_core.callbacks import AsyncCallbackHandler
+from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage, BaseMessage, message_to_dict, messages_from_dict
 from langchain_core.tracers.context import register_configure_hook
 from langchain_core.utils.function_calling import convert_to_openai_tool
@@ -78,6 +79,10 @@ def normalized_messages(request: LcRequest[Any]) -> list[dict[str, Any]]:
     messages: list[BaseMessage] = list(request.messages)
     if request.system_message is not None:
         messages = [request.system_message, *messages]
+    return normalized(messages)
+
+
+def normalized(messages: list[BaseMessage]) -> list[dict[str, Any]]:
     out = []
     for message in messages:
         encoded = message_to_dict(message)
@@ -91,8 +96,11 @@ def normalized_tools(request: LcRequest[Any]) -> list[dict[str, Any]]:
 
 
 def model_identity(request: LcRequest[Any]) -> dict[str, Any]:
+    return identity_of(request.model)
+
+
+def identity_of(model: BaseChatModel) -> dict[str, Any]:
     """``provider``, ``model`` and the model's own settings (LangSmith's standard params)."""
-    model = request.model
     getter = getattr(model, "_get_ls_params", None)
     params: dict[str, Any] = dict(getter()) if callable(getter) else {}
     name = params.get("ls_model_name") or getattr(model, "model_name", None)
@@ -155,28 +163,41 @@ def decode(payload: Mapping[str, Any], request: LcRequest[Any]) -> LcResponse[An
     return LcResponse(result=messages, structured_response=structured)
 
 
+Call = Callable[[], Awaitable[tuple[AIMessage, dict[str, Any]]]]
+"""The real model call: LangChain's answer and its journaled form."""
+
+
+def via_handler(handler: Handler, request: LcRequest[Any]) -> Call:
+    """The call of a ``create_agent`` agent's model: the middleware's ``handler``."""
+
+    async def call() -> tuple[AIMessage, dict[str, Any]]:
+        done = await handler(request)
+        ai = next((m for m in done.result if isinstance(m, AIMessage)), None)
+        if ai is None:
+            raise TerminalProviderError("the LangChain model call returned no AIMessage")
+        return ai, encode(done)
+
+    return call
+
+
 class FrameworkModel:
-    """The agent's own model (LangChain's handler) as a wakeline provider for one request.
+    """The agent's own model (LangChain's) as a wakeline provider for one request.
 
-    ``complete`` runs the handler -- the real call -- in the agent's context (a copy of it,
-    taken when the agent asked), so LangChain's callbacks and LangGraph's config reach it."""
+    ``complete`` makes the real call in the agent's context (a copy of it, taken when the
+    agent asked), so LangChain's callbacks and LangGraph's config reach it."""
 
-    def __init__(self, name: str, handler: Handler, request: LcRequest[Any]) -> None:
+    def __init__(self, name: str, call: Call) -> None:
         self.name = name
-        self._handler, self._request = handler, request
+        self._call = call
         self._context = contextvars.copy_context()
 
     async def complete(
         self, request: ModelRequest, *, on_delta: DeltaSink | None = None
     ) -> ModelResponse:
         with http_errors():
-            done = await asyncio.create_task(
-                self._call(on_delta), context=self._context.copy(), name="langchain-model"
+            ai, payload = await asyncio.create_task(
+                self._in_context(on_delta), context=self._context.copy(), name="langchain-model"
             )
-        payload = encode(done)
-        ai = next((m for m in done.result if isinstance(m, AIMessage)), None)
-        if ai is None:
-            raise TerminalProviderError("the LangChain model call returned no AIMessage")
         meta = ai.response_metadata or {}
         return ModelResponse(
             text=ai.text,
@@ -188,10 +209,10 @@ class FrameworkModel:
             framework={"langchain": payload},
         )
 
-    async def _call(self, on_delta: DeltaSink | None) -> LcResponse[Any]:
+    async def _in_context(self, on_delta: DeltaSink | None) -> tuple[AIMessage, dict[str, Any]]:
         if on_delta is not None:  # a streaming model's tokens (this task's context only)
             _deltas.set(_Deltas(on_delta))
-        return await self._handler(self._request)
+        return await self._call()
 
 
 def usage_of(ai: AIMessage) -> Usage:
