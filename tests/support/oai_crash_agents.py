@@ -16,6 +16,7 @@ from typing import Any
 
 from agents import (
     Agent,
+    Model,
     ModelResponse,
     OpenAIChatCompletionsModel,
     Runner,
@@ -72,7 +73,43 @@ def make_app(base_url: str, mode: str = "", at: int = 0) -> App:
                 outputs.append(str(result.final_output))
         return outputs
 
+    add_approver(app, model)
+    add_streamer(app, model)
     return app
+
+
+def add_streamer(app: App, model: Model) -> None:
+    """``streamer``: an SDK agent run with ``Runner.run_streamed``, so its model request
+    streams."""
+    agent = Agent(name="streamer", model=model)
+
+    @app.agent
+    async def streamer(ctx: Context, prompt: str) -> str:
+        with durable(ctx):
+            result = Runner.run_streamed(agent, prompt)
+            async for _ in result.stream_events():
+                pass
+        return str(result.final_output)
+
+
+def add_approver(app: App, model: Model) -> None:
+    """``approver``: an SDK agent whose ``refund`` tool needs a person's approval (the SDK's
+    ``needs_approval``); the tool logs its idempotency key when it runs."""
+
+    @function_tool(needs_approval=True)
+    def refund(n: int) -> str:
+        """Refund the order."""
+        key = current_tool_call().idempotency_key
+        with open(Path(os.environ[DATA_ENV]) / "charges.txt", "a") as out:
+            out.write(f"{key}\n")
+        return f"refunded {n}"
+
+    refunds = Agent(name="refunds", model=model, tools=[refund])
+
+    @app.agent
+    async def approver(ctx: Context, goal: str) -> str:
+        with durable(ctx):
+            return str((await Runner.run(refunds, f"refund {goal}")).final_output)
 
 
 def app_from_env() -> App:

@@ -35,13 +35,16 @@ from agents import (
 from agents import run as sdk_run
 from agents._public_agent import get_public_agent, set_public_agent
 from agents.run import AgentRunner
+from agents.tool import DEFAULT_APPROVAL_REJECTION_MESSAGE
 from agents.tool_context import ToolContext
+from agents.util._approvals import evaluate_function_tool_approval
 
 from wakeline import jsonutil
 from wakeline.adapters.openai_agents.model import WakelineModel, plain
 from wakeline.adapters.openai_agents.state import current_run
 from wakeline.core.app import App, ToolSpec
 from wakeline.core.context import Context
+from wakeline.core.errors import ToolCallError
 
 ToolOptions = Mapping[str, Mapping[str, Any]]
 Input = str | list[TResponseInputItem] | RunState[Any]
@@ -93,11 +96,15 @@ class DurableGraph:
             return tool  # hosted, MCP and computer tools: see the adapter's limits
         options = self._tools.get(tool.name, {})
         journaled = copy.copy(tool)
+        journaled.needs_approval = False  # a wakeline gate instead of an SDK interruption
         journaled.on_invoke_tool = _journaled_tool(tool, bool(options.get("idempotent", True)))
         return journaled
 
 
 def _journaled_tool(tool: FunctionTool, idempotent: bool) -> Any:
+    """``tool``'s invocation as a ``ctx.tool`` call; a call the tool's ``needs_approval`` says
+    needs approval first waits on the durable gate ``tool:<name>``, and a rejection is the
+    tool's output, as the SDK tells the model of a rejected call (with who and why)."""
     invoke = tool.on_invoke_tool
 
     async def on_invoke_tool(context: ToolContext[Any], arguments: str) -> Any:
@@ -108,10 +115,25 @@ def _journaled_tool(tool: FunctionTool, idempotent: bool) -> Any:
         async def run(**_: Any) -> Any:  # a step's body: runs once, its result journaled
             return tool_result(await invoke(context, arguments))
 
-        spec = ToolSpec(tool.name, run, idempotent=idempotent)
-        return await ctx.tool(spec, **_arguments(arguments))
+        approval = await _needs_approval(tool, context, arguments)
+        spec = ToolSpec(tool.name, run, idempotent=idempotent, requires_approval=approval)
+        try:
+            return await ctx.tool(spec, **_arguments(arguments))
+        except ToolCallError as exc:
+            if exc.error_type != "ApprovalRejected":
+                raise
+            return f"{DEFAULT_APPROVAL_REJECTION_MESSAGE} ({exc.message})"
 
     return on_invoke_tool
+
+
+async def _needs_approval(tool: FunctionTool, context: ToolContext[Any], arguments: str) -> bool:
+    """The tool's own ``needs_approval`` for this call (a policy function runs in the agent
+    code, as the SDK runs it)."""
+    if isinstance(tool.needs_approval, bool):
+        return tool.needs_approval
+    approval = await evaluate_function_tool_approval(tool, context, arguments, context.tool_call_id)
+    return approval.outcome == "require_approval"
 
 
 def _arguments(arguments: str) -> dict[str, Any]:
