@@ -9,6 +9,7 @@ the OpenAI client's HTTP errors are wakeline's retriable or terminal provider er
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Iterator
 from decimal import Decimal
@@ -112,10 +113,21 @@ def parallel_agent() -> Agent[Any]:
     return agent
 
 
+def stuck_agent(base_url: str) -> Agent[Any]:
+    @function_tool(timeout=0.01)
+    async def stuck(n: int) -> str:
+        """Never answers."""
+        await asyncio.Event().wait()
+        return "never"
+
+    return Agent(name="stuck", model=model(base_url), tools=[stuck])
+
+
 def make_app(base_url: str, tools: dict[str, Any] | None = None) -> App:
     app = App(default_provider="mock", default_model="mock-1")
     register(app, billing_agent(base_url), tools=tools)
     register(app, parallel_agent(), name="parallel")
+    register(app, stuck_agent(base_url))
     helper = Agent(name="helper", instructions="You help.", model=model(base_url, "gpt-4o"))
     triage = Agent(name="triage", model=model(base_url), handoffs=[helper])
     by_object = Agent(name="triage", model=model(base_url), handoffs=[handoff(helper)])
@@ -224,6 +236,13 @@ async def test_tool_calls_of_one_response_are_journaled_in_a_stable_order() -> N
     assert CHARGES == [1, 2]
     # the SDK starts both calls concurrently; a replay re-runs that and asks the same
     assert replays_identically(core, make_app(UNREACHABLE), "oai-7") and CHARGES == [1, 2]
+
+
+async def test_a_tool_timeout_is_enforced_where_the_tool_runs(server: FakeLLMServer) -> None:
+    core = await run(make_app(server.openai_base_url), "oai-8", "stuck", "wait")
+    assert isinstance(core.terminal.payload if core.terminal else None, RunCompleted)
+    [done] = [e.payload for e in core.journal if isinstance(e.payload, ToolCallCompleted)]
+    assert jsonutil.loads(done.result) == "Tool 'stuck' timed out after 0.01 seconds."
 
 
 async def test_a_tool_can_be_journaled_as_not_idempotent(server: FakeLLMServer) -> None:

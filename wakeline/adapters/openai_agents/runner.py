@@ -35,7 +35,7 @@ from agents import (
 from agents import run as sdk_run
 from agents._public_agent import get_public_agent, set_public_agent
 from agents.run import AgentRunner
-from agents.tool import DEFAULT_APPROVAL_REJECTION_MESSAGE
+from agents.tool import DEFAULT_APPROVAL_REJECTION_MESSAGE, invoke_function_tool
 from agents.tool_context import ToolContext
 from agents.util._approvals import evaluate_function_tool_approval
 
@@ -97,6 +97,7 @@ class DurableGraph:
         options = self._tools.get(tool.name, {})
         journaled = copy.copy(tool)
         journaled.needs_approval = False  # a wakeline gate instead of an SDK interruption
+        journaled.timeout_seconds = None  # enforced where the tool runs, not in agent code
         journaled.on_invoke_tool = _journaled_tool(tool, bool(options.get("idempotent", True)))
         return journaled
 
@@ -113,7 +114,10 @@ def _journaled_tool(tool: FunctionTool, idempotent: bool) -> Any:
             return await invoke(context, arguments)
 
         async def run(**_: Any) -> Any:  # a step's body: runs once, its result journaled
-            return tool_result(await invoke(context, arguments))
+            output = await invoke_function_tool(
+                function_tool=tool, context=context, arguments=arguments
+            )  # the SDK's own invocation: its timeout, timeout_behavior and error functions
+            return tool_result(output)
 
         approval = await _needs_approval(tool, context, arguments)
         spec = ToolSpec(tool.name, run, idempotent=idempotent, requires_approval=approval)
