@@ -277,3 +277,27 @@ async def test_parallel_tool_calls_are_journaled_in_order_whatever_order_they_fi
     report = replay_journal(app, "lc-7", raw)
     assert report.identical and report.ended
     assert len(CHARGES) == 2
+
+
+async def test_an_agent_called_by_a_tool_is_part_of_that_tool_call(server: FakeLLMServer) -> None:
+    model = ChatOpenAI(
+        model="gpt-4o-mini", base_url=server.openai_base_url, api_key="k", max_retries=0
+    )
+    expert = create_agent(model, [], middleware=[WAKELINE])
+
+    @tool
+    async def ask_expert(n: int) -> str:
+        """Ask the expert."""
+        state = await expert.ainvoke({"messages": [{"role": "user", "content": f"q{n}"}]})
+        return str(state["messages"][-1].text)
+
+    app = App()
+    register(app, create_agent(model, [ask_expert], middleware=[WAKELINE]), name="ask")
+    core = CoreDriver("lc-8", app, always_replay=True)
+    await drive(core, core.start(RunStarted("ask", jsonutil.dumps("ask the expert"))))
+    assert isinstance(terminal_of(core), RunCompleted), core.status
+    kinds = [type(e.payload).__name__ for e in core.journal]
+    assert kinds.count("ModelCallRequested") == 2  # the expert's call is inside the tool call
+    assert server.received == 3
+    [done] = [e.payload for e in core.journal if isinstance(e.payload, ToolCallCompleted)]
+    assert jsonutil.loads(done.result)["data"]["content"].startswith("fake reply #1")

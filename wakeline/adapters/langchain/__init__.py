@@ -17,12 +17,8 @@ its ``ToolNode``.
 
 from wakeline.adapters.langchain.chat_model import DurableChatModel
 from wakeline.adapters.langchain.graphs import ainvoke, hitl_answer
-from wakeline.adapters.langchain.middleware import (
-    WakelineMiddleware,
-    current_run,
-    durable,
-    register,
-)
+from wakeline.adapters.langchain.middleware import WakelineMiddleware, durable, register
+from wakeline.adapters.langchain.model import current_run
 
 __all__ = [
     "DurableChatModel",

@@ -20,8 +20,14 @@ from langchain_core.outputs import ChatGeneration, ChatResult
 from langchain_core.runnables import Runnable
 from langchain_core.tools import BaseTool
 
-from wakeline.adapters.langchain.middleware import ASYNC_ONLY, current_run
-from wakeline.adapters.langchain.model import FrameworkModel, identity_of, normalized, plain
+from wakeline.adapters.langchain.middleware import ASYNC_ONLY
+from wakeline.adapters.langchain.model import (
+    FrameworkModel,
+    current_run,
+    identity_of,
+    normalized,
+    plain,
+)
 from wakeline.core.model import TerminalProviderError
 
 

@@ -18,6 +18,7 @@ from langgraph.types import Command
 
 from wakeline.adapters.langchain.model import (
     FrameworkModel,
+    current_run,
     decode,
     model_identity,
     normalized_messages,
@@ -30,11 +31,6 @@ from wakeline.core.app import App, ToolSpec
 from wakeline.core.context import Context
 from wakeline.core.loop import DeterministicLoop
 from wakeline.core.tools import current_tool_call, running_tool
-
-current_run: contextvars.ContextVar[Context | None] = contextvars.ContextVar(
-    "wakeline_langchain_run", default=None
-)
-"""The wakeline run whose agent code is running (set by :func:`durable`)."""
 
 ToolResult = ToolMessage | Command[Any]
 ToolHandler = Callable[[ToolCallRequest], Awaitable[ToolResult]]
@@ -120,6 +116,7 @@ class WakelineMiddleware(AgentMiddleware[Any, Any, Any]):
 
 
 async def _as_tool(handler: ToolHandler, request: ToolCallRequest, key: Any) -> ToolResult:
+    current_run.set(None)  # the tool's own body is not agent code (a sub-agent is part of it)
     with running_tool(key):
         return await handler(request)
 

@@ -30,6 +30,7 @@ from pydantic import TypeAdapter
 from pydantic_core import to_jsonable_python
 
 from wakeline import jsonutil
+from wakeline.core.context import Context
 from wakeline.core.model import (
     DeltaSink,
     ModelRequest,
@@ -40,6 +41,10 @@ from wakeline.core.model import (
 from wakeline.schemas.usage import Usage
 
 Handler = Callable[[LcRequest[Any]], Awaitable[LcResponse[Any]]]
+current_run: contextvars.ContextVar[Context | None] = contextvars.ContextVar(
+    "wakeline_langchain_run", default=None
+)
+"""The wakeline run whose agent code is running (set by :func:`~.middleware.durable`)."""
 _VOLATILE = frozenset({"id"})  # a uuid4 LangGraph gives each message: not part of the question
 
 
@@ -210,6 +215,7 @@ class FrameworkModel:
         )
 
     async def _in_context(self, on_delta: DeltaSink | None) -> tuple[AIMessage, dict[str, Any]]:
+        current_run.set(None)  # the real call is not agent code: nothing in it is journaled
         if on_delta is not None:  # a streaming model's tokens (this task's context only)
             _deltas.set(_Deltas(on_delta))
         return await self._call()
