@@ -51,7 +51,9 @@ class WakelineMiddleware(AgentMiddleware[Any, Any, Any]):
     Outside a wakeline run the middleware changes nothing.
 
     Put it last (innermost): middleware outside it (retries, fallbacks, summaries) then runs
-    in the agent, and each model call it lets through is one wakeline step.
+    in the agent, and each model call it lets through is one wakeline step.  Give the chat
+    model ``max_retries=0`` (``ChatOpenAI`` retries twice by itself): wakeline retries 429s and
+    5xx on durable timers, each attempt journaled.  Run the agent with ``ainvoke``/``astream``.
     """
 
     def __init__(self, *, tools: Mapping[str, Mapping[str, Any]] | None = None) -> None:
