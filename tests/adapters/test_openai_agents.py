@@ -23,6 +23,8 @@ from agents import (
     ModelSettings,
     ModelTracing,
     OpenAIChatCompletionsModel,
+    OpenAIProvider,
+    RunConfig,
     Runner,
     function_tool,
     handoff,
@@ -113,6 +115,36 @@ def parallel_agent() -> Agent[Any]:
     return agent
 
 
+RESPONSES_SENT: list[dict[str, Any]] = []
+
+
+def responses_endpoint(request: httpx2.Request) -> httpx2.Response:
+    """The Responses API, scripted (the fake server speaks Chat Completions only): a call of
+    ``charge``, then an answer with its output."""
+    body = json.loads(request.content)
+    RESPONSES_SENT.append(body)
+    last = body["input"][-1]
+    if last.get("type") == "function_call_output":
+        text = {"type": "output_text", "text": f"done: {last['output']}", "annotations": []}
+        output = [{"type": "message", "id": "msg_2", "role": "assistant", "content": [text]}]
+    else:
+        call = {"type": "function_call", "id": "fc_1", "call_id": "call_1", "name": "charge"}
+        output = [{**call, "arguments": json.dumps({"n": 1})}]
+    usage = {"input_tokens": 20, "output_tokens": 5, "total_tokens": 25}
+    usage |= {"input_tokens_details": {"cached_tokens": 4}}
+    usage |= {"output_tokens_details": {"reasoning_tokens": 2}}
+    head = {"id": f"resp_{len(RESPONSES_SENT)}", "object": "response", "created_at": 0}
+    head |= {"model": body["model"], "status": "completed", "tool_choice": "auto", "tools": []}
+    reply = {**head, "output": output, "usage": usage, "parallel_tool_calls": True}
+    return httpx2.Response(200, json=reply)
+
+
+def responses_provider() -> OpenAIProvider:
+    transport = httpx2.MockTransport(responses_endpoint)
+    client = AsyncOpenAI(api_key="test-key", http_client=httpx2.AsyncClient(transport=transport))
+    return OpenAIProvider(openai_client=client, use_responses=True)
+
+
 def stuck_agent(base_url: str) -> Agent[Any]:
     @function_tool(timeout=0.01)
     async def stuck(n: int) -> str:
@@ -137,6 +169,15 @@ def make_app(base_url: str, tools: dict[str, Any] | None = None) -> App:
         with durable(ctx):
             result = await Runner.run(by_object if prompt == "object" else triage, prompt)
         return [result.last_agent.name, result.last_agent is helper, str(result.final_output)]
+
+    by_name = billing_agent(base_url)
+    by_name.model = "gpt-4o-mini"  # resolved by the run's model provider: the Responses API
+
+    @app.agent
+    async def responses(ctx: Context, prompt: str) -> str:
+        config = RunConfig(model_provider=responses_provider())
+        with durable(ctx):
+            return str((await Runner.run(by_name, prompt, run_config=config)).final_output)
 
     @app.agent
     async def streaming(ctx: Context, prompt: str) -> str:
@@ -243,6 +284,33 @@ async def test_a_tool_timeout_is_enforced_where_the_tool_runs(server: FakeLLMSer
     assert isinstance(core.terminal.payload if core.terminal else None, RunCompleted)
     [done] = [e.payload for e in core.journal if isinstance(e.payload, ToolCallCompleted)]
     assert jsonutil.loads(done.result) == "Tool 'stuck' timed out after 0.01 seconds."
+
+
+async def test_a_model_named_by_the_agent_is_resolved_and_journaled_responses_api() -> None:
+    CHARGES.clear()
+    RESPONSES_SENT.clear()
+    core = await run(make_app(UNREACHABLE), "oai-9", "responses", "charge the card")
+    terminal = core.terminal.payload if core.terminal else None
+    assert isinstance(terminal, RunCompleted) and jsonutil.loads(terminal.output) == (
+        "done: charged 1"
+    )
+    calls = [e.payload for e in core.journal if isinstance(e.payload, ModelCallRequested)]
+    assert [(c.provider, c.model) for c in calls] == [("openai", "gpt-4o-mini")] * 2
+    done = [e.payload for e in core.journal if isinstance(e.payload, ModelCallCompleted)]
+    assert [
+        (c.response_id, c.usage.cached_input_tokens, c.usage.reasoning_tokens) for c in done
+    ] == [
+        ("resp_1", 4, 2),
+        ("resp_2", 4, 2),
+    ]
+    assert len(RESPONSES_SENT) == 2 and CHARGES == [1]
+    assert RESPONSES_SENT[1]["input"][-1] == {
+        "call_id": "call_1",
+        "output": "charged 1",
+        "type": "function_call_output",
+    }
+    assert replays_identically(core, make_app(UNREACHABLE), "oai-9")
+    assert len(RESPONSES_SENT) == 2 and CHARGES == [1]  # the replay sent nothing
 
 
 async def test_a_tool_can_be_journaled_as_not_idempotent(server: FakeLLMServer) -> None:

@@ -31,6 +31,7 @@ from agents import (
     TResponseInputItem,
 )
 from agents.usage import deserialize_usage, serialize_usage
+from openai._models import construct_type
 from openai.types.responses import (
     Response,
     ResponseCompletedEvent,
@@ -41,7 +42,7 @@ from openai.types.responses import (
     ResponseStreamEvent,
 )
 from openai.types.responses.response_prompt_param import ResponsePromptParam
-from pydantic import BaseModel, TypeAdapter
+from pydantic import BaseModel
 
 from wakeline import jsonutil
 from wakeline.adapters.openai_agents.state import current_run
@@ -57,7 +58,6 @@ from wakeline.schemas.usage import Usage
 Payload = dict[str, Any]
 Call = Callable[[DeltaSink | None], Awaitable[ModelResponse | Response]]
 """Makes the real SDK call: its response (a stream's final ``Response``)."""
-_OUTPUT_ITEM: TypeAdapter[ResponseOutputItem] = TypeAdapter(ResponseOutputItem)
 KEY = "openai_agents"  # the SDK's response under the journaled message's "framework"
 
 
@@ -129,7 +129,7 @@ class WakelineModel(Model):
             return await _collect(stream, on_delta)
 
         payload = await self._journal(call, *args, stream=True, **kwargs, prompt=prompt)
-        response = Response.model_validate(payload["response"])
+        response = _built(Response, payload["response"])
         yield ResponseCompletedEvent(
             type="response.completed", response=response, sequence_number=0
         )
@@ -228,10 +228,17 @@ def encode_response(response: ModelResponse) -> Payload:
     }
 
 
+def _built(kind: Any, value: Any) -> Any:
+    """An OpenAI type from its JSON as the OpenAI client builds it from a response body
+    (``construct_type``: no validation, only the fields present are set), so the SDK gets
+    back the same objects, dumped the same way, live or replayed."""
+    return construct_type(type_=kind, value=value)
+
+
 def decode_response(payload: Payload) -> ModelResponse:
     """The SDK's response, rebuilt from its journaled JSON."""
     return ModelResponse(
-        output=[_OUTPUT_ITEM.validate_python(item) for item in payload["output"]],
+        output=[_built(ResponseOutputItem, item) for item in payload["output"]],
         usage=deserialize_usage(payload["usage"]),
         response_id=payload.get("response_id"),
         request_id=payload.get("request_id"),
