@@ -76,7 +76,7 @@ async def decide(server: FakeLLMServer, run_id: str, approved: bool) -> CoreDriv
     await drive(core, core.start(RunStarted("refunds", jsonutil.dumps("refund me"))))
     assert isinstance(core.status, act.WaitingOnPeople), core.status
     [gate] = [e for e in core.journal if isinstance(e.payload, GateOpened)]
-    assert isinstance(gate.payload, GateOpened) and gate.payload.name == "interrupt"
+    assert isinstance(gate.payload, GateOpened) and gate.payload.name == "tool:refund"
     [action] = jsonutil.loads(gate.payload.payload)["action_requests"]
     assert (action["name"], action["args"]) == ("refund", {"n": 1})
     assert server.received == 1 and REFUNDS == []  # stopped before the tool

@@ -16,6 +16,7 @@ from typing import Any
 
 from crash_agents import CRASH_ENV, die
 from langchain.agents import create_agent
+from langchain.agents.middleware import HumanInTheLoopMiddleware
 from langchain_core.messages import BaseMessage
 from langchain_core.outputs import ChatResult
 from langchain_core.tools import tool
@@ -23,7 +24,7 @@ from langchain_openai import ChatOpenAI
 from workers import DATA_ENV, llm_url
 
 from wakeline import App, Context, current_tool_call
-from wakeline.adapters.langchain import WakelineMiddleware, durable
+from wakeline.adapters.langchain import WakelineMiddleware, ainvoke, durable
 
 RUNS = 2  # agent runs per wakeline run; each makes two model calls around one tool call
 CALLS = [0]  # model calls this process made
@@ -76,7 +77,51 @@ def make_app(base_url: str, mode: str = "", at: int = 0) -> App:
                 outputs.append(str(state["messages"][-1].text))
         return outputs
 
+    add_approver(app, model)
+    add_streamer(app, base_url)
     return app
+
+
+def add_approver(app: App, model: ChatOpenAI) -> None:
+    """``approver``: an agent whose ``refund`` tool is reviewed by LangChain's
+    ``HumanInTheLoopMiddleware`` (gate ``tool:refund``); the tool logs its idempotency key
+    when it runs."""
+
+    @tool
+    def refund(n: int) -> str:
+        """Refund the order."""
+        key = current_tool_call().idempotency_key
+        with open(Path(os.environ[DATA_ENV]) / "charges.txt", "a") as out:
+            out.write(f"{key}\n")
+        return f"refunded {n}"
+
+    review = HumanInTheLoopMiddleware(interrupt_on={"refund": True})
+    agent = create_agent(model, [refund], middleware=[review, WakelineMiddleware()])
+
+    @app.agent
+    async def approver(ctx: Context, goal: str) -> str:
+        prompt = {"role": "user", "content": f"refund {goal}"}
+        state = await ainvoke(ctx, agent, {"messages": [prompt]})
+        return str(state["messages"][-1].text)
+
+
+def add_streamer(app: App, base_url: str) -> None:
+    """``streamer``: an agent whose model streams (``streaming=True``)."""
+    model = ChatOpenAI(
+        model="gpt-4o-mini",
+        base_url=base_url,
+        api_key="test-key",
+        max_retries=0,
+        streaming=True,
+        stream_usage=True,
+    )
+    agent = create_agent(model, [], middleware=[WakelineMiddleware()])
+
+    @app.agent
+    async def streamer(ctx: Context, prompt: str) -> str:
+        with durable(ctx):
+            state = await agent.ainvoke({"messages": [{"role": "user", "content": prompt}]})
+        return str(state["messages"][-1].text)
 
 
 def app_from_env() -> App:

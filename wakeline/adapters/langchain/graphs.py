@@ -46,17 +46,29 @@ def hitl_answer(value: Any, approval: Approval) -> Any:
     }
 
 
+def gate_name(value: Any) -> str:
+    """``tool:<names>`` for a review of tool calls (their distinct names, in order), else
+    ``interrupt``."""
+    actions = value.get("action_requests") if isinstance(value, Mapping) else None
+    if isinstance(actions, list) and actions:
+        names = dict.fromkeys(str(a.get("name", "")) for a in actions if isinstance(a, Mapping))
+        return "tool:" + ",".join(names)
+    return "interrupt"
+
+
 async def ainvoke(
     ctx: Context,
     graph: Any,
     input: Any,
     *,
-    gate: str = "interrupt",
+    gate: str | None = None,
     answer: Answer = hitl_answer,
     timeout: float | None = None,  # noqa: ASYNC109 - a durable timer, as ctx.approval's
 ) -> Any:
     """``graph.ainvoke(input)`` inside ``durable(ctx)``, resumed after each interrupt with the
-    decision of a wakeline approval gate named ``gate`` (its payload: the interrupt's value).
+    decision of a wakeline approval gate (its payload: the interrupt's value) named ``gate``,
+    by default ``tool:<name>`` for ``HumanInTheLoopMiddleware``'s review of tool ``name`` (as
+    wakeline names a tool's approval gate) and ``interrupt`` for any other interrupt.
     Returns the graph's final state."""
     run = graph.copy(update={"checkpointer": InMemorySaver()})
     config = {"configurable": {"thread_id": ctx.run_id}}
@@ -69,6 +81,7 @@ async def ainvoke(
                 return state
             resume = {}
             for interrupt in interrupts:
-                decision = await ctx.approval(gate, plain(interrupt.value), timeout=timeout)
+                name = gate or gate_name(interrupt.value)
+                decision = await ctx.approval(name, plain(interrupt.value), timeout=timeout)
                 resume[interrupt.id] = answer(interrupt.value, decision)
             value = Command(resume=resume)
