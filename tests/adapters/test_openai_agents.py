@@ -10,6 +10,7 @@ the OpenAI client's HTTP errors are wakeline's retriable or terminal provider er
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 from collections.abc import Iterator
 from decimal import Decimal
@@ -69,6 +70,13 @@ set_tracing_disabled(True)  # no trace export (it would want an OpenAI key)
 def server() -> Iterator[FakeLLMServer]:
     with FakeLLMServer() as fake:
         yield fake
+
+
+@pytest.fixture(autouse=True)
+def collected() -> Iterator[None]:
+    """The runs' dropped activations are collected here, not inside a later test."""
+    yield
+    gc.collect()
 
 
 def model(base_url: str, name: str = "gpt-4o-mini") -> OpenAIChatCompletionsModel:

@@ -168,7 +168,12 @@ class WakelineRunner(AgentRunner):
         if current_run.get() is None:
             return await super().run(starting_agent, input, **kwargs)
         agent, kwargs = self._durable(starting_agent, kwargs)
-        return _with_public_agents(await super().run(agent, input, **kwargs))
+        try:
+            return _with_public_agents(await super().run(agent, input, **kwargs))
+        except Exception as exc:
+            if _closed(exc):  # see _closed
+                raise GeneratorExit from None
+            raise
 
     def run_streamed(
         self, starting_agent: Agent[Any], input: Input, **kwargs: Any
@@ -190,6 +195,19 @@ class WakelineRunner(AgentRunner):
         provider = WakelineProvider(config.model_provider)
         config = dataclasses.replace(config, model=model, model_provider=provider)
         return DurableGraph(self.tools).agent(agent), {**kwargs, "run_config": config}
+
+
+def _closed(exc: BaseException) -> bool:
+    """Whether ``exc`` was raised while the run's coroutine was being closed: wakeline drops
+    an activation it no longer needs (a run unloaded while it waits, a replay restarted) and
+    the garbage collector closes its coroutine outside the context it ran in, where the SDK's
+    context variables cannot be reset.  The close is then finished cleanly, not reported."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, GeneratorExit):
+            return True
+        seen = seen.__context__
+    return False
 
 
 def _with_public_agents(result: RunResult) -> RunResult:
