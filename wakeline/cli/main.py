@@ -3,7 +3,8 @@
 Exit codes: 0 success, 1 the run failed / replay diverged, 2 usage or input errors, 130
 ``run`` interrupted (SIGINT / SIGTERM: its run goes on when a worker serves it).  The
 commands live in :mod:`.runs` (run, start, tail, resume, cancel, replay), :mod:`.worker`,
-:mod:`.queries` (ls, show, costs, topics, projections), :mod:`.governance` and :mod:`.serve`.
+:mod:`.queries` (ls, show, costs, topics, projections), :mod:`.governance`, :mod:`.serve`
+and :mod:`.regress`.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import logging
 
 import click
 
-from wakeline.cli import governance, queries, runs, serve, worker
+from wakeline.cli import governance, queries, regress, runs, serve, worker
 from wakeline.cli.common import Settings
 
 LOG_LEVELS = ("debug", "info", "warning", "error")
@@ -59,5 +60,5 @@ def main(
     ctx.obj = Settings(data, kafka, topic_prefix)
 
 
-for _module in (runs, worker, queries, governance, serve):
+for _module in (runs, worker, queries, governance, serve, regress):
     _module.register(main)
