@@ -34,10 +34,10 @@ from wakeline.testing.waits import wait_for_event
 pytestmark = pytest.mark.slow
 
 Clean = tuple[Any, list[Event]]
-APPROVERS = {"native": "approver", "pydantic-ai": "approver", "openai-agents": "approver"}
+APPROVERS = {n: "approver" for n in ("native", "pydantic-ai", "openai-agents", "langchain")}
 """The agent of each scenario's app whose ``refund`` tool needs an approval (gate
 ``tool:refund``) and logs its idempotency key to ``charges.txt`` when it runs."""
-STREAMERS = {"native": "streamer", "pydantic-ai": "streamer", "openai-agents": "streamer"}
+STREAMERS = {n: "streamer" for n in ("native", "pydantic-ai", "openai-agents", "langchain")}
 """The agent of each scenario's app that makes one streamed model call of its input."""
 
 
