@@ -41,6 +41,7 @@ from agents.util._approvals import evaluate_function_tool_approval
 
 from wakeline import jsonutil
 from wakeline.adapters.openai_agents.model import WakelineModel, plain
+from wakeline.adapters.openai_agents.session import DurableSession
 from wakeline.adapters.openai_agents.state import current_run
 from wakeline.core.app import App, ToolSpec
 from wakeline.core.context import Context
@@ -194,7 +195,11 @@ class WakelineRunner(AgentRunner):
         model = WakelineModel(config.model) if isinstance(config.model, Model) else config.model
         provider = WakelineProvider(config.model_provider)
         config = dataclasses.replace(config, model=model, model_provider=provider)
-        return DurableGraph(self.tools).agent(agent), {**kwargs, "run_config": config}
+        kwargs = {**kwargs, "run_config": config}
+        session, ctx = kwargs.get("session"), current_run.get()
+        if session is not None and ctx is not None:
+            kwargs["session"] = DurableSession(ctx, session)
+        return DurableGraph(self.tools).agent(agent), kwargs
 
 
 def _closed(exc: BaseException) -> bool:
