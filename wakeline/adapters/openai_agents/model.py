@@ -73,6 +73,9 @@ class WakelineModel(Model):
     async def close(self) -> None:
         await self.inner.close()
 
+    async def _cleanup_on_run_end(self, owner: object) -> None:
+        await self.inner._cleanup_on_run_end(owner)
+
     async def get_response(
         self,
         system_instructions: str | None,
@@ -150,17 +153,22 @@ class WakelineModel(Model):
         """One ``ctx.llm`` call; returns the SDK's response JSON from the journal."""
         ctx = current_run.get()
         assert ctx is not None
+        settings = {k: v for k, v in model_settings.to_json_dict().items() if v is not None}
+        offered = {
+            "settings": settings,  # the ones set
+            "handoffs": [_handoff_json(h) for h in handoffs],
+            "output_schema": _schema_json(output_schema),
+            **conversation,  # previous_response_id, conversation_id, prompt
+        }
         result = await ctx.llm(
             normalized(system_instructions, input),
             model=self.model_name,
             via=FrameworkModel(self.provider, call),
             tools=[_tool_json(t) for t in tools],
             max_tokens=model_settings.max_tokens,
+            temperature=model_settings.temperature,
             stream=stream,
-            settings=plain(model_settings.to_json_dict()),
-            handoffs=[_handoff_json(h) for h in handoffs],
-            output_schema=_schema_json(output_schema),
-            **{k: plain(v) for k, v in conversation.items() if v is not None},
+            **{k: plain(v) for k, v in offered.items() if v},
         )
         payload: Payload = result.message["framework"][KEY]
         return payload
