@@ -294,3 +294,25 @@ async def test_always_replay_catches_code_that_depends_on_hidden_state() -> None
     result = await run_effect(app, out.effects[0], now_ms=lambda: 0)
     with pytest.raises(ReplayMismatch, match="replaying 2 events changed the run"):
         core.deliver(result)
+
+
+async def test_a_sync_function_handed_to_an_executor_runs_inline_in_agent_code() -> None:
+    app = App()
+
+    def boom() -> None:
+        raise ValueError("from the sync function")
+
+    @app.agent
+    async def threaded(ctx: Any, n: int) -> list[Any]:
+        total = await asyncio.to_thread(sum, range(n))  # e.g. a framework's sync node
+        try:
+            await asyncio.get_running_loop().run_in_executor(None, boom)
+        except ValueError as exc:
+            return [total, str(exc)]
+        return [total]
+
+    core, step = start(app, "threaded", 4)
+    await drive(core, step)
+    terminal = core.terminal.payload if core.terminal else None
+    assert isinstance(terminal, RunCompleted), core.status
+    assert jsonutil.loads(terminal.output) == [6, "from the sync function"]

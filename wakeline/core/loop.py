@@ -80,6 +80,21 @@ class DeterministicLoop(asyncio.AbstractEventLoop):
     def is_running(self) -> bool:
         return True
 
+    def run_in_executor(
+        self, executor: object, func: Callable[[Unpack[Ts]], T], *args: *Ts
+    ) -> asyncio.Future[T]:
+        """Run ``func`` now, inline: agent code has no threads, and a sync function it hands
+        an executor (``asyncio.to_thread``, a framework's sync node) is the same as one it
+        calls.  Blocking I/O here blocks the worker: it belongs in ``ctx.step``."""
+        future: asyncio.Future[T] = self.create_future()
+        try:
+            future.set_result(func(*args))
+        except (SystemExit, KeyboardInterrupt):
+            raise
+        except BaseException as exc:  # delivered to the awaiting code, as an executor would
+            future.set_exception(exc)
+        return future
+
     def is_closed(self) -> bool:
         return self._closed
 

@@ -29,7 +29,6 @@ from wakeline.adapters.langchain.model import (
 )
 from wakeline.core.app import App, ToolSpec
 from wakeline.core.context import Context
-from wakeline.core.loop import DeterministicLoop
 from wakeline.core.tools import current_tool_call, running_tool
 
 ToolResult = ToolMessage | Command[Any]
@@ -123,34 +122,9 @@ async def _as_tool(handler: ToolHandler, request: ToolCallRequest, key: Any) -> 
         return await handler(request)
 
 
-async def _inline_on_agent_loop(
-    default: Callable[..., Awaitable[Any]],
-    ctx: contextvars.Context,
-    func: Any,
-    /,
-    *a: Any,
-    **k: Any,
-) -> Any:
-    """LangSmith's ``aio_to_thread`` (its trace bookkeeping around every middleware hook): on
-    wakeline's agent loop, which has no threads, run inline -- it is quick and local."""
-    if isinstance(asyncio.get_running_loop(), DeterministicLoop):
-        return ctx.run(func, *a, **k)
-    return await default(ctx, func, *a, **k)
-
-
-def _install_runtime_override() -> None:
-    """LangSmith's documented hook for loops without ``run_in_executor`` (as Temporal's)."""
-    import langsmith
-    from langsmith._runtime_overrides import get_runtime_overrides
-
-    if get_runtime_overrides().aio_to_thread is None:  # else the application's own stays
-        langsmith.set_runtime_overrides(aio_to_thread=_inline_on_agent_loop)
-
-
 @contextlib.contextmanager
 def durable(ctx: Context) -> Iterator[None]:
     """Inside this, agents with :class:`WakelineMiddleware` journal into ``ctx``'s run."""
-    _install_runtime_override()
     token = current_run.set(ctx)
     try:
         yield
