@@ -58,7 +58,25 @@ def _pydantic_ai(base_url: str) -> tuple[Ask, Callable[[Context], Any]]:
     return ask, durable
 
 
-CASES = (Case("pydantic-ai", "pydantic_ai", _pydantic_ai),)
+def _langchain(base_url: str) -> tuple[Ask, Callable[[Context], Any]]:
+    from langchain.agents import create_agent
+    from langchain_openai import ChatOpenAI
+
+    from wakeline.adapters.langchain import WakelineMiddleware, durable
+
+    model = ChatOpenAI(model="gpt-4o-mini", base_url=base_url, api_key="bench", max_retries=0)
+    agent = create_agent(model, [], system_prompt="Answer.", middleware=[WakelineMiddleware()])
+
+    async def ask(prompt: str) -> Any:
+        return await agent.ainvoke({"messages": [{"role": "user", "content": prompt}]})
+
+    return ask, durable
+
+
+CASES = (
+    Case("pydantic-ai", "pydantic_ai", _pydantic_ai),
+    Case("langchain", "langchain", _langchain),
+)
 
 
 def _app(ask: Ask, scope: Callable[[Context], Any]) -> App:
