@@ -73,9 +73,27 @@ def _langchain(base_url: str) -> tuple[Ask, Callable[[Context], Any]]:
     return ask, durable
 
 
+def _openai_agents(base_url: str) -> tuple[Ask, Callable[[Context], Any]]:
+    from agents import Agent, OpenAIChatCompletionsModel, Runner, set_tracing_disabled
+    from openai import AsyncOpenAI
+
+    from wakeline.adapters.openai_agents import durable
+
+    set_tracing_disabled(True)  # no trace export (it would want a key), as in the tests
+    client = AsyncOpenAI(base_url=base_url, api_key="bench", max_retries=0)
+    model = OpenAIChatCompletionsModel("gpt-4o-mini", openai_client=client)
+    agent = Agent(name="bench", instructions="Answer.", model=model)
+
+    async def ask(prompt: str) -> Any:
+        return (await Runner.run(agent, prompt)).final_output
+
+    return ask, durable
+
+
 CASES = (
     Case("pydantic-ai", "pydantic_ai", _pydantic_ai),
     Case("langchain", "langchain", _langchain),
+    Case("openai-agents", "agents", _openai_agents),
 )
 
 
