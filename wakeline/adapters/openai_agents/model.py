@@ -65,7 +65,9 @@ class WakelineModel(Model):
     """The SDK model ``inner``, journaled as steps of the current wakeline run."""
 
     def __init__(self, inner: Model) -> None:
-        self.inner = inner
+        while isinstance(inner, WakelineModel):  # wrapped once only
+            inner = inner.inner
+        self.inner: Model = inner
         self.model_name = str(getattr(inner, "model", "") or type(inner).__name__)
         openai_model = isinstance(inner, OpenAIChatCompletionsModel | OpenAIResponsesModel)
         self.provider = "openai" if openai_model else "openai-agents"
