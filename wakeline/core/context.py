@@ -19,6 +19,7 @@ from wakeline.core.routing import Route, RouteError
 from wakeline.schemas.events import (
     GateOpened,
     GateResolved,
+    PatchApplied,
     StepCompleted,
     StepFailed,
     StepRequested,
@@ -196,6 +197,29 @@ class Context:
     async def sleep(self, seconds: float) -> None:
         """A durable timer: it survives crashes and restarts (the fire time is journaled)."""
         await timer(self._core, seconds, "sleep")
+
+    # -- code changes ----------------------------------------------------------------------
+    def patched(self, patch: str) -> bool:
+        """Whether to take the new code path of the change named ``patch``: True for a run
+        that is live here (a marker is journaled) or that journaled the marker before; False
+        for a run started by older code that replays past this point without it.
+
+            if ctx.patched("shorter-prompt"):
+                reply = await ctx.llm(NEW_PROMPT)
+            else:
+                reply = await ctx.llm(OLD_PROMPT)
+        """
+        recorded = self._core.recorded_next()
+        if recorded is not None and recorded != PatchApplied(patch):
+            return False  # older code went on without the marker: its path, not this one
+        self._core.emit(PatchApplied(patch))
+        return True
+
+    def deprecate_patch(self, patch: str) -> None:
+        """Once no run without ``patch``'s marker is left, replace ``if ctx.patched(patch):``
+        with this and keep only the new path: it consumes the marker of runs that have it."""
+        if self._core.recorded_next() == PatchApplied(patch):
+            self._core.emit(PatchApplied(patch))
 
     # -- helpers ---------------------------------------------------------------------------
     def _value(self, kind: Any, make: Callable[[], str]) -> str:

@@ -36,6 +36,9 @@ class ContextPort(Protocol):
     def budget(self) -> RunLedger:
         """The run's own budget: what it has spent and reserved."""
 
+    def recorded_next(self) -> EventPayload | None:
+        """While replaying, the journaled event the code's next one must match; else None."""
+
     def entropy(self, n: int) -> bytes: ...
     def emit(self, payload: EventPayload, call: Any = None) -> Event:
         """Produce an event (checked against the journal while replaying)."""

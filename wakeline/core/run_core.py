@@ -372,6 +372,10 @@ class _Port:
     def finished(self) -> bool:
         return self._core._finished
 
+    def recorded_next(self) -> EventPayload | None:
+        core = self._core
+        return core._journal[core._cursor].payload if core._cursor < len(core._journal) else None
+
     def entropy(self, n: int) -> bytes:
         return self._core._entropy(n)
 

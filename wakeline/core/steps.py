@@ -28,6 +28,7 @@ from wakeline.schemas.events import (
     ModelCallInterrupted,
     ModelCallRequested,
     ModelRouteFallback,
+    PatchApplied,
     PolicyDenied,
     RunCompleted,
     RunFailed,
@@ -191,11 +192,13 @@ _OTHER_IDENTITY: dict[type, Callable[[Any], tuple[Any, ...]]] = {
     RunCompleted: lambda p: ("completed", p.output),
     RunFailed: lambda p: ("failed", p.error_type, p.message),
     ModelRouteFallback: lambda p: ("route-fallback", p.route, p.provider, p.model, p.reason),
+    PatchApplied: lambda p: ("patch", p.patch),
 }
 _OTHER_DESCRIPTION: dict[type, Callable[[Any], str]] = {
     ValueRecorded: lambda p: f"{p.kind.lower()} read",
     ModelCallInterrupted: lambda p: f"interrupted model call at seq {p.step} (attempt {p.attempt})",
     ModelRouteFallback: lambda p: f"route {p.route} leaving {p.provider}/{p.model} ({p.reason})",
+    PatchApplied: lambda p: f"patch {p.patch!r}",
 }
 
 

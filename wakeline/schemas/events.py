@@ -250,6 +250,14 @@ class ModelRouteFallback:
     detail: str
 
 
+@dataclass(frozen=True, slots=True)
+class PatchApplied:
+    """``ctx.patched(patch)`` took the new code path here; a run replaying past this point
+    without the marker was started by older code and takes the old path."""
+
+    patch: str
+
+
 EventPayload = (
     RunStarted
     | RunCompleted
@@ -277,6 +285,7 @@ EventPayload = (
     | ModelCallDenied
     | ModelCallInterrupted
     | ModelRouteFallback
+    | PatchApplied
 )
 
 EVENT_TYPES: tuple[type[EventPayload], ...] = (
@@ -306,6 +315,7 @@ EVENT_TYPES: tuple[type[EventPayload], ...] = (
     ModelCallDenied,
     ModelCallInterrupted,
     ModelRouteFallback,
+    PatchApplied,
 )
 
 TERMINAL_TYPES = (RunCompleted, RunFailed, RunCancelled)
