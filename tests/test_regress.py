@@ -16,6 +16,7 @@ from test_cli import cli
 from wakeline.regress import SUFFIX
 
 AGENTS = str(Path(__file__).parent / "support" / "regress_agents.py")
+EDITED = str(Path(__file__).parent / "support" / "regress_agents_edited.py")
 
 
 @pytest.fixture
@@ -66,3 +67,19 @@ def test_the_pytest_plugin_runs_each_bundle_as_a_test(bundles: Path) -> None:
     failed = pytest_on(f"{AGENTS}:changed_prompt()")
     assert failed.returncode == 1 and "1 failed" in failed.stdout, failed.stdout
     assert "DIVERGED" in failed.stdout and "request_digest" in failed.stdout
+
+
+def test_diff_names_the_first_divergent_step_and_what_changed(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    runs = []
+    for target in (f"{AGENTS}:summarize", f"{EDITED}:summarize"):
+        code, out = cli(data, "run", target, "--input", '"kelp"')
+        assert code == 0, out
+        runs.append(re.search(r"run ([0-9a-f]{32})", out).group(1))  # type: ignore[union-attr]
+    code, out = cli(data, "diff", runs[0], runs[0])
+    assert code == 0 and "same steps asked for" in out, out
+    code, out = cli(data, "diff", *runs)
+    assert code == 1, out
+    assert "first divergence: step 1 (A seq 1, B seq 1)" in out, out
+    assert "Summarize kelp in one line." in out and "friendly line" in out  # the prompts
+    assert "output" in out and "latency" in out
