@@ -12,8 +12,11 @@
 Each model request of the SDK's agent loop (the agent's model, and that of every agent a
 handoff leads to) is a journaled ``ctx.llm`` call sent through the model the SDK resolved
 (priced, budgeted and governed as a call of its provider, e.g. ``openai``), each function tool
-call a ``ctx.tool`` call with the run's idempotency key (:func:`wakeline.current_tool_call`).
-Outside a wakeline run the SDK behaves as without wakeline.
+call a ``ctx.tool`` call with the run's idempotency key (:func:`wakeline.current_tool_call`);
+a tool's ``needs_approval`` is the durable gate ``tool:<name>`` and a ``session`` is read and
+written in steps (``ctx.step``).  ``durable(ctx, tools={"charge": {"idempotent": False}})``: tools
+that are never re-run by themselves after a crash.  Outside a wakeline run the SDK behaves as
+without wakeline.
 """
 
 from wakeline.adapters.openai_agents.model import WakelineModel

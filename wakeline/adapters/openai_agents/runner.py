@@ -1,7 +1,8 @@
 """The wakeline runner: ``Runner.run(agent, input)`` inside ``durable(ctx)`` journals the run.
 
-:func:`durable` installs :class:`WakelineRunner` as the SDK's default runner (``Runner.run``,
-``run_sync`` and ``run_streamed`` all go through it).  Inside a wakeline run it runs an
+:func:`durable` installs :class:`WakelineRunner` as the SDK's default runner (``Runner.run``
+and ``run_streamed`` go through it; ``run_sync`` needs a loop of its own, which agent code
+does not have).  Inside a wakeline run it runs an
 execution copy of the agent graph (the starting agent and every agent reachable by handoffs,
 each tagged with the user's agent as its public identity, as the SDK's own execution clones
 are): each agent's model is a :class:`~.model.WakelineModel` around the one the SDK would
