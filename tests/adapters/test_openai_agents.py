@@ -158,6 +158,38 @@ def responses_provider() -> OpenAIProvider:
     return OpenAIProvider(openai_client=client, use_responses=True)
 
 
+def delegating(request: httpx2.Request) -> httpx2.Response:
+    """Chat Completions, scripted: the boss (gpt-4o-mini) asks its ``research`` tool, an agent
+    (gpt-4o), then answers with what it said."""
+    body = json.loads(request.content)
+    DELEGATED.append(body["model"])
+    last = body["messages"][-1]
+    message: dict[str, Any] = {"role": "assistant", "content": "otters hold hands"}
+    if body["model"] == "gpt-4o-mini" and last["role"] == "tool":
+        message = {"role": "assistant", "content": f"boss: {last['content']}"}
+    elif body["model"] == "gpt-4o-mini":
+        arguments = json.dumps({"input": "otters"})
+        call = {"id": "call_r", "type": "function", "function": {"name": "research"}}
+        call["function"]["arguments"] = arguments
+        message = {"role": "assistant", "content": None, "tool_calls": [call]}
+    choice = {"index": 0, "message": message, "finish_reason": "stop"}
+    usage = {"prompt_tokens": 20, "completion_tokens": 5, "total_tokens": 25}
+    reply = {"id": "chatcmpl-3", "object": "chat.completion", "created": 0}
+    reply |= {"model": body["model"], "choices": [choice], "usage": usage}
+    return httpx2.Response(200, json=reply)
+
+
+DELEGATED: list[str] = []
+
+
+def boss_agent() -> Agent[Any]:
+    transport = httpx2.MockTransport(delegating)
+    client = AsyncOpenAI(api_key="test-key", http_client=httpx2.AsyncClient(transport=transport))
+    researcher = Agent(name="researcher", model=OpenAIChatCompletionsModel("gpt-4o", client))
+    tool = researcher.as_tool("research", "Research a topic.")
+    return Agent(name="boss", model=OpenAIChatCompletionsModel("gpt-4o-mini", client), tools=[tool])
+
+
 def stuck_agent(base_url: str) -> Agent[Any]:
     @function_tool(timeout=0.01)
     async def stuck(n: int) -> str:
@@ -173,6 +205,7 @@ def make_app(base_url: str, tools: dict[str, Any] | None = None) -> App:
     register(app, billing_agent(base_url), tools=tools)
     register(app, parallel_agent(), name="parallel")
     register(app, stuck_agent(base_url))
+    register(app, boss_agent())
     helper = Agent(name="helper", instructions="You help.", model=model(base_url, "gpt-4o"))
     triage = Agent(name="triage", model=model(base_url), handoffs=[helper])
     by_object = Agent(name="triage", model=model(base_url), handoffs=[handoff(helper)])
@@ -348,6 +381,23 @@ async def test_a_session_is_read_and_written_in_steps(server: FakeLLMServer) -> 
     assert second[0]["content"] == "my name is Ada" and second[2]["content"] == "who am I?"
     assert replays_identically(core, make_app(UNREACHABLE), "oai-10")
     assert server.received == 2
+
+
+async def test_an_agent_used_as_a_tool_is_one_journaled_tool_call() -> None:
+    DELEGATED.clear()
+    core = await run(make_app(UNREACHABLE), "oai-11", "boss", "tell me about otters")
+    terminal = core.terminal.payload if core.terminal else None
+    assert isinstance(terminal, RunCompleted)
+    assert jsonutil.loads(terminal.output) == "boss: otters hold hands"
+    calls = [e.payload for e in core.journal if isinstance(e.payload, ModelCallRequested)]
+    assert [c.model for c in calls] == ["gpt-4o-mini", "gpt-4o-mini"]  # the boss's own calls
+    [tool] = [e.payload for e in core.journal if isinstance(e.payload, ToolCallRequested)]
+    [done] = [e.payload for e in core.journal if isinstance(e.payload, ToolCallCompleted)]
+    assert (tool.tool, jsonutil.loads(tool.args)) == ("research", {"input": "otters"})
+    assert jsonutil.loads(done.result) == "otters hold hands"  # the nested run, in the tool
+    assert DELEGATED == ["gpt-4o-mini", "gpt-4o", "gpt-4o-mini"]
+    assert replays_identically(core, make_app(UNREACHABLE), "oai-11")
+    assert len(DELEGATED) == 3  # the replay sent nothing, the nested run included
 
 
 async def test_a_tool_can_be_journaled_as_not_idempotent(server: FakeLLMServer) -> None:
