@@ -14,5 +14,14 @@ Tools declared with ``requires_approval=True`` wait on wakeline approval gates
 
 from wakeline.adapters.pydantic_ai.approvals import approve_deferred, run_with_approvals
 from wakeline.adapters.pydantic_ai.capability import WakelineDurability, durable, register
+from wakeline.adapters.pydantic_ai.events import fail_external_event, resolve_external_event
 
-__all__ = ["WakelineDurability", "approve_deferred", "durable", "register", "run_with_approvals"]
+__all__ = [
+    "WakelineDurability",
+    "approve_deferred",
+    "durable",
+    "fail_external_event",
+    "register",
+    "resolve_external_event",
+    "run_with_approvals",
+]

@@ -17,9 +17,11 @@ from pydantic_ai.durable_exec import (
     conversation_id_from_run_id,
     replay_scope,
 )
+from pydantic_ai.external_events import external_event_scope
 from pydantic_ai.models import Model
 
 from wakeline.adapters.pydantic_ai.backend import WakelineBackend, current_run
+from wakeline.adapters.pydantic_ai.events import WakelineEventWaiter
 from wakeline.adapters.pydantic_ai.streaming import forwarding
 from wakeline.core.app import App
 from wakeline.core.context import Context
@@ -104,11 +106,12 @@ class WakelineDurability(BaseDurabilityCapability[Any]):
 
 @contextlib.contextmanager
 def durable(ctx: Context) -> Iterator[None]:
-    """Inside this, agents with :class:`WakelineDurability` journal into ``ctx``'s run; what
-    a replay re-runs from the journal emits no pydantic-ai spans again."""
+    """Inside this, agents with :class:`WakelineDurability` journal into ``ctx``'s run, their
+    external events wait on wakeline gates (:mod:`.events`), and what a replay re-runs from the
+    journal emits no pydantic-ai spans again."""
     token = current_run.set(ctx)
     try:
-        with replay_scope():
+        with replay_scope(), external_event_scope(WakelineEventWaiter(ctx)):
             yield
     finally:
         current_run.reset(token)
