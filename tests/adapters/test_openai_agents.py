@@ -236,13 +236,15 @@ def make_app(base_url: str, tools: dict[str, Any] | None = None) -> App:
         return [str(first.final_output), str(second.final_output)]
 
     @app.agent
-    async def streaming(ctx: Context, prompt: str) -> str:
+    async def streaming(ctx: Context, prompt: str) -> list[str]:
+        texts = []
         with durable(ctx):
             agent = billing_agent(base_url, ModelSettings(include_usage=True))
             result = Runner.run_streamed(agent, prompt)
-            async for _ in result.stream_events():
-                pass
-        return str(result.final_output)
+            async for event in result.stream_events():
+                if event.type == "raw_response_event" and event.data.type.endswith("text.delta"):
+                    texts.append(event.data.delta)
+        return [str(result.final_output), "".join(texts)]
 
     return app
 
@@ -430,9 +432,10 @@ async def test_a_streamed_run_journals_its_final_response_and_forwards_deltas(
     core = await run(make_app(server.openai_base_url), "oai-5", "streaming", "charge the card")
     terminal = core.terminal.payload if core.terminal else None
     assert isinstance(terminal, RunCompleted), core.status
-    output = jsonutil.loads(terminal.output)
+    output, streamed = jsonutil.loads(terminal.output)
     assert output.startswith("fake reply #2") and CHARGES == [1]
-    assert "".join(DELTAS) == output  # the answer's text deltas, live
+    assert "".join(DELTAS) == output  # the answer's text deltas, live, to wakeline's stream
+    assert streamed == output  # and the SDK's stream events carry the text
     calls = [e.payload for e in core.journal if isinstance(e.payload, ModelCallRequested)]
     assert [c.stream for c in calls] == [True, True]
     done = [e.payload for e in core.journal if isinstance(e.payload, ModelCallCompleted)]

@@ -40,6 +40,7 @@ from openai.types.responses import (
     ResponseOutputMessage,
     ResponseOutputText,
     ResponseStreamEvent,
+    ResponseTextDeltaEvent,
 )
 from openai.types.responses.response_prompt_param import ResponsePromptParam
 from pydantic import BaseModel
@@ -135,9 +136,8 @@ class WakelineModel(Model):
 
         payload = await self._journal(call, *args, stream=True, **kwargs, prompt=prompt)
         response = _built(Response, payload["response"])
-        yield ResponseCompletedEvent(
-            type="response.completed", response=response, sequence_number=0
-        )
+        for event in _replayed_events(response):
+            yield event
 
     async def _journal(
         self,
@@ -307,6 +307,32 @@ class FrameworkModel:
             tool_calls=tuple(_tool_call_message(c) for c in calls),
             framework={KEY: payload},
         )
+
+
+def _replayed_events(response: Response) -> list[ResponseStreamEvent]:
+    """What the SDK's stream gets, live or replayed alike (from the journaled response): each
+    message's text as one text delta, then the completed response (the live token deltas go
+    to wakeline's delta stream: ``Client.watch(..., deltas=True)``)."""
+    events: list[ResponseStreamEvent] = []
+    for index, item in enumerate(response.output):
+        if not isinstance(item, ResponseOutputMessage):
+            continue
+        for part, content in enumerate(item.content):
+            if isinstance(content, ResponseOutputText):
+                delta = ResponseTextDeltaEvent(
+                    type="response.output_text.delta",
+                    item_id=item.id,
+                    output_index=index,
+                    content_index=part,
+                    delta=content.text,
+                    logprobs=[],
+                    sequence_number=len(events),
+                )
+                events.append(delta)
+    done = ResponseCompletedEvent(
+        type="response.completed", response=response, sequence_number=len(events)
+    )
+    return [*events, done]
 
 
 def _response_usage(response: Response) -> Any:
