@@ -52,7 +52,7 @@ class WakelineDurability(BaseDurabilityCapability[Any]):
         wrapped_toolset_kinds=frozenset({"function", "mcp", "dynamic"}),
         toolset_lifecycles={
             "function": "enter-always",
-            "mcp": "enter-in-durable-unit",  # steps run in the worker's process
+            "mcp": "enter-outside-durable",  # units run in the driver's tasks: each enters its own
             "dynamic": "enter-never",
         },
         tool_call_result_upgrade_lenient=False,
