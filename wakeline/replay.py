@@ -72,7 +72,10 @@ def replay_journal(app: App, run_id: str, raw: list[bytes]) -> ReplayReport:
         raise LookupError(f"run {run_id} has no events")
     core = RunCore(run_id, app.with_providers({}), journal=list(journal), entropy=_no_entropy)
     last = journal[-1]
-    live = core.activate(Activation(Recover(), last.time_ms, last.writer))
+    try:
+        live = core.activate(Activation(Recover(), last.time_ms, last.writer))
+    finally:
+        core.close()
     replayed = live.replayed
     if isinstance(live.status, Drifted):
         drift, produced = live.status.error, live.status.diverged

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import gc
 from typing import Any
 
 from wakeline import App, Context, jsonutil
 from wakeline.actors.effects import run_effect
-from wakeline.core.activation import Completion, Ended
+from wakeline.core.activation import Activation, Completion, Ended, Start
+from wakeline.core.run_core import RunCore
 from wakeline.providers.mock import MockModel
 from wakeline.schemas.events import RunCompleted, RunFailed, RunStarted
 from wakeline.testing import CoreDriver
@@ -135,3 +137,26 @@ async def test_a_foreign_finalizer_run_by_the_gc_during_agent_code_does_not_fail
         gc.set_threshold(*threshold)
         gc.collect()
     assert isinstance(terminal_payload(core), RunCompleted)
+
+
+def test_a_dropped_core_cleans_up_its_agent_code_now_and_journals_nothing() -> None:
+    where: contextvars.ContextVar[str] = contextvars.ContextVar("where", default="outside")
+    cleaned: list[str] = []
+    app = App()
+
+    @app.agent
+    async def waiting(ctx: Any, n: int) -> int:
+        token = where.set("agent")
+        try:
+            await ctx.approval("go")
+            return n
+        finally:
+            cleaned.append(where.get())
+            where.reset(token)  # in its own context: no "created in a different Context"
+            await ctx.sleep(1)  # agent code may not journal anything any more
+
+    core = RunCore("drop-1", app)
+    out = core.activate(Activation(Start(RunStarted("waiting", "1")), 0, "w"))
+    assert [type(e.payload).__name__ for e in out.events] == ["RunStarted", "GateOpened"]
+    core.close()
+    assert cleaned == ["agent"]

@@ -101,6 +101,7 @@ class RunActor:
             raise
         if self.finished:
             self._drain(ActorGone(f"run {self.run_id} has ended"))
+            self.core.close()
             self.host.actor_stopped(self, None)
             return
         self._task = asyncio.create_task(self._loop(), name=f"run:{self.run_id}")
@@ -141,6 +142,7 @@ class RunActor:
             self._task.cancel()
             await asyncio.gather(self._task, *self._effects, return_exceptions=True)
         self._drain(ActorGone(f"run {self.run_id}: its actor was stopped"))
+        self.core.close()
 
     def _drain(self, reason: BaseException) -> None:
         """Fail every queued command: nothing may wait on an actor that is gone."""
@@ -171,6 +173,7 @@ class RunActor:
         for task in list(self._effects):
             task.cancel()
         self._drain(error or ActorGone(f"run {self.run_id} has ended or was unloaded"))
+        self.core.close()  # agent code still suspended cleans up now, on its own loop
         self.host.actor_stopped(self, error)
 
     async def _apply_command(self, message: _Command) -> None:

@@ -92,6 +92,19 @@ class AgentTask:
         self._main = None
         self._futures.clear()
 
+    def close(self) -> None:
+        """The core is dropped: cancel what agent code still has suspended and run its loop
+        until idle, so its clean-up (``finally``, context managers, context-variable resets)
+        runs now, on its own loop and in its own context -- not later, wherever the garbage
+        collector happens to close the coroutines.  Nothing it does then is journaled."""
+        self.stop()
+        self._ended = True
+        for task in asyncio.all_tasks(self._loop):
+            task.cancel()
+        self._loop.run_until_idle()
+        self._loop.take_errors()
+        self._loop.close()
+
     def _run(self) -> None:
         self._loop.run_until_idle()
         errors = [e for e in self._loop.take_errors() if not isinstance(e, StopRun)]

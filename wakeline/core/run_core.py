@@ -103,6 +103,7 @@ class RunCore:
         self._diverged: Event | None = None
         self._ended: Event | None = None
         self._out = _Outbox()
+        self._closed = False
         self._task = AgentTask(_Port(self))
 
     @property
@@ -136,6 +137,12 @@ class RunCore:
             case DecideInDoubt() as resolved:
                 self._resolve_in_doubt(resolved)
         return self._complete()
+
+    def close(self) -> None:
+        """Drop the core: agent code still suspended is cancelled and cleaned up now, on its
+        own loop (see :meth:`AgentTask.close`); the journal is left as it is."""
+        self._closed = True
+        self._task.close()
 
     # -- inputs ----------------------------------------------------------------------------
     def _start(self, started: RunStarted) -> None:
@@ -380,6 +387,8 @@ class _Port:
         return self._core._entropy(n)
 
     def emit(self, payload: EventPayload, call: Any = None) -> Event:
+        if self._core._closed:  # agent code cleaning up after the core was dropped
+            raise StopRun()
         return self._core._produce(payload, call)
 
     def wait(self, seq: int) -> asyncio.Future[Any]:
@@ -389,6 +398,8 @@ class _Port:
         return self._core._task.fail_run(error_type, message)
 
     def emit_terminal(self, payload: EventPayload) -> None:
+        if self._core._closed:
+            return
         with contextlib.suppress(StopRun):  # drift: recorded by the core
             self._core._emit(payload)
 

@@ -130,10 +130,13 @@ def _check_fresh_replay(
     expected: act.Completion,
 ) -> None:
     fresh = RunCore(run_id, app, journal=list(journal), entropy=entropy)
-    caught_up = fresh.activate(act.Activation(act.Recover(reopen=False), 0, "replay"))
-    if caught_up.events or isinstance(caught_up.status, act.Drifted):
-        raise ReplayMismatch(f"run {run_id}: replaying {len(journal)} events changed the run")
-    again = fresh.activate(activation)
+    try:
+        caught_up = fresh.activate(act.Activation(act.Recover(reopen=False), 0, "replay"))
+        if caught_up.events or isinstance(caught_up.status, act.Drifted):
+            raise ReplayMismatch(f"run {run_id}: replaying {len(journal)} events changed the run")
+        again = fresh.activate(activation)
+    finally:
+        fresh.close()
     codec = event_codec()
     if [codec.encode(e) for e in again.events] != [codec.encode(e) for e in expected.events]:
         raise ReplayMismatch(
