@@ -13,8 +13,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from conformance import SCENARIOS
 from crash_runs import Scenario, load_app, served
-from test_crash_conformance import SCENARIOS
 
 from wakeline import jsonutil
 from wakeline.replay import replay_journal
@@ -34,11 +34,6 @@ from wakeline.testing.waits import wait_for_event
 pytestmark = pytest.mark.slow
 
 Clean = tuple[Any, list[Event]]
-APPROVERS = {n: "approver" for n in ("native", "pydantic-ai", "openai-agents", "langchain")}
-"""The agent of each scenario's app whose ``refund`` tool needs an approval (gate
-``tool:refund``) and logs its idempotency key to ``charges.txt`` when it runs."""
-STREAMERS = {n: "streamer" for n in ("native", "pydantic-ai", "openai-agents", "langchain")}
-"""The agent of each scenario's app that makes one streamed model call of its input."""
 
 
 @pytest.fixture(scope="module", params=sorted(SCENARIOS))
@@ -81,7 +76,7 @@ async def test_a_run_budget_stops_the_next_call_before_it_is_sent(
 
 
 @pytest.mark.parametrize("decision", ["approve", "reject"])
-@pytest.mark.parametrize("name", sorted(APPROVERS))
+@pytest.mark.parametrize("name", sorted(SCENARIOS))
 async def test_a_tool_waits_for_an_approval_decided_from_another_process(
     tmp_path: Path, name: str, decision: str
 ) -> None:
@@ -89,7 +84,7 @@ async def test_a_tool_waits_for_an_approval_decided_from_another_process(
     charges = tmp_path / "charges.txt"
     with FakeLLMServer() as server:
         async with served(tmp_path, server, chosen.target) as client:
-            handle = await client.start_run(APPROVERS[name], "order 7")
+            handle = await client.start_run("approver", "order 7")
             gate = await wait_for_event(client, handle.run_id, GateOpened)
             assert isinstance(gate.payload, GateOpened) and gate.payload.name == "tool:refund"
             assert not charges.exists()  # the tool waits for the decision
@@ -112,7 +107,7 @@ async def test_a_tool_waits_for_an_approval_decided_from_another_process(
         assert "not this one" in str(sent[-1])  # the model was told why
 
 
-@pytest.mark.parametrize("name", sorted(STREAMERS))
+@pytest.mark.parametrize("name", sorted(SCENARIOS))
 async def test_streamed_deltas_joined_are_the_journaled_text(tmp_path: Path, name: str) -> None:
     chosen = SCENARIOS[name]
     deltas: list[str] = []
@@ -121,7 +116,7 @@ async def test_streamed_deltas_joined_are_the_journaled_text(tmp_path: Path, nam
         server.chunk_delay_s = 0.01
         server.hold()  # no answer before the watcher below follows the call
         async with served(tmp_path, server, chosen.target) as client:
-            handle = await client.start_run(STREAMERS[name], "tell me a story")
+            handle = await client.start_run("streamer", "tell me a story")
             updates = client.watch(handle.run_id, from_offset=handle.from_offset, deltas=True)
             async for update in updates:
                 if update.delta is not None:

@@ -11,45 +11,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import lc_crash_agents
-import oai_crash_agents
 import pytest
+from conformance import SCENARIOS
 from crash_runs import Clean, Scenario
-from pai_crash_agents import RUNS, TARGET
-
-SCENARIOS = {
-    "native": Scenario(
-        target="crash_agents.py:app_from_env()",
-        agent="planner",
-        input="ship the release",
-        calls=4,
-        crash_at=2,
-    ),
-    "pydantic-ai": Scenario(
-        target=TARGET,
-        agent="biller",
-        input="the invoice",
-        calls=2 * RUNS,
-        crash_at=2,  # the answer after the first tool call
-        charges=RUNS,
-    ),
-    "langchain": Scenario(
-        target=lc_crash_agents.TARGET,
-        agent="biller",
-        input="the invoice",
-        calls=2 * lc_crash_agents.RUNS,
-        crash_at=2,  # the answer after the first tool call
-        charges=lc_crash_agents.RUNS,
-    ),
-    "openai-agents": Scenario(
-        target=oai_crash_agents.TARGET,
-        agent="biller",
-        input="the invoice",
-        calls=2 * oai_crash_agents.RUNS,
-        crash_at=2,  # the answer after the first tool call
-        charges=oai_crash_agents.RUNS,
-    ),
-}
 
 pytestmark = pytest.mark.slow
 
