@@ -73,13 +73,6 @@ def make_app(base_url: str, *, idempotent: bool = True) -> App:
     return app
 
 
-async def drive(core: CoreDriver, completion: Any) -> None:
-    pending = list(completion.effects)
-    while pending:
-        result = await run_effect(core.app, pending.pop(0), now_ms=lambda: 0)
-        pending += core.deliver(result).effects
-
-
 def terminal_of(core: CoreDriver) -> object:
     return core.terminal.payload if core.terminal else None
 
@@ -89,7 +82,7 @@ async def test_a_langchain_agent_is_journaled_priced_and_replayed(server: FakeLL
     core = CoreDriver(
         "lc-1", make_app(server.openai_base_url, idempotent=False), always_replay=True
     )
-    await drive(core, core.start(RunStarted("billing", jsonutil.dumps("charge the card"))))
+    await core.drive(core.start(RunStarted("billing", jsonutil.dumps("charge the card"))))
     terminal = terminal_of(core)
     assert isinstance(terminal, RunCompleted), core.status
     assert jsonutil.loads(terminal.output).startswith("fake reply #2")
@@ -127,26 +120,6 @@ async def test_a_langchain_agent_is_journaled_priced_and_replayed(server: FakeLL
     assert server.received == 2 and len(CHARGES) == 1
 
 
-async def test_a_crash_after_the_first_call_resends_nothing_journaled(
-    server: FakeLLMServer,
-) -> None:
-    CHARGES.clear()
-    app = make_app(server.openai_base_url)
-    core = CoreDriver("lc-2", app, always_replay=True)
-    first = core.start(RunStarted("billing", jsonutil.dumps("charge the card")))
-    [effect] = first.effects
-    core.deliver(await run_effect(app, effect, now_ms=lambda: 0))  # the first call, journaled
-    assert server.received == 1
-
-    fresh = core.crash(app=make_app(server.openai_base_url))  # a new process, the journal only
-    await drive(fresh, fresh.recover())
-    terminal = terminal_of(fresh)
-    assert isinstance(terminal, RunCompleted), fresh.status
-    digests = [r.digest for r in server.requests()]
-    assert len(digests) == len(set(digests)) == 2  # the journaled request was not sent again
-    assert [n for n, _ in CHARGES] == [1]
-
-
 @pytest.mark.parametrize(
     ("status", "retriable", "sent"), [(429, True, 2), (503, True, 2), (400, False, 1)]
 )
@@ -155,7 +128,7 @@ async def test_provider_http_errors_are_retriable_or_terminal(
 ) -> None:
     server.fail_next(2, status=status)
     core = CoreDriver("lc-3", make_app(server.openai_base_url), always_replay=True)
-    await drive(core, core.start(RunStarted("billing", jsonutil.dumps("charge the card"))))
+    await core.drive(core.start(RunStarted("billing", jsonutil.dumps("charge the card"))))
     failed = [e.payload for e in core.journal if isinstance(e.payload, ModelCallFailed)]
     assert [(f.status_code, f.retriable) for f in failed] == [(status, retriable)] * sent
     assert {f.error_type for f in failed} == {
@@ -202,7 +175,7 @@ async def test_a_structured_response_is_journaled_and_rebuilt_on_replay(
     server: FakeLLMServer,
 ) -> None:
     core = CoreDriver("lc-5", make_structured_app(server.openai_base_url), always_replay=True)
-    await drive(core, core.start(RunStarted("bill", jsonutil.dumps("bill it"))))
+    await core.drive(core.start(RunStarted("bill", jsonutil.dumps("bill it"))))
     terminal = terminal_of(core)
     assert isinstance(terminal, RunCompleted), core.status
     assert jsonutil.loads(terminal.output) == {"n": 1}  # the fake server called the Bill tool
@@ -294,7 +267,7 @@ async def test_an_agent_called_by_a_tool_is_part_of_that_tool_call(server: FakeL
     app = App()
     register(app, create_agent(model, [ask_expert], middleware=[WAKELINE]), name="ask")
     core = CoreDriver("lc-8", app, always_replay=True)
-    await drive(core, core.start(RunStarted("ask", jsonutil.dumps("ask the expert"))))
+    await core.drive(core.start(RunStarted("ask", jsonutil.dumps("ask the expert"))))
     assert isinstance(terminal_of(core), RunCompleted), core.status
     kinds = [type(e.payload).__name__ for e in core.journal]
     assert kinds.count("ModelCallRequested") == 2  # the expert's call is inside the tool call

@@ -16,7 +16,6 @@ from langchain_core.tools import tool
 from langchain_openai import ChatOpenAI
 
 from wakeline import App, Context, jsonutil
-from wakeline.actors.effects import run_effect
 from wakeline.adapters.langchain import WakelineMiddleware, ainvoke
 from wakeline.core import activation as act
 from wakeline.replay import replay_journal
@@ -61,19 +60,10 @@ def make_app(base_url: str) -> App:
     return app
 
 
-async def drive(core: CoreDriver, completion: act.Completion) -> act.Completion:
-    pending = list(completion.effects)
-    while pending:
-        result = await run_effect(core.app, pending.pop(0), now_ms=lambda: 0)
-        completion = core.deliver(result)
-        pending += completion.effects
-    return completion
-
-
 async def decide(server: FakeLLMServer, run_id: str, approved: bool) -> CoreDriver:
     REFUNDS.clear()
     core = CoreDriver(run_id, make_app(server.openai_base_url), always_replay=True)
-    await drive(core, core.start(RunStarted("refunds", jsonutil.dumps("refund me"))))
+    await core.drive(core.start(RunStarted("refunds", jsonutil.dumps("refund me"))))
     assert isinstance(core.status, act.WaitingOnPeople), core.status
     [gate] = [e for e in core.journal if isinstance(e.payload, GateOpened)]
     assert isinstance(gate.payload, GateOpened) and gate.payload.name == "tool:refund"
@@ -82,9 +72,9 @@ async def decide(server: FakeLLMServer, run_id: str, approved: bool) -> CoreDriv
     assert server.received == 1 and REFUNDS == []  # stopped before the tool
 
     fresh = core.crash(app=make_app(server.openai_base_url))  # the decision, in a new process
-    assert isinstance((await drive(fresh, fresh.recover())).status, act.WaitingOnPeople)
+    assert isinstance((await fresh.drive(fresh.recover())).status, act.WaitingOnPeople)
     resolved = GateResolved(gate.seq, approved, "alice", "" if approved else "too much")
-    await drive(fresh, fresh.deliver(resolved))
+    await fresh.drive(fresh.deliver(resolved))
     terminal = fresh.terminal.payload if fresh.terminal else None
     assert isinstance(terminal, RunCompleted), fresh.status
     digests = [r.digest for r in server.requests()]

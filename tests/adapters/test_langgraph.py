@@ -22,7 +22,6 @@ from langgraph.prebuilt import ToolNode
 from langgraph.types import interrupt
 
 from wakeline import App, Context, current_tool_call, jsonutil
-from wakeline.actors.effects import run_effect
 from wakeline.adapters.langchain import DurableChatModel, WakelineMiddleware, ainvoke
 from wakeline.core import activation as act
 from wakeline.replay import replay_journal
@@ -101,21 +100,12 @@ def make_app(base_url: str) -> App:
     return app
 
 
-async def drive(core: CoreDriver, completion: act.Completion) -> act.Completion:
-    pending = list(completion.effects)
-    while pending:
-        result = await run_effect(core.app, pending.pop(0), now_ms=lambda: 0)
-        completion = core.deliver(result)
-        pending += completion.effects
-    return completion
-
-
 async def test_a_state_graph_is_journaled_gated_resumed_and_replayed(
     server: FakeLLMServer,
 ) -> None:
     KEYS.clear()
     core = CoreDriver("lg-1", make_app(server.openai_base_url), always_replay=True)
-    await drive(core, core.start(RunStarted("billing", jsonutil.dumps("charge the card"))))
+    await core.drive(core.start(RunStarted("billing", jsonutil.dumps("charge the card"))))
     assert isinstance(core.status, act.WaitingOnPeople), core.status
     [gate] = [e for e in core.journal if isinstance(e.payload, GateOpened)]
     assert isinstance(gate.payload, GateOpened)
@@ -123,8 +113,8 @@ async def test_a_state_graph_is_journaled_gated_resumed_and_replayed(
     assert server.received == 1 and KEYS == []
 
     fresh = core.crash(app=make_app(server.openai_base_url))  # a new process, the journal only
-    assert isinstance((await drive(fresh, fresh.recover())).status, act.WaitingOnPeople)
-    await drive(fresh, fresh.deliver(GateResolved(gate.seq, True, "alice")))
+    assert isinstance((await fresh.drive(fresh.recover())).status, act.WaitingOnPeople)
+    await fresh.drive(fresh.deliver(GateResolved(gate.seq, True, "alice")))
     terminal = fresh.terminal.payload if fresh.terminal else None
     assert isinstance(terminal, RunCompleted), fresh.status
     assert jsonutil.loads(terminal.output).startswith("fake reply #2")

@@ -306,26 +306,6 @@ async def test_an_sdk_agent_is_journaled_priced_and_replayed(server: FakeLLMServ
     assert server.received == 2 and CHARGES == [1]
 
 
-async def test_a_crash_after_the_first_call_resends_nothing_journaled(
-    server: FakeLLMServer,
-) -> None:
-    CHARGES.clear()
-    app = make_app(server.openai_base_url)
-    core = CoreDriver("oai-2", app, always_replay=True)
-    first = core.start(RunStarted("billing", jsonutil.dumps("charge the card")))
-    [effect] = first.effects
-    core.deliver(await run_effect(app, effect, now_ms=lambda: 0))  # the first call, journaled
-    assert server.received == 1
-
-    fresh = core.crash(app=make_app(server.openai_base_url))  # a new process, the journal only
-    await drive(fresh, fresh.recover())
-    terminal = fresh.terminal.payload if fresh.terminal else None
-    assert isinstance(terminal, RunCompleted), fresh.status
-    digests = [r.digest for r in server.requests()]
-    assert len(digests) == len(set(digests)) == 2  # the journaled request was not sent again
-    assert CHARGES == [1]
-
-
 async def test_tool_calls_of_one_response_are_journaled_in_a_stable_order() -> None:
     CHARGES.clear()
     core = await run(make_app(UNREACHABLE), "oai-7", "parallel", "charge twice")

@@ -58,19 +58,12 @@ def make_app(base_url: str) -> App:
     return app
 
 
-async def drive(core: CoreDriver, completion: Any) -> None:
-    pending = list(completion.effects)
-    while pending:
-        result = await run_effect(core.app, pending.pop(0), now_ms=lambda: 0)
-        pending += core.deliver(result).effects
-
-
 async def test_a_pydantic_ai_agent_is_journaled_priced_and_replayed(
     server: FakeLLMServer,
 ) -> None:
     CHARGES.clear()
     core = CoreDriver("pai-1", make_app(server.openai_base_url), always_replay=True)
-    await drive(core, core.start(RunStarted("billing", jsonutil.dumps("charge the card"))))
+    await core.drive(core.start(RunStarted("billing", jsonutil.dumps("charge the card"))))
     terminal = core.terminal.payload if core.terminal else None
     assert isinstance(terminal, RunCompleted), core.status
     assert jsonutil.loads(terminal.output).startswith("fake reply #2")
@@ -109,7 +102,7 @@ async def test_a_crash_after_the_first_call_resends_nothing_journaled(
     assert server.received == 1
 
     fresh = core.crash(app=make_app(server.openai_base_url))  # a new process, the journal only
-    await drive(fresh, fresh.recover())
+    await fresh.drive(fresh.recover())
     terminal = fresh.terminal.payload if fresh.terminal else None
     assert isinstance(terminal, RunCompleted), fresh.status
     digests = [r.digest for r in server.requests()]

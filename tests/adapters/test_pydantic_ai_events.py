@@ -14,7 +14,6 @@ from pydantic_ai.models.openai import OpenAIChatModel
 from pydantic_ai.providers.openai import OpenAIProvider
 
 from wakeline import App, jsonutil
-from wakeline.actors.effects import run_effect
 from wakeline.adapters.pydantic_ai import WakelineDurability, register
 from wakeline.adapters.pydantic_ai.events import parse_token
 from wakeline.replay import replay_journal
@@ -46,19 +45,12 @@ def make_app(base_url: str) -> App:
     return app
 
 
-async def drive(core: CoreDriver, completion: Any) -> None:
-    pending = list(completion.effects)
-    while pending:
-        result = await run_effect(core.app, pending.pop(0), now_ms=lambda: 0)
-        pending += core.deliver(result).effects
-
-
 async def test_a_request_for_input_waits_on_a_gate_across_a_crash() -> None:
     ASKED.clear()
     REFUNDS.clear()
     with FakeLLMServer() as server:
         core = CoreDriver("events-1", make_app(server.openai_base_url), always_replay=True)
-        await drive(core, core.start(RunStarted("refunds", jsonutil.dumps("refund order 7"))))
+        await core.drive(core.start(RunStarted("refunds", jsonutil.dumps("refund order 7"))))
         [gate] = [e for e in core.journal if isinstance(e.payload, GateOpened)]
         assert isinstance(gate.payload, GateOpened)
         assert gate.payload.name == "event:deferred_tool_calls" and REFUNDS == []
@@ -70,7 +62,7 @@ async def test_a_request_for_input_waits_on_a_gate_across_a_crash() -> None:
         fresh.recover()
         answer = DeferredToolResults(approvals={ids[0]: True})
         reason = jsonutil.dumps(TypeAdapter(DeferredToolResults).dump_python(answer, mode="json"))
-        await drive(fresh, fresh.deliver(GateResolved(gate.seq, True, "ops", reason)))
+        await fresh.drive(fresh.deliver(GateResolved(gate.seq, True, "ops", reason)))
         terminal = fresh.terminal.payload if fresh.terminal else None
         assert isinstance(terminal, RunCompleted), fresh.status
         assert REFUNDS == [1] and len(ASKED) == 1  # asked once, refunded once

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Any
 
 from fastmcp.client.transports import StdioTransport
 from pydantic_ai import Agent
@@ -16,7 +15,6 @@ from pydantic_ai.models.openai import OpenAIChatModel
 from pydantic_ai.providers.openai import OpenAIProvider
 
 from wakeline import App, jsonutil
-from wakeline.actors.effects import run_effect
 from wakeline.adapters.pydantic_ai import WakelineDurability, register
 from wakeline.replay import replay_journal
 from wakeline.schemas.codec import event_codec
@@ -44,18 +42,11 @@ def make_app(base_url: str, calls: Path) -> App:
     return app
 
 
-async def drive(core: CoreDriver, completion: Any) -> None:
-    pending = list(completion.effects)
-    while pending:
-        result = await run_effect(core.app, pending.pop(0), now_ms=lambda: 0)
-        pending += core.deliver(result).effects
-
-
 async def test_mcp_discovery_and_tool_calls_are_journaled_and_replayed(tmp_path: Path) -> None:
     calls = tmp_path / "mcp_calls.txt"
     with FakeLLMServer() as server:
         core = CoreDriver("mcp-1", make_app(server.openai_base_url, calls), always_replay=True)
-        await drive(core, core.start(RunStarted("orders", jsonutil.dumps("where is order 1?"))))
+        await core.drive(core.start(RunStarted("orders", jsonutil.dumps("where is order 1?"))))
         terminal = core.terminal.payload if core.terminal else None
         assert isinstance(terminal, RunCompleted), core.status
         assert server.received == 2

@@ -11,8 +11,6 @@ from __future__ import annotations
 from typing import Any
 
 from wakeline import App, Context, jsonutil
-from wakeline.actors.effects import run_effect
-from wakeline.core.activation import Completion
 from wakeline.providers.mock import MockModel
 from wakeline.replay import ReplayReport, replay_journal
 from wakeline.schemas.codec import event_codec
@@ -48,17 +46,10 @@ def make_app(version: str) -> App:
     return app
 
 
-async def drive(core: CoreDriver, out: Completion) -> None:
-    pending = list(out.effects)
-    while pending:
-        result = await run_effect(core.app, pending.pop(0), now_ms=lambda: 0)
-        pending += core.deliver(result).effects
-
-
 async def finished(version: str) -> CoreDriver:
     core = CoreDriver(f"run-{version}", make_app(version), always_replay=True)
     core.start(RunStarted("summarize", jsonutil.dumps("kelp")))
-    await drive(core, core.deliver(GateResolved(1, True, "ops")))
+    await core.drive(core.deliver(GateResolved(1, True, "ops")))
     assert isinstance(core.terminal.payload if core.terminal else None, RunCompleted)
     return core
 
@@ -96,7 +87,7 @@ async def test_an_old_run_that_reaches_the_patch_after_the_deploy_takes_the_new_
     old.start(RunStarted("summarize", jsonutil.dumps("kelp")))  # waits at the gate
     resumed = old.crash(app=make_app("v2"))  # the worker restarts on the new code
     resumed.recover()
-    await drive(resumed, resumed.deliver(GateResolved(1, True, "ops")))
+    await resumed.drive(resumed.deliver(GateResolved(1, True, "ops")))
     assert prompts(resumed) == ["Summarize kelp in five words."]
     assert markers(resumed) == [PatchApplied("five-words")]
 

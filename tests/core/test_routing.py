@@ -17,7 +17,6 @@ import pytest
 
 from wakeline import App, Context, RouteError, Target, jsonutil
 from wakeline.actors.effects import run_effect
-from wakeline.core.activation import Completion
 from wakeline.core.governance import CallInfo, Deny
 from wakeline.core.model import (
     DeltaSink,
@@ -82,16 +81,9 @@ def make_app(*providers: Provider, targets: list[str | Target], **route: Any) ->
     return app
 
 
-async def drive(core: CoreDriver, out: Completion) -> None:
-    pending = list(out.effects)
-    while pending:
-        result = await run_effect(core.app, pending.pop(0), now_ms=lambda: 0)
-        pending += core.deliver(result).effects
-
-
 async def run(app: App, budget: Budget | None = None) -> CoreDriver:
     core = CoreDriver("route-1", app, always_replay=True)
-    await drive(core, core.start(RunStarted("ask", jsonutil.dumps("hello"), budget=budget)))
+    await core.drive(core.start(RunStarted("ask", jsonutil.dumps("hello"), budget=budget)))
     return core
 
 
@@ -165,7 +157,7 @@ async def test_a_shared_budget_denial_falls_back() -> None:
     first = core.start(RunStarted("ask", jsonutil.dumps("hello")))
     [effect] = first.effects
     denied = ModelCallDenied(effect.seq, "tenant", "usd", "1", "1", "0.02")
-    await drive(core, core.deliver(denied))  # as the driver's ledger check would deliver it
+    await core.drive(core.deliver(denied))  # as the driver's ledger check would deliver it
     assert output(core)["provider"] == "b" and a.sent == []
     [fallback] = of(core, ModelRouteFallback)
     assert fallback.reason == "budget" and fallback.detail.startswith("tenant budget usd")
@@ -206,7 +198,7 @@ async def test_a_crash_after_a_fallback_resumes_at_the_next_target() -> None:
     second = core.deliver(result)  # a failed: the fallback and b's request are journaled
     assert [e.request.payload.provider for e in second.effects] == ["b"]
     fresh = core.crash()
-    await drive(fresh, fresh.recover())
+    await fresh.drive(fresh.recover())
     assert output(fresh)["provider"] == "b"
     assert a.sent == ["big"] and b.sent == ["small"]
 

@@ -17,8 +17,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from wakeline.actors.effects import run_effect
 from wakeline.core import activation as act
 from wakeline.core.app import App
+from wakeline.core.model import DeltaSink
 from wakeline.core.run_core import RunCore
 from wakeline.schemas.codec import event_codec
 from wakeline.schemas.events import Event, RunStarted
@@ -91,6 +93,18 @@ class CoreDriver:
         self._begun = True
         self.journal.extend(completion.events)
         self.last = completion
+        return completion
+
+    async def drive(
+        self, completion: act.Completion, *, on_delta: DeltaSink | None = None
+    ) -> act.Completion:
+        """Run ``completion``'s effects one at a time, in order, delivering each result (and
+        running the effects it leads to) until none is left; returns the last completion."""
+        pending = list(completion.effects)
+        while pending:
+            result = await run_effect(self.app, pending.pop(0), now_ms=lambda: 0, on_delta=on_delta)
+            completion = self.deliver(result)
+            pending += completion.effects
         return completion
 
     def crash(self, *, writer: str = "w2", app: App | None = None) -> CoreDriver:
