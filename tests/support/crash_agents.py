@@ -19,9 +19,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from workers import DATA_ENV, SUPPORT, llm_url, worker_command
+from workers import SUPPORT, llm_url, log_charge, worker_command
 
-from wakeline import App, Context, ToolCallError, current_tool_call
+from wakeline import App, Context, ToolCallError
 from wakeline.core.model import DeltaSink, ModelRequest, ModelResponse
 from wakeline.providers.openai_compat import OpenAICompatProvider
 from wakeline.topics.port import Log, OffsetCommit, OutRecord, PartitionWriter
@@ -134,9 +134,7 @@ def add_approver(app: App) -> None:
 
     @app.tool(requires_approval=True, idempotent=False)
     def refund(n: int) -> str:
-        key = current_tool_call().idempotency_key
-        with open(Path(os.environ[DATA_ENV]) / "charges.txt", "a") as out:
-            out.write(f"{key}\n")
+        log_charge()
         return f"refunded {n}"
 
     @app.agent

@@ -11,7 +11,6 @@ The agent's tool appends each call's idempotency key to ``$WAKELINE_TEST_DATA/ch
 from __future__ import annotations
 
 import os
-from pathlib import Path
 from typing import Any
 
 from crash_agents import CRASH_ENV, die
@@ -21,9 +20,9 @@ from langchain_core.messages import BaseMessage
 from langchain_core.outputs import ChatResult
 from langchain_core.tools import tool
 from langchain_openai import ChatOpenAI
-from workers import DATA_ENV, llm_url
+from workers import llm_url, log_charge
 
-from wakeline import App, Context, current_tool_call
+from wakeline import App, Context
 from wakeline.adapters.langchain import WakelineMiddleware, ainvoke, durable
 
 RUNS = 2  # agent runs per wakeline run; each makes two model calls around one tool call
@@ -49,9 +48,7 @@ class KillingChatOpenAI(ChatOpenAI):
 @tool
 def charge(n: int) -> str:
     """Charge the card n times."""
-    key = current_tool_call().idempotency_key
-    with open(Path(os.environ[DATA_ENV]) / "charges.txt", "a") as out:
-        out.write(f"{key}\n")
+    log_charge()
     return f"charged {n}"  # the key differs per run: not in the conversation
 
 
@@ -90,9 +87,7 @@ def add_approver(app: App, model: ChatOpenAI) -> None:
     @tool
     def refund(n: int) -> str:
         """Refund the order."""
-        key = current_tool_call().idempotency_key
-        with open(Path(os.environ[DATA_ENV]) / "charges.txt", "a") as out:
-            out.write(f"{key}\n")
+        log_charge()
         return f"refunded {n}"
 
     review = HumanInTheLoopMiddleware(interrupt_on={"refund": True})

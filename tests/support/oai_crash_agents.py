@@ -11,7 +11,6 @@ agent's tool appends each call's idempotency key to ``$WAKELINE_TEST_DATA/charge
 from __future__ import annotations
 
 import os
-from pathlib import Path
 from typing import Any
 
 from agents import (
@@ -25,9 +24,9 @@ from agents import (
 )
 from crash_agents import CRASH_ENV, die
 from openai import AsyncOpenAI
-from workers import DATA_ENV, llm_url
+from workers import llm_url, log_charge
 
-from wakeline import App, Context, current_tool_call
+from wakeline import App, Context
 from wakeline.adapters.openai_agents import durable
 
 RUNS = 2  # SDK runs per wakeline run; each makes two model calls around one tool call
@@ -56,9 +55,7 @@ def make_app(base_url: str, mode: str = "", at: int = 0) -> App:
     @function_tool
     def charge(n: int) -> str:
         """Charge the card."""
-        key = current_tool_call().idempotency_key
-        with open(Path(os.environ[DATA_ENV]) / "charges.txt", "a") as out:
-            out.write(f"{key}\n")
+        log_charge()
         return f"charged {n}"  # the key differs per run: not in the conversation
 
     agent = Agent(name="billing", instructions="You bill.", model=model, tools=[charge])
@@ -99,9 +96,7 @@ def add_approver(app: App, model: Model) -> None:
     @function_tool(needs_approval=True)
     def refund(n: int) -> str:
         """Refund the order."""
-        key = current_tool_call().idempotency_key
-        with open(Path(os.environ[DATA_ENV]) / "charges.txt", "a") as out:
-            out.write(f"{key}\n")
+        log_charge()
         return f"refunded {n}"
 
     refunds = Agent(name="refunds", model=model, tools=[refund])

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import os
 from collections.abc import AsyncIterable
-from pathlib import Path
 from typing import Any
 
 from crash_agents import CRASH_ENV, die
@@ -23,9 +22,9 @@ from pydantic_ai.models.openai import OpenAIChatModel
 from pydantic_ai.models.wrapper import WrapperModel
 from pydantic_ai.providers.openai import OpenAIProvider
 from pydantic_ai.settings import ModelSettings
-from workers import DATA_ENV, llm_url
+from workers import llm_url, log_charge
 
-from wakeline import App, Context, current_tool_call
+from wakeline import App, Context
 from wakeline.adapters.pydantic_ai import WakelineDurability, durable, run_with_approvals
 
 RUNS = 2  # agent runs per wakeline run; each makes two model calls around one tool call
@@ -61,9 +60,7 @@ def make_app(base_url: str, mode: str = "", at: int = 0) -> App:
 
     @agent.tool_plain
     def charge(n: int) -> str:
-        key = current_tool_call().idempotency_key
-        with open(Path(os.environ[DATA_ENV]) / "charges.txt", "a") as out:
-            out.write(f"{key}\n")
+        log_charge()
         return f"charged {n}"  # the key differs per run: not in the conversation
 
     app = App(default_provider="openai", default_model="gpt-4o-mini")
@@ -110,9 +107,7 @@ def add_approver(app: App, model: Any) -> None:
 
     @refunds.tool_plain(requires_approval=True)
     def refund(n: int) -> str:
-        key = current_tool_call().idempotency_key
-        with open(Path(os.environ[DATA_ENV]) / "charges.txt", "a") as out:
-            out.write(f"{key}\n")
+        log_charge()
         return f"refunded {n}"
 
     @app.agent

@@ -11,6 +11,8 @@ import os
 import sys
 from pathlib import Path
 
+from wakeline import current_tool_call
+
 SUPPORT = Path(__file__).parent
 ENTRY = (sys.executable, "-m", "wakeline.testing.worker_process")
 LLM_URL_ENV = "WAKELINE_TEST_LLM_URL"
@@ -37,3 +39,11 @@ def worker_env(
 
 def llm_url() -> str:
     return os.environ.get(LLM_URL_ENV, UNREACHABLE)
+
+
+def log_charge() -> None:
+    """What the test agents' side-effecting tools do: append the current tool call's
+    idempotency key to ``$WAKELINE_TEST_DATA/charges.txt`` (one line per execution)."""
+    key = current_tool_call().idempotency_key
+    with open(Path(os.environ[DATA_ENV]) / "charges.txt", "a") as out:
+        out.write(f"{key}\n")
