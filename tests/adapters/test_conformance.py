@@ -14,9 +14,8 @@ from typing import Any
 
 import pytest
 from conformance import SCENARIOS
-from crash_runs import Scenario, load_app, served
+from crash_runs import Scenario, load_app, served, stream_followed
 
-from wakeline import jsonutil
 from wakeline.replay import replay_journal
 from wakeline.schemas.codec import event_codec
 from wakeline.schemas.events import (
@@ -25,8 +24,6 @@ from wakeline.schemas.events import (
     Event,
     GateOpened,
     GateResolved,
-    ModelCallCompleted,
-    ModelCallRequested,
 )
 from wakeline.testing.fake_llm import FakeLLMServer
 from wakeline.testing.waits import wait_for_event
@@ -110,23 +107,8 @@ async def test_a_tool_waits_for_an_approval_decided_from_another_process(
 @pytest.mark.parametrize("name", sorted(SCENARIOS))
 async def test_streamed_deltas_joined_are_the_journaled_text(tmp_path: Path, name: str) -> None:
     chosen = SCENARIOS[name]
-    deltas: list[str] = []
-    completed: list[ModelCallCompleted] = []
     with FakeLLMServer() as server:
-        server.chunk_delay_s = 0.01
-        server.hold()  # no answer before the watcher below follows the call
         async with served(tmp_path, server, chosen.target) as client:
-            handle = await client.start_run("streamer", "tell me a story")
-            updates = client.watch(handle.run_id, from_offset=handle.from_offset, deltas=True)
-            async for update in updates:
-                if update.delta is not None:
-                    deltas.append(update.delta.text)
-                payload = update.event.payload if update.event is not None else None
-                if isinstance(payload, ModelCallRequested):
-                    assert payload.stream
-                    server.release()
-                elif isinstance(payload, ModelCallCompleted):
-                    completed.append(payload)
+            joined, journaled = await stream_followed(client, server, "streamer")
         assert [r.stream for r in server.requests()] == [True]
-    [done] = completed
-    assert len(deltas) > 1 and "".join(deltas) == jsonutil.loads(done.message)["content"]
+    assert joined == journaled

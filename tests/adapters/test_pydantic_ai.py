@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from crash_runs import stream_followed
 from pydantic_ai import Agent
 from pydantic_ai.models.openai import OpenAIChatModel
 from pydantic_ai.providers.openai import OpenAIProvider
@@ -126,23 +127,7 @@ async def test_a_streamed_request_sends_live_deltas_and_journals_the_final_text(
     agent = Agent(model, name="streamer", capabilities=[durability])
     app = App()
     register(app, agent)
-    server.chunk_delay_s = 0.01
-    server.hold()  # no answer until the watcher below follows the call
     async with local_runtime(app, tmp_path / "data") as rt:
-        handle = await rt.client.start_run("streamer", "tell me a story")
-        deltas: list[str] = []
-        completed: list[ModelCallCompleted] = []
-        watch = rt.client.watch(handle.run_id, from_offset=handle.from_offset, deltas=True)
-        async for update in watch:
-            if update.delta is not None:
-                deltas.append(update.delta.text)
-            payload = update.event.payload if update.event is not None else None
-            if isinstance(payload, ModelCallRequested):
-                assert payload.stream
-                server.release()
-            if isinstance(payload, ModelCallCompleted):
-                completed.append(payload)
-    [done] = completed
-    text = jsonutil.loads(done.message)["content"]
-    assert len(deltas) > 1 and "".join(deltas) == text
+        joined, journaled = await stream_followed(rt.client, server, "streamer")
+    assert joined == journaled
     assert "PartStartEvent" in seen and [r.stream for r in server.requests()] == [True]

@@ -17,10 +17,10 @@ from typing import Any
 from crash_agents import CRASH_ENV, command
 from workers import SUPPORT, worker_env
 
-from wakeline import App
+from wakeline import App, jsonutil
 from wakeline.client import Client
 from wakeline.runtime import ensure_topics, load_target
-from wakeline.schemas.events import Event, ModelCallCompleted, RunCompleted
+from wakeline.schemas.events import Event, ModelCallCompleted, ModelCallRequested, RunCompleted
 from wakeline.testing.fake_llm import FakeLLMServer
 from wakeline.topics.embedded.log import EmbeddedLog
 
@@ -141,3 +141,25 @@ def load_app(target: str) -> App:
     """The scenario's app in this process, with no model server reachable."""
     app, _ = load_target(str(SUPPORT / target))
     return app
+
+
+async def stream_followed(client: Client, server: FakeLLMServer, agent: str) -> tuple[str, str]:
+    """Start ``agent`` (one streamed model call) with ``server`` holding its answer until a
+    watcher follows the call: the text of the live deltas joined, and the journaled text."""
+    server.chunk_delay_s = 0.01
+    server.hold()
+    handle = await client.start_run(agent, "tell me a story")
+    deltas: list[str] = []
+    completed: list[ModelCallCompleted] = []
+    async for update in client.watch(handle.run_id, from_offset=handle.from_offset, deltas=True):
+        if update.delta is not None:
+            deltas.append(update.delta.text)
+        payload = update.event.payload if update.event is not None else None
+        if isinstance(payload, ModelCallRequested):
+            assert payload.stream
+            server.release()
+        elif isinstance(payload, ModelCallCompleted):
+            completed.append(payload)
+    [done] = completed
+    assert len(deltas) > 1, deltas
+    return "".join(deltas), str(jsonutil.loads(done.message)["content"])
