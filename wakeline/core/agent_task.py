@@ -44,6 +44,8 @@ class AgentTask:
         self._spec: AgentSpec | None = None
         self._failure: tuple[str, str] | None = None
         self._ended = False
+        self.closed = False
+        """Set by :meth:`close`: agent code may produce nothing any more."""
 
     def begin(self, started: RunStarted) -> None:
         """Validate the input and run the agent to its first wait (or its end)."""
@@ -98,7 +100,7 @@ class AgentTask:
         runs now, on its own loop and in its own context -- not later, wherever the garbage
         collector happens to close the coroutines.  Nothing it does then is journaled."""
         self.stop()
-        self._ended = True
+        self._ended = self.closed = True
         for task in asyncio.all_tasks(self._loop):
             task.cancel()
         self._loop.run_until_idle()
@@ -135,6 +137,8 @@ class AgentTask:
         self._end(RunCompleted(output=text))
 
     def _end(self, payload: EventPayload) -> None:
+        if self.closed:
+            return
         self._ended = True
         self._port.emit_terminal(payload)
 

@@ -76,8 +76,7 @@ class _Outbox:
 
 class RunCore:
     """One run's deterministic state machine.  Create it (with the journal so far, if any),
-    then feed it activations: a :class:`Start` or a :class:`Recover` first, then results and
-    commands."""
+    then feed it activations: a :class:`Start` or :class:`Recover`, then results, commands."""
 
     def __init__(
         self,
@@ -103,7 +102,6 @@ class RunCore:
         self._diverged: Event | None = None
         self._ended: Event | None = None
         self._out = _Outbox()
-        self._closed = False
         self._task = AgentTask(_Port(self))
 
     @property
@@ -139,9 +137,7 @@ class RunCore:
         return self._complete()
 
     def close(self) -> None:
-        """Drop the core: agent code still suspended is cancelled and cleaned up now, on its
-        own loop (see :meth:`AgentTask.close`); the journal is left as it is."""
-        self._closed = True
+        """Drop the core: suspended agent code is cleaned up now (:meth:`AgentTask.close`)."""
         self._task.close()
 
     # -- inputs ----------------------------------------------------------------------------
@@ -335,8 +331,7 @@ class RunCore:
 
 
 class _Port:
-    """The narrow view of a core that its agent task and the agent's Context get
-    (:class:`~wakeline.core.context.ContextPort`): the driver never sees it."""
+    """What a core's agent task and Context see of it (``ContextPort``); never the driver."""
 
     def __init__(self, core: RunCore) -> None:
         self._core = core
@@ -387,7 +382,7 @@ class _Port:
         return self._core._entropy(n)
 
     def emit(self, payload: EventPayload, call: Any = None) -> Event:
-        if self._core._closed:  # agent code cleaning up after the core was dropped
+        if self._core._task.closed:  # agent code cleaning up after the core was dropped
             raise StopRun()
         return self._core._produce(payload, call)
 
@@ -398,8 +393,6 @@ class _Port:
         return self._core._task.fail_run(error_type, message)
 
     def emit_terminal(self, payload: EventPayload) -> None:
-        if self._core._closed:
-            return
         with contextlib.suppress(StopRun):  # drift: recorded by the core
             self._core._emit(payload)
 
