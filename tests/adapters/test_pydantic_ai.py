@@ -18,9 +18,9 @@ from pydantic_ai import Agent
 from pydantic_ai.models.openai import OpenAIChatModel
 from pydantic_ai.providers.openai import OpenAIProvider
 
-from wakeline import App, jsonutil
+from wakeline import App, Context, jsonutil
 from wakeline.actors.effects import run_effect
-from wakeline.adapters.pydantic_ai import WakelineDurability, register
+from wakeline.adapters.pydantic_ai import WakelineDurability, durable, register
 from wakeline.replay import replay_journal
 from wakeline.schemas.codec import event_codec
 from wakeline.schemas.events import (
@@ -131,3 +131,32 @@ async def test_a_streamed_request_sends_live_deltas_and_journals_the_final_text(
         joined, journaled = await stream_followed(rt.client, server, "streamer")
     assert joined == journaled
     assert "PartStartEvent" in seen and [r.stream for r in server.requests()] == [True]
+
+
+async def test_run_stream_journals_a_streamed_call_and_sends_live_deltas(
+    server: FakeLLMServer,
+) -> None:
+    model = OpenAIChatModel(
+        "gpt-4o-mini", provider=OpenAIProvider(base_url=server.openai_base_url, api_key="k")
+    )
+    agent = Agent(model, name="streamer", capabilities=[WakelineDurability()])
+    app = App()
+
+    @app.agent
+    async def streamer(ctx: Context, prompt: str) -> list[str]:
+        with durable(ctx):
+            async with agent.run_stream(prompt) as result:  # no debouncing: it needs timers
+                return [t async for t in result.stream_text(delta=True, debounce_by=None)]
+
+    core = CoreDriver("pai-stream", app, always_replay=True)
+    deltas: list[str] = []
+    started = core.start(RunStarted("streamer", jsonutil.dumps("tell me a story")))
+    await core.drive(started, on_delta=deltas.append)
+    terminal = core.terminal.payload if core.terminal else None
+    assert isinstance(terminal, RunCompleted), core.status
+    [requested] = [e.payload for e in core.journal if isinstance(e.payload, ModelCallRequested)]
+    [done] = [e.payload for e in core.journal if isinstance(e.payload, ModelCallCompleted)]
+    text = jsonutil.loads(done.message)["content"]
+    assert requested.stream and [r.stream for r in server.requests()] == [True]
+    assert len(deltas) > 1 and "".join(deltas) == text  # live, while the call streamed
+    assert "".join(jsonutil.loads(terminal.output)) == text  # the agent's stream: the final
