@@ -22,6 +22,7 @@ from wakeline import jsonutil
 from wakeline.core.errors import WakelineError
 from wakeline.core.ids import check_run_id
 from wakeline.following import EventHub, Subscription
+from wakeline.forking import fork_command
 from wakeline.projections.cost_cube import CostFilter
 from wakeline.projections.queries import RunQuery
 from wakeline.projections.rows import (
@@ -231,10 +232,22 @@ class Client:
     ) -> RunHandle:
         """Publish a start command; the run id is the idempotency key of the start.  A run id
         must follow :mod:`wakeline.core.ids` (else :class:`ValueError`)."""
+        return await self._start(StartRun(agent, jsonutil.dumps(input), tenant, budget), run_id)
+
+    async def fork(
+        self, source: str, *, at: int, model: str = "", run_id: str | None = None
+    ) -> RunHandle:
+        """Start a run that reuses ``source``'s journal before seq ``at`` (never billed
+        again) and runs live from there, with ``model`` for its model calls if given;
+        :class:`~wakeline.forking.ForkError` for a point that cannot be forked."""
+        payload = await fork_command(self._log, self._topics, source, at, model)
+        return await self._start(payload, run_id)
+
+    async def _start(self, payload: StartRun, run_id: str | None) -> RunHandle:
         run_id = uuid.uuid4().hex if run_id is None else check_run_id(run_id)
         partition = await self._partition(run_id)
         offset = await self._log.end_offset(self._topics.events, partition)
-        await self._send(run_id, StartRun(agent, jsonutil.dumps(input), tenant, budget))
+        await self._send(run_id, payload)
         return RunHandle(run_id, partition, offset)
 
     async def cancel(self, run_id: str, reason: str = "") -> None:

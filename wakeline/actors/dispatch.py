@@ -9,6 +9,7 @@ input (and commands that fail for reasons of their own) go to the dead-letter to
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 from typing import TYPE_CHECKING
 
@@ -17,6 +18,7 @@ from wakeline.actors.run_actor import RunActor
 from wakeline.core.activation import Activation, Completion, Drifted, RaiseLimit, Recover, Start
 from wakeline.core.ids import run_id_problem
 from wakeline.core.run_core import RunCore
+from wakeline.forking import ForkError, fork_journal, source_journal
 from wakeline.schemas.codec import DecodeError, command_codec
 from wakeline.schemas.commands import (
     Command,
@@ -138,18 +140,53 @@ class Dispatcher:
             )
         await self._commit_only(commit)
 
+    async def _refuse(self, command: Command, problem: str, commit: OffsetCommit) -> None:
+        """A well-formed command that cannot be carried out: a notice, nothing dead-lettered."""
+        await self._s.outputs.notice(command.run_id, CommandRejected(command.command_id, problem))
+        await self._commit_only(commit)
+
     async def _commit_only(self, commit: OffsetCommit) -> None:
         await self._owner.append_events(self._owner.partition, [], commit)
 
     # -- starting and resuming runs ---------------------------------------------------------
     async def _start(self, command: Command, payload: StartRun, commit: OffsetCommit) -> None:
         s = self._s
-        core = RunCore(command.run_id, s.app)
         started = RunStarted(
-            payload.agent, payload.input, payload.tenant, command.command_id, payload.budget
+            payload.agent,
+            payload.input,
+            payload.tenant,
+            command.command_id,
+            payload.budget,
+            payload.fork,
         )
+        if started.fork is not None:
+            await self._start_fork(command, started, commit)
+            return
+        core = RunCore(command.run_id, s.app)
         first = core.activate(Activation(Start(started), s.now_ms(), s.worker_id))
         await self._launch(core, first.events[0], first, commit)
+
+    async def _start_fork(
+        self, command: Command, started: RunStarted, commit: OffsetCommit
+    ) -> None:
+        """A fork: its journal before the fork point is the source's (appended with the
+        events the agent goes on to produce live, in one append); see :mod:`wakeline.forking`."""
+        s, run_id = self._s, command.run_id
+        assert started.fork is not None
+        try:
+            source = await source_journal(s.log, s.topics, started.fork.source)
+            journal = fork_journal(run_id, started, source)
+        except ForkError as exc:
+            await self._refuse(command, str(exc), commit)
+            return
+        core = RunCore(run_id, s.app, journal=journal)
+        first = core.activate(Activation(Recover(), s.now_ms(), s.worker_id))
+        if isinstance(first.status, Drifted):  # the code no longer asks what the source did
+            core.close()
+            await self._refuse(command, str(first.status.error), commit)
+            return
+        whole = dataclasses.replace(first, events=(*journal, *first.events))
+        await self._launch(core, journal[0], whole, commit)
 
     async def resume(self, run_id: str, commit: OffsetCommit | None, reason: str) -> None:
         """Load an open run from its whole journal and continue it."""

@@ -9,12 +9,13 @@ import click
 from wakeline.cli import render
 from wakeline.cli.common import Settings, cli_issuer, json_input, run_async, send, target_app
 from wakeline.client import Client, RunError, RunHandle
+from wakeline.forking import ForkError
 from wakeline.replay import ReplayReport, replay_run
 from wakeline.worker import serve
 
 
 def register(main: click.Group) -> None:
-    for command in (run, start, tail, resume, cancel, replay):
+    for command in (run, start, tail, resume, cancel, replay, fork):
         main.add_command(command)
 
 
@@ -189,3 +190,23 @@ def _print_replay(report: ReplayReport) -> int:
     click.echo(f"  recorded: {render.plain(d.recorded)}")
     click.echo(f"  replayed: {render.plain(d.replayed)}")
     return 1
+
+
+@click.command()
+@click.argument("run_id")
+@click.option("--at", "at", type=int, required=True, help="the seq of the call to redo")
+@click.option("--model", default="", help="the model of the fork's calls from --at on")
+@click.pass_obj
+def fork(settings: Settings, run_id: str, at: int, model: str) -> None:
+    """Start a run that reuses RUN_ID's journal before seq --at (never billed again) and runs
+    live from there; a worker runs it.  Prints the new run's id."""
+
+    async def go() -> RunHandle:
+        async with settings.connect(issuer=cli_issuer()) as client:
+            try:
+                return await client.fork(run_id, at=at, model=model)
+            except ForkError as exc:
+                raise click.UsageError(str(exc)) from exc
+
+    handle = run_async(go)
+    click.echo(f"forked {render.plain(run_id)} at seq {at}: run {render.plain(handle.run_id)}")

@@ -156,3 +156,13 @@ class Completion:
     @property
     def finished(self) -> bool:
         return isinstance(self.status, Ended | Drifted)
+
+
+class Outbox:
+    """What one activation of a core produces, gathered as it goes (see ``RunCore``)."""
+
+    def __init__(self) -> None:
+        self.events: list[Event] = []
+        self.effects: list[Effect] = []
+        self.in_doubt: list[Effect] = []
+        self.replayed: list[Event] = []

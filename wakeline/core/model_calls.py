@@ -64,6 +64,9 @@ class ModelCalls:
     ) -> LLMResult:
         """One call to ``provider``: policies, then the budget, then attempts until it
         completes (a denial by a policy fails the run; a budget waits for a raise)."""
+        fork = self._core.fork
+        if fork is not None and fork.model and self._core.next_seq >= fork.seq:
+            request = dataclasses.replace(request, model=fork.model)  # the fork's override
         request_json = request.to_json()
         info = call_info(self._core, self._agent, "model", request.model, provider, request_json)
         await check_policies(self._core, info)

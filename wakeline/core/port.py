@@ -10,7 +10,7 @@ if TYPE_CHECKING:
 
     from wakeline.core.app import App
     from wakeline.core.governance import RunLedger
-    from wakeline.schemas.events import Event, EventPayload
+    from wakeline.schemas.events import Event, EventPayload, Fork
 
 
 class ContextPort(Protocol):
@@ -32,6 +32,10 @@ class ContextPort(Protocol):
     def started_ms(self) -> int: ...
     @property
     def tenant(self) -> str: ...
+    @property
+    def fork(self) -> Fork | None:
+        """Where the run was forked from, if it was (``RunStarted.fork``)."""
+
     @property
     def budget(self) -> RunLedger:
         """The run's own budget: what it has spent and reserved."""

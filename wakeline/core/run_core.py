@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import os
 from collections.abc import Callable
 from typing import Any
@@ -32,6 +33,7 @@ from wakeline.core.activation import (
     Effect,
     Ended,
     Live,
+    Outbox,
     RaiseLimit,
     Recover,
     Start,
@@ -50,6 +52,7 @@ from wakeline.schemas.events import (
     BudgetRaised,
     Event,
     EventPayload,
+    Fork,
     InDoubtResolved,
     ModelCallCompleted,
     ModelCallDenied,
@@ -64,14 +67,6 @@ from wakeline.schemas.events import (
 )
 
 _STOPPED = "the worker stopped after the call was sent"
-
-
-class _Outbox:
-    def __init__(self) -> None:
-        self.events: list[Event] = []
-        self.effects: list[Effect] = []
-        self.in_doubt: list[Effect] = []
-        self.replayed: list[Event] = []
 
 
 class RunCore:
@@ -101,7 +96,7 @@ class RunCore:
         self._drift: NondeterminismError | None = None
         self._diverged: Event | None = None
         self._ended: Event | None = None
-        self._out = _Outbox()
+        self._out = Outbox()
         self._task = AgentTask(_Port(self))
 
     @property
@@ -146,9 +141,7 @@ class RunCore:
             raise RuntimeError(f"run {self._run_id} already has a journal")
         spec = self._app.get_agent(started.agent)
         if started.budget is None and spec is not None and spec.budget is not None:
-            started = RunStarted(  # journal the budget that applies
-                started.agent, started.input, started.tenant, started.command_id, spec.budget
-            )
+            started = dataclasses.replace(started, budget=spec.budget)  # journal what applies
         self._emit(started)
         self._begin_agent(started)
 
@@ -317,7 +310,7 @@ class RunCore:
         return Live()
 
     def _complete(self) -> Completion:
-        out, self._out = self._out, _Outbox()
+        out, self._out = self._out, Outbox()
         waiting = self._waiting() if not self._finished else ()
         return Completion(
             events=tuple(out.events),
@@ -365,6 +358,10 @@ class _Port:
     def tenant(self) -> str:
         started = self._core._started
         return started.tenant if started is not None else ""
+
+    @property
+    def fork(self) -> Fork | None:
+        return self._core._started.fork if self._core._started is not None else None
 
     @property
     def budget(self) -> RunLedger:

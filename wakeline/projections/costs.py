@@ -98,11 +98,15 @@ class CostsProjection:
             return
         payload = decoded.payload
         if isinstance(payload, RunStarted):
-            run = {"agent": payload.agent, "tenant": payload.tenant}
+            run: JsonObject = {"agent": payload.agent, "tenant": payload.tenant}
+            if payload.fork is not None:  # its calls before the fork point are the source's
+                run["fork_seq"] = payload.fork.seq
             view.put_json(run_key(decoded.run_id), run)
             count_run_start(view, utc_day(decoded.time_ms), payload.agent, payload.tenant)
         elif isinstance(payload, ModelCallCompleted):
             run = view.get_json(run_key(decoded.run_id)) or {"agent": "", "tenant": ""}
+            if payload.step < int(run.get("fork_seq", -1)):
+                return
             agent, tenant, day = str(run["agent"]), str(run["tenant"]), utc_day(decoded.time_ms)
             targets: dict[CostDimension, tuple[str, ...]] = {
                 "agent": (agent,),

@@ -207,6 +207,7 @@ def _fold_event(row: JsonObject, record: Record, event: JournalEvent) -> None:
             command_id=payload.command_id,
             input=payload.input,
             start_offset=record.offset,
+            _fork_seq=payload.fork.seq if payload.fork is not None else -1,
         )
     elif isinstance(payload, RunCompleted | RunFailed | RunCancelled):
         _fold_end(row, event.time_ms, payload)
@@ -256,8 +257,8 @@ def _fold_step(row: JsonObject, event: JournalEvent) -> None:
     step = getattr(payload, "step", None)
     if step is not None:
         row["_open"].pop(str(step), None)
-    if isinstance(payload, ModelCallCompleted):
-        add_usage(row, payload)
+    if isinstance(payload, ModelCallCompleted) and payload.step >= row.get("_fork_seq", -1):
+        add_usage(row, payload)  # a fork's calls before its fork point cost the source
 
 
 def add_usage(row: JsonObject, payload: ModelCallCompleted) -> None:

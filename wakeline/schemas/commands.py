@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from wakeline.schemas.events import Budget, Resolution
+from wakeline.schemas.events import Budget, Fork, Resolution
 
 
 @dataclass(frozen=True, slots=True)
@@ -13,6 +13,7 @@ class StartRun:
     input: str
     tenant: str = ""
     budget: Budget | None = None
+    fork: Fork | None = None
 
 
 @dataclass(frozen=True, slots=True)

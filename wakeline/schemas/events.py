@@ -29,12 +29,23 @@ class Budget:
 
 
 @dataclass(frozen=True, slots=True)
+class Fork:
+    """Where a forked run comes from: its journal before ``seq`` is ``source``'s, reused and
+    never billed again; ``model``, if set, is the model of its model calls from ``seq`` on."""
+
+    source: str
+    seq: int
+    model: str = ""
+
+
+@dataclass(frozen=True, slots=True)
 class RunStarted:
     agent: str
     input: str
     tenant: str = ""
     command_id: str = ""
     budget: Budget | None = None
+    fork: Fork | None = None
 
 
 @dataclass(frozen=True, slots=True)

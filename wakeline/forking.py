@@ -1,0 +1,73 @@
+"""Forks: a new run that reuses a recorded run's journal up to a step, then runs live.
+
+``wakeline fork RUN --at SEQ [--model M]`` (``Client.fork``) starts a run of the same agent
+and input whose journal before ``SEQ`` is ``RUN``'s, copied by the worker that starts it
+(``RunStarted.fork`` names the source): the agent code replays those events, so nothing before
+``SEQ`` is sent to a provider or a tool again, and their cost stays the source's (the cost
+projections count a fork's calls from ``SEQ`` on only).  From ``SEQ`` the run is live, with
+``model`` as the model of its model calls if given.  ``SEQ`` must be a model or tool call of
+the source with nothing else in flight when it was made.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from wakeline.core.steps import RESULT_TYPES, opens_step
+from wakeline.replay import read_journal
+from wakeline.schemas.codec import event_codec
+from wakeline.schemas.commands import StartRun
+from wakeline.schemas.events import (
+    Event,
+    Fork,
+    ModelCallRequested,
+    RunStarted,
+    ToolCallRequested,
+)
+from wakeline.topics.port import Log
+from wakeline.topics.specs import Topics
+
+
+class ForkError(ValueError):
+    """The source run or the fork point cannot be forked; the message says why."""
+
+
+def fork_point(source: Sequence[Event], at: int) -> RunStarted:
+    """The source's ``RunStarted``, once ``at`` is checked as a fork point of ``source``."""
+    if not source or not isinstance(source[0].payload, RunStarted):
+        raise ForkError("the source run has no journal")
+    run_id = source[0].run_id
+    if not 0 < at < len(source):
+        raise ForkError(f"run {run_id} has no seq {at} (its journal has {len(source)} events)")
+    if not isinstance(source[at].payload, ModelCallRequested | ToolCallRequested):
+        raise ForkError(f"seq {at} of run {run_id} is not a model or tool call")
+    opened = {e.seq for e in source[:at] if opens_step(e.payload)}
+    closed = {e.payload.step for e in source[:at] if isinstance(e.payload, RESULT_TYPES)}
+    if opened - closed:
+        waiting = ", ".join(map(str, sorted(opened - closed)))
+        raise ForkError(f"seq {at} of run {run_id} was made while seq {waiting} was in flight")
+    return source[0].payload
+
+
+def fork_journal(run_id: str, started: RunStarted, source: Sequence[Event]) -> list[Event]:
+    """The forked run's journal before its fork point: its own ``RunStarted``, then the
+    source's events re-keyed to ``run_id`` (times and writers as recorded)."""
+    assert started.fork is not None
+    fork_point(source, started.fork.seq)
+    first = source[0]
+    head = Event(run_id, 0, first.time_ms, first.writer, started)
+    copied = [
+        Event(run_id, e.seq, e.time_ms, e.writer, e.payload) for e in source[1 : started.fork.seq]
+    ]
+    return [head, *copied]
+
+
+async def source_journal(log: Log, topics: Topics, source: str) -> list[Event]:
+    return [event_codec().decode(r) for r in await read_journal(log, source, topics=topics)]
+
+
+async def fork_command(log: Log, topics: Topics, source: str, at: int, model: str) -> StartRun:
+    """The start command of a fork of ``source`` at ``at`` (checked against its journal)."""
+    started = fork_point(await source_journal(log, topics, source), at)
+    fork = Fork(source, at, model)
+    return StartRun(started.agent, started.input, started.tenant, started.budget, fork)
