@@ -29,6 +29,7 @@ from wakeline.api.projector import Projector
 from wakeline.api.routes_budgets import router as budgets_router
 from wakeline.api.routes_costs import router as costs_router
 from wakeline.api.routes_events import router as events_router
+from wakeline.api.routes_forks import router as forks_router
 from wakeline.api.routes_governance import router as governance_router
 from wakeline.api.routes_runs import router as runs_router
 from wakeline.api.state import DEFAULT_MAX_INPUT_BYTES, DEFAULT_MAX_STREAMS_PER_KEY, ApiState
@@ -89,7 +90,8 @@ def create_app(
     api.add_middleware(BodyLimitMiddleware, max_bytes=max_body_bytes)
     api.add_middleware(AuthMiddleware, keys=keys, limiter=limiter)
     api.add_middleware(SecurityHeadersMiddleware)
-    for router in (runs_router, governance_router, events_router, costs_router, budgets_router):
+    routers = (runs_router, forks_router, governance_router, events_router, costs_router)
+    for router in (*routers, budgets_router):
         api.include_router(router)
     _add_health(api, projector)
     _add_docs(api)

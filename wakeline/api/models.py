@@ -77,6 +77,13 @@ class StartRunResponse(BaseModel):
     from_offset: int = Field(description="events offset at or before the run's first event")
 
 
+class ForkRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    at: int = Field(ge=1, le=10**12 - 1, description="the seq of the model or tool call to redo")
+    model: str = Field("", max_length=200, description="the model of its calls from `at` on")
+
+
 class CancelRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
