@@ -102,3 +102,62 @@ def test_the_cli_refuses_a_point_that_is_not_a_call(tmp_path: Path) -> None:
     source = re.findall(r"run ([0-9a-f]{32})", out)[-1]
     code, out = cli(tmp_path, "fork", source, "--at", "2")
     assert code == 2 and "seq 2 of run" in out and "not a model or tool call" in out, out
+
+
+def make_researcher(base_url: str, lookups: list[str]) -> App:
+    app = App(default_provider="openai", default_model="gpt-4o-mini")
+    app.provider("openai", OpenAICompatProvider(base_url=base_url, api_key="test-key"))
+
+    @app.tool
+    def lookup(term: str) -> str:
+        lookups.append(term)  # a tool with a cost of its own: count its executions
+        return f"facts about {term}"
+
+    @app.agent
+    async def researcher(ctx: Context, topic: str) -> list[str]:
+        plan = await ctx.llm(f"plan research on {topic}", max_tokens=16)
+        facts = await ctx.tool(lookup, term=topic)
+        answer = await ctx.llm(f"answer with {facts} after {plan.text}", max_tokens=16)
+        return [plan.model, answer.model, str(facts)]
+
+    @app.agent
+    async def careful(ctx: Context, topic: str) -> str:
+        await ctx.llm(f"plan research on {topic}", max_tokens=16)
+        await ctx.approval("go")  # the run is unloaded here and resumed by the decision
+        return str(await ctx.tool(lookup, term=topic))
+
+    return app
+
+
+@pytest.mark.parametrize("tools", ["live", "recorded"])
+async def test_a_fork_runs_its_tools_again_or_serves_the_recorded_results(
+    tmp_path: Path, tools: str
+) -> None:
+    lookups: list[str] = []
+    with FakeLLMServer() as server:
+        app = make_researcher(server.openai_base_url, lookups)
+        async with local_runtime(app, tmp_path / "data") as rt:
+            source = await rt.client.start_run("researcher", "kelp")
+            await rt.client.result(source.run_id)
+            events = [e async for e in rt.client.events(source.run_id)]
+            at = requested(events)[0].seq  # redo everything from the first call
+            fork = await rt.client.fork(source.run_id, at=at, model="gpt-4o", tools=tools)
+            forked = await rt.client.result(fork.run_id)
+    assert forked == ["gpt-4o", "gpt-4o", "facts about kelp"]
+    assert lookups == (["kelp", "kelp"] if tools == "live" else ["kelp"])
+
+
+async def test_a_resumed_fork_still_serves_the_recorded_results(tmp_path: Path) -> None:
+    lookups: list[str] = []
+    with FakeLLMServer() as server:
+        app = make_researcher(server.openai_base_url, lookups)
+        async with local_runtime(app, tmp_path / "data") as rt:
+            source = await rt.client.start_run("careful", "kelp")
+            await rt.wait_unloaded(source.run_id)
+            await rt.client.approve(source.run_id, "go")
+            assert await rt.client.result(source.run_id) == "facts about kelp"
+            fork = await rt.client.fork(source.run_id, at=1, tools="recorded")
+            await rt.wait_unloaded(fork.run_id)  # at the gate: a decision loads it again
+            await rt.client.approve(fork.run_id, "go")
+            assert await rt.client.result(fork.run_id) == "facts about kelp"
+    assert lookups == ["kelp"]  # the resumed fork served the source's result

@@ -1,10 +1,7 @@
-"""``Client``: start runs, follow their events, cancel and resume them, query them.
-
-The client only talks to the log: it publishes commands (key = run id) and reads a run's
-events, notices and live deltas from the partitions the run id maps to.  It never needs a
-worker to answer.  Queries (:meth:`Client.get`, :meth:`Client.list`, :meth:`Client.costs`,
-:meth:`Client.budgets`) read views the client folds from the log itself, on demand, in
-``views_dir``.
+"""``Client``: start, fork, follow, cancel, resume and query runs.  It only talks to the log:
+it publishes commands (key = run id) and reads a run's events, notices and live deltas from
+the partitions the run id maps to, and never needs a worker to answer.  Queries (``get``,
+``list``, ``costs``, ``budgets``) read views it folds from the log itself, in ``views_dir``.
 """
 
 from __future__ import annotations
@@ -235,13 +232,13 @@ class Client:
         return await self._start(StartRun(agent, jsonutil.dumps(input), tenant, budget), run_id)
 
     async def fork(
-        self, source: str, *, at: int, model: str = "", run_id: str | None = None
+        self, source: str, *, at: int, model: str = "", tools: str = "live", run_id: str = ""
     ) -> RunHandle:
         """Start a run that reuses ``source``'s journal before seq ``at`` (never billed
-        again) and runs live from there, with ``model`` for its model calls if given;
+        again) and runs live from there (see :mod:`wakeline.forking`: ``model``, ``tools``);
         :class:`~wakeline.forking.ForkError` for a point that cannot be forked."""
-        payload = await fork_command(self._log, self._topics, source, at, model)
-        return await self._start(payload, run_id)
+        payload = await fork_command(self._log, self._topics, source, at, model, tools)
+        return await self._start(payload, run_id or None)
 
     async def _start(self, payload: StartRun, run_id: str | None) -> RunHandle:
         run_id = uuid.uuid4().hex if run_id is None else check_run_id(run_id)

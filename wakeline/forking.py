@@ -5,8 +5,10 @@ and input whose journal before ``SEQ`` is ``RUN``'s, copied by the worker that s
 (``RunStarted.fork`` names the source): the agent code replays those events, so nothing before
 ``SEQ`` is sent to a provider or a tool again, and their cost stays the source's (the cost
 projections count a fork's calls from ``SEQ`` on only).  From ``SEQ`` the run is live, with
-``model`` as the model of its model calls if given.  ``SEQ`` must be a model or tool call of
-the source with nothing else in flight when it was made.
+``model`` as the model of its model calls if given, and with ``tools="recorded"`` a tool call
+that matches one of the source's from ``SEQ`` on (tool and arguments) gets the source's result
+instead of running.  ``SEQ`` must be a model or tool call of the source with nothing else in
+flight when it was made.
 """
 
 from __future__ import annotations
@@ -22,10 +24,14 @@ from wakeline.schemas.events import (
     Fork,
     ModelCallRequested,
     RunStarted,
+    ToolCallCompleted,
     ToolCallRequested,
 )
 from wakeline.topics.port import Log
 from wakeline.topics.specs import Topics
+
+Recorded = dict[tuple[str, str], str]
+"""A source's tool results by ``(tool, arguments digest)``."""
 
 
 class ForkError(ValueError):
@@ -66,8 +72,25 @@ async def source_journal(log: Log, topics: Topics, source: str) -> list[Event]:
     return [event_codec().decode(r) for r in await read_journal(log, source, topics=topics)]
 
 
-async def fork_command(log: Log, topics: Topics, source: str, at: int, model: str) -> StartRun:
+def recorded_tools(source: Sequence[Event], at: int) -> Recorded:
+    """What a fork with ``tools="recorded"`` serves: the source's tool results from ``at``
+    on, the first one of each tool and arguments."""
+    calls = {e.seq: e.payload for e in source[at:] if isinstance(e.payload, ToolCallRequested)}
+    recorded: Recorded = {}
+    for event in source[at:]:
+        done = event.payload
+        if isinstance(done, ToolCallCompleted) and done.step in calls:
+            call = calls[done.step]
+            recorded.setdefault((call.tool, call.args_digest), done.result)
+    return recorded
+
+
+async def fork_command(
+    log: Log, topics: Topics, source: str, at: int, model: str, tools: str = "live"
+) -> StartRun:
     """The start command of a fork of ``source`` at ``at`` (checked against its journal)."""
+    if tools not in ("live", "recorded"):
+        raise ForkError(f"tools must be live or recorded, not {tools!r}")
     started = fork_point(await source_journal(log, topics, source), at)
-    fork = Fork(source, at, model)
+    fork = Fork(source, at, model, tools)
     return StartRun(started.agent, started.input, started.tenant, started.budget, fork)

@@ -18,7 +18,7 @@ from wakeline.actors.run_actor import RunActor
 from wakeline.core.activation import Activation, Completion, Drifted, RaiseLimit, Recover, Start
 from wakeline.core.ids import run_id_problem
 from wakeline.core.run_core import RunCore
-from wakeline.forking import ForkError, fork_journal, source_journal
+from wakeline.forking import ForkError, Recorded, fork_journal, recorded_tools, source_journal
 from wakeline.schemas.codec import DecodeError, command_codec
 from wakeline.schemas.commands import (
     Command,
@@ -186,7 +186,7 @@ class Dispatcher:
             await self._refuse(command, str(first.status.error), commit)
             return
         whole = dataclasses.replace(first, events=(*journal, *first.events))
-        await self._launch(core, journal[0], whole, commit)
+        await self._launch(core, journal[0], whole, commit, served(started, source))
 
     async def resume(self, run_id: str, commit: OffsetCommit | None, reason: str) -> None:
         """Load an open run from its whole journal and continue it."""
@@ -206,12 +206,26 @@ class Dispatcher:
         await s.outputs.notice(run_id, RunResumed(len(events), reason))
         for effect in first.in_doubt:
             log.warning("run %s: tool call at seq %s is in doubt; not re-run", run_id, effect.seq)
-        await self._launch(core, events[0], first, commit)
+        recorded = await self._recorded(events[0].payload)
+        await self._launch(core, events[0], first, commit, recorded)
+
+    async def _recorded(self, started: object) -> Recorded | None:
+        """What a resumed fork with ``tools="recorded"`` serves, from its source's journal."""
+        fork = started.fork if isinstance(started, RunStarted) else None
+        if fork is None or fork.tools != "recorded":
+            return None
+        source = await source_journal(self._s.log, self._s.topics, fork.source)
+        return recorded_tools(source, fork.seq)
 
     async def _launch(
-        self, core: RunCore, started: Event, first: Completion, commit: OffsetCommit | None
+        self,
+        core: RunCore,
+        started: Event,
+        first: Completion,
+        commit: OffsetCommit | None,
+        recorded: Recorded | None = None,
     ) -> None:
-        actor = RunActor(core, started, self._owner.partition, self._owner)
+        actor = RunActor(core, started, self._owner.partition, self._owner, recorded)
         await actor.start(first, commit)  # raises if the append failed: no actor is kept
         self._owner.register(actor)
 
@@ -233,3 +247,11 @@ def _run_key(record: Record) -> str | None:
     except UnicodeDecodeError:
         return None
     return run_id if run_id and run_id_problem(run_id) is None else None
+
+
+def served(started: RunStarted, source: list[Event]) -> Recorded | None:
+    """What a new fork with ``tools="recorded"`` serves (see :mod:`wakeline.forking`)."""
+    fork = started.fork
+    if fork is None or fork.tools != "recorded":
+        return None
+    return recorded_tools(source, fork.seq)

@@ -21,8 +21,9 @@ from wakeline.core.activation import Activation, Completion, Effect, WaitingOnPe
 from wakeline.core.app import App
 from wakeline.core.model import DeltaSink
 from wakeline.core.run_core import RunCore
+from wakeline.forking import Recorded
 from wakeline.ledger import Ledger, ledger_key
-from wakeline.schemas.events import Event, RunStarted
+from wakeline.schemas.events import Event, RunStarted, ToolCallCompleted, ToolCallRequested
 from wakeline.telemetry.runtime import Telemetry
 from wakeline.topics.port import OffsetCommit
 
@@ -72,8 +73,18 @@ class _Command:
 
 
 class RunActor:
-    def __init__(self, core: RunCore, started: Event, partition: int, host: ActorHost) -> None:
+    def __init__(
+        self,
+        core: RunCore,
+        started: Event,
+        partition: int,
+        host: ActorHost,
+        recorded: Recorded | None = None,
+    ) -> None:
         self.core = core
+        self.recorded = recorded or {}
+        """A fork's source tool results it serves instead of running the tools (``tools=
+        "recorded"``, :mod:`wakeline.forking`)."""
         self.started = started
         """The run's ``RunStarted`` event."""
         self.last: Completion | None = None
@@ -219,6 +230,11 @@ class RunActor:
         return BudgetGate(ledger, tuple(keys))
 
     async def _run(self, effect: Effect) -> None:
+        call = effect.request.payload
+        if isinstance(call, ToolCallRequested) and (call.tool, call.args_digest) in self.recorded:
+            result = self.recorded[(call.tool, call.args_digest)]  # the fork's source's answer
+            self._inbox.put_nowait(ToolCallCompleted(effect.seq, result, 0))
+            return
         sink = self.host.delta_sink(self.run_id, effect.seq)
         tenant = self.run_started.tenant
         with self.host.telemetry.effect(effect, tenant) as record:

@@ -82,6 +82,9 @@ class ForkRequest(BaseModel):
 
     at: int = Field(ge=1, le=10**12 - 1, description="the seq of the model or tool call to redo")
     model: str = Field("", max_length=200, description="the model of its calls from `at` on")
+    tools: Literal["live", "recorded"] = Field(
+        "live", description="recorded: tool calls matching the source's get its results"
+    )
 
 
 class CancelRequest(BaseModel):

@@ -31,7 +31,7 @@ async def fork_run(
     if not json_safe(body.model):
         raise ApiError(422, "model must be valid Unicode")
     try:
-        handle = await api.client(who).fork(run_id, at=body.at, model=body.model)
+        handle = await api.client(who).fork(run_id, at=body.at, model=body.model, tools=body.tools)
     except ForkError as exc:
         raise ApiError(422, str(exc)) from None
     return StartRunResponse(

@@ -196,15 +196,22 @@ def _print_replay(report: ReplayReport) -> int:
 @click.argument("run_id")
 @click.option("--at", "at", type=int, required=True, help="the seq of the call to redo")
 @click.option("--model", default="", help="the model of the fork's calls from --at on")
+@click.option(
+    "--tools",
+    type=click.Choice(["live", "recorded"]),
+    default="live",
+    show_default=True,
+    help="recorded: tool calls that match the source's get its results instead of running",
+)
 @click.pass_obj
-def fork(settings: Settings, run_id: str, at: int, model: str) -> None:
+def fork(settings: Settings, run_id: str, at: int, model: str, tools: str) -> None:
     """Start a run that reuses RUN_ID's journal before seq --at (never billed again) and runs
     live from there; a worker runs it.  Prints the new run's id."""
 
     async def go() -> RunHandle:
         async with settings.connect(issuer=cli_issuer()) as client:
             try:
-                return await client.fork(run_id, at=at, model=model)
+                return await client.fork(run_id, at=at, model=model, tools=tools)
             except ForkError as exc:
                 raise click.UsageError(str(exc)) from exc
 

@@ -31,11 +31,14 @@ class Budget:
 @dataclass(frozen=True, slots=True)
 class Fork:
     """Where a forked run comes from: its journal before ``seq`` is ``source``'s, reused and
-    never billed again; ``model``, if set, is the model of its model calls from ``seq`` on."""
+    never billed again; ``model``, if set, is the model of its model calls from ``seq`` on;
+    ``tools="recorded"``: a tool call from ``seq`` on that matches one of the source's (tool and
+    arguments) gets the source's result instead of running."""
 
     source: str
     seq: int
     model: str = ""
+    tools: str = "live"
 
 
 @dataclass(frozen=True, slots=True)
