@@ -231,7 +231,24 @@ function stepRow(step, start, span) {
     h("td", { class: "num" }, tokens(step.usage)),
     h("td", { class: "num" }, step.kind === "model" ? money(step.cost_usd) : ""),
     h("td", {}, h("button", { class: "link payload-toggle", onclick: toggle },
-      state.run.open.has(step.seq) ? "hide" : "payload")));
+      state.run.open.has(step.seq) ? "hide" : "payload"), forkButton(step)));
+}
+
+// Fork: a new run that reuses this run's journal before the step and runs live from it
+// (operator; POST .../fork, then the new run's page).
+function forkButton(step) {
+  if (!canOperate() || (step.kind !== "model" && step.kind !== "tool")) return null;
+  const fork = async (event) => {
+    event.target.disabled = true;
+    try {
+      const made = await api(`${runPath(state.run.id)}/fork`, { method: "POST", body: { at: step.seq } });
+      location.hash = `#/runs/${encodeURIComponent(made.run_id)}`;
+    } catch (error) {
+      report(error);
+      event.target.disabled = false;
+    }
+  };
+  return h("button", { class: "link step-fork", title: "fork the run from this step", onclick: fork }, "fork");
 }
 
 function payloadRow(step) {
