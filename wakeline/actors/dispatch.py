@@ -186,7 +186,7 @@ class Dispatcher:
             await self._refuse(command, str(first.status.error), commit)
             return
         whole = dataclasses.replace(first, events=(*journal, *first.events))
-        await self._launch(core, journal[0], whole, commit, served(started, source))
+        await self._launch(core, journal[0], whole, commit, await self._recorded(started, source))
 
     async def resume(self, run_id: str, commit: OffsetCommit | None, reason: str) -> None:
         """Load an open run from its whole journal and continue it."""
@@ -209,12 +209,16 @@ class Dispatcher:
         recorded = await self._recorded(events[0].payload)
         await self._launch(core, events[0], first, commit, recorded)
 
-    async def _recorded(self, started: object) -> Recorded | None:
-        """What a resumed fork with ``tools="recorded"`` serves, from its source's journal."""
+    async def _recorded(
+        self, started: object, source: list[Event] | None = None
+    ) -> Recorded | None:
+        """What a fork with ``tools="recorded"`` serves, from its source's journal (read
+        again when not given: a resumed fork)."""
         fork = started.fork if isinstance(started, RunStarted) else None
         if fork is None or fork.tools != "recorded":
             return None
-        source = await source_journal(self._s.log, self._s.topics, fork.source)
+        if source is None:
+            source = await source_journal(self._s.log, self._s.topics, fork.source)
         return recorded_tools(source, fork.seq)
 
     async def _launch(
@@ -247,11 +251,3 @@ def _run_key(record: Record) -> str | None:
     except UnicodeDecodeError:
         return None
     return run_id if run_id and run_id_problem(run_id) is None else None
-
-
-def served(started: RunStarted, source: list[Event]) -> Recorded | None:
-    """What a new fork with ``tools="recorded"`` serves (see :mod:`wakeline.forking`)."""
-    fork = started.fork
-    if fork is None or fork.tools != "recorded":
-        return None
-    return recorded_tools(source, fork.seq)

@@ -70,9 +70,7 @@ class ModelCalls:
         request_json = request.to_json()
         info = call_info(self._core, self._agent, "model", request.model, provider, request_json)
         await check_policies(self._core, info)
-        reservation = reservation_for(self._core.app.prices, provider, request)
-        messages_text = jsonutil.dumps(request_json["messages"])
-        requested = self._journaled(provider, request_json, messages_text, request.stream)
+        requested, reservation, messages_text = self._prepared(provider, request, request_json)
         call = request if via is None else ModelCall(request, via)
         result = await self._dispatch(requested, call, reservation, policy, messages_text)
         assert isinstance(result, LLMResult)  # only a routed dispatch falls back
@@ -106,14 +104,24 @@ class ModelCalls:
         denial = run_policies(list(core.app.policies.items()), info)
         if denial is not None:
             return Fallback("policy", f"{denial[0]}: {denial[1].reason}")
-        reservation = reservation_for(core.app.prices, target.provider, request)
-        messages_text = jsonutil.dumps(request_json["messages"])
-        requested = self._journaled(target.provider, request_json, messages_text, request.stream)
+        requested, reservation, messages_text = self._prepared(
+            target.provider, request, request_json
+        )
         requested = dataclasses.replace(requested, route=route.name)
         call = ModelCall(request, None, target.timeout_s)
         return await self._dispatch(
             requested, call, reservation, policy, messages_text, routed=True
         )
+
+    def _prepared(
+        self, provider: str, request: ModelRequest, request_json: dict[str, Any]
+    ) -> tuple[ModelCallRequested, Reservation, str]:
+        """A call's request event (attempt 1), its worst-case reservation and its messages
+        as JSON text (what the run's conversations are matched on)."""
+        reservation = reservation_for(self._core.app.prices, provider, request)
+        messages_text = jsonutil.dumps(request_json["messages"])
+        requested = self._journaled(provider, request_json, messages_text, request.stream)
+        return requested, reservation, messages_text
 
     def _journaled(
         self, provider: str, request: dict[str, Any], messages_text: str, stream: bool
