@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from wakeline.schemas.events import Budget, Fork, Resolution
+from wakeline.schemas.events import Budget, Fork, Resolution, Session
 
 
 @dataclass(frozen=True, slots=True)
@@ -14,6 +14,8 @@ class StartRun:
     tenant: str = ""
     budget: Budget | None = None
     fork: Fork | None = None
+    version: str = ""
+    session: Session | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,7 +48,19 @@ class ResolveInDoubt:
     result: str = ""
 
 
-CommandPayload = StartRun | CancelRun | ResumeRun | ResolveGate | RaiseBudget | ResolveInDoubt
+@dataclass(frozen=True, slots=True)
+class UpgradeRun:
+    """Move a run to ``to_version`` of its agent; ``wakeline runs upgrade`` sends it after the
+    run replayed against that code with no divergence up to ``checked_seq``."""
+
+    to_version: str
+    checked_seq: int
+    by: str = ""
+
+
+CommandPayload = (
+    StartRun | CancelRun | ResumeRun | ResolveGate | RaiseBudget | ResolveInDoubt | UpgradeRun
+)
 COMMAND_TYPES: tuple[type[CommandPayload], ...] = (
     StartRun,
     CancelRun,
@@ -54,6 +68,7 @@ COMMAND_TYPES: tuple[type[CommandPayload], ...] = (
     ResolveGate,
     RaiseBudget,
     ResolveInDoubt,
+    UpgradeRun,
 )
 
 

@@ -39,6 +39,16 @@ class Fork:
     seq: int
     model: str = ""
     tools: str = "live"
+    prompt: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Session:
+    """The durable session a run is a turn of: ``id`` is the session's key (like a framework's
+    thread id), ``turn`` the run's index in it, from 0."""
+
+    id: str
+    turn: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,6 +59,9 @@ class RunStarted:
     command_id: str = ""
     budget: Budget | None = None
     fork: Fork | None = None
+    version: str = ""
+    code_digest: str = ""
+    session: Session | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -272,6 +285,18 @@ class PatchApplied:
     patch: str
 
 
+@dataclass(frozen=True, slots=True)
+class RunUpgraded:
+    """``wakeline runs upgrade`` replayed the run up to ``checked_seq`` against the code of
+    ``to_version`` with no divergence and moved it there: from here on only a worker hosting
+    ``to_version`` drives it."""
+
+    from_version: str
+    to_version: str
+    checked_seq: int
+    by: str = ""
+
+
 EventPayload = (
     RunStarted
     | RunCompleted
@@ -300,6 +325,7 @@ EventPayload = (
     | ModelCallInterrupted
     | ModelRouteFallback
     | PatchApplied
+    | RunUpgraded
 )
 
 EVENT_TYPES: tuple[type[EventPayload], ...] = (
@@ -330,6 +356,7 @@ EVENT_TYPES: tuple[type[EventPayload], ...] = (
     ModelCallInterrupted,
     ModelRouteFallback,
     PatchApplied,
+    RunUpgraded,
 )
 
 TERMINAL_TYPES = (RunCompleted, RunFailed, RunCancelled)
