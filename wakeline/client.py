@@ -19,7 +19,7 @@ from wakeline import jsonutil
 from wakeline.core.errors import WakelineError
 from wakeline.core.ids import check_run_id
 from wakeline.following import EventHub, Subscription
-from wakeline.forking import fork_command
+from wakeline.forking import ForkEdits, fork_command
 from wakeline.projections.cost_cube import CostFilter
 from wakeline.projections.queries import RunQuery
 from wakeline.projections.rows import (
@@ -232,12 +232,12 @@ class Client:
         return await self._start(StartRun(agent, jsonutil.dumps(input), tenant, budget), run_id)
 
     async def fork(
-        self, source: str, *, at: int, model: str = "", tools: str = "live", run_id: str = ""
+        self, source: str, *, at: int, run_id: str = "", **edits: Unpack[ForkEdits]
     ) -> RunHandle:
-        """Start a run that reuses ``source``'s journal before seq ``at`` (never billed
-        again) and runs live from there (see :mod:`wakeline.forking`: ``model``, ``tools``);
-        :class:`~wakeline.forking.ForkError` for a point that cannot be forked."""
-        payload = await fork_command(self._log, self._topics, source, at, model, tools)
+        """Start a run that reuses ``source``'s journal before seq ``at`` (never billed again)
+        and runs live from there with ``edits`` (:class:`~wakeline.forking.ForkEdits`: model,
+        tools, prompt); :class:`~wakeline.forking.ForkError` for a point that cannot be forked."""
+        payload = await fork_command(self._log, self._topics, source, at, **edits)
         return await self._start(payload, run_id or None)
 
     async def _start(self, payload: StartRun, run_id: str | None) -> RunHandle:

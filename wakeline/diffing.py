@@ -4,7 +4,9 @@ Steps are paired in the order the runs opened them (the n-th step of A with the 
 The first divergence is the first pair whose requests differ in what must match on replay
 (the step kind, its model or tool, the request digest: :func:`wakeline.core.steps.identity`),
 or where one run has a step the other does not.  Every pair is also compared on its prompt
-and on what it produced: the output, tokens and cost (latency is shown beside them).
+(a model call's last message and its system prompt, a tool call's arguments) and on what it
+produced: the output, tokens and cost (latency is shown beside them).  :func:`diff_json` is
+the same as JSON (``GET /v1/diff``, the dashboard's side-by-side view).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from decimal import Decimal
 from typing import Any
 
 from wakeline import jsonutil
+from wakeline.core import history
 from wakeline.core.steps import identity, kind_of, opens_step
 from wakeline.schemas.events import (
     Event,
@@ -32,7 +35,11 @@ class Step:
     seq: int
     kind: str
     identity: tuple[Any, ...]
+    name: str = ""
+    """The step's name in listings (its model, tool, ...)."""
     prompt: str = ""
+    system: str = ""
+    """A model call's system prompt (its system messages' text)."""
     output: str = ""
     tokens: tuple[int, int] | None = None
     cost: Decimal | None = None
@@ -43,6 +50,7 @@ class Step:
         runs' latencies always differ)."""
         return {
             "prompt": self.prompt,
+            "system": self.system,
             "output": self.output,
             "tokens": self.tokens,
             "cost": self.cost,
@@ -63,25 +71,34 @@ class RunDiff:
     """The first pair whose requests differ (None: the same steps were asked for)."""
     steps: tuple[StepDiff, ...]
     """Every pair with any difference."""
+    pairs: tuple[StepDiff, ...] = ()
+    """Every pair, the same ones included."""
 
 
 def steps_of(events: Sequence[Event]) -> list[Step]:
     """A run's steps, in the order they were opened, with what they produced."""
     results = {getattr(e.payload, "step", None): e.payload for e in events}
+    try:
+        requests = history.expand_requests(events)
+    except history.RequestHistoryError:  # a journal cut short: each request as journaled
+        requests = {}
     steps = []
     for event in events:
         if opens_step(event.payload):
-            steps.append(_step(event, results.get(event.seq)))
+            steps.append(_step(event, results.get(event.seq), requests.get(event.seq)))
     return steps
 
 
-def _step(event: Event, result: object) -> Step:
+def _step(event: Event, result: object, request: dict[str, Any] | None) -> Step:
     p = event.payload
     kind = kind_of(p)
-    step = Step(event.seq, kind.name if kind else type(p).__name__, identity(p))
+    if kind is None:
+        return Step(event.seq, type(p).__name__, identity(p))
+    step = Step(event.seq, kind.name, identity(p), kind.label(p))
     if isinstance(p, ModelCallRequested):
-        messages = jsonutil.loads(p.request).get("messages") or [{}]
-        step = replace(step, prompt=str(messages[-1].get("content", "")))
+        messages = (request or jsonutil.loads(p.request)).get("messages") or [{}]
+        system = [_text(m) for m in messages if m.get("role") == "system"]
+        step = replace(step, prompt=_text(messages[-1]), system="\n".join(system))
     elif isinstance(p, ToolCallRequested):
         step = replace(step, prompt=p.args)
     if isinstance(result, ModelCallCompleted):
@@ -102,17 +119,64 @@ def _step(event: Event, result: object) -> Step:
 def diff_runs(a: Sequence[Event], b: Sequence[Event]) -> RunDiff:
     steps_a, steps_b = steps_of(a), steps_of(b)
     first: StepDiff | None = None
-    differing = []
+    differing, pairs = [], []
     for index in range(max(len(steps_a), len(steps_b))):
         sa = steps_a[index] if index < len(steps_a) else None
         sb = steps_b[index] if index < len(steps_b) else None
         pair = StepDiff(index, sa, sb, _changes(sa, sb))
+        pairs.append(pair)
         diverged = sa is None or sb is None or sa.identity != sb.identity
         if diverged and first is None:
             first = pair
         if diverged or pair.changed:
             differing.append(pair)
-    return RunDiff(first, tuple(differing))
+    return RunDiff(first, tuple(differing), tuple(pairs))
+
+
+def _text(message: dict[str, Any]) -> str:
+    content = message.get("content")
+    return content if isinstance(content, str) else jsonutil.dumps(content or "")
+
+
+def diff_json(result: RunDiff) -> dict[str, Any]:
+    """``result`` as JSON: the first divergence's index, and every pair of steps with the
+    fields that differ (``changed``) and whether it diverged."""
+    first = result.first_divergence
+    return {
+        "first_divergence": None if first is None else _pair_json(first, True),
+        "differing": len(result.steps),
+        "pairs": [
+            _pair_json(p, first is not None and p.index == first.index) for p in result.pairs
+        ],
+    }
+
+
+def _pair_json(pair: StepDiff, first: bool) -> dict[str, Any]:
+    return {
+        "index": pair.index,
+        "a": _step_json(pair.a),
+        "b": _step_json(pair.b),
+        "changed": sorted(pair.changed),
+        "diverged": pair.a is None or pair.b is None or pair.a.identity != pair.b.identity,
+        "first": first,
+    }
+
+
+def _step_json(step: Step | None) -> dict[str, Any] | None:
+    if step is None:
+        return None
+    tokens = None if step.tokens is None else {"input": step.tokens[0], "output": step.tokens[1]}
+    return {
+        "seq": step.seq,
+        "kind": step.kind,
+        "name": step.name,
+        "prompt": step.prompt,
+        "system": step.system,
+        "output": step.output,
+        "tokens": tokens,
+        "cost_usd": None if step.cost is None else str(step.cost),
+        "latency_ms": step.latency_ms,
+    }
 
 
 def _changes(a: Step | None, b: Step | None) -> dict[str, tuple[Any, Any]]:

@@ -5,7 +5,9 @@ and input whose journal before ``SEQ`` is ``RUN``'s, copied by the worker that s
 (``RunStarted.fork`` names the source): the agent code replays those events, so nothing before
 ``SEQ`` is sent to a provider or a tool again, and their cost stays the source's (the cost
 projections count a fork's calls from ``SEQ`` on only).  From ``SEQ`` the run is live, with
-``model`` as the model of its model calls if given, and with ``tools="recorded"`` a tool call
+``model`` as the model of its model calls if given, with ``prompt`` (if given) as the system
+prompt of its model calls (it replaces their system messages, or comes first if they have
+none; what is journaled is the request as sent), and with ``tools="recorded"`` a tool call
 that matches one of the source's from ``SEQ`` on (tool and arguments) gets the source's result
 instead of running.  ``SEQ`` must be a model or tool call of the source with nothing else in
 flight when it was made.
@@ -14,6 +16,7 @@ flight when it was made.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TypedDict, Unpack
 
 from wakeline.core.steps import RESULT_TYPES, opens_step
 from wakeline.replay import read_journal
@@ -32,6 +35,22 @@ from wakeline.topics.specs import Topics
 
 Recorded = dict[tuple[str, str], str]
 """A source's tool results by ``(tool, arguments digest)``."""
+
+MAX_PROMPT_CHARS = 100_000
+"""The longest system prompt a fork may be given (a start command stays far below the 1 MB a
+worker decodes)."""
+
+
+class ForkEdits(TypedDict, total=False):
+    """What a fork changes from its fork point on (:func:`fork_command`)."""
+
+    model: str
+    """The model of its model calls ("": the source's)."""
+    tools: str
+    """"live" (the default), or "recorded": a tool call that matches one of the source's
+    gets its result instead of running."""
+    prompt: str
+    """The system prompt of its model calls ("": the source's)."""
 
 
 class ForkError(ValueError):
@@ -86,11 +105,14 @@ def recorded_tools(source: Sequence[Event], at: int) -> Recorded:
 
 
 async def fork_command(
-    log: Log, topics: Topics, source: str, at: int, model: str, tools: str = "live"
+    log: Log, topics: Topics, source: str, at: int, **edits: Unpack[ForkEdits]
 ) -> StartRun:
     """The start command of a fork of ``source`` at ``at`` (checked against its journal)."""
+    tools, prompt = edits.get("tools", "live"), edits.get("prompt", "")
     if tools not in ("live", "recorded"):
         raise ForkError(f"tools must be live or recorded, not {tools!r}")
+    if len(prompt) > MAX_PROMPT_CHARS:
+        raise ForkError(f"the prompt has {len(prompt)} characters, more than {MAX_PROMPT_CHARS}")
     started = fork_point(await source_journal(log, topics, source), at)
-    fork = Fork(source, at, model, tools)
+    fork = Fork(source, at, edits.get("model", ""), tools, prompt)
     return StartRun(started.agent, started.input, started.tenant, started.budget, fork)

@@ -9,6 +9,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from wakeline.core.ids import RUN_ID_PATTERN
+from wakeline.forking import MAX_PROMPT_CHARS
 from wakeline.projections.rows import (
     AuditEntry,
     AuditProblem,
@@ -84,6 +85,11 @@ class ForkRequest(BaseModel):
     model: str = Field("", max_length=200, description="the model of its calls from `at` on")
     tools: Literal["live", "recorded"] = Field(
         "live", description="recorded: tool calls matching the source's get its results"
+    )
+    prompt: str = Field(
+        "",
+        max_length=MAX_PROMPT_CHARS,
+        description="the system prompt of its model calls from `at` on (replaces theirs)",
     )
 
 

@@ -10,7 +10,7 @@ from wakeline.api.errors import ApiError, json_safe
 from wakeline.api.models import ForkRequest, StartRunResponse
 from wakeline.api.routes_runs import NOT_FOUND, RunId, known_run
 from wakeline.api.state import Api
-from wakeline.forking import ForkError
+from wakeline.forking import ForkEdits, ForkError
 
 router = APIRouter(prefix="/v1", tags=["runs"], responses=AUTH_RESPONSES)
 
@@ -26,12 +26,13 @@ async def fork_run(
 ) -> StartRunResponse:
     """Start a run of the same agent and input that reuses this run's journal before seq
     ``at`` (nothing before it is sent or billed again) and runs live from there, with
-    ``model`` for its model calls if given (operator)."""
+    ``model`` for its model calls and ``prompt`` as their system prompt if given (operator)."""
     await known_run(api, run_id)
-    if not json_safe(body.model):
-        raise ApiError(422, "model must be valid Unicode")
+    if not (json_safe(body.model) and json_safe(body.prompt)):
+        raise ApiError(422, "model and prompt must be valid Unicode")
+    edits = ForkEdits(model=body.model, tools=body.tools, prompt=body.prompt)
     try:
-        handle = await api.client(who).fork(run_id, at=body.at, model=body.model, tools=body.tools)
+        handle = await api.client(who).fork(run_id, at=body.at, **edits)
     except ForkError as exc:
         raise ApiError(422, str(exc)) from None
     return StartRunResponse(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 
 import click
 
@@ -203,17 +204,42 @@ def _print_replay(report: ReplayReport) -> int:
     show_default=True,
     help="recorded: tool calls that match the source's get its results instead of running",
 )
+@click.option(
+    "--prompt-override",
+    "prompt_file",
+    metavar="FILE",
+    default=None,
+    help="a file whose text is the system prompt of the fork's model calls from --at on",
+)
 @click.pass_obj
-def fork(settings: Settings, run_id: str, at: int, model: str, tools: str) -> None:
+def fork(
+    settings: Settings, run_id: str, at: int, model: str, tools: str, prompt_file: str | None
+) -> None:
     """Start a run that reuses RUN_ID's journal before seq --at (never billed again) and runs
     live from there; a worker runs it.  Prints the new run's id."""
+    prompt = "" if prompt_file is None else _prompt(prompt_file)
 
     async def go() -> RunHandle:
         async with settings.connect(issuer=cli_issuer()) as client:
             try:
-                return await client.fork(run_id, at=at, model=model, tools=tools)
+                return await client.fork(run_id, at=at, model=model, tools=tools, prompt=prompt)
             except ForkError as exc:
                 raise click.UsageError(str(exc)) from exc
 
     handle = run_async(go)
     click.echo(f"forked {render.plain(run_id)} at seq {at}: run {render.plain(handle.run_id)}")
+
+
+def _prompt(path: str) -> str:
+    """The text of a --prompt-override file, or a usage error (exit 2) that says what is
+    wrong with it."""
+    where = render.plain(path)
+    try:
+        text = Path(path).read_bytes().decode("utf-8")
+    except OSError as exc:
+        raise click.UsageError(f"--prompt-override {where}: {exc.strerror or exc}") from exc
+    except UnicodeDecodeError as exc:
+        raise click.UsageError(f"--prompt-override {where} is not UTF-8 text: {exc}") from exc
+    if not text.strip():
+        raise click.UsageError(f"--prompt-override {where} is empty")
+    return text

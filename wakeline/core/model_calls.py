@@ -22,7 +22,7 @@ from wakeline.core.guards import (
     wait_for_raise,
 )
 from wakeline.core.history import Conversations
-from wakeline.core.model import ModelCall, ModelProvider, ModelRequest
+from wakeline.core.model import Message, ModelCall, ModelProvider, ModelRequest
 from wakeline.core.port import ContextPort
 from wakeline.core.results import LLMResult, llm_result
 from wakeline.core.routing import Route, Target
@@ -64,9 +64,7 @@ class ModelCalls:
     ) -> LLMResult:
         """One call to ``provider``: policies, then the budget, then attempts until it
         completes (a denial by a policy fails the run; a budget waits for a raise)."""
-        fork = self._core.fork
-        if fork is not None and fork.model and self._core.next_seq >= fork.seq:
-            request = dataclasses.replace(request, model=fork.model)  # the fork's override
+        request = self._forked(request, model=True, prompt=via is None)
         request_json = request.to_json()
         info = call_info(self._core, self._agent, "model", request.model, provider, request_json)
         await check_policies(self._core, info)
@@ -98,7 +96,7 @@ class ModelCalls:
         self, route: Route, target: Target, request: ModelRequest, policy: RetryPolicy
     ) -> LLMResult | Fallback:
         core = self._core
-        request = dataclasses.replace(request, model=target.model)
+        request = self._forked(dataclasses.replace(request, model=target.model), prompt=True)
         request_json = request.to_json()
         info = call_info(core, self._agent, "model", target.model, target.provider, request_json)
         denial = run_policies(list(core.app.policies.items()), info)
@@ -112,6 +110,23 @@ class ModelCalls:
         return await self._dispatch(
             requested, call, reservation, policy, messages_text, routed=True
         )
+
+    def _forked(
+        self, request: ModelRequest, *, model: bool = False, prompt: bool = False
+    ) -> ModelRequest:
+        """A fork's overrides of a call from its fork point on (see wakeline.forking): its
+        ``model`` (not a route's: its targets name theirs) and its system ``prompt`` (not a
+        call ``via`` a framework's own model, which sends the framework's messages)."""
+        fork = self._core.fork
+        if fork is None or self._core.next_seq < fork.seq:
+            return request
+        if model and fork.model:
+            request = dataclasses.replace(request, model=fork.model)
+        if prompt and fork.prompt:
+            request = dataclasses.replace(
+                request, messages=with_system(request.messages, fork.prompt)
+            )
+        return request
 
     def _prepared(
         self, provider: str, request: ModelRequest, request_json: dict[str, Any]
@@ -192,6 +207,21 @@ class ModelCalls:
         core = self._core
         exceeded = budget_breach(core, target, reservation, core.time_ms - core.started_ms)
         return None if exceeded is None else _breach_text(exceeded)
+
+
+def with_system(messages: tuple[Message, ...], prompt: str) -> tuple[Message, ...]:
+    """``messages`` with ``prompt`` as their one system message: where the first system
+    message was (the others dropped), or first if there was none."""
+    system: Message = {"role": "system", "content": prompt}
+    out: list[Message] = []
+    placed = False
+    for message in messages:
+        if message.get("role") != "system":
+            out.append(message)
+        elif not placed:
+            out.append(system)
+            placed = True
+    return tuple(out) if placed else (system, *out)
 
 
 def _shared_breach(target: str, denied: ModelCallDenied) -> BudgetExceeded:

@@ -56,7 +56,8 @@ def _user_text(message: Mapping[str, Any]) -> str:
 def fake_reply(body: Mapping[str, Any]) -> FakeReply:
     """The answer to an OpenAI or Anthropic request body: with ``tools`` (and no tool result last)
     a call of the first tool, else ``"fake reply #<n> to <sha256[:12] of the last user text>"``,
-    ``n`` = assistant messages in the request + 1."""
+    ``n`` = assistant messages in the request + 1, followed by ``" as <sha256[:8]>"`` of the
+    system prompt if the request has one (so the answer depends on it)."""
     messages: list[Mapping[str, Any]] = list(body.get("messages") or [])
     tools: list[Mapping[str, Any]] = list(body.get("tools") or [])
     n = sum(1 for m in messages if m.get("role") == "assistant") + 1
@@ -73,6 +74,8 @@ def fake_reply(body: Mapping[str, Any]) -> FakeReply:
     else:
         users = [_user_text(m) for m in messages if m.get("role") == "user"]
         text = f"fake reply #{n} to {_sha(users[-1] if users else '')[:12]}"
+        system = _system_text(body, messages)
+        text += f" as {_sha(system)[:8]}" if system else ""
     return FakeReply(
         text=text,
         tool_call=tool_call,
@@ -82,6 +85,14 @@ def fake_reply(body: Mapping[str, Any]) -> FakeReply:
         cache_write_tokens=tokens // 8 if many else 0,
         reasoning_tokens=3,
     )
+
+
+def _system_text(body: Mapping[str, Any], messages: list[Mapping[str, Any]]) -> str:
+    """The system prompt: Anthropic's ``system``, or the OpenAI system messages' text."""
+    anthropic = body.get("system")
+    if anthropic:
+        return _user_text({"content": anthropic})
+    return "\n".join(_user_text(m) for m in messages if m.get("role") in ("system", "developer"))
 
 
 def _pieces(text: str, n: int = 4) -> list[str]:
