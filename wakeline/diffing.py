@@ -170,9 +170,9 @@ def _step_json(step: Step | None) -> dict[str, Any] | None:
         "seq": step.seq,
         "kind": step.kind,
         "name": step.name,
-        "prompt": step.prompt,
-        "system": step.system,
-        "output": step.output,
+        "prompt": _utf8(step.prompt),
+        "system": _utf8(step.system),
+        "output": _utf8(step.output),
         "tokens": tokens,
         "cost_usd": None if step.cost is None else str(step.cost),
         "latency_ms": step.latency_ms,
@@ -184,3 +184,8 @@ def _changes(a: Step | None, b: Step | None) -> dict[str, tuple[Any, Any]]:
         return {}
     left, right = a.compared(), b.compared()
     return {k: (left[k], right[k]) for k in left if left[k] != right[k]}
+
+
+def _utf8(text: str) -> str:
+    """``text`` with any lone surrogate (JSON escapes allow them) as ``?``."""
+    return text.encode("utf-8", "replace").decode("utf-8")

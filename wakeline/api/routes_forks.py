@@ -1,18 +1,75 @@
-"""``POST /v1/runs/{run_id}/fork``: a run that reuses this one's journal up to a step and runs
-live from there (see :mod:`wakeline.forking`)."""
+"""Forks and diffs: ``POST /v1/runs/{run_id}/fork`` starts a run that reuses this one's journal
+up to a step and runs live from there, ``GET /v1/runs/{run_id}/fork`` says where a run was
+forked from, and ``GET /v1/diff?a=&b=`` is ``wakeline diff`` as JSON (see
+:mod:`wakeline.forking`, :mod:`wakeline.diffing`)."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+import dataclasses
+from typing import Annotated, Any
 
-from wakeline.api.auth import AUTH_RESPONSES, OperatorKey
+from fastapi import APIRouter, Query
+from pydantic import BaseModel, Field
+
+from wakeline.api.auth import AUTH_RESPONSES, OperatorKey, ViewerKey
 from wakeline.api.errors import ApiError, json_safe
 from wakeline.api.models import ForkRequest, StartRunResponse
 from wakeline.api.routes_runs import NOT_FOUND, RunId, known_run
-from wakeline.api.state import Api
+from wakeline.api.state import Api, ApiState
+from wakeline.diffing import diff_json, diff_runs
 from wakeline.forking import ForkEdits, ForkError
+from wakeline.projections.rows import RunRow
+from wakeline.schemas.events import Event, RunStarted
+from wakeline.watching import run_events
 
 router = APIRouter(prefix="/v1", tags=["runs"], responses=AUTH_RESPONSES)
+
+
+class ForkOrigin(BaseModel):
+    source: str = Field(description="the run it was forked from")
+    seq: int = Field(description="the fork point: the source's journal before it is reused")
+    model: str = Field(description="the model of its model calls from `seq` on ('': the source's)")
+    tools: str = Field(description="live, or recorded: the source's tool results are served")
+    prompt: str = Field(description="the system prompt of its model calls from `seq` on")
+
+
+class ForkInfo(BaseModel):
+    run_id: str
+    fork: ForkOrigin | None = Field(description="null: the run is not a fork")
+
+
+class DiffTokens(BaseModel):
+    input: int
+    output: int
+
+
+class DiffStep(BaseModel):
+    seq: int
+    kind: str = Field(description="model, tool, step, timer, gate, policy or budget")
+    name: str = Field(description="its model, tool, gate, ...")
+    prompt: str = Field(description="a model call's last message, a tool call's arguments")
+    system: str = Field(description="a model call's system prompt")
+    output: str
+    tokens: DiffTokens | None
+    cost_usd: str | None
+    latency_ms: float | None
+
+
+class DiffPair(BaseModel):
+    index: int = Field(description="the pair's place: the n-th step of each run")
+    a: DiffStep | None = Field(description="null: run A has no n-th step")
+    b: DiffStep | None
+    changed: list[str] = Field(description="prompt, system, output, tokens, cost: what differs")
+    diverged: bool = Field(description="the two asked for different things (or one has none)")
+    first: bool = Field(description="the first divergence")
+
+
+class RunDiffBody(BaseModel):
+    a: str
+    b: str
+    first_divergence: DiffPair | None = Field(description="null: the same steps were asked for")
+    differing: int = Field(description="how many pairs differ at all")
+    pairs: list[DiffPair] = Field(description="every pair of steps, in the order they opened")
 
 
 @router.post(
@@ -38,3 +95,45 @@ async def fork_run(
     return StartRunResponse(
         run_id=handle.run_id, partition=handle.partition, from_offset=handle.from_offset
     )
+
+
+@router.get("/runs/{run_id}/fork", response_model=ForkInfo, responses=NOT_FOUND)
+async def fork_of(run_id: RunId, _: ViewerKey, api: Api) -> ForkInfo:
+    """Where the run was forked from, if it is a fork (viewer)."""
+    started = await _journal(api, await known_run(api, run_id), limit=1)
+    head = started[0].payload if started else None
+    fork = head.fork if isinstance(head, RunStarted) else None
+    origin = None if fork is None else ForkOrigin(**dataclasses.asdict(fork))
+    return ForkInfo(run_id=run_id, fork=origin)
+
+
+RunParam = Annotated[str, Query(min_length=1, max_length=200, description="a run id")]
+
+
+@router.get("/diff", response_model=RunDiffBody, responses=NOT_FOUND)
+async def diff(a: RunParam, b: RunParam, _: ViewerKey, api: Api) -> Any:
+    """Where run ``b`` parts from run ``a`` and how each pair of their steps differs: the
+    journals as the log holds them now (viewer)."""
+    rows = [await known_run(api, a), await known_run(api, b)]
+    journals = [await _journal(api, row) for row in rows]
+    return {"a": a, "b": b, **diff_json(diff_runs(*journals))}
+
+
+async def _journal(api: ApiState, row: RunRow, *, limit: int | None = None) -> list[Event]:
+    """The run's events on the log now (from its start; with the record key, only events a
+    holder of it appended), up to ``limit`` of them."""
+    if row.partition is None or row.start_offset is None:
+        return []
+    key, topic = row.run_id.encode(), api.topics.events
+    end = await api.log.end_offset(topic, row.partition)
+    events: list[Event] = []
+    offset = row.start_offset
+    while offset < end and (limit is None or len(events) < limit):
+        batch = 5000 if limit is None else 16
+        records = await api.log.read(topic, row.partition, offset, max_records=batch)
+        if not records:
+            break
+        more, _ = run_events(records, key, len(events), api.signer)
+        events.extend(more)
+        offset = records[-1].offset + 1
+    return events if limit is None else events[:limit]
