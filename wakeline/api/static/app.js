@@ -1,4 +1,5 @@
-// wakeline dashboard: runs, a run's timeline (live over SSE) and costs.  No build step.
+// wakeline dashboard: runs, a run's timeline (live over SSE), two runs side by side and
+// costs.  No build step.
 //
 // Auth: the API key lives in localStorage; fetch sends it as a bearer header, EventSource
 // (which cannot send headers) as ?key=.
@@ -21,6 +22,7 @@ import {
   tokens,
   when,
 } from "./lib.js";
+import { setupDiffView, showDiff } from "./diff.js";
 import { setupRunView, showRun } from "./run.js";
 
 // ---------------------------------------------------------------- key
@@ -75,6 +77,9 @@ function route() {
   const hash = location.hash.replace(/^#\/?/, "");
   const [page, ...rest] = hash.split("/");
   if (page === "runs" && rest.length) return showRun(decodeURIComponent(rest.join("/")));
+  if (page === "diff" && rest.length === 2) {
+    return showDiff(decodeURIComponent(rest[0]), decodeURIComponent(rest[1]));
+  }
   if (page === "costs") return showCosts();
   return showRuns();
 }
@@ -229,6 +234,7 @@ async function main() {
   setupKeyForm();
   setupRunsView();
   setupRunView();
+  setupDiffView();
   window.addEventListener("hashchange", route);
   await loadMe();
   route();

@@ -21,6 +21,7 @@ import {
   tokens,
   when,
 } from "./lib.js";
+import { diffHash } from "./diff.js";
 
 export async function showRun(id) {
   showView("run");
@@ -35,10 +36,13 @@ export async function showRun(id) {
   $("#events-count").textContent = "0";
   $("#steps-body").replaceChildren();
   $("#run-live").hidden = true;
+  $("#run-origin").hidden = true;
+  $("#fork-options").hidden = !canOperate();
   if (!state.key) return;
   const run = state.run;
   if (!(await firstLoad(run))) return; // navigated away meanwhile, or a real error
   if (state.run !== run) return;
+  showOrigin(run).catch(report);
   if (!TERMINAL.has(run.row.status)) openStream(id);
   every(3000, async () => {
     if (state.run && !TERMINAL.has(effectiveStatus())) await refreshRun();
@@ -234,14 +238,33 @@ function stepRow(step, start, span) {
       state.run.open.has(step.seq) ? "hide" : "payload"), forkButton(step)));
 }
 
-// Fork: a new run that reuses this run's journal before the step and runs live from it
-// (operator; POST .../fork, then the new run's page).
+// A fork's page says where it comes from and links to the diff with its source.
+async function showOrigin(run) {
+  const { fork } = await api(`${runPath(run.id)}/fork`);
+  if (state.run !== run || !fork) return;
+  const edits = [fork.model && `model ${fork.model}`, fork.prompt && "a new system prompt",
+    fork.tools === "recorded" && "recorded tool results"].filter(Boolean);
+  $("#run-origin").replaceChildren("forked from ",
+    h("a", { href: `#/runs/${encodeURIComponent(fork.source)}`, class: "mono" }, fork.source),
+    ` at seq ${fork.seq}`, edits.length ? ` with ${edits.join(", ")}` : "", " · ",
+    h("a", { href: diffHash(fork.source, run.id), id: "run-compare" }, "compare with source"));
+  $("#run-origin").hidden = false;
+}
+
+// Fork: a new run that reuses this run's journal before the step and runs live from it, with
+// the fork options' model and system prompt if given (operator; POST .../fork, then the new
+// run's page).
 function forkButton(step) {
   if (!canOperate() || (step.kind !== "model" && step.kind !== "tool")) return null;
   const fork = async (event) => {
     event.target.disabled = true;
+    const body = { at: step.seq };
+    const model = $("#fork-model").value.trim();
+    const prompt = $("#fork-prompt").value;
+    if (model) body.model = model;
+    if (prompt.trim()) body.prompt = prompt;
     try {
-      const made = await api(`${runPath(state.run.id)}/fork`, { method: "POST", body: { at: step.seq } });
+      const made = await api(`${runPath(state.run.id)}/fork`, { method: "POST", body });
       location.hash = `#/runs/${encodeURIComponent(made.run_id)}`;
     } catch (error) {
       report(error);
