@@ -48,6 +48,14 @@ def make_app(base_url: str) -> App:
             answers.append((await ctx.llm(messages, max_tokens=32)).text)
         return answers
 
+    @app.agent
+    async def careful(ctx: Context, topic: str) -> list[str]:
+        system = {"role": "system", "content": SYSTEM}
+        plan = await ctx.llm([system, {"role": "user", "content": f"plan {topic}"}])
+        await ctx.approval("go")  # the run is unloaded here and resumed by the decision
+        essay = await ctx.llm([system, {"role": "user", "content": f"write {plan.text}"}])
+        return [plan.text, essay.text]
+
     return app
 
 
@@ -134,6 +142,26 @@ async def test_the_cli_forks_with_a_prompt_file_and_diff_names_the_fork_point(
     assert forked[2].endswith(voice(OVERRIDE))
     assert code == 1 and f"first divergence: step 3 (A seq {at}, B seq {at})" in out, out
     assert "system" in out
+
+
+async def test_a_resumed_fork_sends_the_override_again(tmp_path: Path) -> None:
+    with FakeLLMServer() as server:
+        app = make_app(server.openai_base_url)
+        async with local_runtime(app, tmp_path / "data") as rt:
+            source = await rt.client.start_run("careful", "kelp")
+            await rt.wait_unloaded(source.run_id)
+            await rt.client.approve(source.run_id, "go")
+            await rt.client.result(source.run_id)
+            before = server.received
+            fork = await rt.client.fork(source.run_id, at=1, prompt=OVERRIDE)
+            await rt.wait_unloaded(fork.run_id)  # at the gate: the decision loads it again
+            await rt.client.approve(fork.run_id, "go")
+            forked = await rt.client.result(fork.run_id)
+            replayed = await replay_run(rt.log, make_app("http://127.0.0.1:9/v1"), fork.run_id)
+    sent = server.requests()[before:]
+    assert [systems(r) for r in sent] == [[(0, OVERRIDE)], [(0, OVERRIDE)]]
+    assert [a.endswith(voice(OVERRIDE)) for a in forked] == [True, True]
+    assert replayed.identical and replayed.ended
 
 
 @pytest.mark.parametrize(
