@@ -17,12 +17,14 @@ from test_cli import cli
 from wakeline import App, Context, jsonutil
 from wakeline.client import Client, RunError
 from wakeline.core.history import expand_requests
+from wakeline.core.model import ModelRequest, ModelResponse
 from wakeline.diffing import diff_runs
 from wakeline.forking import MAX_PROMPT_CHARS, ForkError
 from wakeline.providers.openai_compat import OpenAICompatProvider
 from wakeline.replay import replay_run
 from wakeline.schemas.commands import StartRun
 from wakeline.schemas.events import Event, Fork, ModelCallRequested
+from wakeline.schemas.usage import Usage
 from wakeline.testing.fake_llm import FakeLLMServer, RequestRecord
 from wakeline.testing.harness import local_runtime
 
@@ -162,6 +164,52 @@ async def test_a_resumed_fork_sends_the_override_again(tmp_path: Path) -> None:
     assert [systems(r) for r in sent] == [[(0, OVERRIDE)], [(0, OVERRIDE)]]
     assert [a.endswith(voice(OVERRIDE)) for a in forked] == [True, True]
     assert replayed.identical and replayed.ended
+
+
+class Framework:
+    """A framework's own model (``ctx.llm(..., via=...)``): it sends its own messages, so a
+    fork's prompt is not put in what it is given."""
+
+    name = "framework"
+
+    def __init__(self) -> None:
+        self.given: list[ModelRequest] = []
+
+    async def complete(self, request: ModelRequest, *, on_delta: object = None) -> ModelResponse:
+        self.given.append(request)
+        return ModelResponse(text=f"framework answer {len(self.given)}", usage=Usage(3, 2))
+
+
+async def test_routed_calls_get_the_prompt_and_framework_calls_keep_their_messages(
+    tmp_path: Path,
+) -> None:
+    framework = Framework()
+    with FakeLLMServer() as server:
+        app = make_app(server.openai_base_url)
+        app.route("smart", ["openai:gpt-4o-mini", "openai:gpt-4o"])
+
+        @app.agent
+        async def mixed(ctx: Context, topic: str) -> list[str]:
+            messages = [{"role": "system", "content": SYSTEM}, {"role": "user", "content": topic}]
+            first = await ctx.llm(messages, route="smart")
+            second = await ctx.llm(messages, via=framework)
+            third = await ctx.llm(messages, route="smart")
+            return [first.text, second.text, third.text]
+
+        async with local_runtime(app, tmp_path / "data") as rt:
+            source = await rt.client.start_run("mixed", "kelp")
+            await rt.client.result(source.run_id)
+            before = server.received
+            fork = await rt.client.fork(source.run_id, at=1, prompt=OVERRIDE, model="gpt-4o")
+            forked = await rt.client.result(fork.run_id)
+            events = [e async for e in rt.client.events(fork.run_id)]
+    sent = server.requests()[before:]
+    assert [systems(r) for r in sent] == [[(0, OVERRIDE)], [(0, OVERRIDE)]]  # both routed
+    assert [r.model for r in sent] == ["gpt-4o-mini", "gpt-4o-mini"]  # the route's first target
+    assert forked[0].endswith(voice(OVERRIDE)) and forked[2].endswith(voice(OVERRIDE))
+    assert [m["content"] for m in framework.given[-1].messages] == [SYSTEM, "kelp"]
+    framework_seq = calls(events)[1]
+    assert expand_requests(events)[framework_seq]["messages"][0]["content"] == SYSTEM
 
 
 @pytest.mark.parametrize(
