@@ -138,16 +138,24 @@ def _text(message: dict[str, Any]) -> str:
     return content if isinstance(content, str) else jsonutil.dumps(content or "")
 
 
-def diff_json(result: RunDiff) -> dict[str, Any]:
-    """``result`` as JSON: the first divergence's index, and every pair of steps with the
-    fields that differ (``changed``) and whether it diverged."""
+MAX_TEXT = 4000
+"""The most characters of a prompt, system prompt or output :func:`diff_json` gives (the rest
+is cut, marked with "…")."""
+
+
+def diff_json(result: RunDiff, *, offset: int = 0, limit: int | None = None) -> dict[str, Any]:
+    """``result`` as JSON: the first divergence, how many pairs differ, and the pairs of steps
+    from ``offset`` (at most ``limit`` of them) with the fields that differ (``changed``) and
+    whether they diverged; ``next_offset`` is where the next page starts (None: no more)."""
     first = result.first_divergence
+    end = len(result.pairs) if limit is None else min(offset + limit, len(result.pairs))
+    page = result.pairs[offset:end]
     return {
         "first_divergence": None if first is None else _pair_json(first, True),
         "differing": len(result.steps),
-        "pairs": [
-            _pair_json(p, first is not None and p.index == first.index) for p in result.pairs
-        ],
+        "total_pairs": len(result.pairs),
+        "pairs": [_pair_json(p, first is not None and p.index == first.index) for p in page],
+        "next_offset": end if end < len(result.pairs) else None,
     }
 
 
@@ -169,10 +177,10 @@ def _step_json(step: Step | None) -> dict[str, Any] | None:
     return {
         "seq": step.seq,
         "kind": step.kind,
-        "name": step.name,
-        "prompt": _utf8(step.prompt),
-        "system": _utf8(step.system),
-        "output": _utf8(step.output),
+        "name": _shown(step.name),
+        "prompt": _shown(step.prompt),
+        "system": _shown(step.system),
+        "output": _shown(step.output),
         "tokens": tokens,
         "cost_usd": None if step.cost is None else str(step.cost),
         "latency_ms": step.latency_ms,
@@ -186,6 +194,8 @@ def _changes(a: Step | None, b: Step | None) -> dict[str, tuple[Any, Any]]:
     return {k: (left[k], right[k]) for k in left if left[k] != right[k]}
 
 
-def _utf8(text: str) -> str:
-    """``text`` with any lone surrogate (JSON escapes allow them) as ``?``."""
-    return text.encode("utf-8", "replace").decode("utf-8")
+def _shown(text: str) -> str:
+    """``text`` cut to :data:`MAX_TEXT` characters, any lone surrogate (JSON escapes allow
+    them) as ``?``."""
+    cut = text if len(text) <= MAX_TEXT else text[: MAX_TEXT - 1] + "…"
+    return cut.encode("utf-8", "replace").decode("utf-8")

@@ -11,6 +11,7 @@ from test_api import env as env  # the fixture, by name
 
 from wakeline.client import Client
 from wakeline.core.history import expand_requests
+from wakeline.diffing import MAX_TEXT
 from wakeline.forking import MAX_PROMPT_CHARS
 from wakeline.schemas.events import ModelCallRequested
 
@@ -59,7 +60,7 @@ async def test_a_fork_with_a_prompt_and_its_diff_over_http(env: Env) -> None:
     assert r.status_code == 422 and "body.prompt" in r.json()["detail"], r.text
     assert await end_offsets(env.log, env.topics.commands) == before  # nothing published
 
-    body = {"at": second, "prompt": "Answer <b>only</b> in haiku."}
+    body = {"at": second, "prompt": "Answer <b>only</b> in haiku. " + "~" * MAX_TEXT}
     r = await http.post(f"/v1/runs/{source}/fork", json=body, headers=OPERATOR)
     assert r.status_code == 202, r.text
     fork = r.json()["run_id"]
@@ -86,12 +87,17 @@ async def test_a_fork_with_a_prompt_and_its_diff_over_http(env: Env) -> None:
     diff = r.json()
     point = diff["first_divergence"]
     assert point["a"]["seq"] == point["b"]["seq"] == second and point["first"]
-    assert point["b"]["system"] == body["prompt"] and point["a"]["system"] == ""
-    assert "system" in point["changed"]
+    assert point["b"]["system"] == body["prompt"][: MAX_TEXT - 1] + "…"  # cut for the page
+    assert point["a"]["system"] == "" and "system" in point["changed"]
     pairs = diff["pairs"]
+    assert len(pairs) == diff["total_pairs"] == 5 and diff["next_offset"] is None
     assert [p["first"] for p in pairs].count(True) == 1
     assert pairs[0]["a"]["seq"] == pairs[0]["b"]["seq"] == first and not pairs[0]["diverged"]
     assert pairs[0]["changed"] == []  # the reused step is the source's
+    page = {"a": source, "b": fork, "offset": 1, "limit": 2}
+    r = await http.get("/v1/diff", params=page, headers=VIEWER)
+    assert r.status_code == 200 and r.json()["pairs"] == pairs[1:3], r.text
+    assert r.json()["next_offset"] == 3 and r.json()["first_divergence"] == point
 
     r = await http.get("/v1/diff", params={"a": source, "b": "0" * 32}, headers=VIEWER)
     assert r.status_code == 404 and r.json()["detail"] == f"unknown run {'0' * 32!r}"

@@ -24,6 +24,9 @@ from wakeline.watching import run_events
 
 router = APIRouter(prefix="/v1", tags=["runs"], responses=AUTH_RESPONSES)
 
+MAX_PAIRS = 500
+"""The most pairs of steps one ``GET /v1/diff`` sends."""
+
 
 class ForkOrigin(BaseModel):
     source: str = Field(description="the run it was forked from")
@@ -69,7 +72,9 @@ class RunDiffBody(BaseModel):
     b: str
     first_divergence: DiffPair | None = Field(description="null: the same steps were asked for")
     differing: int = Field(description="how many pairs differ at all")
-    pairs: list[DiffPair] = Field(description="every pair of steps, in the order they opened")
+    total_pairs: int = Field(description="how many pairs of steps there are")
+    pairs: list[DiffPair] = Field(description="pairs of steps from `offset`, in opening order")
+    next_offset: int | None = Field(description="pass as `offset` for the next page")
 
 
 @router.post(
@@ -108,15 +113,20 @@ async def fork_of(run_id: RunId, _: ViewerKey, api: Api) -> ForkInfo:
 
 
 RunParam = Annotated[str, Query(min_length=1, max_length=200, description="a run id")]
+Offset = Annotated[int, Query(ge=0, le=10**12, description="the first pair's index")]
+Limit = Annotated[int, Query(ge=1, le=MAX_PAIRS, description="the most pairs to send")]
 
 
 @router.get("/diff", response_model=RunDiffBody, responses=NOT_FOUND)
-async def diff(a: RunParam, b: RunParam, _: ViewerKey, api: Api) -> Any:
+async def diff(
+    a: RunParam, b: RunParam, _: ViewerKey, api: Api, offset: Offset = 0, limit: Limit = MAX_PAIRS
+) -> Any:
     """Where run ``b`` parts from run ``a`` and how each pair of their steps differs: the
-    journals as the log holds them now (viewer)."""
+    journals as the log holds them now, in pages of pairs; texts over 4,000 characters are
+    cut (viewer)."""
     rows = [await known_run(api, a), await known_run(api, b)]
     journals = [await _journal(api, row) for row in rows]
-    return {"a": a, "b": b, **diff_json(diff_runs(*journals))}
+    return {"a": a, "b": b, **diff_json(diff_runs(*journals), offset=offset, limit=limit)}
 
 
 async def _journal(api: ApiState, row: RunRow, *, limit: int | None = None) -> list[Event]:

@@ -14,10 +14,15 @@ export async function showDiff(a, b) {
   $("#diff-first").textContent = "";
   $("#diff-body").replaceChildren();
   if (!state.key) return;
-  const query = new URLSearchParams({ a, b });
   let diff;
+  const pairs = [];
   try {
-    diff = await api(`v1/diff?${query}`);
+    let offset = 0;
+    do { // page after page (the API sends at most 500 pairs at a time)
+      diff = await api(`v1/diff?${new URLSearchParams({ a, b, offset: String(offset) })}`);
+      pairs.push(...diff.pairs);
+      offset = diff.next_offset;
+    } while (offset != null && location.hash === diffHash(a, b));
   } catch (error) {
     report(error);
     return;
@@ -25,7 +30,7 @@ export async function showDiff(a, b) {
   if (location.hash !== diffHash(a, b)) return; // navigated away meanwhile
   banner("");
   $("#diff-first").textContent = summary(diff);
-  const rows = diff.pairs.map(pairRow);
+  const rows = pairs.map(pairRow);
   if (!rows.length) rows.push(h("tr", {}, h("td", { colspan: 3, class: "muted" }, "No steps.")));
   $("#diff-body").replaceChildren(...rows);
 }
@@ -38,7 +43,7 @@ function summary(diff) {
   const where = [["A", first.a], ["B", first.b]].filter(([, s]) => s)
     .map(([name, s]) => `${name} seq ${s.seq}`).join(", ");
   return `First divergence: step ${first.index + 1} (${where}); ${diff.differing} of ` +
-    `${diff.pairs.length} steps differ.`;
+    `${diff.total_pairs} steps differ.`;
 }
 
 function pairRow(pair) {
