@@ -389,6 +389,20 @@ async def test_a_tool_can_be_journaled_as_not_idempotent(server: FakeLLMServer) 
     assert [(t.tool, t.idempotent) for t in tools] == [("charge", False)]
 
 
+async def test_tool_options_apply_to_their_own_run_only(server: FakeLLMServer) -> None:
+    """Options given to one run's ``durable`` scope never leak into a later run of the
+    process: before, they were merged into the SDK's process-wide default runner."""
+    await run(
+        make_app(server.openai_base_url, tools={"charge": {"idempotent": False}}),
+        "oai-3a",
+        "billing",
+        "x",
+    )
+    core = await run(make_app(server.openai_base_url), "oai-3b", "billing", "charge once")
+    tools = [e.payload for e in core.journal if isinstance(e.payload, ToolCallRequested)]
+    assert [(t.tool, t.idempotent) for t in tools] == [("charge", True)]
+
+
 @pytest.mark.parametrize("form", ["agent", "object"])  # handoffs=[helper] / [handoff(helper)]
 async def test_the_agent_a_handoff_leads_to_runs_on_the_wakeline_model(
     server: FakeLLMServer, form: str

@@ -43,7 +43,7 @@ from agents.util._approvals import evaluate_function_tool_approval
 from wakeline import jsonutil
 from wakeline.adapters.openai_agents.model import WakelineModel, plain
 from wakeline.adapters.openai_agents.session import DurableSession
-from wakeline.adapters.openai_agents.state import current_run
+from wakeline.adapters.openai_agents.state import current_run, current_tools
 from wakeline.core.app import App, ToolSpec
 from wakeline.core.context import Context
 from wakeline.core.errors import ToolCallError
@@ -200,7 +200,7 @@ class WakelineRunner(AgentRunner):
         session, ctx = kwargs.get("session"), current_run.get()
         if session is not None and ctx is not None:
             kwargs["session"] = DurableSession(ctx, session)
-        return DurableGraph(self.tools).agent(agent), kwargs
+        return DurableGraph({**self.tools, **(current_tools.get() or {})}).agent(agent), kwargs
 
 
 def _closed(exc: BaseException) -> bool:
@@ -244,13 +244,16 @@ def install(tools: ToolOptions | None = None) -> WakelineRunner:
 @contextlib.contextmanager
 def durable(ctx: Context, *, tools: ToolOptions | None = None) -> Iterator[None]:
     """Inside this, ``Runner.run`` / ``run_sync`` / ``run_streamed`` journal into ``ctx``'s
-    run: model requests as ``ctx.llm`` calls, function tool calls as ``ctx.tool`` calls."""
-    install(tools)
-    token = current_run.set(ctx)
+    run: model requests as ``ctx.llm`` calls, function tool calls as ``ctx.tool`` calls.
+    ``tools`` (per-tool options by name) apply inside this scope only."""
+    install()
+    token, tools_token = current_run.set(ctx), current_tools.set(dict(tools or {}))
     try:
         yield
     finally:
         with contextlib.suppress(ValueError):  # closed from elsewhere (a dropped activation)
+            current_tools.reset(tools_token)
+        with contextlib.suppress(ValueError):
             current_run.reset(token)
 
 
