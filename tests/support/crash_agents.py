@@ -158,14 +158,13 @@ def app_from_env() -> App:
 
 
 def command(data: Path, target: str = "crash_agents.py:app_from_env()") -> list[str]:
-    """The worker process (a fresh journal store per process, as each crash leaves it) of
-    ``target``, with this module's log hook."""
+    """The worker process of ``target`` with this module's log hook, as the CLI runs it: its
+    default state directory (a slot under ``DATA/state``), so the process started after a
+    crash takes over the dead one's slot and the state it left, restarted in place."""
     return worker_command(
         target,
         "--data",
         str(data),
-        "--state-dir",
-        str(data / "state" / "w{pid}"),
         "--session-timeout",
         "1.0",
         "--log-hook",

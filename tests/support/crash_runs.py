@@ -50,6 +50,8 @@ async def run_once(
             second = spawn(data, server, target)
         result = await asyncio.wait_for(client.result(handle.run_id), 60)
         events = [e async for e in client.events(handle.run_id)]
+        slots = sorted(p.name for p in (data / "state").iterdir())
+        assert slots == ["worker-0"], f"the restarted worker took over the dead one's slot: {slots}"
         return result, events
     finally:
         for proc in (first, second):
