@@ -71,6 +71,15 @@ class Nap(BaseModel):
     seconds: float = 1.0
 
 
+async def sign_in(page: Page, base: str, secret: str, who: str) -> None:
+    """Open the dashboard in ``page`` and enter the API key ``secret``; ``who`` is the name and
+    role the page then shows."""
+    await page.goto(f"{base}/")
+    await page.fill("#key-input", secret)
+    await page.click("#key-save")
+    await expect(page.locator("#who")).to_have_text(who)
+
+
 def make_app() -> App:
     app = App(default_provider="mock", default_model="mock-1")
     app.provider("mock", MockModel())
@@ -218,10 +227,7 @@ async def test_an_approver_decides_a_gate_and_watches_the_reply_stream(tmp_path:
                 "console",
                 lambda msg: problems.append(msg.text) if msg.type == "error" else None,
             )
-            await page.goto(f"{base}/")
-            await page.fill("#key-input", APPROVER_SECRET)
-            await page.click("#key-save")
-            await expect(page.locator("#who")).to_have_text("boss · approver")
+            await sign_in(page, base, APPROVER_SECRET, "boss · approver")
             async with httpx.AsyncClient(base_url=base) as http:
                 r = await http.post(
                     "/v1/runs", json={"agent": "payer", "input": 40}, headers=OPERATOR

@@ -14,7 +14,13 @@ from typing import Any
 
 import httpx
 from playwright.async_api import Page, async_playwright, expect
-from test_dashboard_browser import CHROMIUM_ARGS, OPERATOR, OPERATOR_SECRET, ensure_chromium
+from test_dashboard_browser import (
+    CHROMIUM_ARGS,
+    OPERATOR,
+    OPERATOR_SECRET,
+    ensure_chromium,
+    sign_in,
+)
 
 from wakeline import App, Context
 from wakeline.api import KeyRing, create_app
@@ -86,10 +92,7 @@ async def test_a_fork_with_a_new_prompt_is_compared_with_its_source(tmp_path: Pa
                 page = await browser.new_page(viewport={"width": 1360, "height": 1000})
                 problems: list[str] = []
                 page.on("pageerror", lambda exc: problems.append(f"page error: {exc}"))
-                await page.goto(f"{base}/")
-                await page.fill("#key-input", OPERATOR_SECRET)
-                await page.click("#key-save")
-                await expect(page.locator("#who")).to_have_text("ops · operator")
+                await sign_in(page, base, OPERATOR_SECRET, "ops · operator")
                 await page.goto(f"{base}/#/runs/src-1")
                 await expect(page.locator("#run-status")).to_have_text("completed", timeout=30_000)
                 before = server.received

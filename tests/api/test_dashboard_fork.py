@@ -14,6 +14,7 @@ from test_dashboard_browser import (
     OPERATOR_SECRET,
     ensure_chromium,
     live_dashboard,
+    sign_in,
 )
 
 
@@ -29,10 +30,7 @@ async def test_a_step_is_forked_from_the_run_page(tmp_path: Path) -> None:
                 r = await http.post("/v1/runs", json=body, headers=OPERATOR)
                 assert r.status_code == 202, r.text
             page = await browser.new_page(viewport={"width": 1360, "height": 1000})
-            await page.goto(f"{base}/")
-            await page.fill("#key-input", OPERATOR_SECRET)
-            await page.click("#key-save")
-            await expect(page.locator("#who")).to_have_text("ops · operator")
+            await sign_in(page, base, OPERATOR_SECRET, "ops · operator")
             await page.goto(f"{base}/#/runs/src-1")
             await expect(page.locator("#run-status")).to_have_text("completed", timeout=30_000)
             models = page.locator('tr.step[data-kind="model"]')

@@ -13,6 +13,7 @@ from test_dashboard_browser import (
     OPERATOR_SECRET,
     ensure_chromium,
     live_dashboard,
+    sign_in,
 )
 
 
@@ -26,10 +27,7 @@ async def test_a_run_page_opened_before_the_run_exists_shows_it_once_it_does(
         )
         try:
             page = await browser.new_page()
-            await page.goto(f"{base}/")
-            await page.fill("#key-input", OPERATOR_SECRET)
-            await page.click("#key-save")
-            await expect(page.locator("#who")).to_have_text("ops · operator")
+            await sign_in(page, base, OPERATOR_SECRET, "ops · operator")
             await page.goto(f"{base}/#/runs/early-1")
             await expect(page.locator("#banner")).to_contain_text("not known yet", timeout=15_000)
 
