@@ -30,6 +30,7 @@ export async function showRun(id) {
     streams: new Map(), calls: new Map(),
   };
   $("#run-title").textContent = id;
+  $("#run-status").replaceChildren(); // not the previous run's status while this one loads
   $("#run-streams-body").replaceChildren();
   $("#run-streams").hidden = true;
   $("#events-list").replaceChildren();
