@@ -1,7 +1,7 @@
-"""``Client``: start, fork, follow, cancel, resume and query runs.  It only talks to the log:
-it publishes commands (key = run id) and reads a run's events, notices and live deltas from
-the partitions the run id maps to, and never needs a worker to answer.  Queries (``get``,
-``list``, ``costs``, ``budgets``) read views it folds from the log itself, in ``views_dir``.
+"""``Client``: start, fork, follow, cancel, resume and query runs and sessions.  It only talks
+to the log: it publishes commands (key = run id) and reads a run's events, notices and live
+deltas from the partitions the run id maps to, and never needs a worker to answer.  Queries
+(``get``, ``list``, ``costs``, ``budgets``) read views it folds from the log, in ``views_dir``.
 """
 
 from __future__ import annotations
@@ -61,6 +61,7 @@ from wakeline.schemas.events import (
     RunCompleted,
     RunFailed,
 )
+from wakeline.sessions import SessionClient
 from wakeline.telemetry.tracing import current_trace_headers
 from wakeline.topics.partitioner import partition_for
 from wakeline.topics.port import Log, LogReader, OutRecord, RecordTooLargeError
@@ -95,7 +96,7 @@ Costs = list[CostRow]
 Budgets = list[BudgetRow]
 
 
-class Client:
+class Client(SessionClient):
     def __init__(
         self,
         log: Log,
@@ -226,10 +227,14 @@ class Client:
         run_id: str | None = None,
         tenant: str = "",
         budget: Budget | None = None,
+        session: str = "",
     ) -> RunHandle:
-        """Publish a start command; the run id is the idempotency key of the start.  A run id
-        must follow :mod:`wakeline.core.ids` (else :class:`ValueError`)."""
-        return await self._start(StartRun(agent, jsonutil.dumps(input), tenant, budget), run_id)
+        """Publish a start command; the run id (:mod:`wakeline.core.ids`, else ValueError) is
+        the start's idempotency key.  ``session``: the session's next turn (wakeline.sessions)."""
+        payload = StartRun(agent, jsonutil.dumps(input), tenant, budget)
+        if session:
+            payload, run_id = await self._next_turn(payload, session, run_id)
+        return await self._start(payload, run_id)
 
     async def fork(
         self, source: str, *, at: int, model: str = "", tools: str = "live", run_id: str = ""

@@ -93,4 +93,6 @@ async def fork_command(
         raise ForkError(f"tools must be live or recorded, not {tools!r}")
     started = fork_point(await source_journal(log, topics, source), at)
     fork = Fork(source, at, model, tools)
-    return StartRun(started.agent, started.input, started.tenant, started.budget, fork)
+    return StartRun(
+        started.agent, started.input, started.tenant, started.budget, fork, session=started.session
+    )

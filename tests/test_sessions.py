@@ -1,0 +1,106 @@
+"""Durable sessions: each turn a run ``S:k`` whose agent sees the earlier turns through
+``ctx.session`` (journaled at its start), a ``sessions`` projection that lists the turns, and
+the checks that keep one run per turn."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+from session_agents import make_app
+
+from wakeline.client import Client, RunError
+from wakeline.core.sessions import HISTORY_STEP, SessionError
+from wakeline.projections.views import Views
+from wakeline.replay import replay_run
+from wakeline.schemas.commands import CommandRejected, StartRun
+from wakeline.schemas.events import Session, StepRequested
+from wakeline.testing.fake_llm import FakeLLMServer
+from wakeline.testing.harness import local_runtime
+from wakeline.testing.waits import wait_for_event
+
+TURNS = ["hello, I am Ada", "what is a lemma?", "what is my name?"]
+
+
+async def test_turn_three_sees_turns_one_and_two_and_replays_from_its_journal(
+    tmp_path: Path,
+) -> None:
+    with FakeLLMServer() as server:
+        app = make_app(server.openai_base_url)
+        async with (
+            local_runtime(app, tmp_path / "data") as rt,
+            Client(rt.log, views_dir=tmp_path / "views") as client,
+        ):
+            outputs = []
+            for text in TURNS:
+                handle = await client.start_run("chat", text, session="s-1")
+                outputs.append(await client.result(handle.run_id))
+            row = await client.session("s-1")
+            third = [e async for e in client.events("s-1:2")]
+            replayed = await replay_run(rt.log, make_app("http://127.0.0.1:9/v1"), "s-1:2")
+            views = Views(rt.log, tmp_path / "rebuilt")
+            await views.rebuild()
+            rebuilt = views.session("s-1")
+            views.close()
+    requests = server.requests()
+    assert len(requests) == 6  # two calls a turn, each sent once
+    asked = requests[4].body["messages"]  # turn 3's first call: turns 1 and 2, then its own
+    assert [m["content"] for m in asked] == [
+        TURNS[0],
+        outputs[0],
+        TURNS[1],
+        outputs[1],
+        f"turn 2: {TURNS[2]}",
+    ]
+    assert third[1].payload == StepRequested(HISTORY_STEP)  # what it saw is in its journal
+    assert replayed.identical and replayed.ended  # no provider, no other run read
+    assert row is not None and row == rebuilt
+    assert [(t.turn, t.run_id, t.status, t.input, t.output) for t in row.turns] == [
+        (k, f"s-1:{k}", "completed", TURNS[k], outputs[k]) for k in range(3)
+    ]
+    assert row.next_turn == 3 and row.forked_from is None
+
+
+async def test_a_turn_waits_for_the_one_before_and_a_taken_turn_is_refused(
+    tmp_path: Path,
+) -> None:
+    async with (
+        local_runtime(make_app("http://127.0.0.1:9/v1"), tmp_path / "data") as rt,
+        Client(rt.log, views_dir=tmp_path / "views") as client,
+    ):
+        first = await client.start_run("gated", "one", session="s-2")
+        await wait_for_event(client, first.run_id, "GateOpened")
+        with pytest.raises(SessionError, match=r"turn 0 of session s-2 .* has not ended"):
+            await client.start_run("gated", "two", session="s-2")
+        # the worker checks too: a start sent past the client's check is refused
+        await client._start(StartRun("gated", '"two"', session=Session("s-2", 1)), "s-2:1")
+        with pytest.raises(RunError, match=r"rejected: turn 0 \(s-2:0\) has not ended"):
+            await client.result("s-2:1")
+        # another start of the same turn (a second client chose it too) is refused
+        await client._start(StartRun("gated", '"again"', session=Session("s-2", 0)), "s-2:0")
+        async with asyncio.timeout(10):
+            async for update in client.watch(first.run_id):
+                note = update.notice.payload if update.notice is not None else None
+                if isinstance(note, CommandRejected):
+                    assert "turn 0 of session s-2 is taken (run s-2:0)" in note.reason
+                    break
+        await client.approve(first.run_id, "go")
+        assert await client.result(first.run_id) == "one (0 earlier)"
+        # the refused turn can be started once the one before has ended
+        second = await client.start_run("gated", "two", session="s-2")
+        assert second.run_id == "s-2:1"
+        await wait_for_event(client, second.run_id, "GateOpened")
+        await client.approve(second.run_id, "go")
+        assert await client.result(second.run_id) == "two (1 earlier)"
+        with pytest.raises(SessionError, match="turn 2 of session s-2 is run s-2:2"):
+            await client.start_run("gated", "x", session="s-2", run_id="mine")
+        with pytest.raises(SessionError, match="invalid session id"):
+            await client.start_run("gated", "x", session="a/b")
+
+
+async def test_a_run_that_is_not_a_turn_has_no_session(tmp_path: Path) -> None:
+    async with local_runtime(make_app("http://127.0.0.1:9/v1"), tmp_path / "data") as rt:
+        handle = await rt.client.start_run("chat", "x")
+        with pytest.raises(RunError, match="is not a turn of a session"):
+            await rt.client.result(handle.run_id)

@@ -1,0 +1,116 @@
+"""``Client`` methods for durable sessions (:mod:`wakeline.core.sessions`).
+
+``client.start_run(agent, input, session="s-1")`` starts the next turn of session ``s-1``: the
+client reads the session's turns from its views (folded from the log), takes the next turn
+number ``k`` and publishes the start of run ``s-1:k``.  Two clients that choose the same turn
+publish the same run id: the worker starts the first command and refuses the other with a
+``CommandRejected`` notice ("turn k of session s-1 is taken"), so :meth:`Client.result` of
+the loser's handle is not to be trusted without checking; a turn whose previous turn has not
+ended is refused the same way, by the client and again by the worker (the log decides).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import uuid
+from typing import TYPE_CHECKING, Any
+
+from wakeline import jsonutil
+from wakeline.core.sessions import SessionError, session_id_problem, turn_run_id
+from wakeline.projections.sessions import SessionRow, SessionTurn
+from wakeline.schemas.commands import StartRun
+from wakeline.schemas.events import Fork, Session
+
+if TYPE_CHECKING:
+    from wakeline.client import RunHandle
+    from wakeline.projections.views import Views
+
+__all__ = ["SessionClient", "SessionError", "SessionRow", "SessionTurn"]
+
+_UNSET: Any = object()
+
+
+def _checked(session: str) -> str:
+    problem = session_id_problem(session)
+    if problem is not None:
+        raise SessionError(problem)
+    return session
+
+
+def _ended(row: SessionRow | None, before: int) -> SessionTurn | None:
+    """Turn ``before - 1`` of ``row``, which must have ended (``None`` for turn 0)."""
+    if before == 0:
+        return None
+    assert row is not None
+    last = row.turns[before - 1]
+    if last.status == "running":
+        raise SessionError(
+            f"turn {last.turn} of session {row.id} (run {last.run_id}) has not ended"
+        )
+    return last
+
+
+class SessionClient:
+    """The session methods of :class:`~wakeline.client.Client` (mixed into it)."""
+
+    async def views(self) -> Views:
+        raise NotImplementedError
+
+    async def _start(self, payload: StartRun, run_id: str | None) -> RunHandle:
+        raise NotImplementedError
+
+    async def session(self, session_id: str) -> SessionRow | None:
+        """The session's turns in order (run, agent, status, input, output ...), those before
+        a fork point the source session's; ``None`` for a session the log does not show."""
+        return (await self.views()).session(_checked(session_id))
+
+    async def _next_turn(
+        self, payload: StartRun, session_id: str, run_id: str | None
+    ) -> tuple[StartRun, str]:
+        """``payload`` as the next turn of the session, and that turn's run id."""
+        row = await self.session(session_id)
+        turn = 0 if row is None else row.next_turn
+        _ended(row, turn)
+        expected = turn_run_id(session_id, turn)
+        if run_id is not None and run_id != expected:
+            raise SessionError(f"turn {turn} of session {session_id} is run {expected}")
+        return dataclasses.replace(payload, session=Session(session_id, turn)), expected
+
+    async def fork_session(
+        self,
+        source: str,
+        *,
+        at_turn: int,
+        session: str = "",
+        input: Any = _UNSET,
+        model: str = "",
+        tenant: str = "",
+    ) -> RunHandle:
+        """Start a new session whose turns before ``at_turn`` are ``source``'s (its runs,
+        reused: never run or billed again) with turn ``at_turn`` live: ``input`` (default: the
+        source's turn ``at_turn`` input) to the agent of the source's previous turn, ``model``
+        the model of that turn's calls if given.  ``session``: the new session's id (default
+        ``{source}.f{8 hex}``).  :class:`SessionError` for a turn that cannot be forked."""
+        row = await self.session(source)
+        turns = () if row is None else row.turns
+        if not 0 < at_turn <= len(turns):
+            raise SessionError(
+                f"session {source} has {len(turns)} turns: fork it at turn 1 to {len(turns)}"
+            )
+        previous = _ended(row, at_turn)
+        assert previous is not None
+        if input is _UNSET:
+            if at_turn == len(turns):
+                raise SessionError(f"session {source} has no turn {at_turn}: give its input")
+            input = turns[at_turn].input
+        new = _checked(session or f"{source}.f{uuid.uuid4().hex[:8]}")
+        if await self.session(new) is not None:
+            raise SessionError(f"session {new} exists already")
+        payload = StartRun(
+            previous.agent,
+            jsonutil.dumps(input),
+            tenant,
+            fork=Fork(previous.run_id, 0, model),
+            session=Session(new, at_turn),
+        )
+        return await self._start(payload, turn_run_id(new, at_turn))
