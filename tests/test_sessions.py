@@ -104,3 +104,46 @@ async def test_a_run_that_is_not_a_turn_has_no_session(tmp_path: Path) -> None:
         handle = await rt.client.start_run("chat", "x")
         with pytest.raises(RunError, match="is not a turn of a session"):
             await rt.client.result(handle.run_id)
+
+
+async def test_a_forked_session_reuses_the_turns_before_its_fork_and_goes_on_live(
+    tmp_path: Path,
+) -> None:
+    with FakeLLMServer() as server:
+        app = make_app(server.openai_base_url)
+        async with (
+            local_runtime(app, tmp_path / "data") as rt,
+            Client(rt.log, views_dir=tmp_path / "views") as client,
+        ):
+            outputs = []
+            for text in TURNS:
+                handle = await client.start_run("chat", text, session="s-3")
+                outputs.append(await client.result(handle.run_id))
+            before = len(server.requests())
+            fork = await client.fork_session("s-3", at_turn=2, session="s-3b", model="gpt-4o")
+            forked = await client.result(fork.run_id)
+            after_fork = server.requests()[before:]
+            more = await client.start_run("chat", "and now?", session="s-3b")
+            await client.result(more.run_id)
+            next_turn = server.requests()[before + 2].body["messages"]
+            row, source = await client.session("s-3b"), await client.session("s-3")
+            # a fork of a turn's run at a step replays its recorded history, and is no turn
+            calls = [e async for e in client.events("s-3:1")]
+            at = [e.seq for e in calls if type(e.payload).__name__ == "ModelCallRequested"][1]
+            step_fork = await client.fork("s-3:1", at=at)
+            await client.result(step_fork.run_id)
+            with pytest.raises(SessionError, match="fork it at turn 1 to 3"):
+                await client.fork_session("s-3", at_turn=4, input="x")
+            with pytest.raises(SessionError, match="session s-3b exists already"):
+                await client.fork_session("s-3", at_turn=1, session="s-3b")
+            after = await client.session("s-3")
+    assert fork.run_id == "s-3b:2" and before == 6
+    assert len(after_fork) == 2 and {r.model for r in after_fork} == {"gpt-4o"}  # turn 2 only
+    seen = [m["content"] for m in after_fork[0].body["messages"]]
+    assert seen == [TURNS[0], outputs[0], TURNS[1], outputs[1], f"turn 2: {TURNS[2]}"]
+    assert [m["content"] for m in next_turn] == [*seen[:-1], TURNS[2], forked, "turn 3: and now?"]
+    assert row is not None and row.forked_from == "s-3" and row.fork_turn == 2
+    assert [t.run_id for t in row.turns] == ["s-3:0", "s-3:1", "s-3b:2", "s-3b:3"]
+    assert row.turns[2].output == forked and row.turns[1].output == outputs[1]
+    assert source == after and source is not None and len(source.turns) == 3
+    assert [t.run_id for t in source.turns] == ["s-3:0", "s-3:1", "s-3:2"]

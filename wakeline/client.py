@@ -233,7 +233,7 @@ class Client(SessionClient):
         the start's idempotency key.  ``session``: the session's next turn (wakeline.sessions)."""
         payload = StartRun(agent, jsonutil.dumps(input), tenant, budget)
         if session:
-            payload, run_id = await self._next_turn(payload, session, run_id)
+            return await self.start_turn(payload, session, await self.session(session), run_id)
         return await self._start(payload, run_id)
 
     async def fork(

@@ -62,19 +62,29 @@ class SessionClient:
     async def session(self, session_id: str) -> SessionRow | None:
         """The session's turns in order (run, agent, status, input, output ...), those before
         a fork point the source session's; ``None`` for a session the log does not show."""
-        return (await self.views()).session(_checked(session_id))
+        return await self._session_row(_checked(session_id))
 
-    async def _next_turn(
-        self, payload: StartRun, session_id: str, run_id: str | None
-    ) -> tuple[StartRun, str]:
-        """``payload`` as the next turn of the session, and that turn's run id."""
-        row = await self.session(session_id)
+    async def _session_row(self, session_id: str) -> SessionRow | None:
+        """Where the session's turns are read (the client's views, caught up with the log)."""
+        return (await self.views()).session(session_id)
+
+    async def start_turn(
+        self,
+        payload: StartRun,
+        session_id: str,
+        row: SessionRow | None,
+        run_id: str | None = None,
+    ) -> RunHandle:
+        """Start ``payload`` as the turn after the turns of ``row`` (the session as a view
+        shows it; :meth:`Client.start_run` passes its own, caught up with the log).  A stale
+        row makes the worker refuse the start: the turn is taken."""
         turn = 0 if row is None else row.next_turn
         _ended(row, turn)
-        expected = turn_run_id(session_id, turn)
+        expected = turn_run_id(_checked(session_id), turn)
         if run_id is not None and run_id != expected:
             raise SessionError(f"turn {turn} of session {session_id} is run {expected}")
-        return dataclasses.replace(payload, session=Session(session_id, turn)), expected
+        started = dataclasses.replace(payload, session=Session(session_id, turn))
+        return await self._start(started, expected)
 
     async def fork_session(
         self,
