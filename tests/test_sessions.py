@@ -78,7 +78,10 @@ async def test_a_turn_waits_for_the_one_before_and_a_taken_turn_is_refused(
         with pytest.raises(RunError, match=r"rejected: turn 0 \(s-2:0\) has not ended"):
             await client.result("s-2:1")
         # another start of the same turn (a second client chose it too) is refused
-        await client._start(StartRun("gated", '"again"', session=Session("s-2", 0)), "s-2:0")
+        payload = StartRun("gated", '"again"', session=Session("s-2", 0))
+        lost = await client._start(payload, "s-2:0")
+        with pytest.raises(RunError, match="rejected: the turn was taken by another start"):
+            await client.turn_result(lost)
         async with asyncio.timeout(10):
             async for update in client.watch(first.run_id):
                 note = update.notice.payload if update.notice is not None else None
@@ -86,7 +89,7 @@ async def test_a_turn_waits_for_the_one_before_and_a_taken_turn_is_refused(
                     assert "turn 0 of session s-2 is taken (run s-2:0)" in note.reason
                     break
         await client.approve(first.run_id, "go")
-        assert await client.result(first.run_id) == "one (0 earlier)"
+        assert await client.turn_result(first) == "one (0 earlier)"  # the winner's own
         # the refused turn can be started once the one before has ended
         second = await client.start_run("gated", "two", session="s-2")
         assert second.run_id == "s-2:1"
@@ -137,13 +140,13 @@ async def test_a_forked_session_reuses_the_turns_before_its_fork_and_goes_on_liv
             with pytest.raises(SessionError, match="session s-3b exists already"):
                 await client.fork_session("s-3", at_turn=1, session="s-3b")
             after = await client.session("s-3")
-    assert fork.run_id == "s-3b:2" and before == 6
+    assert fork.run_id == "s-3b:0" and before == 6
     assert len(after_fork) == 2 and {r.model for r in after_fork} == {"gpt-4o"}  # turn 2 only
     seen = [m["content"] for m in after_fork[0].body["messages"]]
     assert seen == [TURNS[0], outputs[0], TURNS[1], outputs[1], f"turn 2: {TURNS[2]}"]
     assert [m["content"] for m in next_turn] == [*seen[:-1], TURNS[2], forked, "turn 3: and now?"]
     assert row is not None and row.forked_from == "s-3" and row.fork_turn == 2
-    assert [t.run_id for t in row.turns] == ["s-3:0", "s-3:1", "s-3b:2", "s-3b:3"]
+    assert [t.run_id for t in row.turns] == ["s-3:0", "s-3:1", "s-3b:0", "s-3b:1"]
     assert row.turns[2].output == forked and row.turns[1].output == outputs[1]
     assert source == after and source is not None and len(source.turns) == 3
     assert [t.run_id for t in source.turns] == ["s-3:0", "s-3:1", "s-3:2"]

@@ -85,6 +85,7 @@ class RunHandle:
     partition: int
     from_offset: int
     """Events offset at or before the run's first event: where to start reading."""
+    command_id: str = ""  # of the start command (a session turn's RunStarted names it)
 
 
 class NoViewsError(WakelineError):
@@ -110,10 +111,9 @@ class Client(SessionClient):
         and into the events a command causes (``GateResolved.by``, ``BudgetRaised.by``, a
         cancel's ``by``), so the audit trail names it.  The CLI passes the operating-system
         user and host (``alice@build-7``), the HTTP API the name of the caller's key.
-        ``views_dir``: where :meth:`get` and :meth:`list` keep the runs and steps views they
-        fold from the log (a free ``views-N`` slot is taken on first use).  ``signer``: the
-        record key events are checked with (default: the log's, see
-        :func:`~wakeline.topics.signing.signer_for`)."""
+        ``views_dir``: where queries keep the views they fold from the log (a free ``views-N``
+        slot is taken on first use).  ``signer``: the record key events are checked with
+        (default: the log's, :func:`~wakeline.topics.signing.signer_for`)."""
         self._log = log
         self._topics = topics
         self._issuer = issuer
@@ -249,8 +249,8 @@ class Client(SessionClient):
         run_id = uuid.uuid4().hex if run_id is None else check_run_id(run_id)
         partition = await self._partition(run_id)
         offset = await self._log.end_offset(self._topics.events, partition)
-        await self._send(run_id, payload)
-        return RunHandle(run_id, partition, offset)
+        command_id = await self._send(run_id, payload)
+        return RunHandle(run_id, partition, offset, command_id)
 
     async def cancel(self, run_id: str, reason: str = "") -> None:
         await self._send(run_id, CancelRun(reason))

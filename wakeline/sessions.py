@@ -2,10 +2,12 @@
 
 ``client.start_run(agent, input, session="s-1")`` starts the next turn of session ``s-1``: the
 client reads the session's turns from its views (folded from the log), takes the next turn
-number ``k`` and publishes the start of run ``s-1:k``.  Two clients that choose the same turn
+number ``k`` and publishes the start of run ``s-1:k`` (a forked session numbers its own runs
+from 0: ``fork_session`` starts run ``new:0``).  Two clients that choose the same turn
 publish the same run id: the worker starts the first command and refuses the other with a
-``CommandRejected`` notice ("turn k of session s-1 is taken"), so :meth:`Client.result` of
-the loser's handle is not to be trusted without checking; a turn whose previous turn has not
+``CommandRejected`` notice ("turn k of session s-1 is taken"): :meth:`SessionClient.turn_result`
+of the loser's handle raises ``RunError`` where ``Client.result`` would return the winner's
+output.  A turn whose previous turn has not
 ended is refused the same way, by the client and again by the worker (the log decides).
 """
 
@@ -13,13 +15,14 @@ from __future__ import annotations
 
 import dataclasses
 import uuid
+from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
 from wakeline import jsonutil
 from wakeline.core.sessions import SessionError, session_id_problem, turn_run_id
 from wakeline.projections.sessions import SessionRow, SessionTurn
 from wakeline.schemas.commands import StartRun
-from wakeline.schemas.events import Fork, Session
+from wakeline.schemas.events import Event, Fork, RunStarted, Session
 
 if TYPE_CHECKING:
     from wakeline.client import RunHandle
@@ -59,6 +62,26 @@ class SessionClient:
     async def _start(self, payload: StartRun, run_id: str | None) -> RunHandle:
         raise NotImplementedError
 
+    def events(self, run_id: str, *, from_offset: int = 0) -> AsyncIterator[Event]:
+        raise NotImplementedError
+
+    async def result(self, run_id: str, *, from_offset: int = 0) -> Any:
+        raise NotImplementedError
+
+    async def turn_result(self, handle: RunHandle) -> Any:
+        """Like :meth:`Client.result` for a turn this client started, but a
+        :class:`~wakeline.client.RunError` ("rejected") if another start took the turn (the
+        run's ``RunStarted`` names another command)."""
+        from wakeline.client import RunError
+
+        async for event in self.events(handle.run_id):  # from 0: the winner may be older
+            started = event.payload
+            if isinstance(started, RunStarted) and started.command_id != handle.command_id:
+                taken = f"the turn was taken by another start (command {started.command_id})"
+                raise RunError(handle.run_id, "rejected", taken)
+            break
+        return await self.result(handle.run_id)
+
     async def session(self, session_id: str) -> SessionRow | None:
         """The session's turns in order (run, agent, status, input, output ...), those before
         a fork point the source session's; ``None`` for a session the log does not show."""
@@ -80,7 +103,7 @@ class SessionClient:
         row makes the worker refuse the start: the turn is taken."""
         turn = 0 if row is None else row.next_turn
         _ended(row, turn)
-        expected = turn_run_id(_checked(session_id), turn)
+        expected = turn_run_id(_checked(session_id), 0 if row is None else row.own_runs)
         if run_id is not None and run_id != expected:
             raise SessionError(f"turn {turn} of session {session_id} is run {expected}")
         started = dataclasses.replace(payload, session=Session(session_id, turn))
@@ -100,7 +123,8 @@ class SessionClient:
         reused: never run or billed again) with turn ``at_turn`` live: ``input`` (default: the
         source's turn ``at_turn`` input) to the agent of the source's previous turn, ``model``
         the model of that turn's calls if given.  ``session``: the new session's id (default
-        ``{source}.f{8 hex}``).  :class:`SessionError` for a turn that cannot be forked."""
+        ``{source}.f{8 hex}``); the turn is run ``{session}:0``.  :class:`SessionError` for a
+        turn that cannot be forked."""
         row = await self.session(source)
         turns = () if row is None else row.turns
         if not 0 < at_turn <= len(turns):
@@ -123,4 +147,4 @@ class SessionClient:
             fork=Fork(previous.run_id, 0, model),
             session=Session(new, at_turn),
         )
-        return await self._start(payload, turn_run_id(new, at_turn))
+        return await self._start(payload, turn_run_id(new, 0))

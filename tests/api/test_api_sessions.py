@@ -81,11 +81,11 @@ async def test_turns_forks_and_their_refusals_over_http(http: httpx.AsyncClient)
 
     fork = {"at_turn": 1, "session": "web-2", "input": "instead"}
     r = await http.post("/v1/sessions/web-1/fork", json=fork, headers=OPERATOR)
-    assert r.status_code == 202 and r.json()["run_id"] == "web-2:1", r.text
-    row = await run_row(http, "web-2:1", status="completed")
+    assert r.status_code == 202 and r.json()["run_id"] == "web-2:0", r.text
+    row = await run_row(http, "web-2:0", status="completed")
     assert row["output"] == json.dumps("1 earlier: mock reply to: instead")
     r = await http.get("/v1/sessions/web-2", headers=VIEWER)
-    assert [t["run_id"] for t in r.json()["turns"]] == ["web-1:0", "web-2:1"]
+    assert [t["run_id"] for t in r.json()["turns"]] == ["web-1:0", "web-2:0"]
     assert r.json()["forked_from"] == "web-1" and r.json()["fork_turn"] == 1
     r = await http.post("/v1/sessions/web-1/fork", json={"at_turn": 5}, headers=OPERATOR)
     assert r.status_code == 422 and "fork it at turn 1 to 2" in r.json()["detail"]

@@ -1,8 +1,9 @@
 """Starting a session turn (:mod:`wakeline.core.sessions`): check the turn and record what the
 agent sees of the earlier ones.
 
-Turn ``k`` of ``S`` must be the run ``S:k``; for ``k > 0`` the previous turn (``S:k-1``, or for
-a forked session the run ``Fork.source`` names with ``Fork.seq`` 0) must have ended.  The worker
+The session's own run ``S:n`` follows ``S:n-1`` (``S:0`` follows nothing, or for a forked session
+the run ``Fork.source`` names with ``Fork.seq`` 0), which must have ended and be turn
+``Session.turn - 1``.  The worker
 reads that run's journal from the events topic, whichever partition it is on (as a fork reads
 its source), folds its history and writes it into the new turn's journal at seq 1.  A turn that
 is taken (its run exists) or that cannot start yet is refused with a ``CommandRejected``
@@ -17,6 +18,7 @@ from wakeline.core.sessions import (
     empty_history,
     history_events,
     next_history,
+    own_index,
     session_id_problem,
     turn_run_id,
 )
@@ -37,16 +39,16 @@ def previous_turn(run_id: str, started: RunStarted) -> str | None:
     assert session is not None
     if (problem := session_id_problem(session.id)) is not None:
         raise SessionError(problem)
-    if session.turn < 0:
-        raise SessionError(f"turn {session.turn} of session {session.id} is not a turn number")
-    if run_id != turn_run_id(session.id, session.turn):
-        expected = turn_run_id(session.id, session.turn)
-        raise SessionError(f"turn {session.turn} of session {session.id} must be run {expected}")
+    index = own_index(run_id, session.id)
+    if index is None:
+        raise SessionError(f"a turn of session {session.id} must be run {session.id}:<n>")
     if started.fork is not None:  # a forked session: its earlier turns are the source's
-        if session.turn == 0:
-            raise SessionError("a forked session starts at a turn after 0")
+        if index != 0 or session.turn == 0:
+            raise SessionError(f"a forked session starts with run {session.id}:0 at a turn > 0")
         return started.fork.source
-    return None if session.turn == 0 else turn_run_id(session.id, session.turn - 1)
+    if index == 0 and session.turn != 0:
+        raise SessionError(f"run {run_id} is the first turn of session {session.id}: turn 0")
+    return None if index == 0 else turn_run_id(session.id, index - 1)
 
 
 async def turn_journal(

@@ -1,11 +1,13 @@
 """Durable sessions: a conversation as one long-lived key, each turn a run.
 
 Turn ``k`` of session ``S`` is the run ``S:k`` (:func:`turn_run_id`) whose ``RunStarted.session``
-is ``Session(S, k)``.  What the turn's agent sees of the earlier turns -- their inputs, outputs
-and the session's items -- is journaled in the turn itself: the worker that starts it folds the
-previous turn's journal (:func:`next_history`) and writes the result as the run's first step,
-``session.history`` at seq 1, before the agent runs.  The agent reads it as ``ctx.session``
-(:class:`SessionView`), so a replay reads the journal and never a projection or another run.
+is ``Session(S, k)``.  A forked session's own runs are numbered from 0 too: ``S:n`` is its turn
+``at_turn + n`` (its turns before ``at_turn`` are the source's runs).  What a turn's agent sees
+of the earlier turns -- their inputs, outputs and the session's items -- is journaled in the
+turn itself: the worker that starts it folds the previous turn's journal
+(:func:`next_history`) and writes the result as the run's first step, ``session.history`` at
+seq 1, before the agent runs.  The agent reads it as ``ctx.session`` (:class:`SessionView`),
+so a replay reads the journal and never a projection or another run.
 
 Items (a framework's conversation items, e.g. the OpenAI Agents SDK's session) are changed by
 steps the turn journals (``session.add_items`` with the items, ``session.pop_item``,
@@ -49,9 +51,18 @@ class SessionError(WakelineError, ValueError):
     """A session turn that cannot start or be read; the message says why."""
 
 
-def turn_run_id(session: str, turn: int) -> str:
-    """The run id of turn ``turn`` of ``session``: ``"{session}:{turn}"``."""
-    return f"{session}:{turn}"
+def turn_run_id(session: str, index: int) -> str:
+    """The run id of the session's own run number ``index`` (its turn ``index`` unless the
+    session was forked): ``"{session}:{index}"``."""
+    return f"{session}:{index}"
+
+
+def own_index(run_id: str, session: str) -> int | None:
+    """``n`` if ``run_id`` is ``"{session}:{n}"`` (``n`` a number without leading zeros)."""
+    head, _, tail = run_id.rpartition(":")
+    if head != session or not tail.isdecimal() or tail != str(int(tail)):
+        return None
+    return int(tail)
 
 
 def session_id_problem(session: str) -> str | None:

@@ -7,8 +7,8 @@ Keys:
 * ``sessionrun/<run id>`` -> ``{"session", "turn"}``: the turn a run is (its terminal event
   updates that row).
 
-A run is a turn only if its id is the turn's (``S:k``, :func:`~wakeline.core.sessions.
-turn_run_id`); a fork of a turn's run at a step is not.  A forked session's first own turn
+A run is a turn only if its id is one of the session's (``S:n``, :func:`~wakeline.core.
+sessions.turn_run_id`); a fork of a turn's run at a step is not.  A forked session's first own turn
 names the run it follows (``previous``); :func:`session` resolves the turns before it from
 the source session at query time, so the fold never depends on the order partitions are read.
 """
@@ -19,7 +19,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from wakeline import jsonutil
-from wakeline.core.sessions import turn_outcome, turn_run_id
+from wakeline.core.sessions import own_index, turn_outcome
 from wakeline.projections import EVENTS
 from wakeline.projections.store import BatchView, Decoded, JsonObject, ProjectionStore, load_json
 from wakeline.schemas.events import Event, RunCancelled, RunCompleted, RunFailed, RunStarted
@@ -72,6 +72,11 @@ class SessionRow:
     def next_turn(self) -> int:
         return len(self.turns)
 
+    @property
+    def own_runs(self) -> int:
+        """How many of the turns are this session's own runs (``S:0`` .. ``S:n-1``)."""
+        return sum(1 for t in self.turns if t.session == self.id)
+
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
 
@@ -106,8 +111,8 @@ class SessionsProjection:
         payload = decoded.payload
         if isinstance(payload, RunStarted) and payload.session is not None:
             session = payload.session
-            if decoded.run_id != turn_run_id(session.id, session.turn):
-                return  # a fork of a turn's run: not a turn of the session
+            if own_index(decoded.run_id, session.id) is None:
+                return  # a fork of a turn's run at a step: not a turn of the session
             view.put_json(turn_key(session.id, session.turn), _turn_row(decoded, payload))
             turn_of = {"session": session.id, "turn": session.turn}
             view.put_json(run_turn_key(decoded.run_id), turn_of)
