@@ -150,3 +150,26 @@ async def test_a_forked_session_reuses_the_turns_before_its_fork_and_goes_on_liv
     assert row.turns[2].output == forked and row.turns[1].output == outputs[1]
     assert source == after and source is not None and len(source.turns) == 3
     assert [t.run_id for t in source.turns] == ["s-3:0", "s-3:1", "s-3:2"]
+
+
+async def test_items_added_popped_and_cleared_carry_over_to_the_next_turns(
+    tmp_path: Path,
+) -> None:
+    async with (
+        local_runtime(make_app("http://127.0.0.1:9/v1"), tmp_path / "data") as rt,
+        Client(rt.log, views_dir=tmp_path / "views") as client,
+    ):
+        seen = []
+        for op in ("a", "pop", "b", "clear", "c"):
+            handle = await client.start_run("notes", op, session="n")
+            seen.append(await client.result(handle.run_id))
+        replayed = await replay_run(rt.log, make_app("http://127.0.0.1:9/v1"), "n:2")
+    a, b, c = ({"turn": k, "text": t} for k, t in ((0, "a"), (2, "b"), (4, "c")))
+    assert seen == [
+        [a, {"extra": "a"}],
+        [a],
+        [a, b, {"extra": "b"}],
+        [],
+        [c, {"extra": "c"}],
+    ]
+    assert replayed.identical and replayed.ended

@@ -33,6 +33,7 @@ def make_app(base_url: str, mode: str = "", at: int = 0) -> App:
         await ctx.approval("go")
         return f"{text} ({len(ctx.session.history)} earlier)"
 
+    add_notes(app)
     return app
 
 
@@ -40,3 +41,18 @@ def app_from_env() -> App:
     mode, _, at = os.environ.get(CRASH_ENV, "").partition(":")
     kill = mode if mode in ("before_send", "after_answer") else ""
     return make_app(llm_url(), kill, int(at or 0))
+
+
+def add_notes(app: App) -> None:
+    """``notes``: a turn that changes the session's items (add, pop or clear)."""
+
+    @app.agent
+    async def notes(ctx: Context, op: str) -> list[Any]:
+        session = ctx.session
+        if op == "clear":
+            await session.clear()
+        elif op == "pop":
+            await session.pop_item()
+        else:
+            await session.add_items([{"turn": session.turn, "text": op}, {"extra": op}])
+        return session.items
