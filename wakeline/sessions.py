@@ -19,10 +19,19 @@ from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
 from wakeline import jsonutil
-from wakeline.core.sessions import SessionError, session_id_problem, turn_run_id
+from wakeline.core.sessions import (
+    SessionError,
+    apply_items,
+    recorded_history,
+    session_id_problem,
+    turn_run_id,
+)
+from wakeline.forking import source_journal
 from wakeline.projections.sessions import SessionRow, SessionTurn
 from wakeline.schemas.commands import StartRun
 from wakeline.schemas.events import Event, Fork, RunStarted, Session
+from wakeline.topics.port import Log
+from wakeline.topics.specs import Topics
 
 if TYPE_CHECKING:
     from wakeline.client import RunHandle
@@ -56,6 +65,9 @@ def _ended(row: SessionRow | None, before: int) -> SessionTurn | None:
 class SessionClient:
     """The session methods of :class:`~wakeline.client.Client` (mixed into it)."""
 
+    _log: Log
+    _topics: Topics
+
     async def views(self) -> Views:
         raise NotImplementedError
 
@@ -86,6 +98,15 @@ class SessionClient:
         """The session's turns in order (run, agent, status, input, output ...), those before
         a fork point the source session's; ``None`` for a session the log does not show."""
         return await self._session_row(_checked(session_id))
+
+    async def session_items(self, session_id: str) -> list[Any]:
+        """The session's items (:attr:`wakeline.core.sessions.SessionView.items`) as its last
+        turn left them, or leaves them so far while it runs: read from that turn's journal."""
+        row = await self.session(session_id)
+        if row is None or not row.turns:
+            return []
+        journal = await source_journal(self._log, self._topics, row.turns[-1].run_id)
+        return apply_items(recorded_history(journal)["items"], journal) if journal else []
 
     async def _session_row(self, session_id: str) -> SessionRow | None:
         """Where the session's turns are read (the client's views, caught up with the log)."""

@@ -63,6 +63,11 @@ class Context:
         return self._session
 
     @property
+    def in_session(self) -> bool:
+        """Whether this run is a turn of a session (:attr:`session`)."""
+        return self._session is not None
+
+    @property
     def is_replaying(self) -> bool:
         """True while the run re-executes recorded history (e.g. to skip log lines)."""
         return self._core.replaying
