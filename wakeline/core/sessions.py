@@ -11,8 +11,8 @@ so a replay reads the journal and never a projection or another run.
 
 Items (a framework's conversation items, e.g. the OpenAI Agents SDK's session) are changed by
 steps the turn journals (``session.add_items`` with the items, ``session.pop_item``,
-``session.clear_session``); the next turn's history applies them in the order they were
-requested.  Everything here is I/O-free.
+``session.clear_session``, ``session.put_item`` with a keyed item); the next turn's history
+applies them in the order they were requested.  Everything here is I/O-free.
 """
 
 from __future__ import annotations
@@ -42,7 +42,10 @@ HISTORY_STEP = "session.history"
 ADD_ITEMS = "session.add_items"
 POP_ITEM = "session.pop_item"
 CLEAR_SESSION = "session.clear_session"
-ITEM_STEPS = frozenset({ADD_ITEMS, POP_ITEM, CLEAR_SESSION})
+PUT_ITEM = "session.put_item"
+ITEM_STEPS = frozenset({ADD_ITEMS, POP_ITEM, CLEAR_SESSION, PUT_ITEM})
+KEY = "wakeline.key"
+"""The field of an item :meth:`SessionView.put_item` keeps under a key."""
 
 JsonDict = dict[str, Any]
 
@@ -132,10 +135,20 @@ class SessionView:
         return list(self._items)
 
     async def add_items(self, items: Sequence[Any]) -> None:
-        """Append JSON ``items`` (journaled: the next turns see them)."""
+        """Append JSON ``items`` (journaled: the next turns see them, and a replay the
+        journaled ones)."""
         added = jsonutil.loads(jsonutil.dumps(list(items)))
-        self._items.extend(added)
-        await self._ctx.step(ADD_ITEMS, lambda: added)
+        self._items.extend(await self._ctx.step(ADD_ITEMS, lambda: added))
+
+    def keyed(self, key: str) -> Any:
+        """The value :meth:`put_item` last put under ``key`` (``None`` if none)."""
+        return next((i["value"] for i in self._items if _key_of(i) == key), None)
+
+    async def put_item(self, key: str, value: Any) -> None:
+        """Keep JSON ``value`` as the session's one item under ``key`` (replacing the one
+        put before): e.g. a framework's latest checkpoint."""
+        item = {KEY: key, "value": jsonutil.loads(jsonutil.dumps(value))}
+        _put(self._items, await self._ctx.step(PUT_ITEM, lambda: item))
 
     async def pop_item(self) -> Any:
         """Remove and return the latest item (``None`` when there is none)."""
@@ -147,6 +160,19 @@ class SessionView:
         """Remove every item."""
         self._items.clear()
         await self._ctx.step(CLEAR_SESSION, lambda: None)
+
+
+def _key_of(item: Any) -> Any:
+    return item.get(KEY) if isinstance(item, dict) else None
+
+
+def _put(items: list[Any], item: Any) -> None:
+    """Replace the item with ``item``'s key, or append it."""
+    at = next((n for n, old in enumerate(items) if _key_of(old) == _key_of(item)), None)
+    if at is None:
+        items.append(item)
+    else:
+        items[at] = item
 
 
 def _not_recorded(turn: int) -> JsonDict:
@@ -215,6 +241,8 @@ def apply_items(items: list[Any], journal: Sequence[Event]) -> list[Any]:
             out.pop()
         elif names[seq] == CLEAR_SESSION:
             out.clear()
+        elif names[seq] == PUT_ITEM:
+            _put(out, jsonutil.loads(results[seq]))
     return out
 
 
