@@ -60,8 +60,9 @@ class SessionTurn:
 
 @dataclass(frozen=True, slots=True)
 class SessionRow:
-    """A session: its turns in order (``turns[k].turn == k``), and the session and turn it was
-    forked from (``None`` for a session that was not)."""
+    """A session: its turns in order (``turns[k].turn == k``); for a forked session the session
+    whose run its first own turn follows (``forked_from``) and that turn (``fork_turn``),
+    ``None`` for a session that was not forked."""
 
     id: str
     turns: tuple[SessionTurn, ...]
