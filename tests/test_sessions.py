@@ -8,6 +8,7 @@ import asyncio
 from pathlib import Path
 
 import pytest
+from backends import backend_params, runtime_for
 from session_agents import make_app
 
 from wakeline.client import Client, RunError
@@ -23,14 +24,20 @@ from wakeline.testing.waits import wait_for_event
 TURNS = ["hello, I am Ada", "what is a lemma?", "what is my name?"]
 
 
+@pytest.fixture(params=backend_params())
+def backend(request: pytest.FixtureRequest) -> pytest.FixtureRequest:
+    """The embedded log, or a Kafka broker (marked kafka and slow)."""
+    return request
+
+
 async def test_turn_three_sees_turns_one_and_two_and_replays_from_its_journal(
-    tmp_path: Path,
+    backend: pytest.FixtureRequest, tmp_path: Path
 ) -> None:
     with FakeLLMServer() as server:
         app = make_app(server.openai_base_url)
         async with (
-            local_runtime(app, tmp_path / "data") as rt,
-            Client(rt.log, views_dir=tmp_path / "views") as client,
+            runtime_for(backend, app, tmp_path / "data", "sessions") as rt,
+            Client(rt.log, topics=rt.topics, views_dir=tmp_path / "views") as client,
         ):
             outputs = []
             for text in TURNS:
@@ -38,8 +45,10 @@ async def test_turn_three_sees_turns_one_and_two_and_replays_from_its_journal(
                 outputs.append(await client.result(handle.run_id))
             row = await client.session("s-1")
             third = [e async for e in client.events("s-1:2")]
-            replayed = await replay_run(rt.log, make_app("http://127.0.0.1:9/v1"), "s-1:2")
-            views = Views(rt.log, tmp_path / "rebuilt")
+            replayed = await replay_run(
+                rt.log, make_app("http://127.0.0.1:9/v1"), "s-1:2", topics=rt.topics
+            )
+            views = Views(rt.log, tmp_path / "rebuilt", topics=rt.topics)
             await views.rebuild()
             rebuilt = views.session("s-1")
             views.close()
