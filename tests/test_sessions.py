@@ -138,6 +138,7 @@ async def test_a_forked_session_reuses_the_turns_before_its_fork_and_goes_on_liv
             more = await client.start_run("chat", "and now?", session="s-3b")
             await client.result(more.run_id)
             next_turn = server.requests()[before + 2].body["messages"]
+            next_model = server.requests()[before + 2].model
             row, source = await client.session("s-3b"), await client.session("s-3")
             # a fork of a turn's run at a step replays its recorded history, and is no turn
             calls = [e async for e in client.events("s-3:1")]
@@ -154,6 +155,7 @@ async def test_a_forked_session_reuses_the_turns_before_its_fork_and_goes_on_liv
     seen = [m["content"] for m in after_fork[0].body["messages"]]
     assert seen == [TURNS[0], outputs[0], TURNS[1], outputs[1], f"turn 2: {TURNS[2]}"]
     assert [m["content"] for m in next_turn] == [*seen[:-1], TURNS[2], forked, "turn 3: and now?"]
+    assert next_model == "gpt-4o-mini"  # the override was the forked turn's only
     assert row is not None and row.forked_from == "s-3" and row.fork_turn == 2
     assert [t.run_id for t in row.turns] == ["s-3:0", "s-3:1", "s-3b:0", "s-3b:1"]
     assert row.turns[2].output == forked and row.turns[1].output == outputs[1]

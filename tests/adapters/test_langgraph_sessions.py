@@ -17,7 +17,7 @@ from langgraph.graph.message import add_messages
 from langgraph.types import interrupt
 
 from wakeline import App, Context
-from wakeline.adapters.langchain import DurableChatModel, WakelineSaver, ainvoke
+from wakeline.adapters.langchain import DurableChatModel, WakelineSaver, ainvoke, durable
 from wakeline.client import Client
 from wakeline.replay import replay_run
 from wakeline.schemas.events import StepRequested
@@ -60,6 +60,14 @@ def make_app(base_url: str) -> App:
         state = await ainvoke(ctx, graph, {"messages": [HumanMessage(text)]})
         return [len(state["messages"]), state.get("confirmed", 0)]
 
+    @app.agent
+    async def direct(ctx: Context, text: str) -> int:
+        """LangGraph's own ``ainvoke`` with the session as the thread."""
+        config: Any = {"configurable": {"thread_id": ctx.session.id}}
+        with durable(ctx):
+            state = await graph.ainvoke({"messages": [HumanMessage(text)]}, config)
+        return len(state["messages"])
+
     return app
 
 
@@ -93,6 +101,21 @@ async def test_a_graph_thread_goes_on_across_the_turns_of_a_session(tmp_path: Pa
 
 async def _events(client: Client, run_id: str) -> list[Any]:
     return [e async for e in client.events(run_id)]
+
+
+async def test_graph_ainvoke_with_the_session_as_thread_id(tmp_path: Path) -> None:
+    with FakeLLMServer() as server:
+        async with (
+            local_runtime(make_app(server.openai_base_url), tmp_path / "data") as rt,
+            Client(rt.log, views_dir=tmp_path / "views") as client,
+        ):
+            counts = []
+            for text in ("one", "two"):
+                handle = await client.start_run("direct", text, session="d")
+                counts.append(await client.result(handle.run_id))
+    assert counts == [2, 4]
+    second = [m["content"] for m in server.requests()[1].body["messages"]]
+    assert second[0] == "one" and second[2] == "two"
 
 
 def test_outside_a_run_it_is_an_in_memory_saver() -> None:
