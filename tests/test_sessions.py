@@ -11,12 +11,14 @@ import pytest
 from backends import backend_params, runtime_for
 from session_agents import make_app
 
+from wakeline import jsonutil
+from wakeline.actors.session_start import turn_journal
 from wakeline.client import Client, RunError
 from wakeline.core.sessions import HISTORY_STEP, SessionError
 from wakeline.projections.views import Views
 from wakeline.replay import replay_run
 from wakeline.schemas.commands import CommandRejected, StartRun
-from wakeline.schemas.events import Session, StepRequested
+from wakeline.schemas.events import RunStarted, Session, StepRequested
 from wakeline.testing.fake_llm import FakeLLMServer
 from wakeline.testing.harness import local_runtime
 from wakeline.testing.waits import wait_for_event
@@ -45,6 +47,8 @@ async def test_turn_three_sees_turns_one_and_two_and_replays_from_its_journal(
                 outputs.append(await client.result(handle.run_id))
             row = await client.session("s-1")
             third = [e async for e in client.events("s-1:2")]
+            nxt = RunStarted("chat", '"x"', session=Session("s-1", 3))  # read from the log
+            from_log = await turn_journal(rt.log, rt.topics, "s-1:3", nxt, 0, "w")
             replayed = await replay_run(
                 rt.log, make_app("http://127.0.0.1:9/v1"), "s-1:2", topics=rt.topics
             )
@@ -63,6 +67,9 @@ async def test_turn_three_sees_turns_one_and_two_and_replays_from_its_journal(
         f"turn 2: {TURNS[2]}",
     ]
     assert third[1].payload == StepRequested(HISTORY_STEP)  # what it saw is in its journal
+    seen, logged = (jsonutil.loads(j[2].payload.result)["turns"] for j in (third, from_log))
+    assert [(t["input"], t["output"]) for t in logged] == list(zip(TURNS, outputs, strict=True))
+    assert logged[:2] == seen  # the worker's store and the events topic agree
     assert replayed.identical and replayed.ended  # no provider, no other run read
     assert row is not None and row == rebuilt
     assert [(t.turn, t.run_id, t.status, t.input, t.output) for t in row.turns] == [

@@ -211,7 +211,7 @@ class Dispatcher:
         s = self._s
         try:
             journal = await turn_journal(
-                s.log, s.topics, command.run_id, started, s.now_ms(), s.worker_id
+                s.log, s.topics, command.run_id, started, s.now_ms(), s.worker_id, s.journal
             )
         except SessionError as exc:
             await self._refuse(command, str(exc), commit)
