@@ -112,7 +112,21 @@ async def test_a_turn_waits_for_the_one_before_and_a_taken_turn_is_refused(
         await wait_for_event(client, second.run_id, "GateOpened")
         await client.approve(second.run_id, "go")
         assert await client.result(second.run_id) == "two (1 earlier)"
-        with pytest.raises(SessionError, match="turn 2 of session s-2 is run s-2:2"):
+        # starts that do not name the next turn are refused, and the worker goes on
+        for run_id, turn, problem in (
+            ("s-2:2", 7, r"run s-2:1 is turn 1, not 6"),
+            ("s-2:5", 0, r"run s-2:5 cannot be turn 0 of session s-2"),
+            ("s-2:x", 2, r"a turn of session s-2 must be run s-2:<n>"),
+        ):
+            bad = StartRun("gated", '"z"', session=Session("s-2", turn))
+            await client._start(bad, run_id)
+            with pytest.raises(RunError, match=problem):
+                await client.result(run_id)
+        third = await client.start_run("gated", "three", session="s-2")
+        await wait_for_event(client, third.run_id, "GateOpened")
+        await client.approve(third.run_id, "go")
+        assert (third.run_id, await client.result(third.run_id)) == ("s-2:2", "three (2 earlier)")
+        with pytest.raises(SessionError, match="turn 3 of session s-2 is run s-2:3"):
             await client.start_run("gated", "x", session="s-2", run_id="mine")
         with pytest.raises(SessionError, match="invalid session id"):
             await client.start_run("gated", "x", session="a/b")

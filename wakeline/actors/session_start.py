@@ -44,6 +44,8 @@ def previous_turn(run_id: str, started: RunStarted) -> str | None:
     index = own_index(run_id, session.id)
     if index is None:
         raise SessionError(f"a turn of session {session.id} must be run {session.id}:<n>")
+    if session.turn < index:  # its n-th own run is at least its turn n
+        raise SessionError(f"run {run_id} cannot be turn {session.turn} of session {session.id}")
     if started.fork is not None:  # a forked session: its earlier turns are the source's
         if index != 0 or session.turn == 0:
             raise SessionError(f"a forked session starts with run {session.id}:0 at a turn > 0")
