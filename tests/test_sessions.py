@@ -13,12 +13,12 @@ from session_agents import make_app
 
 from wakeline import jsonutil
 from wakeline.actors.session_start import turn_journal
-from wakeline.client import Client, RunError
+from wakeline.client import Client, RunError, RunHandle
 from wakeline.core.sessions import HISTORY_STEP, SessionError
 from wakeline.projections.views import Views
 from wakeline.replay import replay_run
 from wakeline.schemas.commands import CommandRejected, StartRun
-from wakeline.schemas.events import RunStarted, Session, StepRequested
+from wakeline.schemas.events import GateOpened, RunStarted, Session, StepRequested
 from wakeline.testing.fake_llm import FakeLLMServer
 from wakeline.testing.harness import local_runtime
 from wakeline.testing.waits import wait_for_event
@@ -78,6 +78,15 @@ async def test_turn_three_sees_turns_one_and_two_and_replays_from_its_journal(
     assert row.next_turn == 3 and row.forked_from is None
 
 
+async def gate_opened(client: Client, turn: RunHandle) -> None:
+    """Once the turn's gate opened (its watch ignores a refusal of an earlier start)."""
+    async with asyncio.timeout(10):
+        async for update in client.watch_turn(turn):
+            if update.event is not None and isinstance(update.event.payload, GateOpened):
+                return
+    raise AssertionError(f"turn {turn.run_id} ended without opening its gate")
+
+
 async def test_a_turn_waits_for_the_one_before_and_a_taken_turn_is_refused(
     tmp_path: Path,
 ) -> None:
@@ -90,9 +99,10 @@ async def test_a_turn_waits_for_the_one_before_and_a_taken_turn_is_refused(
         with pytest.raises(SessionError, match=r"turn 0 of session s-2 .* has not ended"):
             await client.start_run("gated", "two", session="s-2")
         # the worker checks too: a start sent past the client's check is refused
-        await client._start(StartRun("gated", '"two"', session=Session("s-2", 1)), "s-2:1")
+        early = StartRun("gated", '"two"', session=Session("s-2", 1))
+        refused = await client._start_turn_run(early, "s-2:1")
         with pytest.raises(RunError, match=r"rejected: turn 0 \(s-2:0\) has not ended"):
-            await client.result("s-2:1")
+            await client.turn_result(refused)
         # another start of the same turn (a second client chose it too) is refused
         payload = StartRun("gated", '"again"', session=Session("s-2", 0))
         lost = await client._start(payload, "s-2:0")
@@ -109,9 +119,9 @@ async def test_a_turn_waits_for_the_one_before_and_a_taken_turn_is_refused(
         # the refused turn can be started once the one before has ended
         second = await client.start_run("gated", "two", session="s-2")
         assert second.run_id == "s-2:1"
-        await wait_for_event(client, second.run_id, "GateOpened")
+        await gate_opened(client, second)  # not ended by the refusal of the start before
         await client.approve(second.run_id, "go")
-        assert await client.result(second.run_id) == "two (1 earlier)"
+        assert await client.turn_result(second) == "two (1 earlier)"
         # starts that do not name the next turn are refused, and the worker goes on
         for run_id, turn, problem in (
             ("s-2:2", 7, r"run s-2:1 is turn 1, not 6"),
@@ -123,9 +133,9 @@ async def test_a_turn_waits_for_the_one_before_and_a_taken_turn_is_refused(
             with pytest.raises(RunError, match=problem):
                 await client.result(run_id)
         third = await client.start_run("gated", "three", session="s-2")
-        await wait_for_event(client, third.run_id, "GateOpened")
+        await gate_opened(client, third)
         await client.approve(third.run_id, "go")
-        assert (third.run_id, await client.result(third.run_id)) == ("s-2:2", "three (2 earlier)")
+        assert (third.run_id, await client.turn_result(third)) == ("s-2:2", "three (2 earlier)")
         with pytest.raises(SessionError, match="turn 3 of session s-2 is run s-2:3"):
             await client.start_run("gated", "x", session="s-2", run_id="mine")
         with pytest.raises(SessionError, match="invalid session id"):

@@ -86,6 +86,7 @@ class RunHandle:
     from_offset: int
     """Events offset at or before the run's first event: where to start reading."""
     command_id: str = ""  # of the start command (a session turn's RunStarted names it)
+    notices_from: int = 0  # a turn's: the notices offset when it was sent (wakeline.sessions)
 
 
 class NoViewsError(WakelineError):
@@ -178,8 +179,7 @@ class Client(SessionClient):
         await self.aclose()
 
     def close(self) -> None:
-        """Close the views and stop the shared followers of the client's watches (a log
-        given to the constructor is not the client's to close)."""
+        """Close the views and the watches' shared followers (not a log given to the client)."""
         if self._hub is not None:
             self._hub.cancel()
             self._hub = None

@@ -7,8 +7,10 @@ from 0: ``fork_session`` starts run ``new:0``).  Two clients that choose the sam
 publish the same run id: the worker starts the first command and refuses the other with a
 ``CommandRejected`` notice ("turn k of session s-1 is taken"): :meth:`SessionClient.turn_result`
 of the loser's handle raises ``RunError`` where ``Client.result`` would return the winner's
-output.  A turn whose previous turn has not
-ended is refused the same way, by the client and again by the worker (the log decides).
+output (and it, like :meth:`SessionClient.watch_turn`, ignores the refusal of an earlier start
+of the same turn, which ``Client.result`` and ``Client.watch`` would end on).  A turn whose
+previous turn has not ended is refused the same way, by the client and again by the worker
+(the log decides).
 """
 
 from __future__ import annotations
@@ -28,10 +30,13 @@ from wakeline.core.sessions import (
 )
 from wakeline.forking import source_journal
 from wakeline.projections.sessions import SessionRow, SessionTurn
-from wakeline.schemas.commands import StartRun
-from wakeline.schemas.events import Event, Fork, RunStarted, Session
+from wakeline.schemas.commands import CommandRejected, StartRun
+from wakeline.schemas.events import Fork, RunStarted, Session
+from wakeline.topics.partitioner import partition_for
 from wakeline.topics.port import Log
+from wakeline.topics.signing import RecordSigner
 from wakeline.topics.specs import Topics
+from wakeline.watching import RunUpdate, watch_run
 
 if TYPE_CHECKING:
     from wakeline.client import RunHandle
@@ -74,25 +79,54 @@ class SessionClient:
     async def _start(self, payload: StartRun, run_id: str | None) -> RunHandle:
         raise NotImplementedError
 
-    def events(self, run_id: str, *, from_offset: int = 0) -> AsyncIterator[Event]:
+    @property
+    def signer(self) -> RecordSigner | None:
         raise NotImplementedError
 
     async def result(self, run_id: str, *, from_offset: int = 0) -> Any:
         raise NotImplementedError
 
+    async def watch_turn(
+        self, handle: RunHandle, *, deltas: bool = False
+    ) -> AsyncIterator[RunUpdate]:
+        """:meth:`Client.watch` of a turn this client started, without the notices from
+        before its start (a turn sent again after a refusal: the refusal was not this start's)."""
+        async for update in watch_run(
+            self._log,
+            self._topics,
+            handle.run_id,
+            handle.partition,
+            deltas=deltas,
+            signer=self.signer,
+            notices_from=handle.notices_from,
+        ):
+            yield update
+
     async def turn_result(self, handle: RunHandle) -> Any:
-        """Like :meth:`Client.result` for a turn this client started, but a
-        :class:`~wakeline.client.RunError` ("rejected") if another start took the turn (the
-        run's ``RunStarted`` names another command)."""
+        """Like :meth:`Client.result` for a turn this client started; a
+        :class:`~wakeline.client.RunError` ("rejected") if the worker refused this start, or if
+        another start took the turn (the run's ``RunStarted`` names another command)."""
         from wakeline.client import RunError
 
-        async for event in self.events(handle.run_id):  # from 0: the winner may be older
-            started = event.payload
-            if isinstance(started, RunStarted) and started.command_id != handle.command_id:
-                taken = f"the turn was taken by another start (command {started.command_id})"
-                raise RunError(handle.run_id, "rejected", taken)
-            break
-        return await self.result(handle.run_id)
+        async for update in self.watch_turn(handle):
+            note = update.notice.payload if update.notice is not None else None
+            if isinstance(note, CommandRejected) and note.command_id == handle.command_id:
+                raise RunError(handle.run_id, "rejected", note.reason)
+            started = update.event.payload if update.event is not None else None
+            if isinstance(started, RunStarted):
+                if started.command_id != handle.command_id:
+                    taken = f"the turn was taken by another start (command {started.command_id})"
+                    raise RunError(handle.run_id, "rejected", taken)
+                break
+        return await self.result(handle.run_id)  # it has events now: no old refusal ends it
+
+    async def _start_turn_run(self, payload: StartRun, run_id: str) -> RunHandle:
+        """Publish a turn's start; its handle knows where the notices were then."""
+        count = await self._log.partition_count(self._topics.commands)
+        partition = partition_for(run_id.encode(), count)
+        notices_from = await self._log.end_offset(self._topics.notices, partition)
+        handle = await self._start(payload, run_id)
+        return dataclasses.replace(handle, notices_from=notices_from)
 
     async def session(self, session_id: str) -> SessionRow | None:
         """The session's turns in order (run, agent, status, input, output ...), those before
@@ -128,7 +162,7 @@ class SessionClient:
         if run_id is not None and run_id != expected:
             raise SessionError(f"turn {turn} of session {session_id} is run {expected}")
         started = dataclasses.replace(payload, session=Session(session_id, turn))
-        return await self._start(started, expected)
+        return await self._start_turn_run(started, expected)
 
     async def fork_session(
         self,
@@ -168,4 +202,4 @@ class SessionClient:
             fork=Fork(previous.run_id, 0, model),
             session=Session(new, at_turn),
         )
-        return await self._start(payload, turn_run_id(new, 0))
+        return await self._start_turn_run(payload, turn_run_id(new, 0))

@@ -22,11 +22,18 @@ def register(main: click.Group) -> None:
         main.add_command(command)
 
 
-async def _print_updates(client: Client, run_id: str, from_offset: int = 0) -> None:
-    """The run's events and notices, one line each, and the live text of streamed calls."""
+async def _print_updates(
+    client: Client, run_id: str, from_offset: int = 0, turn: RunHandle | None = None
+) -> None:
+    """The run's events and notices, one line each, and the live text of streamed calls (of a
+    session turn: without the notices from before it was sent)."""
     out = render.console()
     live = render.LiveText(out)
-    async for update in client.watch(run_id, from_offset=from_offset, deltas=True):
+    if turn is not None:
+        updates = client.watch_turn(turn, deltas=True)
+    else:
+        updates = client.watch(run_id, from_offset=from_offset, deltas=True)
+    async for update in updates:
         if update.delta is not None:
             live.delta(update.delta)
             continue
@@ -44,7 +51,7 @@ async def _follow(client: Client, handle: RunHandle, turn: bool) -> int:
     """Print the run's events as they come, then its result (0) or why it did not end (1)."""
     out = render.console()
     out.print(f"run [bold]{render.safe(handle.run_id)}[/bold] on partition {handle.partition}")
-    await _print_updates(client, handle.run_id, handle.from_offset)
+    await _print_updates(client, handle.run_id, handle.from_offset, handle if turn else None)
     try:
         if turn:  # another start may have taken the turn: then not ours to print
             result = await client.turn_result(handle)
