@@ -1,7 +1,7 @@
-"""``Client``: start, fork, follow, cancel, resume and query runs.  It only talks to the log:
-it publishes commands (key = run id) and reads a run's events, notices and live deltas from
-the partitions the run id maps to, and never needs a worker to answer.  Queries (``get``,
-``list``, ``costs``, ``budgets``) read views it folds from the log itself, in ``views_dir``.
+"""``Client``: start, fork, follow, cancel, resume and query runs and sessions.  It only talks
+to the log: it publishes commands (key = run id) and reads a run's events, notices and live
+deltas from the partitions the run id maps to, and never needs a worker to answer.  Queries
+(``get``, ``list``, ``costs``, ``budgets``) read views it folds from the log, in ``views_dir``.
 """
 
 from __future__ import annotations
@@ -61,6 +61,7 @@ from wakeline.schemas.events import (
     RunCompleted,
     RunFailed,
 )
+from wakeline.sessions import SessionClient
 from wakeline.telemetry.tracing import current_trace_headers
 from wakeline.topics.partitioner import partition_for
 from wakeline.topics.port import Log, LogReader, OutRecord, RecordTooLargeError
@@ -84,6 +85,8 @@ class RunHandle:
     partition: int
     from_offset: int
     """Events offset at or before the run's first event: where to start reading."""
+    command_id: str = ""  # of the start command (a session turn's RunStarted names it)
+    notices_from: int = 0  # a turn's: the notices offset when it was sent (wakeline.sessions)
 
 
 class NoViewsError(WakelineError):
@@ -95,7 +98,7 @@ Costs = list[CostRow]
 Budgets = list[BudgetRow]
 
 
-class Client:
+class Client(SessionClient):
     def __init__(
         self,
         log: Log,
@@ -109,10 +112,9 @@ class Client:
         and into the events a command causes (``GateResolved.by``, ``BudgetRaised.by``, a
         cancel's ``by``), so the audit trail names it.  The CLI passes the operating-system
         user and host (``alice@build-7``), the HTTP API the name of the caller's key.
-        ``views_dir``: where :meth:`get` and :meth:`list` keep the runs and steps views they
-        fold from the log (a free ``views-N`` slot is taken on first use).  ``signer``: the
-        record key events are checked with (default: the log's, see
-        :func:`~wakeline.topics.signing.signer_for`)."""
+        ``views_dir``: where queries keep the views they fold from the log (a free ``views-N``
+        slot is taken on first use).  ``signer``: the record key events are checked with
+        (default: the log's, :func:`~wakeline.topics.signing.signer_for`)."""
         self._log = log
         self._topics = topics
         self._issuer = issuer
@@ -177,8 +179,7 @@ class Client:
         await self.aclose()
 
     def close(self) -> None:
-        """Close the views and stop the shared followers of the client's watches (a log
-        given to the constructor is not the client's to close)."""
+        """Close the views and the watches' shared followers (not a log given to the client)."""
         if self._hub is not None:
             self._hub.cancel()
             self._hub = None
@@ -226,10 +227,14 @@ class Client:
         run_id: str | None = None,
         tenant: str = "",
         budget: Budget | None = None,
+        session: str = "",
     ) -> RunHandle:
-        """Publish a start command; the run id is the idempotency key of the start.  A run id
-        must follow :mod:`wakeline.core.ids` (else :class:`ValueError`)."""
-        return await self._start(StartRun(agent, jsonutil.dumps(input), tenant, budget), run_id)
+        """Publish a start command; the run id (:mod:`wakeline.core.ids`, else ValueError) is
+        the start's idempotency key.  ``session``: the session's next turn (wakeline.sessions)."""
+        payload = StartRun(agent, jsonutil.dumps(input), tenant, budget)
+        if session:
+            return await self.start_turn(payload, session, await self.session(session), run_id)
+        return await self._start(payload, run_id)
 
     async def fork(
         self, source: str, *, at: int, run_id: str = "", **edits: Unpack[ForkEdits]
@@ -244,8 +249,8 @@ class Client:
         run_id = uuid.uuid4().hex if run_id is None else check_run_id(run_id)
         partition = await self._partition(run_id)
         offset = await self._log.end_offset(self._topics.events, partition)
-        await self._send(run_id, payload)
-        return RunHandle(run_id, partition, offset)
+        command_id = await self._send(run_id, payload)
+        return RunHandle(run_id, partition, offset, command_id)
 
     async def cancel(self, run_id: str, reason: str = "") -> None:
         await self._send(run_id, CancelRun(reason))

@@ -115,4 +115,6 @@ async def fork_command(
         raise ForkError(f"the prompt has {len(prompt)} characters, more than {MAX_PROMPT_CHARS}")
     started = fork_point(await source_journal(log, topics, source), at)
     fork = Fork(source, at, edits.get("model", ""), tools, prompt)
-    return StartRun(started.agent, started.input, started.tenant, started.budget, fork)
+    return StartRun(
+        started.agent, started.input, started.tenant, started.budget, fork, session=started.session
+    )

@@ -62,16 +62,18 @@ async def watch_run(
     deltas: bool = False,
     signer: RecordSigner | None = None,
     source: LogReader | None = None,
+    notices_from: int = 0,
 ) -> AsyncIterator[RunUpdate]:
     """:meth:`wakeline.Client.watch` of ``run_id`` (on ``partition``), reading ``log``; with
     ``signer``, events no holder of the record key appended are skipped.  ``source``: the
     log itself when ``log`` is a shared subscription (the last deltas of a call are read
-    from it)."""
+    from it).  ``notices_from``: the notices offset to read from (a start sent again after a
+    rejected one: the old rejection is not this start's)."""
     key = run_id.encode()
     follower = await DeltaFollower.start(log, topics.deltas, run_id, enabled=deltas, source=source)
     # the notices so far first: a shared subscription then follows their partition too, so a
     # notice (a rejected start has no events) wakes the wait for events below
-    early, notices_at = await _run_notices(log, topics.notices, partition, key, 0)
+    early, notices_at = await _run_notices(log, topics.notices, partition, key, notices_from)
     events_at = from_offset
     expected = 0
     last_event_ms = -1

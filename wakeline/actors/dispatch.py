@@ -15,11 +15,13 @@ from typing import TYPE_CHECKING
 
 from wakeline.actors.commands import check_command, core_input
 from wakeline.actors.run_actor import RunActor
+from wakeline.actors.session_start import is_turn_start, turn_journal
 from wakeline.core.activation import Activation, Completion, Drifted, RaiseLimit, Recover, Start
 from wakeline.core.ids import run_id_problem
 from wakeline.core.run_core import RunCore
+from wakeline.core.sessions import SessionError
 from wakeline.forking import ForkError, Recorded, fork_journal, recorded_tools, source_journal
-from wakeline.schemas.codec import DecodeError, command_codec
+from wakeline.schemas.codec import DecodeError, command_codec, event_codec
 from wakeline.schemas.commands import (
     Command,
     CommandRejected,
@@ -99,7 +101,7 @@ class Dispatcher:
         journal = self._s.journal
         if isinstance(payload, StartRun):
             if run_id in self._owner.actors or journal.has_run(run_id):
-                await self._commit_only(commit)  # a duplicate start: already running or ran
+                await self._duplicate_start(command, payload, commit)
                 return
             await self._start(command, payload, commit)
             return
@@ -118,6 +120,22 @@ class Dispatcher:
             await actor.command(core_input(command), commit)
         except LookupError as exc:  # no such gate, or the run ended just before
             await s.outputs.notice(run_id, CommandRejected(command.command_id, str(exc)))
+            await self._commit_only(commit)
+
+    async def _duplicate_start(
+        self, command: Command, payload: StartRun, commit: OffsetCommit
+    ) -> None:
+        """A start of a run that exists: nothing to do, unless it is another command for a
+        session turn that is taken (two clients chose the same turn)."""
+        raw = self._s.journal.raw(command.run_id, 0)
+        first = event_codec().decode(raw).payload if raw is not None else None
+        if payload.session is None or not isinstance(first, RunStarted):
+            await self._commit_only(commit)
+        elif first.command_id != command.command_id:
+            turn, session = payload.session.turn, payload.session.id
+            taken = f"turn {turn} of session {session} is taken (run {command.run_id})"
+            await self._refuse(command, taken, commit)
+        else:
             await self._commit_only(commit)
 
     async def _loaded(self, run_id: str, reason: str) -> RunActor | None:
@@ -158,7 +176,11 @@ class Dispatcher:
             command.command_id,
             payload.budget,
             payload.fork,
+            session=payload.session,
         )
+        if is_turn_start(started):
+            await self._start_turn(command, started, commit)
+            return
         if started.fork is not None:
             await self._start_fork(command, started, commit)
             return
@@ -179,14 +201,41 @@ class Dispatcher:
         except ForkError as exc:
             await self._refuse(command, str(exc), commit)
             return
-        core = RunCore(run_id, s.app, journal=journal)
+        await self._start_from(command, journal, commit, await self._recorded(started, source))
+
+    async def _start_turn(
+        self, command: Command, started: RunStarted, commit: OffsetCommit
+    ) -> None:
+        """A session turn: its journal starts with the earlier turns' history (step 1), see
+        :mod:`wakeline.actors.session_start`."""
+        s = self._s
+        try:
+            journal = await turn_journal(
+                s.log, s.topics, command.run_id, started, s.now_ms(), s.worker_id, s.journal
+            )
+        except SessionError as exc:
+            await self._refuse(command, str(exc), commit)
+            return
+        await self._start_from(command, journal, commit, None)
+
+    async def _start_from(
+        self,
+        command: Command,
+        journal: list[Event],
+        commit: OffsetCommit,
+        recorded: Recorded | None,
+    ) -> None:
+        """Start a run whose journal begins with ``journal`` (appended with the events the
+        agent goes on to produce live, in one append)."""
+        s = self._s
+        core = RunCore(command.run_id, s.app, journal=journal)
         first = core.activate(Activation(Recover(), s.now_ms(), s.worker_id))
         if isinstance(first.status, Drifted):  # the code no longer asks what the source did
             core.close()
             await self._refuse(command, str(first.status.error), commit)
             return
         whole = dataclasses.replace(first, events=(*journal, *first.events))
-        await self._launch(core, journal[0], whole, commit, await self._recorded(started, source))
+        await self._launch(core, journal[0], whole, commit, recorded)
 
     async def resume(self, run_id: str, commit: OffsetCommit | None, reason: str) -> None:
         """Load an open run from its whole journal and continue it."""

@@ -70,6 +70,12 @@ class StartRunRequest(BaseModel):
         None, pattern=RUN_ID_PATTERN, description="idempotency key of the start (default: new)"
     )
     tenant: str = Field("", max_length=200)
+    session: str | None = Field(
+        None,
+        pattern=RUN_ID_PATTERN,
+        max_length=112,
+        description="start the next turn of this session (run id `{session}:{turn}`)",
+    )
 
 
 class StartRunResponse(BaseModel):
@@ -91,6 +97,17 @@ class ForkRequest(BaseModel):
         max_length=MAX_PROMPT_CHARS,
         description="the system prompt of its model calls from `at` on (replaces theirs)",
     )
+
+
+class SessionForkRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    at_turn: int = Field(ge=1, le=10**9, description="the first turn of the new session to run")
+    session: str = Field(
+        "", pattern=f"^$|{RUN_ID_PATTERN}", max_length=112, description="the new session's id"
+    )
+    input: Any = Field(None, description="the turn's input (default: the source's turn input)")
+    model: str = Field("", max_length=200, description="the model of that turn's calls")
 
 
 class CancelRequest(BaseModel):

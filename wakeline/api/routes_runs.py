@@ -23,9 +23,11 @@ from wakeline.api.models import (
     StepList,
 )
 from wakeline.api.pending import pending_gates
+from wakeline.api.session_turns import start_turn
 from wakeline.api.state import Api, ApiState
 from wakeline.projections.rows import RunRow, RunStatus, StepRow, values
 from wakeline.projections.runs import MAX_MS
+from wakeline.schemas.commands import StartRun
 
 MAX_PAGE = 500
 MAX_SEQ = 10**12 - 1
@@ -45,6 +47,7 @@ NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"description": "unknown run"
     responses={
         400: {"description": "malformed JSON"},
         404: {"description": "unknown agent (the server was given the agents' app)"},
+        409: {"description": "the session's last turn has not ended"},
         413: {"description": "body or input too large"},
         422: {"description": "the input does not match the agent's input schema"},
     },
@@ -64,9 +67,13 @@ async def start_run(body: StartRunRequest, who: OperatorKey, api: Api) -> StartR
             413, f"input of {size} bytes exceeds the limit of {api.max_input_bytes} bytes"
         )
     _check_agent(api, body.agent, text)
-    handle = await api.client(who).start_run(
-        body.agent, body.input, run_id=body.run_id, tenant=body.tenant
-    )
+    if body.session:  # the session's next turn, by the API's views (wakeline.sessions)
+        payload = StartRun(body.agent, text, body.tenant)
+        handle = await start_turn(api, who, payload, body.session, body.run_id)
+    else:
+        handle = await api.client(who).start_run(
+            body.agent, body.input, run_id=body.run_id, tenant=body.tenant
+        )
     return StartRunResponse(
         run_id=handle.run_id, partition=handle.partition, from_offset=handle.from_offset
     )

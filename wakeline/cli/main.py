@@ -4,7 +4,7 @@ Exit codes: 0 success, 1 the run failed / replay diverged, 2 usage or input erro
 ``run`` interrupted (SIGINT / SIGTERM: its run goes on when a worker serves it).  The
 commands live in :mod:`.runs` (run, start, tail, resume, cancel, replay), :mod:`.worker`,
 :mod:`.queries` (ls, show, costs, topics, projections), :mod:`.governance`, :mod:`.serve`,
-:mod:`.regress` and :mod:`.diff`.
+:mod:`.regress`, :mod:`.diff` and :mod:`.sessions`.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import logging
 
 import click
 
-from wakeline.cli import diff, governance, queries, regress, runs, serve, worker
+from wakeline.cli import diff, governance, queries, regress, runs, serve, sessions, worker
 from wakeline.cli.common import Settings
 
 LOG_LEVELS = ("debug", "info", "warning", "error")
@@ -60,5 +60,5 @@ def main(
     ctx.obj = Settings(data, kafka, topic_prefix)
 
 
-for _module in (runs, worker, queries, governance, serve, regress, diff):
+for _module in (runs, worker, queries, governance, serve, regress, diff, sessions):
     _module.register(main)

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+from contextlib import AbstractAsyncContextManager
 from pathlib import Path
+from typing import Any
 
 import click
 
 from wakeline.cli import render
 from wakeline.cli.common import Settings, cli_issuer, json_input, run_async, send, target_app
 from wakeline.client import Client, RunError, RunHandle
+from wakeline.core.sessions import SessionError
 from wakeline.forking import ForkError
 from wakeline.replay import ReplayReport, replay_run
 from wakeline.worker import serve
@@ -20,11 +23,18 @@ def register(main: click.Group) -> None:
         main.add_command(command)
 
 
-async def _print_updates(client: Client, run_id: str, from_offset: int = 0) -> None:
-    """The run's events and notices, one line each, and the live text of streamed calls."""
+async def _print_updates(
+    client: Client, run_id: str, from_offset: int = 0, turn: RunHandle | None = None
+) -> None:
+    """The run's events and notices, one line each, and the live text of streamed calls (of a
+    session turn: without the notices from before it was sent)."""
     out = render.console()
     live = render.LiveText(out)
-    async for update in client.watch(run_id, from_offset=from_offset, deltas=True):
+    if turn is not None:
+        updates = client.watch_turn(turn, deltas=True)
+    else:
+        updates = client.watch(run_id, from_offset=from_offset, deltas=True)
+    async for update in updates:
         if update.delta is not None:
             live.delta(update.delta)
             continue
@@ -38,13 +48,16 @@ async def _print_updates(client: Client, run_id: str, from_offset: int = 0) -> N
     live.end()
 
 
-async def _follow(client: Client, handle: RunHandle) -> int:
+async def _follow(client: Client, handle: RunHandle, turn: bool) -> int:
     """Print the run's events as they come, then its result (0) or why it did not end (1)."""
     out = render.console()
     out.print(f"run [bold]{render.safe(handle.run_id)}[/bold] on partition {handle.partition}")
-    await _print_updates(client, handle.run_id, handle.from_offset)
+    await _print_updates(client, handle.run_id, handle.from_offset, handle if turn else None)
     try:
-        result = await client.result(handle.run_id, from_offset=handle.from_offset)
+        if turn:  # another start may have taken the turn: then not ours to print
+            result = await client.turn_result(handle)
+        else:
+            result = await client.result(handle.run_id, from_offset=handle.from_offset)
     except RunError as exc:
         out.print(f"[red]{render.safe(exc)}[/red]")
         return 1
@@ -53,11 +66,11 @@ async def _follow(client: Client, handle: RunHandle) -> int:
 
 
 async def _follow_while_serving(
-    client: Client, handle: RunHandle, serving: asyncio.Task[None]
+    client: Client, handle: RunHandle, serving: asyncio.Task[None], turn: bool
 ) -> int:
     """Follow the run to its end; if the worker stops first (SIGINT / SIGTERM, or an error,
     which is raised), stop following: the run goes on when a worker serves it again."""
-    following = asyncio.create_task(_follow(client, handle))
+    following = asyncio.create_task(_follow(client, handle, turn))
     await asyncio.wait({following, serving}, return_when=asyncio.FIRST_COMPLETED)
     if following.done():
         return following.result()
@@ -69,21 +82,44 @@ async def _follow_while_serving(
     return 130
 
 
+SESSION = click.option(
+    "--session", default="", help="start the next turn of this session (run SESSION:TURN)"
+)
+
+
+def _connect(settings: Settings) -> AbstractAsyncContextManager[Client]:
+    """A client with this machine's views (a session's turns are read from them)."""
+    return settings.connect(issuer=cli_issuer(), views_dir=settings.data / "state")
+
+
+async def _start(
+    client: Client, agent: str, value: Any, run_id: str | None, tenant: str, session: str
+) -> RunHandle:
+    try:
+        return await client.start_run(agent, value, run_id=run_id, tenant=tenant, session=session)
+    except SessionError as exc:
+        raise click.UsageError(str(exc)) from exc
+
+
 @click.command()
 @click.argument("target")
 @click.option("--input", "input_", default="null", help="the agent's input as JSON")
 @click.option("--run-id", default=None)
 @click.option("--tenant", default="")
+@SESSION
 @click.pass_obj
-def run(settings: Settings, target: str, input_: str, run_id: str | None, tenant: str) -> None:
-    """Run MODULE:AGENT in this process, streaming its events, and print the result."""
+def run(
+    settings: Settings, target: str, input_: str, run_id: str | None, tenant: str, session: str
+) -> None:
+    """Run MODULE:AGENT in this process, streaming its events, and print the result (with
+    --session, as the session's next turn)."""
     app, agent = target_app(target)
     if agent is None:
         raise click.UsageError("name the agent: MODULE:AGENT")
     value = json_input(input_)
 
     async def go() -> int:
-        async with settings.connect(issuer=cli_issuer()) as client:
+        async with _connect(settings) as client:
             await client.create_topics()
             stop = asyncio.Event()
             # a member for the length of this command: dynamic, so it leaves the group at once
@@ -98,8 +134,8 @@ def run(settings: Settings, target: str, input_: str, run_id: str | None, tenant
             )
             serving = asyncio.create_task(worker)
             try:
-                handle = await client.start_run(agent, value, run_id=run_id, tenant=tenant)
-                return await _follow_while_serving(client, handle, serving)
+                handle = await _start(client, agent, value, run_id, tenant, session)
+                return await _follow_while_serving(client, handle, serving, bool(session))
             finally:
                 stop.set()
                 await serving
@@ -112,16 +148,19 @@ def run(settings: Settings, target: str, input_: str, run_id: str | None, tenant
 @click.option("--input", "input_", default="null")
 @click.option("--run-id", default=None)
 @click.option("--tenant", default="")
+@SESSION
 @click.pass_obj
-def start(settings: Settings, agent: str, input_: str, run_id: str | None, tenant: str) -> None:
+def start(
+    settings: Settings, agent: str, input_: str, run_id: str | None, tenant: str, session: str
+) -> None:
     """Publish a start command for AGENT (a worker runs it); print the run id."""
     value = json_input(input_)
     agent = agent.rpartition(":")[2]
 
     async def go() -> str:
-        async with settings.connect(issuer=cli_issuer()) as client:
+        async with _connect(settings) as client:
             await client.create_topics()
-            handle = await client.start_run(agent, value, run_id=run_id, tenant=tenant)
+            handle = await _start(client, agent, value, run_id, tenant, session)
             return handle.run_id
 
     click.echo(render.plain(run_async(go)))

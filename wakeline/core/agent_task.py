@@ -20,7 +20,8 @@ from wakeline.core.context import Context
 from wakeline.core.errors import StopRun
 from wakeline.core.loop import DeterministicLoop
 from wakeline.core.port import ContextPort
-from wakeline.schemas.events import EventPayload, RunCompleted, RunFailed, RunStarted
+from wakeline.core.sessions import load_session
+from wakeline.schemas.events import EventPayload, RunCompleted, RunFailed, RunStarted, Session
 
 if TYPE_CHECKING:
     from wakeline.core.app import App
@@ -63,7 +64,10 @@ class AgentTask:
             self.end_failed("InvalidInput", f"input does not match {spec.name!r}: {_explain(exc)}")
             return
         self._spec = spec
-        coro = cast(Coroutine[Any, Any, Any], spec.fn(Context(self._port, spec), value))
+        ctx = Context(self._port, spec)
+        coro = cast(Coroutine[Any, Any, Any], spec.fn(ctx, value))
+        if started.session is not None:  # its history is read first, as step 1
+            coro = _in_session(ctx, started.session, coro)
         self._main = self._loop.create_task(coro, name=f"agent:{self._port.run_id}")
         self._run()
 
@@ -141,6 +145,15 @@ class AgentTask:
             return
         self._ended = True
         self._port.emit_terminal(payload)
+
+
+async def _in_session(ctx: Context, session: Session, coro: Coroutine[Any, Any, Any]) -> Any:
+    try:
+        ctx._session = await load_session(ctx, session)
+    except BaseException:
+        coro.close()
+        raise
+    return await coro
 
 
 def _explain(exc: ValidationError) -> str:

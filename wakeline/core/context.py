@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid as uuidlib
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from wakeline import jsonutil
 from wakeline.core.app import AgentSpec, RetryPolicy, ToolSpec
@@ -29,6 +29,9 @@ from wakeline.schemas.events import (
     ValueRecorded,
 )
 
+if TYPE_CHECKING:
+    from wakeline.core.sessions import SessionView
+
 
 class UnknownToolError(WakelineError):
     pass
@@ -41,6 +44,7 @@ class Context:
         self._core = core
         self._spec = spec
         self._models = ModelCalls(core, spec.name)
+        self._session: SessionView | None = None  # set before the agent runs (core.sessions)
 
     @property
     def run_id(self) -> str:
@@ -49,6 +53,19 @@ class Context:
     @property
     def agent(self) -> str:
         return self._spec.name
+
+    @property
+    def session(self) -> SessionView:
+        """The session this run is a turn of: ``.id``, ``.turn``, ``.history`` (the earlier
+        turns), ``.messages()``, ``.items`` (see :mod:`wakeline.core.sessions`)."""
+        if self._session is None:
+            raise WakelineError(f"run {self.run_id} is not a turn of a session")
+        return self._session
+
+    @property
+    def in_session(self) -> bool:
+        """Whether this run is a turn of a session (:attr:`session`)."""
+        return self._session is not None
 
     @property
     def is_replaying(self) -> bool:

@@ -27,14 +27,15 @@ from wakeline.projections.rows import (
 )
 from wakeline.projections.runner import catch_up
 from wakeline.projections.runs import RunsProjection
+from wakeline.projections.sessions import SessionRow, SessionsProjection, session
 from wakeline.projections.steps import StepsProjection
 from wakeline.projections.store import Projection, ProjectionStore
 from wakeline.topics.port import Log
 from wakeline.topics.signing import RecordSigner
 from wakeline.topics.specs import DEFAULT_TOPICS, Topics
 
-FORMAT = b"2"
-"""The views' format: 2 = the costs projection folds the cost cube too."""
+FORMAT = b"3"
+"""The views' format: 2 = the costs projection folds the cost cube too; 3 = sessions."""
 FORMAT_KEY = b"meta/views-format"
 
 
@@ -45,6 +46,7 @@ def query_projections() -> Sequence[Projection]:
         AuditProjection(),
         CostsProjection(),
         BudgetsProjection(),
+        SessionsProjection(),
     )
 
 
@@ -123,6 +125,10 @@ class Views:
     def budgets(self) -> list[BudgetRow]:
         """Every shared budget's state, in ledger key order."""
         return budgets(self._store)
+
+    def session(self, session_id: str) -> SessionRow | None:
+        """The session's turns (see :func:`wakeline.projections.sessions.session`)."""
+        return session(self._store, session_id)
 
     def items(self) -> Iterator[tuple[bytes, bytes]]:
         """Every key and value of the store (to compare folds)."""

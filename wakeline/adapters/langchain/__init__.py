@@ -12,17 +12,20 @@ agent's own chat model (priced, budgeted and governed as a call of its provider,
 :func:`ainvoke` runs a graph whose ``interrupt()`` calls (e.g. ``HumanInTheLoopMiddleware``'s)
 become wakeline approval gates.  For a ``StateGraph`` of your own, wrap its chat model in
 :class:`DurableChatModel` and pass ``awrap_tool_call=WakelineMiddleware().awrap_tool_call`` to
-its ``ToolNode``.
+its ``ToolNode``; compile it with :class:`WakelineSaver` to keep a thread's state across the
+turns of a wakeline session.
 """
 
 from wakeline.adapters.langchain.chat_model import DurableChatModel
 from wakeline.adapters.langchain.graphs import ainvoke, hitl_answer
 from wakeline.adapters.langchain.middleware import WakelineMiddleware, durable, register
 from wakeline.adapters.langchain.model import current_run
+from wakeline.adapters.langchain.saver import WakelineSaver
 
 __all__ = [
     "DurableChatModel",
     "WakelineMiddleware",
+    "WakelineSaver",
     "ainvoke",
     "current_run",
     "durable",

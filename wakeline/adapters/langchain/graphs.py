@@ -5,7 +5,9 @@ LangGraph needs a checkpointer to stop at an ``interrupt()`` and resume later.  
 run the journal is what survives a crash: agent code is re-run from the start and every model
 call, tool call and gate decision comes back from the journal.  So the checkpointer here is
 LangGraph's in-memory one, private to the run and rebuilt by that re-run exactly as it was
-(the run's id is the LangGraph ``thread_id``); each interrupt becomes a durable approval gate
+(the run's id is the LangGraph ``thread_id``), unless the graph was compiled with a
+:class:`~wakeline.adapters.langchain.saver.WakelineSaver` (a session turn's thread is then the
+session, its checkpoints kept from turn to turn); each interrupt becomes a durable approval gate
 (``ctx.approval``), whose decision -- journaled with who made it and why -- is the value the
 graph resumes with.
 """
@@ -20,6 +22,7 @@ from langgraph.types import Command, Interrupt
 
 from wakeline.adapters.langchain.middleware import durable
 from wakeline.adapters.langchain.model import plain
+from wakeline.adapters.langchain.saver import WakelineSaver
 from wakeline.core.context import Context
 from wakeline.core.results import Approval
 
@@ -69,9 +72,14 @@ async def ainvoke(
     decision of a wakeline approval gate (its payload: the interrupt's value) named ``gate``,
     by default ``tool:<name>`` for ``HumanInTheLoopMiddleware``'s review of tool ``name`` (as
     wakeline names a tool's approval gate) and ``interrupt`` for any other interrupt.
-    Returns the graph's final state."""
-    run = graph.copy(update={"checkpointer": InMemorySaver()})
-    config = {"configurable": {"thread_id": ctx.run_id}}
+    Returns the graph's final state.  A graph compiled with a
+    :class:`~wakeline.adapters.langchain.saver.WakelineSaver` keeps it, and in a session turn
+    its thread is the session (its state goes on from the previous turn)."""
+    run = graph
+    if not isinstance(graph.checkpointer, WakelineSaver):
+        run = graph.copy(update={"checkpointer": InMemorySaver()})
+    thread = ctx.session.id if ctx.in_session and run is graph else ctx.run_id
+    config = {"configurable": {"thread_id": thread}}
     value = input
     with durable(ctx):
         while True:

@@ -16,10 +16,12 @@ call a ``ctx.tool`` call with the run's idempotency key (:func:`wakeline.current
 a tool's ``needs_approval`` is the durable gate ``tool:<name>`` and a ``session`` is read and
 written in steps (``ctx.step``).  ``durable(ctx, tools={"charge": {"idempotent": False}})``: tools
 that are never re-run by themselves after a crash.  Outside a wakeline run the SDK behaves as
-without wakeline.
+without wakeline.  ``session=WakelineSession(ctx)`` (what :func:`register` passes for a run that
+is a turn of a wakeline session) keeps the conversation in the session's turns.
 """
 
 from wakeline.adapters.openai_agents.model import WakelineModel
 from wakeline.adapters.openai_agents.runner import WakelineRunner, durable, install, register
+from wakeline.adapters.openai_agents.session import WakelineSession
 
-__all__ = ["WakelineModel", "WakelineRunner", "durable", "install", "register"]
+__all__ = ["WakelineModel", "WakelineRunner", "WakelineSession", "durable", "install", "register"]

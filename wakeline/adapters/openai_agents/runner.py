@@ -42,7 +42,7 @@ from agents.util._approvals import evaluate_function_tool_approval
 
 from wakeline import jsonutil
 from wakeline.adapters.openai_agents.model import WakelineModel, plain
-from wakeline.adapters.openai_agents.session import DurableSession
+from wakeline.adapters.openai_agents.session import DurableSession, WakelineSession
 from wakeline.adapters.openai_agents.state import current_run, current_tools
 from wakeline.core.app import App, ToolSpec
 from wakeline.core.context import Context
@@ -198,7 +198,7 @@ class WakelineRunner(AgentRunner):
         config = dataclasses.replace(config, model=model, model_provider=provider)
         kwargs = {**kwargs, "run_config": config}
         session, ctx = kwargs.get("session"), current_run.get()
-        if session is not None and ctx is not None:
+        if session is not None and ctx is not None and not isinstance(session, WakelineSession):
             kwargs["session"] = DurableSession(ctx, session)
         return DurableGraph({**self.tools, **(current_tools.get() or {})}).agent(agent), kwargs
 
@@ -261,14 +261,17 @@ def register(
     app: App, agent: Agent[Any], *, name: str | None = None, tools: ToolOptions | None = None
 ) -> None:
     """Register ``agent`` as the wakeline agent ``name`` (default: the agent's name): its input
-    is the user's input, its output the run's ``final_output`` (as JSON)."""
+    is the user's input, its output the run's ``final_output`` (as JSON).  A run that is a
+    turn of a wakeline session runs with ``session=WakelineSession(ctx)``: the conversation
+    goes on from the session's earlier turns."""
     from agents import Runner
 
     agent_name = name or agent.name
 
     async def run(ctx: Context, prompt: str) -> Any:
+        session = WakelineSession(ctx) if ctx.in_session else None
         with durable(ctx, tools=tools):
-            result = await Runner.run(agent, prompt)
+            result = await Runner.run(agent, prompt, session=session)
         return jsonutil.loads(jsonutil.dumps(plain(result.final_output)))
 
     run.__name__ = agent_name
