@@ -65,12 +65,17 @@ async def read_journal(
     return out
 
 
-def replay_journal(app: App, run_id: str, raw: list[bytes]) -> ReplayReport:
+def replay_journal(
+    app: App, run_id: str, raw: list[bytes], *, version: str | None = None
+) -> ReplayReport:
+    """Replay ``raw`` against ``app`` (as ``version`` of its agent when given, else the
+    version the journal names), no provider reachable."""
     codec = event_codec()
     journal = [codec.decode(b) for b in raw]
     if not journal:
         raise LookupError(f"run {run_id} has no events")
-    core = RunCore(run_id, app.with_providers({}), journal=list(journal), entropy=_no_entropy)
+    bare = app.with_providers({})
+    core = RunCore(run_id, bare, journal=list(journal), entropy=_no_entropy, version=version)
     last = journal[-1]
     try:
         live = core.activate(Activation(Recover(), last.time_ms, last.writer))
