@@ -18,6 +18,7 @@ from wakeline.actors.run_actor import RunActor
 from wakeline.core.activation import Activation, Completion, Drifted, RaiseLimit, Recover, Start
 from wakeline.core.ids import run_id_problem
 from wakeline.core.run_core import RunCore
+from wakeline.core.versions import run_agent, start_problem, unhosted, versioned
 from wakeline.forking import ForkError, Recorded, fork_journal, recorded_tools, source_journal
 from wakeline.schemas.codec import DecodeError, command_codec
 from wakeline.schemas.commands import (
@@ -110,6 +111,9 @@ class Dispatcher:
             await self._settle_unknown(command, commit)
             return
         actor = await self._loaded(run_id, f"loaded for {command.type}")
+        if actor is None and (problem := self._unhosted(run_id)) is not None:
+            await self._refuse(command, f"run {run_id}: {problem}", commit)
+            return
         if actor is None:
             await self._settle_unknown(command, commit)
             return
@@ -127,6 +131,14 @@ class Dispatcher:
             await self.resume(run_id, None, reason)
             actor = self._owner.actors.get(run_id)
         return actor
+
+    def _unhosted(self, run_id: str) -> str | None:
+        """Why this worker does not drive an open run: its version is not hosted here."""
+        pair = self._owner.versions.get(run_id)
+        app = self._s.app
+        if pair is None or app.get_agent(*pair) is not None:
+            return None
+        return unhosted(app, *pair)
 
     def _is_open(self, run_id: str) -> bool:
         journal = self._s.journal
@@ -158,9 +170,13 @@ class Dispatcher:
             command.command_id,
             payload.budget,
             payload.fork,
+            payload.version,
         )
+        if (problem := start_problem(s.app, started)) is not None:
+            await self._refuse(command, problem, commit)  # nothing started: say so
+            return
         if started.fork is not None:
-            await self._start_fork(command, started, commit)
+            await self._start_fork(command, versioned(s.app, started), commit)
             return
         core = RunCore(command.run_id, s.app)
         first = core.activate(Activation(Start(started), s.now_ms(), s.worker_id))
@@ -192,6 +208,14 @@ class Dispatcher:
         """Load an open run from its whole journal and continue it."""
         s, partition = self._s, self._owner.partition
         events = await s.journal_sync.load(run_id, partition)
+        pair = run_agent(events)
+        if pair is not None:
+            self._owner.versions[run_id] = pair  # announced: this partition needs it
+            if (problem := self._unhosted(run_id)) is not None:
+                log.warning("run %s left untouched: %s", run_id, problem)
+                if commit is not None:
+                    await self._commit_only(commit)
+                return
         core = RunCore(run_id, s.app, journal=events)
         first = core.activate(Activation(Recover(), s.now_ms(), s.worker_id))
         if isinstance(first.status, Drifted):
@@ -229,6 +253,10 @@ class Dispatcher:
         commit: OffsetCommit | None,
         recorded: Recorded | None = None,
     ) -> None:
+        if isinstance(started.payload, RunStarted):  # announced until the run ends
+            self._owner.versions.setdefault(
+                core.run_id, (started.payload.agent, started.payload.version)
+            )
         actor = RunActor(core, started, self._owner.partition, self._owner, recorded)
         await actor.start(first, commit)  # raises if the append failed: no actor is kept
         self._owner.register(actor)

@@ -187,14 +187,24 @@ def runs_table(runs: Sequence[RunRow]) -> Table:
     for run in runs:
         table.add_row(
             safe(run.run_id),
-            safe(run.agent),
-            f"[{STATUS_STYLE.get(run.status, 'white')}]{safe(run.status)}[/]",
+            safe(agent_name(run)),
+            status_cell(run),
             str(run.model_calls),
             _tokens(run.tokens, estimated=run.estimated_calls > 0),
             run_cost(run),
             _when(run.started_ms),
         )
     return table
+
+
+def agent_name(run: RunRow) -> str:
+    """``agent@version`` (the agent alone when it is unversioned)."""
+    return f"{run.agent}@{run.version}" if run.version else run.agent
+
+
+def status_cell(run: RunRow) -> str:
+    cell = f"[{STATUS_STYLE.get(run.status, 'white')}]{safe(run.status)}[/]"
+    return f"{cell} [bold red]orphaned[/]" if run.orphaned else cell
 
 
 def steps_table(run: RunRow, steps: Sequence[StepRow]) -> Table:

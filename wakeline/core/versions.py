@@ -22,6 +22,29 @@ def resolved_start(app: App, started: RunStarted) -> RunStarted:
     return started
 
 
+def versioned(app: App, started: RunStarted) -> RunStarted:
+    """``started`` with the version that drives it and its code digest (a fork's start)."""
+    spec = app.get_agent(started.agent, started.version or None)
+    if spec is None:
+        return started
+    return dataclasses.replace(started, version=spec.version, code_digest=spec.code_digest)
+
+
+def start_problem(app: App, started: RunStarted) -> str | None:
+    """Why a worker of ``app`` must not start ``started``: a version of a known agent that it
+    does not host (an unknown agent is started and fails, as ever)."""
+    known = app.get_agent(started.agent) is not None
+    if started.version and known and app.get_agent(started.agent, started.version) is None:
+        return unhosted(app, started.agent, started.version)
+    return None
+
+
+def unhosted(app: App, agent: str, version: str) -> str:
+    hosted = sorted(v for name, v in app.hosted() if name == agent)
+    shown = ", ".join(repr(v) for v in hosted) or "none"
+    return f"version {version!r} of agent {agent!r} is not hosted here (hosted: {shown})"
+
+
 def driven_version(journal: Sequence[Event]) -> str:
     """The version of the agent that drives the run of ``journal`` (from its events)."""
     version = ""

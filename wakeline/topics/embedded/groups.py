@@ -37,9 +37,11 @@ from typing import TYPE_CHECKING
 
 from wakeline.topics import contract
 from wakeline.topics.embedded import appends, reads
+from wakeline.topics.embedded.announce import assigner, hosting_path, write_hosting
 from wakeline.topics.embedded.liveness import MemberLock, is_dead, lock_path
 from wakeline.topics.embedded.membership import sql_group_release, sql_group_sync, sql_group_touch
 from wakeline.topics.embedded.notify import wait_event
+from wakeline.topics.hosting import HostingSource
 from wakeline.topics.port import AssignmentListener, Record
 
 if TYPE_CHECKING:
@@ -66,6 +68,7 @@ class EmbeddedConsumer:
         session_timeout_s: float,
         member_id: str | None = None,
         max_poll_records: int = 500,
+        hosting: HostingSource | None = None,
     ) -> None:
         contract.check_consumer_args(session_timeout_s, max_poll_records)
         self._log = log
@@ -89,6 +92,8 @@ class EmbeddedConsumer:
         self._closed = False
         self._turn = 0
         self._alive = MemberLock(lock_path(log.data_dir, group, topic, self._member_id))
+        self._hosting = hosting
+        self._announced = ""
 
     @property
     def member_id(self) -> str:
@@ -218,6 +223,7 @@ class EmbeddedConsumer:
             hold = functools.partial(self._alive.hold, self._session_ms / 1000)
             await asyncio.get_running_loop().run_in_executor(None, hold)
         self._joined = True
+        await self._announce()
         target, owned = await self._store.write(
             functools.partial(
                 sql_group_sync,
@@ -227,6 +233,7 @@ class EmbeddedConsumer:
                 session_ms=self._session_ms,
                 partitions=meta.partitions,
                 dead=self._gone,
+                assign=assigner(self._log.data_dir, self.group, self.topic, meta.partitions),
             )
         )
         self._last_sync = self._last_beat = time.monotonic()
@@ -255,6 +262,18 @@ class EmbeddedConsumer:
                 self._positions[partition] = committed.get(partition, 0)
             self._assignment |= added
             await self._listener.on_assigned(frozenset(added))
+
+    async def _announce(self) -> None:
+        """Write this member's announcement (:mod:`~wakeline.topics.hosting`) if it changed."""
+        if self._hosting is None:
+            return
+        hosting = self._hosting.hosting()
+        text = hosting.to_json()
+        if text != self._announced:
+            path = hosting_path(self._log.data_dir, self.group, self.topic, self._member_id)
+            write = functools.partial(write_hosting, path, hosting)
+            await asyncio.get_running_loop().run_in_executor(None, write)
+            self._announced = text
 
     def _gone(self, member_id: str) -> bool:
         return is_dead(lock_path(self._log.data_dir, self.group, self.topic, member_id))

@@ -8,9 +8,13 @@ transaction over ``group_members`` and ``group_owners``.
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 
 from wakeline.topics.embedded.store import now_ms
+from wakeline.topics.hosting import range_assignment
+
+Assign = Callable[[Sequence[str], Mapping[int, str]], Mapping[int, str]]
+"""``(live members, current owners) -> owner of each partition`` (see :mod:`..hosting`)."""
 
 
 def sql_group_sync(
@@ -21,14 +25,17 @@ def sql_group_sync(
     session_ms: int,
     partitions: int,
     dead: Callable[[str], bool] = lambda member: False,
+    assign: Assign | None = None,
 ) -> tuple[frozenset[int], frozenset[int]]:
     """Heartbeat, expire dead members (``dead(member_id)``: its process is gone, see
     :mod:`~wakeline.topics.embedded.liveness`; or its session timed out), claim free target
     partitions.
 
-    Returns ``(target, owned)``: the partitions the assignment gives this member and the
-    ones it owns in the table now (a target partition still owned by another live member
-    is claimed only after that member released it, i.e. after its ``on_revoked``).
+    ``assign`` computes the target assignment from the live members and the current owners
+    (Kafka's range assignment without it).  Returns ``(target, owned)``: the partitions the
+    assignment gives this member and the ones it owns in the table now (a target partition
+    still owned by another live member is claimed only after that member released it, i.e.
+    after its ``on_revoked``).
     """
     conn.execute("BEGIN IMMEDIATE")
     _heartbeat(conn, group, topic, member_id, session_ms)
@@ -56,13 +63,16 @@ def sql_group_sync(
             "SELECT member_id FROM group_members WHERE grp = ? AND topic = ?", (group, topic)
         )
     )
-    target = range_assignment(members, partitions, member_id)
     owners: dict[int, str] = dict(
         conn.execute(
             "SELECT partition, member_id FROM group_owners WHERE grp = ? AND topic = ?",
             (group, topic),
         )
     )
+    if assign is None:
+        target = range_assignment(members, partitions, member_id)
+    else:
+        target = frozenset(p for p, m in assign(members, owners).items() if m == member_id)
     claims = sorted(p for p in target if p not in owners)
     conn.executemany(
         "INSERT INTO group_owners (grp, topic, partition, member_id) VALUES (?, ?, ?, ?)",
@@ -106,16 +116,6 @@ def sql_group_release(
             [(group, topic, p, member_id) for p in partitions],
         )
     conn.execute("COMMIT")
-
-
-def range_assignment(members: Sequence[str], partitions: int, member_id: str) -> frozenset[int]:
-    """Kafka's range assignor over sorted ``members``: contiguous blocks, earlier ones larger."""
-    if member_id not in members:
-        return frozenset()
-    index = list(members).index(member_id)
-    each, extra = divmod(partitions, len(members))
-    start = index * each + min(index, extra)
-    return frozenset(range(start, start + each + (1 if index < extra else 0)))
 
 
 def _heartbeat(

@@ -47,6 +47,7 @@ from aiokafka.record.default_records import DefaultRecordBatchBuilder as _Batch
 from aiokafka.structs import TopicPartition
 
 from wakeline.topics import contract
+from wakeline.topics.hosting import HostingSource
 from wakeline.topics.kafka.admin import TopicAdmin
 from wakeline.topics.kafka.errors import call_retrying, map_error, producer_failed
 from wakeline.topics.kafka.groups import GroupOffsets, KafkaConsumer
@@ -269,8 +270,10 @@ class KafkaLog:
         session_timeout_s: float = 10.0,
         instance_id: str | None = None,
         max_poll_records: int = 500,
+        hosting: HostingSource | None = None,
     ) -> KafkaConsumer:
-        """A new member of ``group`` over ``topic``; it joins at its first :meth:`poll`."""
+        """A new member of ``group`` over ``topic``; it joins at its first :meth:`poll`.
+        ``hosting`` is not announced on Kafka yet: the assignment ignores versions."""
         contract.check_open(self._closed, "Kafka log")
         consumer = KafkaConsumer(
             self,
@@ -283,6 +286,10 @@ class KafkaLog:
         )
         self._consumers.add(consumer)
         return consumer
+
+    async def hosted(self, group: str, topic: str) -> frozenset[tuple[str, str]] | None:
+        """Unknown on Kafka so far (members announce nothing): ``None``."""
+        return None
 
     async def writer(self, writer_id: str, partition: int) -> KafkaWriter:
         """Open the transactional producer ``writer_id`` (InitProducerId fences older ones)."""
