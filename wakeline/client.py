@@ -226,10 +226,13 @@ class Client:
         run_id: str | None = None,
         tenant: str = "",
         budget: Budget | None = None,
+        version: str = "",
     ) -> RunHandle:
         """Publish a start command; the run id is the idempotency key of the start.  A run id
-        must follow :mod:`wakeline.core.ids` (else :class:`ValueError`)."""
-        return await self._start(StartRun(agent, jsonutil.dumps(input), tenant, budget), run_id)
+        must follow :mod:`wakeline.core.ids` (else :class:`ValueError`).  Without ``version``
+        the worker that starts the run takes the highest version of ``agent`` it hosts."""
+        start = StartRun(agent, jsonutil.dumps(input), tenant, budget, version=version)
+        return await self._start(start, run_id)
 
     async def fork(
         self, source: str, *, at: int, model: str = "", tools: str = "live", run_id: str = ""

@@ -31,11 +31,10 @@ def sql_group_sync(
     :mod:`~wakeline.topics.embedded.liveness`; or its session timed out), claim free target
     partitions.
 
-    ``assign`` computes the target assignment from the live members and the current owners
-    (Kafka's range assignment without it).  Returns ``(target, owned)``: the partitions the
-    assignment gives this member and the ones it owns in the table now (a target partition
-    still owned by another live member is claimed only after that member released it, i.e.
-    after its ``on_revoked``).
+    ``assign``: the target assignment from the live members and owners (else range).
+    Returns ``(target, owned)``: the partitions the assignment gives this member and the ones
+    it owns in the table now (a target partition still owned by another live member is
+    claimed only after that member released it, i.e. after its ``on_revoked``).
     """
     conn.execute("BEGIN IMMEDIATE")
     _heartbeat(conn, group, topic, member_id, session_ms)
@@ -69,10 +68,7 @@ def sql_group_sync(
             (group, topic),
         )
     )
-    if assign is None:
-        target = range_assignment(members, partitions, member_id)
-    else:
-        target = frozenset(p for p, m in assign(members, owners).items() if m == member_id)
+    target = _target(members, owners, partitions, member_id, assign)
     claims = sorted(p for p in target if p not in owners)
     conn.executemany(
         "INSERT INTO group_owners (grp, topic, partition, member_id) VALUES (?, ?, ?, ?)",
@@ -81,6 +77,18 @@ def sql_group_sync(
     conn.execute("COMMIT")
     owned = {p for p, m in owners.items() if m == member_id}.union(claims)
     return target, frozenset(owned)
+
+
+def _target(
+    members: Sequence[str],
+    owners: Mapping[int, str],
+    partitions: int,
+    member_id: str,
+    assign: Assign | None,
+) -> frozenset[int]:
+    if assign is None:
+        return range_assignment(members, partitions, member_id)
+    return frozenset(p for p, m in assign(members, owners).items() if m == member_id)
 
 
 def sql_group_touch(
