@@ -29,6 +29,9 @@ class Divergence:
     field: str
     recorded: str
     replayed: str
+    recorded_event: Event | None = dataclasses.field(default=None, compare=False)
+    """The journal's event at ``seq`` and the one the code produced there (when known)."""
+    replayed_event: Event | None = dataclasses.field(default=None, compare=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,6 +127,11 @@ def _no_entropy(n: int) -> bytes:
 
 
 def _first_difference(recorded: Event, replayed: Event) -> Divergence:
+    found = _difference(recorded, replayed)
+    return replace(found, recorded_event=recorded, replayed_event=replayed)
+
+
+def _difference(recorded: Event, replayed: Event) -> Divergence:
     seq = recorded.seq
     if type(recorded.payload) is not type(replayed.payload):
         return Divergence(seq, "type", recorded.type, replayed.type)

@@ -6,92 +6,26 @@ hosts is listed as orphaned, left untouched, and its commands are refused with a
 from __future__ import annotations
 
 import asyncio
-import os
-import sys
-import uuid
-from collections.abc import AsyncIterator
 from pathlib import Path
 
-import pytest
-from version_fleet import VersionWorker
+from version_fleet import (
+    ALL,
+    PARTITIONS,
+    VersionWorker,
+    asked,
+    at_gate,
+    cli_process,
+    finish,
+    opened,  # noqa: F401  (the fixture ``fleet``)
+    run_id_on,
+    version_of,
+)
 
 from wakeline.client import Client
 from wakeline.replay import read_journal
-from wakeline.runtime import ensure_topics
 from wakeline.schemas.commands import CommandRejected
-from wakeline.schemas.events import Event, GateOpened, RunCompleted, RunStarted
 from wakeline.testing.fake_llm import FakeLLMServer
-from wakeline.testing.waits import wait_for_event, wait_until_ended
-from wakeline.topics.embedded.log import EmbeddedLog
 from wakeline.topics.partitioner import partition_for
-
-PARTITIONS = 4
-ALL = set(range(PARTITIONS))
-
-
-@pytest.fixture
-async def fleet(tmp_path: Path) -> AsyncIterator[tuple[Path, Client, FakeLLMServer]]:
-    data = tmp_path / "data"
-    log = await EmbeddedLog.open(data)
-    await ensure_topics(log, partitions=PARTITIONS)
-    client = Client(log, views_dir=tmp_path / "views")
-    with FakeLLMServer() as server:
-        try:
-            yield data, client, server
-        finally:
-            await client.aclose()
-            await log.close()
-
-
-def run_id_on(partitions: set[int]) -> str:
-    while True:
-        run_id = uuid.uuid4().hex
-        if partition_for(run_id.encode(), PARTITIONS) in partitions:
-            return run_id
-
-
-async def at_gate(client: Client, run_id: str, gate: str) -> Event:
-    def named(event: Event) -> bool:
-        return isinstance(event.payload, GateOpened) and event.payload.name == gate
-
-    return await wait_for_event(client, run_id, GateOpened, where=named)
-
-
-async def finish(client: Client, run_id: str) -> list[Event]:
-    """Approve both gates of a waiting ``summarize`` run; its events once it completed."""
-    await client.approve(run_id, "start")
-    await at_gate(client, run_id, "finish")
-    await client.approve(run_id, "finish")
-    assert isinstance((await wait_until_ended(client, run_id)).payload, RunCompleted)
-    return [e async for e in client.events(run_id)]
-
-
-def asked(server: FakeLLMServer, topic: str) -> list[tuple[str, str]]:
-    """(worker tag, prompt) of every model request about ``topic``."""
-    out = []
-    for request in server.requests():
-        prompt = str(request.body["messages"][-1]["content"])
-        if topic in prompt:
-            out.append((request.path.split("/")[1], prompt))
-    return out
-
-
-async def cli_process(data: Path, *args: str) -> tuple[int, str]:
-    """``wakeline --data DATA ARGS...`` as a user runs it: its exit code and output."""
-    proc = await asyncio.create_subprocess_exec(
-        *(sys.executable, "-m", "wakeline.cli", "--data", str(data), *args),
-        env={**os.environ, "COLUMNS": "200"},
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.STDOUT,
-    )
-    out, _ = await asyncio.wait_for(proc.communicate(), 60)
-    return proc.returncode or 0, out.decode()
-
-
-def version_of(events: list[Event]) -> str:
-    started = events[0].payload
-    assert isinstance(started, RunStarted)
-    return started.version
 
 
 async def test_old_runs_drain_on_the_old_worker_and_new_runs_use_the_new_version(

@@ -6,14 +6,23 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import re
 import sys
-from collections.abc import Callable
+import uuid
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
+import pytest
 from workers import LLM_URL_ENV, SUPPORT, worker_env
 
+from wakeline.client import Client
+from wakeline.runtime import ensure_topics
+from wakeline.schemas.events import Event, GateOpened, RunCompleted, RunStarted
 from wakeline.testing.fake_llm import FakeLLMServer
+from wakeline.testing.waits import wait_for_event, wait_until_ended
+from wakeline.topics.embedded.log import EmbeddedLog
+from wakeline.topics.partitioner import partition_for
 
 _ASSIGNED = re.compile(r" (assigned|revoked) \[([\d, ]*)\]")
 _ID = re.compile(r"^worker-id (\S+)")
@@ -94,3 +103,73 @@ class VersionWorker:
                 self.proc.kill()
                 await self.proc.wait()
         await self._reader
+
+
+PARTITIONS = 4
+ALL = set(range(PARTITIONS))
+
+
+@pytest.fixture(name="fleet")
+async def opened(tmp_path: Path) -> AsyncIterator[tuple[Path, Client, FakeLLMServer]]:
+    """An embedded log of :data:`PARTITIONS` partitions, a client with views, a fake model."""
+    data = tmp_path / "data"
+    log = await EmbeddedLog.open(data)
+    await ensure_topics(log, partitions=PARTITIONS)
+    client = Client(log, views_dir=tmp_path / "views")
+    with FakeLLMServer() as server:
+        try:
+            yield data, client, server
+        finally:
+            await client.aclose()
+            await log.close()
+
+
+def run_id_on(partitions: set[int]) -> str:
+    while True:
+        run_id = uuid.uuid4().hex
+        if partition_for(run_id.encode(), PARTITIONS) in partitions:
+            return run_id
+
+
+async def at_gate(client: Client, run_id: str, gate: str) -> Event:
+    def named(event: Event) -> bool:
+        return isinstance(event.payload, GateOpened) and event.payload.name == gate
+
+    return await wait_for_event(client, run_id, GateOpened, where=named)
+
+
+async def finish(client: Client, run_id: str) -> list[Event]:
+    """Approve both gates of a waiting ``summarize`` run; its events once it completed."""
+    await client.approve(run_id, "start")
+    await at_gate(client, run_id, "finish")
+    await client.approve(run_id, "finish")
+    assert isinstance((await wait_until_ended(client, run_id)).payload, RunCompleted)
+    return [e async for e in client.events(run_id)]
+
+
+def asked(server: FakeLLMServer, topic: str) -> list[tuple[str, str]]:
+    """(worker tag, prompt) of every model request about ``topic``."""
+    out = []
+    for request in server.requests():
+        prompt = str(request.body["messages"][-1]["content"])
+        if topic in prompt:
+            out.append((request.path.split("/")[1], prompt))
+    return out
+
+
+async def cli_process(data: Path, *args: str) -> tuple[int, str]:
+    """``wakeline --data DATA ARGS...`` as a user runs it: its exit code and output."""
+    proc = await asyncio.create_subprocess_exec(
+        *(sys.executable, "-m", "wakeline.cli", "--data", str(data), *args),
+        env={**os.environ, "COLUMNS": "200"},
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
+    out, _ = await asyncio.wait_for(proc.communicate(), 60)
+    return proc.returncode or 0, out.decode()
+
+
+def version_of(events: list[Event]) -> str:
+    started = events[0].payload
+    assert isinstance(started, RunStarted)
+    return started.version

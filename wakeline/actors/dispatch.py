@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 
 from wakeline.actors.commands import check_command, core_input
 from wakeline.actors.run_actor import RunActor
+from wakeline.actors.upgrades import upgrade
 from wakeline.core.activation import Activation, Completion, Drifted, RaiseLimit, Recover, Start
 from wakeline.core.ids import run_id_problem
 from wakeline.core.run_core import RunCore
@@ -28,6 +29,7 @@ from wakeline.schemas.commands import (
     RunDrifted,
     RunResumed,
     StartRun,
+    UpgradeRun,
 )
 from wakeline.schemas.events import Event, RunStarted
 from wakeline.topics.partitioner import partition_for
@@ -43,6 +45,10 @@ class Dispatcher:
     def __init__(self, owner: PartitionOwner) -> None:
         self._owner = owner
         self._s = owner.shared
+
+    @property
+    def owner(self) -> PartitionOwner:
+        return self._owner
 
     # -- commands -------------------------------------------------------------------------
     async def command(self, record: Record) -> None:
@@ -104,15 +110,18 @@ class Dispatcher:
                 return
             await self._start(command, payload, commit)
             return
+        if isinstance(payload, UpgradeRun):
+            await upgrade(self, command, payload, commit)
+            return
         if isinstance(payload, ResumeRun):
-            if run_id not in self._owner.actors and self._is_open(run_id):
+            if run_id not in self._owner.actors and self.is_open(run_id):
                 await self.resume(run_id, commit, "resume command")
                 return
             await self._settle_unknown(command, commit)
             return
         actor = await self._loaded(run_id, f"loaded for {command.type}")
         if actor is None and (problem := self._unhosted(run_id)) is not None:
-            await self._refuse(command, f"run {run_id}: {problem}", commit)
+            await self.refuse(command, f"run {run_id}: {problem}", commit)
             return
         if actor is None:
             await self._settle_unknown(command, commit)
@@ -127,7 +136,7 @@ class Dispatcher:
     async def _loaded(self, run_id: str, reason: str) -> RunActor | None:
         """The run's live actor, resumed from the journal if the run is open but unloaded."""
         actor = self._owner.actors.get(run_id)
-        if actor is None and self._is_open(run_id):
+        if actor is None and self.is_open(run_id):
             await self.resume(run_id, None, reason)
             actor = self._owner.actors.get(run_id)
         return actor
@@ -140,7 +149,7 @@ class Dispatcher:
             return None
         return unhosted(app, *pair)
 
-    def _is_open(self, run_id: str) -> bool:
+    def is_open(self, run_id: str) -> bool:
         journal = self._s.journal
         return journal.has_run(run_id) and not journal.is_finished(run_id)
 
@@ -152,7 +161,7 @@ class Dispatcher:
             )
         await self._commit_only(commit)
 
-    async def _refuse(self, command: Command, problem: str, commit: OffsetCommit) -> None:
+    async def refuse(self, command: Command, problem: str, commit: OffsetCommit) -> None:
         """A well-formed command that cannot be carried out: a notice, nothing dead-lettered."""
         await self._s.outputs.notice(command.run_id, CommandRejected(command.command_id, problem))
         await self._commit_only(commit)
@@ -173,7 +182,7 @@ class Dispatcher:
             payload.version,
         )
         if (problem := start_problem(s.app, started)) is not None:
-            await self._refuse(command, problem, commit)  # nothing started: say so
+            await self.refuse(command, problem, commit)  # nothing started: say so
             return
         if started.fork is not None:
             await self._start_fork(command, versioned(s.app, started), commit)
@@ -193,13 +202,13 @@ class Dispatcher:
             source = await source_journal(s.log, s.topics, started.fork.source)
             journal = fork_journal(run_id, started, source)
         except ForkError as exc:
-            await self._refuse(command, str(exc), commit)
+            await self.refuse(command, str(exc), commit)
             return
         core = RunCore(run_id, s.app, journal=journal)
         first = core.activate(Activation(Recover(), s.now_ms(), s.worker_id))
         if isinstance(first.status, Drifted):  # the code no longer asks what the source did
             core.close()
-            await self._refuse(command, str(first.status.error), commit)
+            await self.refuse(command, str(first.status.error), commit)
             return
         whole = dataclasses.replace(first, events=(*journal, *first.events))
         await self._launch(core, journal[0], whole, commit, await self._recorded(started, source))

@@ -1,0 +1,29 @@
+"""What :class:`~wakeline.client.Client` returns and raises (importable from
+:mod:`wakeline.client` too)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from wakeline.core.errors import WakelineError
+
+
+class RunError(WakelineError):
+    """A run did not complete: it failed, was cancelled, drifted or was rejected."""
+
+    def __init__(self, run_id: str, status: str, message: str) -> None:
+        self.run_id = run_id
+        self.status = status
+        super().__init__(f"run {run_id} {status}: {message}")
+
+
+@dataclass(frozen=True, slots=True)
+class RunHandle:
+    run_id: str
+    partition: int
+    from_offset: int
+    """Events offset at or before the run's first event: where to start reading."""
+
+
+class NoViewsError(WakelineError):
+    """A query needs the client's views: ``Client(log, views_dir=...)``."""
