@@ -33,6 +33,7 @@ from wakeline.schemas.events import (
     RunCompleted,
     RunFailed,
     RunStarted,
+    RunUpgraded,
     StepRequested,
     TimerScheduled,
     ToolCallCompleted,
@@ -112,8 +113,10 @@ def event_line(event: Event) -> str:
     p = event.payload
     detail = ""
     match p:
-        case RunStarted(agent=a, input=i):
-            detail = f"{safe(a)} {_clip(i)}"
+        case RunStarted(agent=a, input=i, version=v):
+            detail = f"{safe(a)}{'@' + safe(v) if v else ''} {_clip(i)}"
+        case RunUpgraded(from_version=old, to_version=new, checked_seq=seq):
+            detail = f"{safe(old)} -> {safe(new)} (replayed up to seq {seq})"
         case ModelCallRequested(provider=prov, model=m, attempt=n, route=r):
             detail = f"{safe(prov)}/{safe(m)}" + (f" attempt {n}" if n > 1 else "")
             detail += f" (route {safe(r)})" if r else ""
