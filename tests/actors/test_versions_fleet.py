@@ -47,13 +47,18 @@ async def test_old_runs_drain_on_the_old_worker_and_new_runs_use_the_new_version
         await new.owns(ALL - pinned)  # where new runs start
         await old.owns(pinned)  # the old version's runs stay where they are
 
+        # a partition is the unit that moves: a new run on one the old worker holds is v1
+        beside = await client.start_run("summarize", "lichen", run_id=run_id_on(pinned))
+        await at_gate(client, beside.run_id, "start")
+        waiting.append(beside.run_id)
+
         fresh = await client.start_run("summarize", "moss", run_id=run_id_on(ALL - pinned))
         events = await finish(client, fresh.run_id)
         assert version_of(events) == "2"
         assert asked(server, "moss") == [("new", "Summarize moss in five words.")]
         assert {e.writer for e in events} == {new.worker_id}
 
-        for run_id, topic in zip(waiting, ("kelp", "otters"), strict=True):
+        for run_id, topic in zip(waiting, ("kelp", "otters", "lichen"), strict=True):
             events = await finish(client, run_id)
             assert version_of(events) == "1"
             assert asked(server, topic) == [("old", f"Summarize {topic}.")]
@@ -108,5 +113,14 @@ async def test_a_run_no_live_worker_hosts_is_listed_orphaned_and_left_untouched(
                     break
         assert await read_journal(client.log, run_id) == before  # nothing appended
         assert server.requests() == []
+
+        pinned = await client.start_run("summarize", "moss", version="1")  # not hosted
+        async with asyncio.timeout(30):
+            async for update in client.watch(pinned.run_id):
+                said = update.notice.payload if update.notice is not None else None
+                if isinstance(said, CommandRejected):
+                    assert "version '1' of agent 'summarize' is not hosted here" in said.reason
+                    break
+        assert await read_journal(client.log, pinned.run_id) == []
     finally:
         await new.stop()
