@@ -19,6 +19,7 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 from wakeline.core.app import App
+from wakeline.projections.queries import Queries
 from wakeline.replay import Divergence, read_journal, replay_journal
 from wakeline.schemas.commands import CommandRejected
 from wakeline.schemas.events import RunUpgraded
@@ -53,14 +54,18 @@ class UpgradeCheck:
         return f"ok       {moved}, replayed up to seq {self.checked_seq}{done}"
 
 
-async def check_runs(client: Client, app: App, agent: str, to_version: str) -> list[UpgradeCheck]:
-    """Every open run of ``agent`` on another version than ``to_version``, replayed against
-    it; ``ValueError`` if ``app`` has no such version."""
+async def check_runs(
+    client: Client, app: App, agent: str, to_version: str, queries: Queries | None = None
+) -> list[UpgradeCheck]:
+    """Every open run of ``agent`` on another version than ``to_version`` (from ``queries``,
+    else the client's views), replayed against it; ``ValueError`` if ``app`` has no such
+    version."""
     if app.get_agent(agent, to_version) is None:
         hosted = ", ".join(sorted(repr(v) for a, v in app.hosted() if a == agent)) or "none"
         raise ValueError(f"the app has no version {to_version!r} of {agent!r} (it has: {hosted})")
-    views = await client.views()
-    runs = [r for r in views.queries.all_runs(agent=agent) if not r.ended]
+    if queries is None:
+        queries = (await client.views()).queries
+    runs = [r for r in queries.all_runs(agent=agent) if not r.ended]
     checks = []
     for row in sorted(runs, key=lambda r: r.run_id):
         if row.version == to_version:
@@ -73,11 +78,17 @@ async def check_runs(client: Client, app: App, agent: str, to_version: str) -> l
 
 
 async def upgrade_runs(
-    client: Client, app: App, agent: str, to_version: str, *, dry_run: bool = False
+    client: Client,
+    app: App,
+    agent: str,
+    to_version: str,
+    *,
+    dry_run: bool = False,
+    queries: Queries | None = None,
 ) -> list[UpgradeCheck]:
     """:func:`check_runs`; then, unless ``dry_run``, move the ok runs and wait for each owner's
     answer (``outcome``; ``"no answer yet"`` after :data:`OUTCOME_TIMEOUT_S`)."""
-    checks = await check_runs(client, app, agent, to_version)
+    checks = await check_runs(client, app, agent, to_version, queries)
     if dry_run:
         return checks
     sent = [

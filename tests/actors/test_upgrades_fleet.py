@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
+from typing import Any
 
+import httpx
 from version_fleet import (
     ALL,
     PARTITIONS,
@@ -22,13 +24,18 @@ from version_fleet import (
     version_of,
 )
 
+from wakeline.api import KeyRing, create_app
+from wakeline.api.serve import serving
 from wakeline.client import Client
+from wakeline.runtime import load_target
 from wakeline.schemas.commands import CommandRejected
 from wakeline.schemas.events import ModelCallRequested, RunUpgraded
 from wakeline.testing.fake_llm import FakeLLMServer
 from wakeline.testing.waits import wait_for_event
 from wakeline.topics.partitioner import partition_for
 
+OPERATOR_SECRET = "o" * 40
+OPERATOR = {"Authorization": f"Bearer {OPERATOR_SECRET}"}
 V2_APP = str(Path(__file__).parent.parent / "support" / "versioned_agents.py") + ":v2()"
 
 
@@ -41,8 +48,31 @@ async def refusal(client: Client, run_id: str, command_id: str) -> str:
     raise AssertionError("the watch ended without the refusal")
 
 
+async def over_http(client: Client, tmp_path: Path, body: dict[str, Any]) -> list[Any]:
+    """``POST /v1/agents/summarize/upgrade`` to an API serving the version-2 app (and the
+    refusals of a bad version and of an API with no app)."""
+    keys = KeyRing.from_specs([f"ops:operator:{OPERATOR_SECRET}"])
+    app, _ = load_target(V2_APP)
+    api = create_app(client.log, state_dir=tmp_path / "api", keys=keys, app=app, poll_s=0.05)
+    bare = create_app(client.log, state_dir=tmp_path / "api-bare", keys=keys, poll_s=0.05)
+    path = "/v1/agents/summarize/upgrade"
+    async with api.router.lifespan_context(api), serving(api) as base:
+        http = httpx.AsyncClient(base_url=base, headers=OPERATOR)
+        async with http:
+            wrong = await http.post(path, json={"to_version": "3"})
+            assert wrong.status_code == 422 and "no version '3'" in wrong.text, wrong.text
+            answer = await http.post(path, json=body)
+            assert answer.status_code == 200, answer.text
+    async with bare.router.lifespan_context(bare), serving(bare) as base:
+        http = httpx.AsyncClient(base_url=base, headers=OPERATOR)
+        async with http:
+            assert (await http.post(path, json=body)).status_code == 409
+    runs: list[Any] = answer.json()["runs"]
+    return runs
+
+
 async def test_dry_run_names_the_diverging_run_and_the_upgrade_moves_the_other(
-    fleet: tuple[Path, Client, FakeLLMServer],
+    fleet: tuple[Path, Client, FakeLLMServer], tmp_path: Path
 ) -> None:
     data, client, server = fleet
     old = await VersionWorker.spawn(data, server, "v1()", "old")
@@ -67,6 +97,11 @@ async def test_dry_run_names_the_diverging_run_and_the_upgrade_moves_the_other(
         assert f"ok       {movable} ('1' -> '2'), replayed up to seq 1" in out, out
         assert "1 would move, 1 diverged (dry run)" in out, out
         assert (await client.get(movable)).version == "1"  # type: ignore[union-attr]
+        api_dry = await over_http(client, tmp_path, {"to_version": "2", "dry_run": True})
+        assert [(r["run_id"], r["ok"]) for r in api_dry] == sorted(
+            [(movable, True), (stuck, False)]
+        )
+        assert [r["divergence"]["seq"] for r in api_dry if not r["ok"]] == [called.seq]
 
         stale = await client.upgrade_run(movable, "2", 0)  # checked before it moved on
         assert "moved on since the check" in await refusal(client, movable, stale)
