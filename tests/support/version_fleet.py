@@ -42,12 +42,23 @@ class VersionWorker:
 
     @classmethod
     async def spawn(
-        cls, data: Path, server: FakeLLMServer, factory: str, tag: str
+        cls,
+        data: Path,
+        server: FakeLLMServer,
+        factory: str,
+        tag: str,
+        *,
+        kafka: tuple[str, str] | None = None,
     ) -> VersionWorker:
+        """A worker on the embedded log in ``data`` or, with ``kafka`` (bootstrap, topic
+        prefix), on Kafka (its state under ``data``)."""
+        log = ["--data", str(data)] if kafka is None else ["--kafka", kafka[0]]
+        log += [] if kafka is None else ["--topic-prefix", kafka[1]]
         command = [
             *(sys.executable, "-m", "wakeline.testing.worker_process"),
             f"{SUPPORT / 'versioned_agents.py'}:{factory}",
-            *("--data", str(data), "--state-dir", str(data / "state" / tag)),
+            *log,
+            *("--state-dir", str(data / "state" / tag)),
             *("--session-timeout", "2.0", "--log-level", "info"),
         ]
         env = worker_env(data=data, **{LLM_URL_ENV: f"http://127.0.0.1:{server.port}/{tag}/v1"})

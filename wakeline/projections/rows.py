@@ -137,7 +137,7 @@ class RunRow:
     """Model calls whose usage wakeline estimated (the provider reported none)."""
     orphaned: bool = False
     """Open, and no live worker hosts its agent version (workers announce the versions they
-    host; set when the row is read, never folded; always ``False`` on Kafka so far)."""
+    host; set when the row is read, never folded)."""
 
     @property
     def ended(self) -> bool:

@@ -235,12 +235,12 @@ class Log(LogReader, Protocol):
         ``group.instance.id``): a process that comes back with the same id within the session
         timeout takes its place and gets the same partitions back without a rebalance.  With
         ``hosting`` it announces the agent versions it hosts, and the group's assignment
-        follows them (:mod:`wakeline.topics.hosting`; the embedded log only so far)."""
+        follows them (:mod:`wakeline.topics.hosting`)."""
         ...
 
     async def hosted(self, group: str, topic: str) -> frozenset[tuple[str, str]] | None:
         """The ``(agent, version)`` pairs the live members of ``group`` announce; ``None``
-        when no live member announces (or the backend cannot tell: Kafka so far)."""
+        when no live member announces."""
         ...
 
     async def writer(self, writer_id: str, partition: int) -> PartitionWriter:
