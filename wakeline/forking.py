@@ -16,6 +16,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from wakeline.core.steps import RESULT_TYPES, opens_step
+from wakeline.core.versions import driven_version
 from wakeline.replay import read_journal
 from wakeline.schemas.codec import event_codec
 from wakeline.schemas.commands import StartRun
@@ -91,6 +92,8 @@ async def fork_command(
     """The start command of a fork of ``source`` at ``at`` (checked against its journal)."""
     if tools not in ("live", "recorded"):
         raise ForkError(f"tools must be live or recorded, not {tools!r}")
-    started = fork_point(await source_journal(log, topics, source), at)
+    journal = await source_journal(log, topics, source)
+    started = fork_point(journal, at)
     fork = Fork(source, at, model, tools)
-    return StartRun(started.agent, started.input, started.tenant, started.budget, fork)
+    version = driven_version(journal[:at])  # the code that made the events the fork reuses
+    return StartRun(started.agent, started.input, started.tenant, started.budget, fork, version)
