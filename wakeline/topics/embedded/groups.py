@@ -4,8 +4,10 @@ State lives in SQLite: ``group_members`` (member id, heartbeat time, session tim
 ``group_owners`` (which member holds which partition) and ``group_offsets`` (committed next
 offsets).  A member *syncs* in one write transaction: it refreshes its heartbeat, expires the
 members whose last heartbeat is older than their session timeout (dropping what they own),
-computes its target partitions (Kafka's range assignor over the sorted live member ids) and
-claims the target partitions nobody owns.  Then, outside the transaction:
+computes its target partitions (Kafka's range assignor over the sorted live member ids, or,
+when the members announce different agent versions -- a file per member written before the
+sync, see :mod:`.announce` -- the version-aware assignment of :mod:`wakeline.topics.hosting`)
+and claims the target partitions nobody owns.  Then, outside the transaction:
 
 1. partitions it holds that are not in its target any more (or that it lost while its session
    was expired) are revoked: ``listener.on_revoked(removed)`` runs, *then* they are released,

@@ -2,8 +2,8 @@
 
 Each member offers two assignors: ``wakeline-versions``, whose member metadata carries the
 member's :class:`~wakeline.topics.hosting.Hosting` as ``user_data``, and aiokafka's
-round-robin (the group uses the first one every member offers, so members of an older
-wakeline keep the group on round-robin).  The leader of a rebalance decodes every member's
+round-robin (the group picks a protocol every member offers, so a member of an older
+wakeline keeps the group on round-robin).  The leader of a rebalance decodes every member's
 announcement: members that all host the same pairs get the round-robin assignment as before;
 otherwise :func:`~wakeline.topics.hosting.assignment` decides, the partitions a member's open
 runs need counting as that member's (eager rebalances keep no other record of owners).  An
