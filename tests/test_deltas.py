@@ -186,7 +186,7 @@ def normalized(events: Sequence[Event]) -> list[tuple[str, Any]]:
     for event in events:
         payload: Any = event.payload
         if isinstance(payload, RunStarted):
-            payload = dataclasses.replace(payload, agent="", command_id="")
+            payload = dataclasses.replace(payload, agent="", command_id="", code_digest="")
         elif isinstance(payload, ModelCallRequested):
             payload = dataclasses.replace(payload, stream=False)
         elif isinstance(payload, ModelCallCompleted):

@@ -5,6 +5,7 @@ stays the source's -- and runs live from SEQ with the override; ``diff`` names S
 from __future__ import annotations
 
 import re
+from collections.abc import Awaitable, Callable
 from decimal import Decimal
 from pathlib import Path
 
@@ -15,11 +16,14 @@ from wakeline import App, Context
 from wakeline.client import Client
 from wakeline.diffing import diff_runs
 from wakeline.forking import ForkError
+from wakeline.providers.mock import MockModel
 from wakeline.providers.openai_compat import OpenAICompatProvider
-from wakeline.replay import replay_run
-from wakeline.schemas.events import Event, ModelCallRequested
+from wakeline.replay import read_journal, replay_run
+from wakeline.schemas.codec import event_codec
+from wakeline.schemas.events import Event, ModelCallRequested, RunStarted
 from wakeline.testing.fake_llm import FakeLLMServer
 from wakeline.testing.harness import local_runtime
+from wakeline.testing.waits import wait_until_ended
 
 
 def make_app(base_url: str) -> App:
@@ -161,3 +165,31 @@ async def test_a_resumed_fork_still_serves_the_recorded_results(tmp_path: Path) 
             await rt.client.approve(fork.run_id, "go")
             assert await rt.client.result(fork.run_id) == "facts about kelp"
     assert lookups == ["kelp"]  # the resumed fork served the source's result
+
+
+def versioned_app() -> App:
+    app = App()
+    app.provider("mock", MockModel())
+    for version in ("1", "2"):
+        app.agent(_summarize(version), name="summarize", version=version)
+    return app
+
+
+def _summarize(version: str) -> Callable[[Context, str], Awaitable[str]]:
+    async def summarize(ctx: Context, topic: str) -> str:
+        return (await ctx.llm(f"[{version}] Summarize {topic}.")).text
+
+    return summarize
+
+
+async def test_a_fork_runs_the_version_of_its_source(tmp_path: Path) -> None:
+    """A worker hosting versions 1 and 2: a fork of a version-1 run is version 1 (the code
+    that made the events it reuses), not the default 2."""
+    async with local_runtime(versioned_app(), tmp_path) as rt:
+        source = await rt.client.start_run("summarize", "kelp", version="1")
+        await wait_until_ended(rt.client, source.run_id)
+        fork = await rt.client.fork(source.run_id, at=1)
+        await wait_until_ended(rt.client, fork.run_id)
+        started = event_codec().decode((await read_journal(rt.log, fork.run_id))[0]).payload
+        assert isinstance(started, RunStarted) and started.version == "1"
+        assert started.fork is not None and started.fork.source == source.run_id

@@ -9,14 +9,16 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Self, Unpack
 
 from wakeline import jsonutil
-from wakeline.core.errors import WakelineError
+from wakeline.client_types import NoViewsError as NoViewsError
+from wakeline.client_types import RunError as RunError
+from wakeline.client_types import RunHandle as RunHandle
+from wakeline.core.app import App
 from wakeline.core.ids import check_run_id
 from wakeline.following import EventHub, Subscription
 from wakeline.forking import ForkEdits, fork_command
@@ -52,6 +54,7 @@ from wakeline.schemas.commands import (
     ResumeRun,
     RunDrifted,
     StartRun,
+    UpgradeRun,
 )
 from wakeline.schemas.events import (
     Budget,
@@ -67,31 +70,8 @@ from wakeline.topics.partitioner import partition_for
 from wakeline.topics.port import Log, LogReader, OutRecord, RecordTooLargeError
 from wakeline.topics.signing import RecordSigner, signer_for
 from wakeline.topics.specs import DEFAULT_TOPICS, Topics
+from wakeline.upgrading import UpgradeCheck, upgrade_runs
 from wakeline.watching import RunUpdate, watch_run
-
-
-class RunError(WakelineError):
-    """A run did not complete: it failed, was cancelled, drifted or was rejected."""
-
-    def __init__(self, run_id: str, status: str, message: str) -> None:
-        self.run_id = run_id
-        self.status = status
-        super().__init__(f"run {run_id} {status}: {message}")
-
-
-@dataclass(frozen=True, slots=True)
-class RunHandle:
-    run_id: str
-    partition: int
-    from_offset: int
-    """Events offset at or before the run's first event: where to start reading."""
-    command_id: str = ""  # of the start command (a session turn's RunStarted names it)
-    notices_from: int = 0  # a turn's: the notices offset when it was sent (wakeline.sessions)
-
-
-class NoViewsError(WakelineError):
-    """A query needs the client's views: ``Client(log, views_dir=...)``."""
-
 
 Steps = list[StepRow]
 Costs = list[CostRow]
@@ -228,10 +208,12 @@ class Client(SessionClient):
         tenant: str = "",
         budget: Budget | None = None,
         session: str = "",
+        version: str = "",
     ) -> RunHandle:
         """Publish a start command; the run id (:mod:`wakeline.core.ids`, else ValueError) is
-        the start's idempotency key.  ``session``: the session's next turn (wakeline.sessions)."""
-        payload = StartRun(agent, jsonutil.dumps(input), tenant, budget)
+        the start's idempotency key.  ``session``: the session's next turn (wakeline.sessions);
+        no ``version``: the starting worker's highest."""
+        payload = StartRun(agent, jsonutil.dumps(input), tenant, budget, version=version)
         if session:
             return await self.start_turn(payload, session, await self.session(session), run_id)
         return await self._start(payload, run_id)
@@ -277,6 +259,17 @@ class Client(SessionClient):
         """RETRY the call (same idempotency key), SUPPLY its result, or FAIL the run."""
         text = jsonutil.dumps(result) if resolution == "SUPPLY" else ""
         await self._send(run_id, ResolveInDoubt(step, resolution, text))
+
+    async def upgrade_run(self, run_id: str, to_version: str, checked_seq: int) -> str:
+        """Send ``UpgradeRun`` (its command id); :meth:`upgrade` checks runs before."""
+        return await self._send(run_id, UpgradeRun(to_version, checked_seq, self._issuer))
+
+    async def upgrade(
+        self, agent: str, to_version: str, app: App, *, dry_run: bool = False
+    ) -> list[UpgradeCheck]:
+        """Replay each in-flight run of ``agent`` against ``to_version`` of ``app`` (no provider
+        reachable) and, unless ``dry_run``, move those that do not diverge there."""
+        return await upgrade_runs(self, app, agent, to_version, dry_run=dry_run)
 
     # -- queries ----------------------------------------------------------------------------
     async def views(self) -> Views:

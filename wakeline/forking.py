@@ -19,6 +19,7 @@ from collections.abc import Sequence
 from typing import TypedDict, Unpack
 
 from wakeline.core.steps import RESULT_TYPES, opens_step
+from wakeline.core.versions import driven_version
 from wakeline.replay import read_journal
 from wakeline.schemas.codec import event_codec
 from wakeline.schemas.commands import StartRun
@@ -113,8 +114,16 @@ async def fork_command(
         raise ForkError(f"tools must be live or recorded, not {tools!r}")
     if len(prompt) > MAX_PROMPT_CHARS:
         raise ForkError(f"the prompt has {len(prompt)} characters, more than {MAX_PROMPT_CHARS}")
-    started = fork_point(await source_journal(log, topics, source), at)
+    journal = await source_journal(log, topics, source)
+    started = fork_point(journal, at)
     fork = Fork(source, at, edits.get("model", ""), tools, prompt)
+    version = driven_version(journal[:at])  # the code that made the events the fork reuses
     return StartRun(
-        started.agent, started.input, started.tenant, started.budget, fork, session=started.session
+        started.agent,
+        started.input,
+        started.tenant,
+        started.budget,
+        fork,
+        version,
+        session=started.session,
     )

@@ -29,6 +29,9 @@ class Divergence:
     field: str
     recorded: str
     replayed: str
+    recorded_event: Event | None = dataclasses.field(default=None, compare=False)
+    """The journal's event at ``seq`` and the one the code produced there (when known)."""
+    replayed_event: Event | None = dataclasses.field(default=None, compare=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,12 +68,17 @@ async def read_journal(
     return out
 
 
-def replay_journal(app: App, run_id: str, raw: list[bytes]) -> ReplayReport:
+def replay_journal(
+    app: App, run_id: str, raw: list[bytes], *, version: str | None = None
+) -> ReplayReport:
+    """Replay ``raw`` against ``app`` (as ``version`` of its agent when given, else the
+    version the journal names), no provider reachable."""
     codec = event_codec()
     journal = [codec.decode(b) for b in raw]
     if not journal:
         raise LookupError(f"run {run_id} has no events")
-    core = RunCore(run_id, app.with_providers({}), journal=list(journal), entropy=_no_entropy)
+    bare = app.with_providers({})
+    core = RunCore(run_id, bare, journal=list(journal), entropy=_no_entropy, version=version)
     last = journal[-1]
     try:
         live = core.activate(Activation(Recover(), last.time_ms, last.writer))
@@ -119,6 +127,11 @@ def _no_entropy(n: int) -> bytes:
 
 
 def _first_difference(recorded: Event, replayed: Event) -> Divergence:
+    found = _difference(recorded, replayed)
+    return replace(found, recorded_event=recorded, replayed_event=replayed)
+
+
+def _difference(recorded: Event, replayed: Event) -> Divergence:
     seq = recorded.seq
     if type(recorded.payload) is not type(replayed.payload):
         return Divergence(seq, "type", recorded.type, replayed.type)

@@ -161,6 +161,7 @@ async def test_changed_code_raises_nondeterminism_and_leaves_journal() -> None:
 
     changed = make_app()
     del changed.agents["researcher"]
+    del changed.agent_versions[("researcher", "")]
 
     @changed.agent(name="researcher")
     async def researcher_v2(ctx: Any, q: Question) -> Answer:

@@ -17,6 +17,7 @@ from wakeline.schemas.commands import (
     RaiseBudget,
     ResolveGate,
     ResolveInDoubt,
+    UpgradeRun,
 )
 
 
@@ -31,6 +32,8 @@ def check_command(payload: object) -> str | None:
             return f"budget limit {payload.limit!r} is not a number"
         if not limit.is_finite() or limit < 0:
             return f"budget limit {payload.limit!r} must be a finite number >= 0"
+    if isinstance(payload, UpgradeRun) and not payload.to_version:
+        return "an upgrade needs the version to move the run to"
     if isinstance(payload, ResolveInDoubt) and payload.resolution == "SUPPLY":
         try:
             jsonutil.loads(payload.result)

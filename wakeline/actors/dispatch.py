@@ -16,10 +16,12 @@ from typing import TYPE_CHECKING
 from wakeline.actors.commands import check_command, core_input
 from wakeline.actors.run_actor import RunActor
 from wakeline.actors.session_start import is_turn_start, turn_journal
+from wakeline.actors.upgrades import upgrade
 from wakeline.core.activation import Activation, Completion, Drifted, RaiseLimit, Recover, Start
 from wakeline.core.ids import run_id_problem
 from wakeline.core.run_core import RunCore
 from wakeline.core.sessions import SessionError
+from wakeline.core.versions import run_agent, start_problem, unhosted, versioned
 from wakeline.forking import ForkError, Recorded, fork_journal, recorded_tools, source_journal
 from wakeline.schemas.codec import DecodeError, command_codec, event_codec
 from wakeline.schemas.commands import (
@@ -29,6 +31,7 @@ from wakeline.schemas.commands import (
     RunDrifted,
     RunResumed,
     StartRun,
+    UpgradeRun,
 )
 from wakeline.schemas.events import Event, RunStarted
 from wakeline.topics.partitioner import partition_for
@@ -44,6 +47,10 @@ class Dispatcher:
     def __init__(self, owner: PartitionOwner) -> None:
         self._owner = owner
         self._s = owner.shared
+
+    @property
+    def owner(self) -> PartitionOwner:
+        return self._owner
 
     # -- commands -------------------------------------------------------------------------
     async def command(self, record: Record) -> None:
@@ -105,13 +112,19 @@ class Dispatcher:
                 return
             await self._start(command, payload, commit)
             return
+        if isinstance(payload, UpgradeRun):
+            await upgrade(self, command, payload, commit)
+            return
         if isinstance(payload, ResumeRun):
-            if run_id not in self._owner.actors and self._is_open(run_id):
+            if run_id not in self._owner.actors and self.is_open(run_id):
                 await self.resume(run_id, commit, "resume command")
                 return
             await self._settle_unknown(command, commit)
             return
         actor = await self._loaded(run_id, f"loaded for {command.type}")
+        if actor is None and (problem := self._unhosted(run_id)) is not None:
+            await self.refuse(command, f"run {run_id}: {problem}", commit)
+            return
         if actor is None:
             await self._settle_unknown(command, commit)
             return
@@ -134,19 +147,27 @@ class Dispatcher:
         elif first.command_id != command.command_id:
             turn, session = payload.session.turn, payload.session.id
             taken = f"turn {turn} of session {session} is taken (run {command.run_id})"
-            await self._refuse(command, taken, commit)
+            await self.refuse(command, taken, commit)
         else:
             await self._commit_only(commit)
 
     async def _loaded(self, run_id: str, reason: str) -> RunActor | None:
         """The run's live actor, resumed from the journal if the run is open but unloaded."""
         actor = self._owner.actors.get(run_id)
-        if actor is None and self._is_open(run_id):
+        if actor is None and self.is_open(run_id):
             await self.resume(run_id, None, reason)
             actor = self._owner.actors.get(run_id)
         return actor
 
-    def _is_open(self, run_id: str) -> bool:
+    def _unhosted(self, run_id: str) -> str | None:
+        """Why this worker does not drive an open run: its version is not hosted here."""
+        pair = self._owner.versions.get(run_id)
+        app = self._s.app
+        if pair is None or app.get_agent(*pair) is not None:
+            return None
+        return unhosted(app, *pair)
+
+    def is_open(self, run_id: str) -> bool:
         journal = self._s.journal
         return journal.has_run(run_id) and not journal.is_finished(run_id)
 
@@ -158,7 +179,7 @@ class Dispatcher:
             )
         await self._commit_only(commit)
 
-    async def _refuse(self, command: Command, problem: str, commit: OffsetCommit) -> None:
+    async def refuse(self, command: Command, problem: str, commit: OffsetCommit) -> None:
         """A well-formed command that cannot be carried out: a notice, nothing dead-lettered."""
         await self._s.outputs.notice(command.run_id, CommandRejected(command.command_id, problem))
         await self._commit_only(commit)
@@ -176,13 +197,17 @@ class Dispatcher:
             command.command_id,
             payload.budget,
             payload.fork,
+            payload.version,
             session=payload.session,
         )
+        if (problem := start_problem(s.app, started)) is not None:
+            await self.refuse(command, problem, commit)  # nothing started: say so
+            return
         if is_turn_start(started):
-            await self._start_turn(command, started, commit)
+            await self._start_turn(command, versioned(s.app, started), commit)
             return
         if started.fork is not None:
-            await self._start_fork(command, started, commit)
+            await self._start_fork(command, versioned(s.app, started), commit)
             return
         core = RunCore(command.run_id, s.app)
         first = core.activate(Activation(Start(started), s.now_ms(), s.worker_id))
@@ -199,7 +224,7 @@ class Dispatcher:
             source = await source_journal(s.log, s.topics, started.fork.source)
             journal = fork_journal(run_id, started, source)
         except ForkError as exc:
-            await self._refuse(command, str(exc), commit)
+            await self.refuse(command, str(exc), commit)
             return
         await self._start_from(command, journal, commit, await self._recorded(started, source))
 
@@ -214,7 +239,7 @@ class Dispatcher:
                 s.log, s.topics, command.run_id, started, s.now_ms(), s.worker_id, s.journal
             )
         except SessionError as exc:
-            await self._refuse(command, str(exc), commit)
+            await self.refuse(command, str(exc), commit)
             return
         await self._start_from(command, journal, commit, None)
 
@@ -232,7 +257,7 @@ class Dispatcher:
         first = core.activate(Activation(Recover(), s.now_ms(), s.worker_id))
         if isinstance(first.status, Drifted):  # the code no longer asks what the source did
             core.close()
-            await self._refuse(command, str(first.status.error), commit)
+            await self.refuse(command, str(first.status.error), commit)
             return
         whole = dataclasses.replace(first, events=(*journal, *first.events))
         await self._launch(core, journal[0], whole, commit, recorded)
@@ -241,6 +266,14 @@ class Dispatcher:
         """Load an open run from its whole journal and continue it."""
         s, partition = self._s, self._owner.partition
         events = await s.journal_sync.load(run_id, partition)
+        pair = run_agent(events)
+        if pair is not None:
+            self._owner.versions[run_id] = pair  # announced: this partition needs it
+            if (problem := self._unhosted(run_id)) is not None:
+                log.warning("run %s left untouched: %s", run_id, problem)
+                if commit is not None:
+                    await self._commit_only(commit)
+                return
         core = RunCore(run_id, s.app, journal=events)
         first = core.activate(Activation(Recover(), s.now_ms(), s.worker_id))
         if isinstance(first.status, Drifted):
@@ -278,6 +311,10 @@ class Dispatcher:
         commit: OffsetCommit | None,
         recorded: Recorded | None = None,
     ) -> None:
+        if isinstance(started.payload, RunStarted):  # announced until the run ends
+            self._owner.versions.setdefault(
+                core.run_id, (started.payload.agent, started.payload.version)
+            )
         actor = RunActor(core, started, self._owner.partition, self._owner, recorded)
         await actor.start(first, commit)  # raises if the append failed: no actor is kept
         self._owner.register(actor)

@@ -82,6 +82,8 @@ class PartitionOwner:
         self.partition = partition
         self.shared = shared
         self.actors: dict[str, RunActor] = {}
+        self.versions: dict[str, tuple[str, str]] = {}
+        """``(agent, version)`` of each open run of the partition, hosted here or not."""
         self._jobs: collections.deque[Job] = collections.deque()
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -295,6 +297,8 @@ class PartitionOwner:
     def actor_stopped(self, actor: RunActor, error: BaseException | None) -> None:
         if self.actors.get(actor.run_id) is actor:
             del self.actors[actor.run_id]
+        if actor.finished:
+            self.versions.pop(actor.run_id, None)
         if error is None:
             if actor.evicted:
                 self._unloaded(actor.run_id)
@@ -319,5 +323,7 @@ class PartitionOwner:
 
     def register(self, actor: RunActor) -> None:
         """Keep a run actor whose first append succeeded (and that has not ended)."""
-        if not actor.finished and not actor.evicted:
+        if actor.finished:
+            self.versions.pop(actor.run_id, None)
+        elif not actor.evicted:
             self.actors[actor.run_id] = actor

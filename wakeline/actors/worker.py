@@ -38,6 +38,7 @@ from wakeline.projections.journal import JournalProjection
 from wakeline.projections.store import ProjectionStore
 from wakeline.telemetry.config import default_telemetry
 from wakeline.telemetry.runtime import Telemetry
+from wakeline.topics.hosting import WORKER_GROUP, Hosting
 from wakeline.topics.partitioner import partition_for
 from wakeline.topics.port import GroupConsumer, Log
 from wakeline.topics.signing import RecordSigner, signer_for
@@ -45,7 +46,7 @@ from wakeline.topics.specs import DEFAULT_TOPICS, Topics
 
 log = logging.getLogger(__name__)
 
-DEFAULT_GROUP = "wakeline-workers"
+DEFAULT_GROUP = WORKER_GROUP
 
 
 def default_worker_id() -> str:
@@ -193,6 +194,17 @@ class Worker:
         else:
             self.ready.clear()
 
+    # -- HostingSource (what the worker announces to its group) -------------------------------
+    def hosting(self) -> Hosting:
+        """The agent versions this worker hosts and, per opened partition, those its open runs
+        need (hosted here or not): the group's assignment follows them."""
+        needs = {
+            p: frozenset(o.versions.values())
+            for p, o in self._owners.items()
+            if o.opened.is_set() and not o.fenced
+        }
+        return Hosting(self._app.hosted(), needs)
+
     # -- AssignmentListener ------------------------------------------------------------------
     async def on_assigned(self, partitions: frozenset[int]) -> None:
         for partition in sorted(partitions):
@@ -223,6 +235,7 @@ class Worker:
             self,
             session_timeout_s=self._session_timeout_s,
             instance_id=self._instance_id,
+            hosting=self,
         )
         ledger_partitions = await self._log.partition_count(self._topics.ledger)
         limits = asyncio.create_task(

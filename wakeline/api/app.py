@@ -33,6 +33,7 @@ from wakeline.api.routes_forks import router as forks_router
 from wakeline.api.routes_governance import router as governance_router
 from wakeline.api.routes_runs import router as runs_router
 from wakeline.api.routes_sessions import router as sessions_router
+from wakeline.api.routes_versions import router as versions_router
 from wakeline.api.state import DEFAULT_MAX_INPUT_BYTES, DEFAULT_MAX_STREAMS_PER_KEY, ApiState
 from wakeline.core.app import App
 from wakeline.topics.port import Log
@@ -92,7 +93,7 @@ def create_app(
     api.add_middleware(AuthMiddleware, keys=keys, limiter=limiter)
     api.add_middleware(SecurityHeadersMiddleware)
     routers = (runs_router, forks_router, governance_router, events_router, costs_router)
-    for router in (*routers, budgets_router, sessions_router):
+    for router in (*routers, budgets_router, sessions_router, versions_router):
         api.include_router(router)
     _add_health(api, projector)
     _add_docs(api)

@@ -106,6 +106,10 @@ async def list_runs(
     tenant: Annotated[str | None, Query(max_length=200)] = None,
     since_ms: SinceMs = None,
     until_ms: UntilMs = None,
+    orphaned: Annotated[
+        bool | None,
+        Query(description="only runs that are (true) or are not (false) orphaned"),
+    ] = None,
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 50,
     cursor: Annotated[str | None, Query(max_length=400)] = None,
     fields: Annotated[
@@ -119,11 +123,13 @@ async def list_runs(
 ) -> RunPage:
     """Runs, newest first, as summaries (viewer)."""
     extra = _extra_fields(fields)
+    await api.views.refresh_hosted()
     try:
         page = api.queries.list_runs(
             status=status,
             agent=agent,
             tenant=tenant,
+            orphaned=orphaned,
             since_ms=since_ms,
             until_ms=until_ms,
             limit=limit,
@@ -157,6 +163,7 @@ def _extra_fields(fields: str | None) -> frozenset[str]:
 
 
 async def known_run(api: ApiState, run_id: str) -> RunRow:
+    await api.views.refresh_hosted()
     row = api.queries.get_run(run_id)
     if row is None:
         raise ApiError(404, f"unknown run {run_id!r}")

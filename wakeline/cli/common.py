@@ -40,10 +40,10 @@ class Settings:
             yield client
 
     @asynccontextmanager
-    async def querying(self) -> AsyncIterator[Client]:
+    async def querying(self, **options: Any) -> AsyncIterator[Client]:
         """A client whose views live in this machine's state directory (caught up with the
         log at each query).  An empty embedded data dir is simply a log with no runs."""
-        async with self.connect(views_dir=self.data / "state") as client:
+        async with self.connect(views_dir=self.data / "state", **options) as client:
             if self.kafka is None:
                 await client.create_topics()
             yield client

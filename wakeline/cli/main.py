@@ -13,7 +13,7 @@ import logging
 
 import click
 
-from wakeline.cli import diff, governance, queries, regress, runs, serve, sessions, worker
+from wakeline.cli import diff, governance, queries, regress, runs, serve, sessions, versions, worker
 from wakeline.cli.common import Settings
 
 LOG_LEVELS = ("debug", "info", "warning", "error")
@@ -60,5 +60,5 @@ def main(
     ctx.obj = Settings(data, kafka, topic_prefix)
 
 
-for _module in (runs, worker, queries, governance, serve, regress, diff, sessions):
+for _module in (runs, worker, queries, governance, serve, regress, diff, sessions, versions):
     _module.register(main)

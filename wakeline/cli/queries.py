@@ -21,17 +21,26 @@ def register(main: click.Group) -> None:
 @click.option("--status", default=None)
 @click.option("--agent", default=None)
 @click.option("--tenant", default=None)
+@click.option("--orphaned", is_flag=True, help="only runs no live worker hosts the version of")
 @click.option("--limit", default=20, show_default=True)
 @click.pass_obj
 def list_runs(
-    settings: Settings, status: str | None, agent: str | None, tenant: str | None, limit: int
+    settings: Settings,
+    status: str | None,
+    agent: str | None,
+    tenant: str | None,
+    orphaned: bool,
+    limit: int,
 ) -> None:
-    """List runs, newest first."""
+    """List runs, newest first (an open run no live worker hosts the version of is shown
+    orphaned)."""
 
     async def ask(views: Views) -> tuple[RunRow, ...]:
         if status is not None and not is_run_status(status):
             return ()  # no run has it
-        page = views.queries.list_runs(status=status, agent=agent, tenant=tenant, limit=limit)
+        page = views.queries.list_runs(
+            status=status, agent=agent, tenant=tenant, orphaned=orphaned or None, limit=limit
+        )
         return page.items
 
     render.console().print(render.runs_table(with_views(settings, ask)))
@@ -51,6 +60,11 @@ def show(settings: Settings, run_id: str) -> None:
         raise click.ClickException(f"unknown run {run_id}")
     out = render.console()
     out.print(render.steps_table(run, steps))
+    if run.orphaned:
+        out.print(
+            f"[bold red]orphaned[/]: no live worker hosts version {render.safe(repr(run.version))}"
+            f" of agent {render.safe(repr(run.agent))}; the run waits, untouched, for one"
+        )
     out.print(
         f"status {render.safe(run.status)}  tokens {run.tokens.input} in / "
         f"{run.tokens.output} out{render.estimated_note(run)}  cost {render.run_cost(run)}"

@@ -33,6 +33,7 @@ from wakeline.schemas.events import (
     RunCompleted,
     RunFailed,
     RunStarted,
+    RunUpgraded,
     StepRequested,
     TimerScheduled,
     ToolCallCompleted,
@@ -112,8 +113,10 @@ def event_line(event: Event) -> str:
     p = event.payload
     detail = ""
     match p:
-        case RunStarted(agent=a, input=i):
-            detail = f"{safe(a)} {_clip(i)}"
+        case RunStarted(agent=a, input=i, version=v):
+            detail = f"{safe(a)}{'@' + safe(v) if v else ''} {_clip(i)}"
+        case RunUpgraded(from_version=old, to_version=new, checked_seq=seq):
+            detail = f"{safe(old)} -> {safe(new)} (replayed up to seq {seq})"
         case ModelCallRequested(provider=prov, model=m, attempt=n, route=r):
             detail = f"{safe(prov)}/{safe(m)}" + (f" attempt {n}" if n > 1 else "")
             detail += f" (route {safe(r)})" if r else ""
@@ -187,14 +190,24 @@ def runs_table(runs: Sequence[RunRow]) -> Table:
     for run in runs:
         table.add_row(
             safe(run.run_id),
-            safe(run.agent),
-            f"[{STATUS_STYLE.get(run.status, 'white')}]{safe(run.status)}[/]",
+            safe(agent_name(run)),
+            status_cell(run),
             str(run.model_calls),
             _tokens(run.tokens, estimated=run.estimated_calls > 0),
             run_cost(run),
             _when(run.started_ms),
         )
     return table
+
+
+def agent_name(run: RunRow) -> str:
+    """``agent@version`` (the agent alone when it is unversioned)."""
+    return f"{run.agent}@{run.version}" if run.version else run.agent
+
+
+def status_cell(run: RunRow) -> str:
+    cell = f"[{STATUS_STYLE.get(run.status, 'white')}]{safe(run.status)}[/]"
+    return f"{cell} [bold red]orphaned[/]" if run.orphaned else cell
 
 
 def steps_table(run: RunRow, steps: Sequence[StepRow]) -> Table:

@@ -48,14 +48,17 @@ class AgentTask:
         self.closed = False
         """Set by :meth:`close`: agent code may produce nothing any more."""
 
-    def begin(self, started: RunStarted) -> None:
-        """Validate the input and run the agent to its first wait (or its end)."""
+    def begin(self, started: RunStarted, version: str) -> None:
+        """Validate the input and run version ``version`` of the agent to its first wait (or
+        its end)."""
         app: App = self._port.app
-        spec = app.get_agent(started.agent)
+        spec = app.get_agent(started.agent, version)
         if spec is None:
             known = ", ".join(sorted(app.agents)) or "none"
+            shown = f" version {version!r}" if version else ""
             self.end_failed(
-                "UnknownAgent", f"no agent {started.agent!r} is registered (known: {known})"
+                "UnknownAgent",
+                f"no agent {started.agent!r}{shown} is registered (known: {known})",
             )
             return
         try:

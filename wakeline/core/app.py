@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import inspect
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -13,6 +14,7 @@ from wakeline.core.model import ModelProvider
 from wakeline.core.pricing import PriceTable
 from wakeline.core.routing import Route, RouteError, Target
 from wakeline.schemas.events import Budget
+from wakeline.schemas.versions import version_key
 
 if TYPE_CHECKING:
     from wakeline.core.governance import Policy
@@ -41,6 +43,10 @@ class AgentSpec:
     default_model: str | None = None
     default_provider: str | None = None
     budget: Budget | None = None
+    version: str = ""
+    code_digest: str = ""
+    """sha256 of the function's source (informational: recorded in ``RunStarted``, never
+    used to pick the code that drives a run)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,6 +74,9 @@ class App:
     prices: PriceTable = field(default_factory=PriceTable)
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     agents: dict[str, AgentSpec] = field(default_factory=dict)
+    """The highest registered version of each agent name."""
+    agent_versions: dict[tuple[str, str], AgentSpec] = field(default_factory=dict)
+    """Every registration, keyed by ``(name, version)``."""
     tools: dict[str, ToolSpec] = field(default_factory=dict)
     policies: dict[str, Policy] = field(default_factory=dict)
     routes: dict[str, Route] = field(default_factory=dict)
@@ -81,16 +90,25 @@ class App:
         model: str | None = None,
         provider: str | None = None,
         budget: Budget | None = None,
+        version: str = "",
     ) -> Any:
         """Register ``async def agent(ctx, input: In) -> Out``.  In/Out are typed by pydantic.
 
-        ``budget`` is the default budget of its runs (a start command may bring its own)."""
+        ``budget`` is the default budget of its runs (a start command may bring its own).
+        ``version`` names this code of the agent (explicit, never derived from the source):
+        several versions of one name may be registered side by side; a run is driven only by
+        the version it was started (or upgraded) with, see ``docs/versioning.md``."""
 
         def register(f: Callable[..., Any]) -> Callable[..., Any]:
-            spec = _agent_spec(f, name or f.__name__, model, provider, budget)
-            if spec.name in self.agents:
-                raise AppError(f"agent {spec.name!r} is registered twice")
-            self.agents[spec.name] = spec
+            spec = _agent_spec(f, name or f.__name__, model, provider, budget, version)
+            key = (spec.name, spec.version)
+            if key in self.agent_versions:
+                shown = f" version {spec.version!r}" if spec.version else ""
+                raise AppError(f"agent {spec.name!r}{shown} is registered twice")
+            self.agent_versions[key] = spec
+            current = self.agents.get(spec.name)
+            if current is None or version_key(spec.version) > version_key(current.version):
+                self.agents[spec.name] = spec
             return f
 
         return register(fn) if fn is not None else register
@@ -149,8 +167,15 @@ class App:
     def provider(self, name: str, provider: ModelProvider) -> None:
         self.providers[name] = provider
 
-    def get_agent(self, name: str) -> AgentSpec | None:
-        return self.agents.get(name)
+    def get_agent(self, name: str, version: str | None = None) -> AgentSpec | None:
+        """Version ``version`` of agent ``name``; its highest version when ``None``."""
+        if version is None:
+            return self.agents.get(name)
+        return self.agent_versions.get((name, version))
+
+    def hosted(self) -> frozenset[tuple[str, str]]:
+        """The ``(agent, version)`` pairs this app hosts."""
+        return frozenset(self.agent_versions)
 
     def with_providers(self, providers: Mapping[str, ModelProvider]) -> App:
         """A copy of this app whose providers are replaced (used by replay: none reachable)."""
@@ -162,6 +187,7 @@ class App:
             prices=self.prices,
             retry=self.retry,
             agents=self.agents,
+            agent_versions=self.agent_versions,
             tools=self.tools,
             policies=self.policies,
             routes=self.routes,
@@ -174,6 +200,7 @@ def _agent_spec(
     model: str | None,
     provider: str | None,
     budget: Budget | None,
+    version: str,
 ) -> AgentSpec:
     if not inspect.iscoroutinefunction(fn):
         raise AppError(f"agent {name!r} must be an `async def` function")
@@ -183,4 +210,14 @@ def _agent_spec(
     hints = get_type_hints(fn)
     in_type = hints.get(params[1], Any)
     out_type = hints.get("return", Any)
-    return AgentSpec(name, fn, TypeAdapter(in_type), TypeAdapter(out_type), model, provider, budget)
+    adapters = (TypeAdapter(in_type), TypeAdapter(out_type))
+    return AgentSpec(name, fn, *adapters, model, provider, budget, str(version), _digest(fn))
+
+
+def _digest(fn: Callable[..., Any]) -> str:
+    """sha256 of the function's source, or ``""`` when its source is not available."""
+    try:
+        source = inspect.getsource(fn)
+    except (OSError, TypeError):
+        return ""
+    return hashlib.sha256(source.encode()).hexdigest()

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import os
 from collections.abc import Callable
 from typing import Any
@@ -47,6 +46,7 @@ from wakeline.core.errors import NondeterminismError, StopRun
 from wakeline.core.governance import RunLedger
 from wakeline.core.steps import ANNOTATION_TYPES, RESULT_TYPES, describe, identity, opens_step
 from wakeline.core.steps import waits_for as step_waits_for
+from wakeline.core.versions import driven_version, resolved_start
 from wakeline.schemas.events import (
     TERMINAL_TYPES,
     BudgetRaised,
@@ -80,8 +80,10 @@ class RunCore:
         *,
         journal: list[Event] | None = None,
         entropy: Callable[[int], bytes] = os.urandom,
+        version: str | None = None,  # drive a recovered journal as this version (upgrade check)
     ) -> None:
         self._run_id = run_id
+        self._version = version
         self._app = app
         self._journal: list[Event] = list(journal) if journal is not None else []
         self._entropy = entropy
@@ -139,9 +141,7 @@ class RunCore:
     def _start(self, started: RunStarted) -> None:
         if self._journal:
             raise RuntimeError(f"run {self._run_id} already has a journal")
-        spec = self._app.get_agent(started.agent)
-        if started.budget is None and spec is not None and spec.budget is not None:
-            started = dataclasses.replace(started, budget=spec.budget)  # journal what applies
+        started = resolved_start(self._app, started)  # version, digest, budget that apply
         self._emit(started)
         self._begin_agent(started)
 
@@ -152,7 +152,8 @@ class RunCore:
             raise RuntimeError(f"run {self._run_id}: a journal must start with RunStarted")
         self._time_ms, self._writer = journal[0].time_ms, journal[0].writer
         self._cursor = 1
-        self._begin_agent(journal[0].payload)
+        version = self._version if self._version is not None else driven_version(journal)
+        self._begin_agent(journal[0].payload, version)
         while not self._finished and self._cursor < len(journal):
             event = journal[self._cursor]
             if not isinstance(event.payload, (*RESULT_TYPES, *ANNOTATION_TYPES, RunCancelled)):
@@ -234,10 +235,10 @@ class RunCore:
         if self._drift is None:
             self._drift = NondeterminismError(self._run_id, seq, recorded, requested)
 
-    def _begin_agent(self, started: RunStarted) -> None:
+    def _begin_agent(self, started: RunStarted, version: str | None = None) -> None:
         self._started = started
         self._ledger = RunLedger(started.budget)
-        self._task.begin(started)
+        self._task.begin(started, started.version if version is None else version)
 
     def _apply_result(self, event: Event) -> None:
         payload = event.payload

@@ -32,6 +32,7 @@ from wakeline.schemas.events import (
     PolicyDenied,
     RunCompleted,
     RunFailed,
+    RunUpgraded,
     StepCompleted,
     StepFailed,
     StepRequested,
@@ -184,8 +185,9 @@ Result = (
 RESULT_TYPES: tuple[type[Result], ...] = tuple(
     dict.fromkeys(t for k in STEP_KINDS for t in k.closes)
 )
-ANNOTATION_TYPES = (ToolCallInDoubt, InDoubtResolved)
-"""Events the driver writes about an open step; they neither open nor close one."""
+ANNOTATION_TYPES = (ToolCallInDoubt, InDoubtResolved, RunUpgraded)
+"""Events the driver writes about an open step or a waiting run; they neither open nor close
+a step."""
 
 _OTHER_IDENTITY: dict[type, Callable[[Any], tuple[Any, ...]]] = {
     ValueRecorded: lambda p: ("value", p.kind),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections.abc import Iterator
 from typing import TypedDict, Unpack
@@ -24,6 +25,7 @@ class RunFilter(TypedDict, total=False):
     tenant: str | None
     since_ms: int | None
     until_ms: int | None
+    orphaned: bool | None
 
 
 class RunQuery(RunFilter, total=False):
@@ -38,10 +40,20 @@ class Queries:
 
     def __init__(self, store: ProjectionStore) -> None:
         self.store = store
+        self.hosted: frozenset[tuple[str, str]] | None = None
+        """The ``(agent, version)`` pairs the live workers host (``None``: unknown), set by
+        :meth:`Views.refresh <wakeline.projections.views.Views.refresh>`; an open run of a
+        pair not among them is read as ``orphaned``."""
 
     def get_run(self, run_id: str) -> RunRow | None:
         row = self.store.get_json(run_key(run_id))
-        return None if row is None else load(RunRow, row)
+        if row is None:
+            return None
+        run = load(RunRow, row)
+        hosted = self.hosted
+        if hosted is not None and not run.ended and run.last_seq >= 0:
+            run = dataclasses.replace(run, orphaned=(run.agent, run.version) not in hosted)
+        return run
 
     def list_runs(self, **query: Unpack[RunQuery]) -> Page[RunRow]:
         """Runs newest first (by ``started_ms``, then run id), ``since_ms <= started < until_ms``.
@@ -136,8 +148,10 @@ def _start(prefix: bytes, until_ms: int | None, cursor: str | None) -> bytes | N
 
 def _matches(row: RunRow, where: RunFilter) -> bool:
     status, agent, tenant = where.get("status"), where.get("agent"), where.get("tenant")
+    orphaned = where.get("orphaned")
     return (
         (status is None or row.status == status)
         and (agent is None or row.agent == agent)
         and (tenant is None or row.tenant == tenant)
+        and (orphaned is None or row.orphaned == orphaned)
     )

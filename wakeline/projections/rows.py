@@ -110,6 +110,8 @@ class RunRow:
 
     run_id: str
     agent: str = ""
+    version: str = ""
+    """The version of the agent that drives the run (started with, or upgraded to)."""
     tenant: str = ""
     command_id: str = ""
     status: RunStatus = "running"
@@ -133,6 +135,9 @@ class RunRow:
     unpriced_calls: int = 0
     estimated_calls: int = 0
     """Model calls whose usage wakeline estimated (the provider reported none)."""
+    orphaned: bool = False
+    """Open, and no live worker hosts its agent version (workers announce the versions they
+    host; set when the row is read, never folded)."""
 
     @property
     def ended(self) -> bool:

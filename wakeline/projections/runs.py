@@ -18,6 +18,10 @@ row is the same whatever the interleaving.  Fields starting with ``_`` are inter
 when the open step with the highest seq is a timer; ``suspended`` (before ``waiting``) while
 a gate, a budget, a policy or an in-doubt tool call waits for a person; else ``running``.
 A rejected command of a run that has events (e.g. a late cancel) only sets ``rejection``.
+
+``version``: the agent version that drives the run (``RunStarted``, then ``RunUpgraded``).
+Whether a run is *orphaned* (no live worker hosts that version) is not folded: it depends on
+the live workers, and :class:`~wakeline.projections.queries.Queries` adds it when it reads.
 """
 
 from __future__ import annotations
@@ -39,6 +43,7 @@ from wakeline.schemas.events import (
     RunCompleted,
     RunFailed,
     RunStarted,
+    RunUpgraded,
     StepRequested,
     TimerScheduled,
     ToolCallInDoubt,
@@ -89,6 +94,7 @@ def new_row(run_id: str) -> JsonObject:
     return {
         "run_id": run_id,
         "agent": "",
+        "version": "",
         "tenant": "",
         "command_id": "",
         "status": "running",
@@ -203,12 +209,15 @@ def _fold_event(row: JsonObject, record: Record, event: JournalEvent) -> None:
     if isinstance(payload, RunStarted):
         row.update(
             agent=payload.agent,
+            version=payload.version,
             tenant=payload.tenant,
             command_id=payload.command_id,
             input=payload.input,
             start_offset=record.offset,
             _fork_seq=payload.fork.seq if payload.fork is not None else -1,
         )
+    elif isinstance(payload, RunUpgraded):
+        row["version"] = payload.to_version
     elif isinstance(payload, RunCompleted | RunFailed | RunCancelled):
         _fold_end(row, event.time_ms, payload)
     else:

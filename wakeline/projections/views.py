@@ -30,12 +30,14 @@ from wakeline.projections.runs import RunsProjection
 from wakeline.projections.sessions import SessionRow, SessionsProjection, session
 from wakeline.projections.steps import StepsProjection
 from wakeline.projections.store import Projection, ProjectionStore
+from wakeline.topics.hosting import WORKER_GROUP
 from wakeline.topics.port import Log
 from wakeline.topics.signing import RecordSigner
 from wakeline.topics.specs import DEFAULT_TOPICS, Topics
 
-FORMAT = b"3"
-"""The views' format: 2 = the costs projection folds the cost cube too; 3 = sessions."""
+FORMAT = b"4"
+"""The views' format: 2 = the costs projection folds the cost cube too; 3 = sessions; 4 = run
+rows carry the agent version."""
 FORMAT_KEY = b"meta/views-format"
 
 
@@ -69,6 +71,7 @@ class Views:
         self._log = log
         self._path = path
         self._names = topic_names(topics)
+        self._commands = topics.commands
         self._projections = query_projections()
         self._signer = signer
         self._store = ProjectionStore(path, signer=signer)
@@ -81,7 +84,14 @@ class Views:
             if any(True for _ in self._store.scan(b"meta/offset/")):
                 return await self.rebuild()
             self._store.put(FORMAT_KEY, FORMAT)  # an empty store is of any format
-        return await catch_up(self._log, self._store, self._projections, topic_names=self._names)
+        folded = await catch_up(self._log, self._store, self._projections, topic_names=self._names)
+        await self.refresh_hosted()
+        return folded
+
+    async def refresh_hosted(self) -> None:
+        """Ask the log what the live workers host, for the ``orphaned`` flag of the rows read
+        next (:meth:`refresh` does it too)."""
+        self.queries.hosted = await self._log.hosted(WORKER_GROUP, self._commands)
 
     async def rebuild(self) -> int:
         """Throw the store away and refold it from offset 0."""
@@ -96,6 +106,7 @@ class Views:
         self._store = ProjectionStore(self._path, signer=self._signer)
         self._store.put(FORMAT_KEY, FORMAT)
         self.queries = Queries(self._store)
+        await self.refresh_hosted()
         return count
 
     async def verify_audit(self, run_id: str) -> AuditReport:

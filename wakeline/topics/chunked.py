@@ -27,6 +27,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from wakeline.topics.hosting import HostingSource
 from wakeline.topics.port import (
     AssignmentListener,
     GroupConsumer,
@@ -179,11 +180,20 @@ class ChunkedLog:
         *,
         session_timeout_s: float = 10.0,
         instance_id: str | None = None,
+        hosting: HostingSource | None = None,
     ) -> GroupConsumer:
         inner = self.inner.consumer(
-            group, topic, listener, session_timeout_s=session_timeout_s, instance_id=instance_id
+            group,
+            topic,
+            listener,
+            session_timeout_s=session_timeout_s,
+            instance_id=instance_id,
+            hosting=hosting,
         )
         return ChunkedConsumer(self, inner)
+
+    async def hosted(self, group: str, topic: str) -> frozenset[tuple[str, str]] | None:
+        return await self.inner.hosted(group, topic)
 
 
 class ChunkedWriter:

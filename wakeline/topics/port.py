@@ -26,6 +26,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import ClassVar, Protocol
 
+from wakeline.topics.hosting import HostingSource
+
 Headers = tuple[tuple[str, bytes], ...]
 
 
@@ -227,10 +229,18 @@ class Log(LogReader, Protocol):
         *,
         session_timeout_s: float = 10.0,
         instance_id: str | None = None,
+        hosting: HostingSource | None = None,
     ) -> GroupConsumer:
         """A new member of ``group``.  With ``instance_id`` the member is *static* (Kafka's
         ``group.instance.id``): a process that comes back with the same id within the session
-        timeout takes its place and gets the same partitions back without a rebalance."""
+        timeout takes its place and gets the same partitions back without a rebalance.  With
+        ``hosting`` it announces the agent versions it hosts, and the group's assignment
+        follows them (:mod:`wakeline.topics.hosting`)."""
+        ...
+
+    async def hosted(self, group: str, topic: str) -> frozenset[tuple[str, str]] | None:
+        """The ``(agent, version)`` pairs the live members of ``group`` announce; ``None``
+        when no live member announces."""
         ...
 
     async def writer(self, writer_id: str, partition: int) -> PartitionWriter:

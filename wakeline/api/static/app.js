@@ -18,6 +18,8 @@ import {
   report,
   showView,
   state,
+  orphanBadge,
+  agentName,
   statusBadge,
   tokens,
   when,
@@ -97,7 +99,9 @@ async function showRuns() {
 
 async function refreshRuns() {
   const query = new URLSearchParams({ limit: String(state.runsLimit) });
-  if ($("#filter-status").value) query.set("status", $("#filter-status").value);
+  const status = $("#filter-status").value;
+  if (status === "orphaned") query.set("orphaned", "true");
+  else if (status) query.set("status", status);
   if ($("#filter-agent").value.trim()) query.set("agent", $("#filter-agent").value.trim());
   const page = await api(`v1/runs?${query}`);
   $("#runs-body").replaceChildren(...page.runs.map(runRow));
@@ -113,9 +117,9 @@ function runRow(run) {
   return h("tr", { dataset: { runId: run.run_id }, class: "run-row" },
     h("td", {}, h("a", { href: `#/runs/${encodeURIComponent(run.run_id)}`, class: "mono" },
       run.run_id)),
-    h("td", {}, run.agent || "–"),
+    h("td", {}, agentName(run) || "–"),
     h("td", {}, run.tenant || "–"),
-    h("td", { class: "status-cell" }, statusBadge(run.status)),
+    h("td", { class: "status-cell" }, statusBadge(run.status), orphanBadge(run)),
     h("td", {}, when(run.started_ms)),
     h("td", { class: "num" }, duration(run.started_ms == null ? null : ended - run.started_ms)),
     h("td", { class: "num" }, `${run.model_calls} / ${run.tool_calls}`),

@@ -84,6 +84,12 @@ export function pretty(text) {
 }
 
 export const statusBadge = (status) => h("span", { class: `status s-${status}` }, status);
+// an open run no live worker hosts the agent version of (RunRow.orphaned)
+export const orphanBadge = (run) => (run.orphaned
+  ? h("span", { class: "status s-orphaned", title: "no live worker hosts this version" },
+    "orphaned")
+  : null);
+export const agentName = (run) => (run.version ? `${run.agent}@${run.version}` : run.agent);
 export const canOperate = () => state.me && ROLES[state.me.role] >= ROLES.operator;
 export const canApprove = () => state.me && ROLES[state.me.role] >= ROLES.approver;
 

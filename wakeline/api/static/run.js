@@ -18,6 +18,8 @@ import {
   showView,
   state,
   statusBadge,
+  orphanBadge,
+  agentName,
   tokens,
   when,
 } from "./lib.js";
@@ -115,10 +117,10 @@ async function allSteps(id) {
 
 function renderRunSummary(row) {
   const status = effectiveStatus();
-  $("#run-status").replaceChildren(statusBadge(status));
+  $("#run-status").replaceChildren(...[statusBadge(status), orphanBadge(row)].filter(Boolean));
   const end = row.ended_ms ?? (TERMINAL.has(status) ? row.updated_ms : Date.now());
   const items = [
-    ["Agent", row.agent || "–"], ["Tenant", row.tenant || "–"],
+    ["Agent", agentName(row) || "–"], ["Tenant", row.tenant || "–"],
     ["Started", when(row.started_ms)],
     ["Duration", duration(row.started_ms == null ? null : end - row.started_ms)],
     ["Model calls", row.model_calls], ["Tool calls", row.tool_calls], ["Steps", row.steps],

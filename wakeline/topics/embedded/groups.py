@@ -4,8 +4,10 @@ State lives in SQLite: ``group_members`` (member id, heartbeat time, session tim
 ``group_owners`` (which member holds which partition) and ``group_offsets`` (committed next
 offsets).  A member *syncs* in one write transaction: it refreshes its heartbeat, expires the
 members whose last heartbeat is older than their session timeout (dropping what they own),
-computes its target partitions (Kafka's range assignor over the sorted live member ids) and
-claims the target partitions nobody owns.  Then, outside the transaction:
+computes its target partitions (Kafka's range assignor over the sorted live member ids, or,
+when the members announce different agent versions -- a file per member written before the
+sync, see :mod:`.announce` -- the version-aware assignment of :mod:`wakeline.topics.hosting`)
+and claims the target partitions nobody owns.  Then, outside the transaction:
 
 1. partitions it holds that are not in its target any more (or that it lost while its session
    was expired) are revoked: ``listener.on_revoked(removed)`` runs, *then* they are released,
@@ -37,9 +39,11 @@ from typing import TYPE_CHECKING
 
 from wakeline.topics import contract
 from wakeline.topics.embedded import appends, reads
+from wakeline.topics.embedded.announce import assigner, hosting_path, write_hosting
 from wakeline.topics.embedded.liveness import MemberLock, is_dead, lock_path
 from wakeline.topics.embedded.membership import sql_group_release, sql_group_sync, sql_group_touch
 from wakeline.topics.embedded.notify import wait_event
+from wakeline.topics.hosting import HostingSource
 from wakeline.topics.port import AssignmentListener, Record
 
 if TYPE_CHECKING:
@@ -66,6 +70,7 @@ class EmbeddedConsumer:
         session_timeout_s: float,
         member_id: str | None = None,
         max_poll_records: int = 500,
+        hosting: HostingSource | None = None,
     ) -> None:
         contract.check_consumer_args(session_timeout_s, max_poll_records)
         self._log = log
@@ -89,6 +94,8 @@ class EmbeddedConsumer:
         self._closed = False
         self._turn = 0
         self._alive = MemberLock(lock_path(log.data_dir, group, topic, self._member_id))
+        self._hosting = hosting
+        self._announced = ""
 
     @property
     def member_id(self) -> str:
@@ -218,6 +225,7 @@ class EmbeddedConsumer:
             hold = functools.partial(self._alive.hold, self._session_ms / 1000)
             await asyncio.get_running_loop().run_in_executor(None, hold)
         self._joined = True
+        await self._announce()
         target, owned = await self._store.write(
             functools.partial(
                 sql_group_sync,
@@ -227,6 +235,7 @@ class EmbeddedConsumer:
                 session_ms=self._session_ms,
                 partitions=meta.partitions,
                 dead=self._gone,
+                assign=assigner(self._log.data_dir, self.group, self.topic, meta.partitions),
             )
         )
         self._last_sync = self._last_beat = time.monotonic()
@@ -255,6 +264,18 @@ class EmbeddedConsumer:
                 self._positions[partition] = committed.get(partition, 0)
             self._assignment |= added
             await self._listener.on_assigned(frozenset(added))
+
+    async def _announce(self) -> None:
+        """Write this member's announcement (:mod:`~wakeline.topics.hosting`) if it changed."""
+        if self._hosting is None:
+            return
+        hosting = self._hosting.hosting()
+        text = hosting.to_json()
+        if text != self._announced:
+            path = hosting_path(self._log.data_dir, self.group, self.topic, self._member_id)
+            write = functools.partial(write_hosting, path, hosting)
+            await asyncio.get_running_loop().run_in_executor(None, write)
+            self._announced = text
 
     def _gone(self, member_id: str) -> bool:
         return is_dead(lock_path(self._log.data_dir, self.group, self.topic, member_id))

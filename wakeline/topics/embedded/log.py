@@ -59,12 +59,14 @@ from typing import Self
 from wakeline.fsutil import private_dir
 from wakeline.topics import contract
 from wakeline.topics.embedded import appends, reads, schema
+from wakeline.topics.embedded.announce import sql_hosted
 from wakeline.topics.embedded.appends import Append
 from wakeline.topics.embedded.groups import EmbeddedConsumer
 from wakeline.topics.embedded.notify import Notifier, wait_event
 from wakeline.topics.embedded.schema import TopicMeta
 from wakeline.topics.embedded.store import SqliteStore, SyncMode
 from wakeline.topics.embedded.writer import EmbeddedWriter
+from wakeline.topics.hosting import HostingSource, Pair
 from wakeline.topics.port import (
     AssignmentListener,
     OffsetCommit,
@@ -257,6 +259,7 @@ class EmbeddedLog:
         session_timeout_s: float = 10.0,
         instance_id: str | None = None,
         max_poll_records: int = 500,
+        hosting: HostingSource | None = None,
     ) -> EmbeddedConsumer:
         """A new member of ``group`` over ``topic``; it joins at its first :meth:`poll`."""
         contract.check_open(self._closed, "embedded log")
@@ -268,9 +271,15 @@ class EmbeddedLog:
             session_timeout_s=session_timeout_s,
             member_id=instance_id,
             max_poll_records=max_poll_records,
+            hosting=hosting,
         )
         self._consumers.add(consumer)
         return consumer
+
+    async def hosted(self, group: str, topic: str) -> frozenset[Pair] | None:
+        return await self._store.read(
+            functools.partial(sql_hosted, data_dir=self.data_dir, group=group, topic=topic)
+        )
 
     async def writer(self, writer_id: str, partition: int) -> EmbeddedWriter:
         contract.check_writer_partition(partition)

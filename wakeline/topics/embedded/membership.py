@@ -8,9 +8,13 @@ transaction over ``group_members`` and ``group_owners``.
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 
 from wakeline.topics.embedded.store import now_ms
+from wakeline.topics.hosting import range_assignment
+
+Assign = Callable[[Sequence[str], Mapping[int, str]], Mapping[int, str]]
+"""``(live members, current owners) -> owner of each partition`` (see :mod:`..hosting`)."""
 
 
 def sql_group_sync(
@@ -21,14 +25,16 @@ def sql_group_sync(
     session_ms: int,
     partitions: int,
     dead: Callable[[str], bool] = lambda member: False,
+    assign: Assign | None = None,
 ) -> tuple[frozenset[int], frozenset[int]]:
     """Heartbeat, expire dead members (``dead(member_id)``: its process is gone, see
     :mod:`~wakeline.topics.embedded.liveness`; or its session timed out), claim free target
     partitions.
 
-    Returns ``(target, owned)``: the partitions the assignment gives this member and the
-    ones it owns in the table now (a target partition still owned by another live member
-    is claimed only after that member released it, i.e. after its ``on_revoked``).
+    ``assign``: the target assignment from the live members and owners (else range).
+    Returns ``(target, owned)``: the partitions the assignment gives this member and the ones
+    it owns in the table now (a target partition still owned by another live member is
+    claimed only after that member released it, i.e. after its ``on_revoked``).
     """
     conn.execute("BEGIN IMMEDIATE")
     _heartbeat(conn, group, topic, member_id, session_ms)
@@ -56,13 +62,13 @@ def sql_group_sync(
             "SELECT member_id FROM group_members WHERE grp = ? AND topic = ?", (group, topic)
         )
     )
-    target = range_assignment(members, partitions, member_id)
     owners: dict[int, str] = dict(
         conn.execute(
             "SELECT partition, member_id FROM group_owners WHERE grp = ? AND topic = ?",
             (group, topic),
         )
     )
+    target = _target(members, owners, partitions, member_id, assign)
     claims = sorted(p for p in target if p not in owners)
     conn.executemany(
         "INSERT INTO group_owners (grp, topic, partition, member_id) VALUES (?, ?, ?, ?)",
@@ -71,6 +77,18 @@ def sql_group_sync(
     conn.execute("COMMIT")
     owned = {p for p, m in owners.items() if m == member_id}.union(claims)
     return target, frozenset(owned)
+
+
+def _target(
+    members: Sequence[str],
+    owners: Mapping[int, str],
+    partitions: int,
+    member_id: str,
+    assign: Assign | None,
+) -> frozenset[int]:
+    if assign is None:
+        return range_assignment(members, partitions, member_id)
+    return frozenset(p for p, m in assign(members, owners).items() if m == member_id)
 
 
 def sql_group_touch(
@@ -106,16 +124,6 @@ def sql_group_release(
             [(group, topic, p, member_id) for p in partitions],
         )
     conn.execute("COMMIT")
-
-
-def range_assignment(members: Sequence[str], partitions: int, member_id: str) -> frozenset[int]:
-    """Kafka's range assignor over sorted ``members``: contiguous blocks, earlier ones larger."""
-    if member_id not in members:
-        return frozenset()
-    index = list(members).index(member_id)
-    each, extra = divmod(partitions, len(members))
-    start = index * each + min(index, extra)
-    return frozenset(range(start, start + each + (1 if index < extra else 0)))
 
 
 def _heartbeat(

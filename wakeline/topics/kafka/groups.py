@@ -52,7 +52,9 @@ from aiokafka.protocol.commit import OffsetCommitRequest, OffsetFetchRequest
 from aiokafka.structs import TopicPartition
 
 from wakeline.topics import contract
+from wakeline.topics.hosting import HostingSource
 from wakeline.topics.kafka.errors import call_retrying, map_error
+from wakeline.topics.kafka.hosting import Announcer
 from wakeline.topics.port import AssignmentListener, FencedError, Record
 
 if TYPE_CHECKING:
@@ -155,8 +157,10 @@ class KafkaConsumer:
         instance_id: str | None = None,
         max_poll_records: int = 500,
         max_poll_interval_s: float = 300.0,
+        hosting: HostingSource | None = None,
     ) -> None:
         contract.check_consumer_args(session_timeout_s, max_poll_records)
+        self._announcer = Announcer(hosting) if hosting is not None else None
         self._log = log
         self.group = group
         self.topic = topic
@@ -198,6 +202,8 @@ class KafkaConsumer:
             self._raise_pending()
             return []
         self._raise_pending()
+        if self._announcer is not None and self._announcer.wants_rejoin():
+            self._consumer._coordinator.request_rejoin()  # a rebalance with the new metadata
         remaining = max(0.0, deadline - loop.time())
         try:
             # getmany waits for a rebalance in progress without a timeout: bound it
@@ -287,6 +293,7 @@ class KafkaConsumer:
                 rebalance_timeout_ms=max(self._session_ms, self._log.request_timeout_ms // 2),
                 max_poll_interval_ms=self._max_poll_interval_ms,
                 group_instance_id=self._instance_id,
+                **self._assignors(),
             )
             self._consumer.subscribe([self.topic], listener=_Adapter(self))
             self._starting = asyncio.get_running_loop().create_task(
@@ -301,6 +308,11 @@ class KafkaConsumer:
         if exc is not None:
             raise map_error(exc, f"joining group {self.group!r}") from exc
         return True
+
+    def _assignors(self) -> dict[str, Any]:
+        if self._announcer is None:
+            return {}
+        return {"partition_assignment_strategy": self._announcer.assignors()}
 
     async def _stop(self) -> None:
         starting = self._starting

@@ -47,9 +47,11 @@ from aiokafka.record.default_records import DefaultRecordBatchBuilder as _Batch
 from aiokafka.structs import TopicPartition
 
 from wakeline.topics import contract
+from wakeline.topics.hosting import HostingSource
 from wakeline.topics.kafka.admin import TopicAdmin
 from wakeline.topics.kafka.errors import call_retrying, map_error, producer_failed
 from wakeline.topics.kafka.groups import GroupOffsets, KafkaConsumer
+from wakeline.topics.kafka.hosting import hosted as kafka_hosted
 from wakeline.topics.kafka.reader import ReaderPool
 from wakeline.topics.kafka.visibility import Visibility
 from wakeline.topics.kafka.writer import KafkaWriter, shorten_concurrent_transactions_backoff
@@ -269,8 +271,10 @@ class KafkaLog:
         session_timeout_s: float = 10.0,
         instance_id: str | None = None,
         max_poll_records: int = 500,
+        hosting: HostingSource | None = None,
     ) -> KafkaConsumer:
-        """A new member of ``group`` over ``topic``; it joins at its first :meth:`poll`."""
+        """A new member of ``group`` over ``topic``; it joins at its first :meth:`poll`.
+        With ``hosting`` it announces versions (:mod:`wakeline.topics.kafka.hosting`)."""
         contract.check_open(self._closed, "Kafka log")
         consumer = KafkaConsumer(
             self,
@@ -280,9 +284,20 @@ class KafkaLog:
             session_timeout_s=session_timeout_s,
             instance_id=instance_id,
             max_poll_records=max_poll_records,
+            hosting=hosting,
         )
         self._consumers.add(consumer)
         return consumer
+
+    async def hosted(self, group: str, topic: str) -> frozenset[tuple[str, str]] | None:
+        """What the members of ``group`` announce (``DescribeGroups``; ``topic`` is implied:
+        a group of the workers consumes one topic)."""
+        contract.check_open(self._closed, "Kafka log")
+        try:
+            described = await self._topics.client.describe_consumer_groups([group])
+        except Exception as exc:
+            raise map_error(exc, f"describing group {group!r}") from exc
+        return kafka_hosted(described, group)
 
     async def writer(self, writer_id: str, partition: int) -> KafkaWriter:
         """Open the transactional producer ``writer_id`` (InitProducerId fences older ones)."""
