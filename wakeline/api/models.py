@@ -76,6 +76,11 @@ class StartRunRequest(BaseModel):
         max_length=112,
         description="start the next turn of this session (run id `{session}:{turn}`)",
     )
+    version: str = Field(
+        "",
+        max_length=100,
+        description="the agent version to start (default: the starting worker's highest)",
+    )
 
 
 class StartRunResponse(BaseModel):

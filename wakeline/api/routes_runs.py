@@ -55,8 +55,8 @@ NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"description": "unknown run"
 async def start_run(body: StartRunRequest, who: OperatorKey, api: Api) -> StartRunResponse:
     """Publish a start command (operator).  Checked before publishing: nothing is published
     on a bad request."""
-    if not (json_safe(body.agent) and json_safe(body.tenant)):
-        raise ApiError(422, "agent and tenant must be valid Unicode")
+    if not (json_safe(body.agent) and json_safe(body.tenant) and json_safe(body.version)):
+        raise ApiError(422, "agent, tenant and version must be valid Unicode")
     try:
         text = canonical_input(body.input)
     except (ValueError, RecursionError) as exc:
@@ -66,23 +66,27 @@ async def start_run(body: StartRunRequest, who: OperatorKey, api: Api) -> StartR
         raise ApiError(
             413, f"input of {size} bytes exceeds the limit of {api.max_input_bytes} bytes"
         )
-    _check_agent(api, body.agent, text)
+    _check_agent(api, body.agent, text, body.version)
     if body.session:  # the session's next turn, by the API's views (wakeline.sessions)
-        payload = StartRun(body.agent, text, body.tenant)
+        payload = StartRun(body.agent, text, body.tenant, version=body.version)
         handle = await start_turn(api, who, payload, body.session, body.run_id)
     else:
         handle = await api.client(who).start_run(
-            body.agent, body.input, run_id=body.run_id, tenant=body.tenant
+            body.agent, body.input, run_id=body.run_id, tenant=body.tenant, version=body.version
         )
     return StartRunResponse(
         run_id=handle.run_id, partition=handle.partition, from_offset=handle.from_offset
     )
 
 
-def _check_agent(api: ApiState, agent: str, text: str) -> None:
+def _check_agent(api: ApiState, agent: str, text: str, version: str) -> None:
+    """404 for an agent the API's app does not know; 422 for input its schema refuses (that of
+    ``version`` if the app has it: a version only the workers host is theirs to check)."""
     if api.app is None:
         return
-    spec = api.app.get_agent(agent)
+    if version and api.app.get_agent(agent) and not api.app.get_agent(agent, version):
+        return
+    spec = api.app.get_agent(agent, version or None)
     if spec is None:
         known = sorted(api.app.agents)
         raise ApiError(

@@ -85,6 +85,12 @@ async def _follow_while_serving(
 SESSION = click.option(
     "--session", default="", help="start the next turn of this session (run SESSION:TURN)"
 )
+AGENT_VERSION = click.option(
+    "--agent-version",
+    "version",
+    default="",
+    help="the agent version to start (default: the starting worker's highest)",
+)
 
 
 def _connect(settings: Settings) -> AbstractAsyncContextManager[Client]:
@@ -93,10 +99,18 @@ def _connect(settings: Settings) -> AbstractAsyncContextManager[Client]:
 
 
 async def _start(
-    client: Client, agent: str, value: Any, run_id: str | None, tenant: str, session: str
+    client: Client,
+    agent: str,
+    value: Any,
+    run_id: str | None,
+    tenant: str,
+    session_version: tuple[str, str],
 ) -> RunHandle:
+    session, version = session_version
     try:
-        return await client.start_run(agent, value, run_id=run_id, tenant=tenant, session=session)
+        return await client.start_run(
+            agent, value, run_id=run_id, tenant=tenant, session=session, version=version
+        )
     except SessionError as exc:
         raise click.UsageError(str(exc)) from exc
 
@@ -107,9 +121,16 @@ async def _start(
 @click.option("--run-id", default=None)
 @click.option("--tenant", default="")
 @SESSION
+@AGENT_VERSION
 @click.pass_obj
 def run(
-    settings: Settings, target: str, input_: str, run_id: str | None, tenant: str, session: str
+    settings: Settings,
+    target: str,
+    input_: str,
+    run_id: str | None,
+    tenant: str,
+    session: str,
+    version: str,
 ) -> None:
     """Run MODULE:AGENT in this process, streaming its events, and print the result (with
     --session, as the session's next turn)."""
@@ -134,7 +155,7 @@ def run(
             )
             serving = asyncio.create_task(worker)
             try:
-                handle = await _start(client, agent, value, run_id, tenant, session)
+                handle = await _start(client, agent, value, run_id, tenant, (session, version))
                 return await _follow_while_serving(client, handle, serving, bool(session))
             finally:
                 stop.set()
@@ -149,9 +170,16 @@ def run(
 @click.option("--run-id", default=None)
 @click.option("--tenant", default="")
 @SESSION
+@AGENT_VERSION
 @click.pass_obj
 def start(
-    settings: Settings, agent: str, input_: str, run_id: str | None, tenant: str, session: str
+    settings: Settings,
+    agent: str,
+    input_: str,
+    run_id: str | None,
+    tenant: str,
+    session: str,
+    version: str,
 ) -> None:
     """Publish a start command for AGENT (a worker runs it); print the run id."""
     value = json_input(input_)
@@ -160,7 +188,7 @@ def start(
     async def go() -> str:
         async with _connect(settings) as client:
             await client.create_topics()
-            handle = await _start(client, agent, value, run_id, tenant, session)
+            handle = await _start(client, agent, value, run_id, tenant, (session, version))
             return handle.run_id
 
     click.echo(render.plain(run_async(go)))
