@@ -23,9 +23,15 @@ waits for the database lock (SQLite's busy handler, then retries) and raises
 :class:`LogUnavailableError` after ``lock_timeout_s``.
 
 No SQLite call runs on the event loop: each :class:`EmbeddedLog` has one write thread and one
-read thread, each with its own connection.  A :meth:`EmbeddedLog.read` that finds nothing waits:
-appends of the same :class:`EmbeddedLog` wake it at once, appends of other processes (or other
-:class:`EmbeddedLog` objects) are seen by polling, every 2 ms growing to 50 ms.
+read thread, each with its own connection.  Group commit: the appends that queue up on the write
+thread while it is busy -- from any task, writer or partition of this :class:`EmbeddedLog` --
+go in one transaction (one ``COMMIT``, so one fsync under ``sync="full"``); each is still
+atomic, a fenced one fails alone, and each caller is answered only once that ``COMMIT``
+returned, so an acknowledged append is as durable as the ``sync`` mode says.
+
+A :meth:`EmbeddedLog.read` that finds nothing waits: appends of the same :class:`EmbeddedLog`
+wake it at once, appends of other processes (or other :class:`EmbeddedLog` objects) are seen
+by polling, every 2 ms growing to 50 ms.
 
 Partitioning: a keyed record goes to :func:`~wakeline.topics.partitioner.partition_for` of its
 key, like Kafka's default partitioner; a record whose key is ``None`` goes to partition 0.
@@ -50,7 +56,6 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import sqlite3
 from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
@@ -102,10 +107,13 @@ class EmbeddedLog:
         contract.check_max_record_bytes(max_record_bytes)
         self.data_dir = Path(data_dir)
         self.max_record_bytes = max_record_bytes
-        self._store = SqliteStore(
-            self.data_dir / DB_FILENAME, sync=sync, lock_timeout_s=lock_timeout_s
-        )
         self._notifier = Notifier()
+        self._store = SqliteStore(
+            self.data_dir / DB_FILENAME,
+            sync=sync,
+            lock_timeout_s=lock_timeout_s,
+            delivered=self._notifier.appended,
+        )
         self._consumers: set[EmbeddedConsumer] = set()
         self._closed = False
 
@@ -138,7 +146,6 @@ class EmbeddedLog:
         if not self._store.file.exists():  # a new log is signed from its first record
             await loop.run_in_executor(None, create_key_file, self.data_dir / KEY_FILE)
         await self._store.write(functools.partial(schema.init_schema, file=self._store.file))
-        self._notifier.bind(loop)
 
     async def __aenter__(self) -> Self:
         return self
@@ -190,17 +197,10 @@ class EmbeddedLog:
         fence: tuple[str, int] | None,
         commits: Sequence[OffsetCommit],
     ) -> list[list[int]]:
-        """Several appends and commits in one transaction; wakes readers of what it touched."""
-        store, notifier = self._store, self._notifier
-
-        def op(conn: sqlite3.Connection) -> list[list[int]]:
-            out = appends.append_groups(conn, groups, fence, commits)
-            for meta, partitions, _ in groups:
-                if partitions:
-                    notifier.notify_threadsafe(meta.name, frozenset(partitions))
-            return out
-
-        return await store.write(op)
+        """Several appends and commits, atomically (in a transaction the store may share with
+        other appends queued at the same time); wakes readers of what it touched."""
+        offsets, _ = await self._store.append(appends.AppendOp(groups, fence, commits))
+        return offsets
 
     def check_sizes(self, topic: str, records: Sequence[OutRecord]) -> None:
         contract.check_record_sizes(topic, records, self.max_record_bytes)
