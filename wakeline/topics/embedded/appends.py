@@ -14,6 +14,7 @@ import struct
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from wakeline.topics.embedded.schema import OFFSET_BITS, TopicMeta
 from wakeline.topics.port import FencedError, Headers, OffsetCommit, OutRecord
@@ -51,15 +52,26 @@ def encode_headers(headers: Headers) -> bytes | None:
     return b"".join(parts)
 
 
+class Appended(NamedTuple):
+    """What a committed :class:`AppendOp` got."""
+
+    offsets: list[list[int]]
+    """The offsets of each group's records."""
+    transaction: int
+    """The number of the transaction it went in (1, 2, ... for one store)."""
+    timestamp_ms: int
+    """The timestamp of its records."""
+
+
 def append_batch(
     conn: sqlite3.Connection, ops: Sequence[AppendOp]
-) -> list[list[list[int]] | FencedError]:
+) -> tuple[list[list[list[int]] | FencedError], int]:
     """Several callers' appends in ONE transaction: a group commit.
 
     Each op gets its own outcome: the offsets of each of its groups' records, or the
     :class:`FencedError` of a fenced writer (checked before anything of that op is written,
     so a fenced op writes nothing and the others still land).  Offsets follow the order of
-    ``ops``.
+    ``ops``.  Also returns the records' timestamp.
     """
     conn.execute("BEGIN IMMEDIATE")
     ts = now_ms()
@@ -90,7 +102,7 @@ def append_batch(
     for (group, topic, partition), next_offset in latest.items():
         _upsert_offsets(conn, group, topic, {partition: next_offset})
     conn.execute("COMMIT")
-    return out
+    return out, ts
 
 
 def _insert(

@@ -22,8 +22,13 @@ IMMEDIATE`` write transaction, so concurrent writers never duplicate or skip one
 waits for the database lock (SQLite's busy handler, then retries) and raises
 :class:`LogUnavailableError` after ``lock_timeout_s``.
 
-No SQLite call runs on the event loop: each :class:`EmbeddedLog` has one write thread and one
-read thread, each with its own connection.  Group commit: the appends that queue up on the write
+No SQLite call that can wait runs on the event loop: each :class:`EmbeddedLog` has one write
+thread and one read thread, each with its own connection.  The one exception is the *probe*
+before a read: one primary-key lookup of the partition's end offset on a read-only connection
+that never waits for a lock, so a read that would find nothing makes no trip to the read
+thread.  Records this :class:`EmbeddedLog` appended itself are read from its *tail* (the last
+committed records of each partition, :mod:`~wakeline.topics.embedded.tail`), exactly as
+SQLite holds them.  Group commit: the appends that queue up on the write
 thread while it is busy -- from any task, writer or partition of this :class:`EmbeddedLog` --
 go in one transaction (one ``COMMIT``, so one fsync under ``sync="full"``); each is still
 atomic, a fenced one fails alone, and each caller is answered only once that ``COMMIT``
@@ -69,6 +74,8 @@ from wakeline.topics.embedded.groups import EmbeddedConsumer
 from wakeline.topics.embedded.notify import Notifier, wait_event
 from wakeline.topics.embedded.schema import TopicMeta
 from wakeline.topics.embedded.store import SqliteStore, SyncMode
+from wakeline.topics.embedded.tail import Tail
+from wakeline.topics.embedded.threads import Job
 from wakeline.topics.embedded.writer import EmbeddedWriter
 from wakeline.topics.port import (
     AssignmentListener,
@@ -108,11 +115,12 @@ class EmbeddedLog:
         self.data_dir = Path(data_dir)
         self.max_record_bytes = max_record_bytes
         self._notifier = Notifier()
+        self._tail = Tail()
         self._store = SqliteStore(
             self.data_dir / DB_FILENAME,
             sync=sync,
             lock_timeout_s=lock_timeout_s,
-            delivered=self._notifier.appended,
+            delivered=self._appended,
         )
         self._consumers: set[EmbeddedConsumer] = set()
         self._closed = False
@@ -199,8 +207,42 @@ class EmbeddedLog:
     ) -> list[list[int]]:
         """Several appends and commits, atomically (in a transaction the store may share with
         other appends queued at the same time); wakes readers of what it touched."""
-        offsets, _ = await self._store.append(appends.AppendOp(groups, fence, commits))
-        return offsets
+        return (await self._store.append(appends.AppendOp(groups, fence, commits))).offsets
+
+    def _appended(self, jobs: list[Job]) -> None:
+        """On the loop, once a batch of the write thread's jobs is answered: keep the records
+        that landed in the tail, then wake the readers of their partitions."""
+        for job in jobs:
+            if isinstance(job.op, appends.AppendOp) and job.error is None:
+                result: appends.Appended = job.result
+                for (meta, partitions, records), offsets in zip(
+                    job.op.groups, result.offsets, strict=True
+                ):
+                    self._keep(meta.name, partitions, records, offsets, result.timestamp_ms)
+        self._notifier.appended(jobs)
+
+    def _keep(
+        self,
+        topic: str,
+        partitions: Sequence[int],
+        records: Sequence[OutRecord],
+        offsets: Sequence[int],
+        ts: int,
+    ) -> None:
+        first = partitions[0] if partitions else 0
+        if all(p == first for p in partitions):  # a fenced writer's append: one partition
+            self._tail.add(topic, first, offsets, records, ts)
+            return
+        for partition in sorted(set(partitions)):
+            picked = [i for i, p in enumerate(partitions) if p == partition]
+            self._tail.add(
+                topic, partition, [offsets[i] for i in picked], [records[i] for i in picked], ts
+            )
+
+    @property
+    def tail(self) -> Tail:
+        """The records this log appended last (see :mod:`wakeline.topics.embedded.tail`)."""
+        return self._tail
 
     def check_sizes(self, topic: str, records: Sequence[OutRecord]) -> None:
         contract.check_record_sizes(topic, records, self.max_record_bytes)
@@ -217,7 +259,6 @@ class EmbeddedLog:
         meta = await self.meta(topic)
         meta.check(partition)
         contract.check_read_args(offset, max_records)
-        store = self._store
         op = functools.partial(
             reads.read_records, meta=meta, partition=partition, offset=offset, limit=max_records
         )
@@ -226,7 +267,10 @@ class EmbeddedLog:
         pause = _WAIT_MIN_S
         while True:
             wake = self._notifier.event(topic, partition) if timeout_s > 0 else None
-            records = await store.read(op)
+            records = self._tail.read(topic, partition, offset, max_records)
+            if records is None:
+                found = self._store.probe(meta, partition, offset)
+                records = [] if found is False else await self._store.read(op)
             remaining = deadline - loop.time()
             if records or remaining <= 0 or wake is None:
                 return records

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, Literal, TypeVar, cast
 
 from wakeline.topics import contract
-from wakeline.topics.embedded.appends import AppendOp, append_batch
+from wakeline.topics.embedded.appends import Appended, AppendOp, append_batch
 from wakeline.topics.embedded.schema import TopicMeta, load_meta
 from wakeline.topics.embedded.threads import Delivered, Job, OpThread
 from wakeline.topics.port import LogError, LogUnavailableError
@@ -69,6 +69,7 @@ class SqliteStore:
         self._topics: dict[str, TopicMeta] = {}
         self._wconn: sqlite3.Connection | None = None
         self._rconn: sqlite3.Connection | None = None
+        self._pconn: sqlite3.Connection | None = None  # the probe's, on the loop thread
         self._wthread = OpThread("wakeline-log-write", self._write_batch, delivered)
         self._rthread = OpThread("wakeline-log-read", self._read_batch)
         self.closed = False
@@ -85,22 +86,47 @@ class SqliteStore:
         contract.check_open(self.closed or self._closing, f"embedded log {self.file}")
         return cast(T, await self._wthread.submit(op))
 
-    async def append(self, op: AppendOp) -> tuple[list[list[int]], int]:
+    async def append(self, op: AppendOp) -> Appended:
         """Run one append on the write thread, in a transaction it may share with the other
-        appends queued at the same time (group commit): its offsets (per group) and the
-        number of the transaction it went in (1, 2, ... for this store)."""
+        appends queued at the same time (group commit)."""
         contract.check_open(self.closed or self._closing, f"embedded log {self.file}")
-        return cast(tuple[list[list[int]], int], await self._wthread.submit(op))
+        return cast(Appended, await self._wthread.submit(op))
 
     async def read(self, op: Callable[[sqlite3.Connection], T]) -> T:
         """Run ``op`` with the read connection on the read thread (retried while busy)."""
         contract.check_open(self.closed or self._closing, f"embedded log {self.file}")
         return cast(T, await self._rthread.submit(op))
 
+    def probe(self, meta: TopicMeta, partition: int, offset: int) -> bool | None:
+        """Whether ``partition`` has a record at ``offset``, asked on the calling (loop)
+        thread: one primary-key lookup of the partition's end offset on a read-only
+        connection that never waits for a lock (a WAL reader does not wait for writers).
+        ``None`` when it cannot tell right now (busy, closed): read on the read thread.
+
+        It spares a read that would find nothing the trip to the read thread and back.
+        """
+        if self._closing:
+            return None
+        try:
+            conn = self._pconn
+            if conn is None:
+                conn = sqlite3.connect(self.file, timeout=0, isolation_level=None)
+                conn.execute("PRAGMA query_only=1")
+                self._pconn = conn
+            row = conn.execute(
+                "SELECT next_offset FROM partitions WHERE id = ?", (meta.ids[partition],)
+            ).fetchone()
+        except sqlite3.Error:
+            return None
+        return row is not None and int(row[0]) > offset
+
     async def close(self) -> None:
         if self.closed or self._closing:
             return
         self._closing = True
+        if self._pconn is not None:
+            self._pconn.close()
+            self._pconn = None
         try:
             await self._wthread.submit(_CLOSE)
             await self._rthread.submit(_CLOSE)
@@ -108,6 +134,11 @@ class SqliteStore:
             self.closed = True
             self._wthread.stop()
             self._rthread.stop()
+
+    @property
+    def read_trips(self) -> int:
+        """Batches the read thread ran so far (each one trip there and back for the loop)."""
+        return self._rthread.batches
 
     @property
     def queued_writes(self) -> int:
@@ -133,7 +164,7 @@ class SqliteStore:
     def _append_together(self, jobs: list[Job]) -> None:
         ops = [cast(AppendOp, job.op) for job in jobs]
         try:
-            outcomes = self._run(True, lambda conn: append_batch(conn, ops))
+            outcomes, ts = self._run(True, lambda conn: append_batch(conn, ops))
         except BaseException as exc:  # nothing of the transaction landed, or unknown
             for job in jobs:
                 job.error = exc
@@ -143,7 +174,7 @@ class SqliteStore:
             if isinstance(outcome, BaseException):
                 job.error = outcome
             else:
-                job.result = (outcome, self.transactions)
+                job.result = Appended(outcome, self.transactions, ts)
                 self.appends += 1
 
     def _read_batch(self, jobs: list[Job]) -> None:

@@ -61,7 +61,7 @@ class EmbeddedWriter:
             contract.check_offsets([commit.next_offset])
         group = (meta, [self._partition] * len(records), list(records))
         op = AppendOp((group,), self._fence, () if commit is None else (commit,))
-        [offsets], transaction = await log.store.append(op)
+        [offsets], transaction, _ = await log.store.append(op)
         if transaction != self._last_transaction:
             self._last_transaction = transaction
             self.transactions += 1
