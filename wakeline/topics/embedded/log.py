@@ -211,7 +211,8 @@ class EmbeddedLog:
 
     def _appended(self, jobs: list[Job]) -> None:
         """On the loop, once a batch of the write thread's jobs is answered: keep the records
-        that landed in the tail, then wake the readers of their partitions."""
+        that landed in the tail, then wake the readers of their partitions -- one callback
+        later, so that the appenders, woken first, hand their results on before readers run."""
         for job in jobs:
             if isinstance(job.op, appends.AppendOp) and job.error is None:
                 result: appends.Appended = job.result
@@ -219,7 +220,7 @@ class EmbeddedLog:
                     job.op.groups, result.offsets, strict=True
                 ):
                     self._keep(meta.name, partitions, records, offsets, result.timestamp_ms)
-        self._notifier.appended(jobs)
+        asyncio.get_running_loop().call_soon(self._notifier.appended, jobs)
 
     def _keep(
         self,
