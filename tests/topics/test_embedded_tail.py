@@ -1,13 +1,16 @@
-"""In-process reads of the embedded log: records this log just appended are read from its
-tail (no trip to the read thread) exactly as SQLite holds them, a read that would find
-nothing asks SQLite on the loop (one key lookup) instead, and what other logs append is
-always read from the database."""
+"""In-process reads of the embedded log: a waiting read woken by this log's own append takes
+the new records from its tail (no trip to the read thread) exactly as SQLite holds them; a
+read of records that are there already reads the database (an out-of-band change is seen); a
+read that would find nothing asks SQLite on the loop (one key lookup) instead of the read
+thread; what other logs append is always read from the database."""
 
 from __future__ import annotations
 
+import asyncio
+import sqlite3
 from pathlib import Path
 
-from wakeline.topics.embedded.log import EmbeddedLog
+from wakeline.topics.embedded.log import DB_FILENAME, EmbeddedLog
 from wakeline.topics.embedded.tail import Tail
 from wakeline.topics.port import OutRecord, TopicSpec
 
@@ -16,23 +19,42 @@ def rec(n: int) -> OutRecord:
     return OutRecord(b"k%d" % n, b"value %d" % n, (("type", b"T"), ("n", b"%d" % n)))
 
 
-async def test_own_appends_are_read_from_the_tail_as_the_database_holds_them(
+async def test_a_waiting_read_takes_own_appends_from_the_tail_as_the_database_holds_them(
     tmp_path: Path,
 ) -> None:
     log = await EmbeddedLog.open(tmp_path)
     await log.create_topics([TopicSpec("t", 2)])
     writer = await log.writer("w", 1)
-    for n in range(5):
+    for n in range(2):
         await writer.append("t", [rec(n)])
     trips, hits = log.store.read_trips, log.tail.hits
-    mine = await log.read("t", 1, 2)
-    assert (log.store.read_trips, log.tail.hits) == (trips, hits + 1)
+    waiting = asyncio.ensure_future(log.read("t", 1, 2, timeout_s=30))
+    await asyncio.sleep(0)  # it found nothing at offset 2 (asking SQLite on the loop)
+    assert not waiting.done()
+    await writer.append("t", [rec(2), rec(3)])
+    mine = await waiting
+    assert (log.store.read_trips, log.tail.hits) == (trips, hits + 1)  # no read thread
     other = await EmbeddedLog.open(tmp_path)  # has appended nothing: reads the database
     theirs = await other.read("t", 1, 2)
     assert other.tail.hits == 0
-    assert mine == theirs and [r.offset for r in mine] == [2, 3, 4]
+    assert mine == theirs and [r.offset for r in mine] == [2, 3]
     assert mine[0].headers == (("type", b"T"), ("n", b"2")) and mine[0].timestamp_ms > 0
     await other.close()
+    await log.close()
+
+
+async def test_a_read_of_what_is_there_reads_the_database_even_if_changed_behind_the_log(
+    tmp_path: Path,
+) -> None:
+    log = await EmbeddedLog.open(tmp_path)
+    await log.create_topics([TopicSpec("t", 1)])
+    await log.append("t", [rec(0)])
+    with sqlite3.connect(tmp_path / DB_FILENAME) as db:  # an out-of-band change (tampering)
+        db.execute("UPDATE records SET value = ?", (b"changed",))
+    hits = log.tail.hits
+    assert [r.value for r in await log.read("t", 0, 0)] == [b"changed"]
+    assert [r.value for r in await log.read("t", 0, 0, timeout_s=1)] == [b"changed"]
+    assert log.tail.hits == hits
     await log.close()
 
 

@@ -26,9 +26,10 @@ No SQLite call that can wait runs on the event loop: each :class:`EmbeddedLog` h
 thread and one read thread, each with its own connection.  The one exception is the *probe*
 before a read: one primary-key lookup of the partition's end offset on a read-only connection
 that never waits for a lock, so a read that would find nothing makes no trip to the read
-thread.  Records this :class:`EmbeddedLog` appended itself are read from its *tail* (the last
-committed records of each partition, :mod:`~wakeline.topics.embedded.tail`), exactly as
-SQLite holds them.  Group commit: the appends that queue up on the write
+thread.  A waiting read woken by an append of this :class:`EmbeddedLog` takes the new records
+from its *tail* (the last committed records of each partition,
+:mod:`~wakeline.topics.embedded.tail`), exactly as SQLite holds them; every other read reads
+the database.  Group commit: the appends that queue up on the write
 thread while it is busy -- from any task, writer or partition of this :class:`EmbeddedLog` --
 go in one transaction (one ``COMMIT``, so one fsync under ``sync="full"``); each is still
 atomic, a fenced one fails alone, and each caller is answered only once that ``COMMIT``
@@ -266,9 +267,13 @@ class EmbeddedLog:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout_s
         pause = _WAIT_MIN_S
+        waited = False
         while True:
             wake = self._notifier.event(topic, partition) if timeout_s > 0 else None
-            records = self._tail.read(topic, partition, offset, max_records)
+            # The tail only once this read has waited: what it holds from ``offset`` on was
+            # committed after the database showed nothing there, so it is what the file holds
+            # (a read of records that were there already reads the file: an audit sees it).
+            records = self._tail.read(topic, partition, offset, max_records) if waited else None
             if records is None:
                 found = self._store.probe(meta, partition, offset)
                 records = [] if found is False else await self._store.read(op)
@@ -276,7 +281,7 @@ class EmbeddedLog:
             if records or remaining <= 0 or wake is None:
                 return records
             await wait_event(wake, min(pause, remaining))
-            pause = min(pause * 2, _WAIT_MAX_S)
+            pause, waited = min(pause * 2, _WAIT_MAX_S), True
 
     async def end_offset(self, topic: str, partition: int) -> int:
         meta = await self.meta(topic)

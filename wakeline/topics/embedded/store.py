@@ -113,12 +113,12 @@ class SqliteStore:
                 conn = sqlite3.connect(self.file, timeout=0, isolation_level=None)
                 conn.execute("PRAGMA query_only=1")
                 self._pconn = conn
-            row = conn.execute(
+            rows = conn.execute(  # fetchall: the statement (its read snapshot) ends here
                 "SELECT next_offset FROM partitions WHERE id = ?", (meta.ids[partition],)
-            ).fetchone()
+            ).fetchall()
         except sqlite3.Error:
             return None
-        return row is not None and int(row[0]) > offset
+        return bool(rows) and int(rows[0][0]) > offset
 
     async def close(self) -> None:
         if self.closed or self._closing:

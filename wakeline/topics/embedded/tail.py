@@ -1,6 +1,10 @@
 """The records an :class:`~wakeline.topics.embedded.log.EmbeddedLog` appended last, per
-partition, so that a reader of the same process (a client following a run, the API's
-streams) gets them without a trip to the read thread.
+partition, so that a reader of the same process that waits for them (a client following a
+run, the API's streams) gets them without a trip to the read thread.  The log reads from the
+tail only in a read that has already waited, i.e. found nothing at its offset in the
+database before: what the tail holds from there on was committed after that look, so it is
+what the database holds (a read of records that were there already, an audit's for one,
+always reads the database).
 
 Only committed records are kept: they are added on the event loop once their ``COMMIT``
 returned, before the readers of their partition are woken.  A partition's tail is one run
