@@ -107,7 +107,9 @@ class JournalAppender:
         self._wake.set()
         if self._pump is None:
             self._pump = asyncio.create_task(self._run(), name=f"appender:p{self.partition}")
-        return await asyncio.shield(item.future)
+        # A cancelled caller cancels ``item.future`` only: its round goes on (``_round``
+        # skips futures that are done), what landed is folded.
+        return await item.future
 
     async def close(self) -> None:
         """Stop the pump (appends in its round keep whatever outcome the writer gives them)."""
@@ -137,9 +139,16 @@ class JournalAppender:
             self._fail_queued(error)
 
     async def _round(self, batch: list[_Append]) -> None:
-        outcomes = await asyncio.gather(
-            *(self._send(item) for item in batch), return_exceptions=True
-        )
+        outcomes: list[list[int] | BaseException]
+        if len(batch) == 1:  # the common case: no task to gather
+            try:
+                outcomes = [await self._send(batch[0])]
+            except Exception as exc:
+                outcomes = [exc]
+        else:
+            outcomes = await asyncio.gather(
+                *(self._send(item) for item in batch), return_exceptions=True
+            )
         unknown = [o for o in outcomes if isinstance(o, BaseException) and not _definite(o)]
         if unknown:
             self._break(unknown[0])

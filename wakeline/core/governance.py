@@ -58,15 +58,18 @@ class Exceeded:
 
 
 def reservation_for(
-    prices: PriceTable, provider: str, request: ModelRequest
+    prices: PriceTable, provider: str, request: ModelRequest, *, request_bytes: int | None = None
 ) -> dict[str, Decimal | None]:
     """The worst case of one model call: all input uncached, the whole output allowance.
 
     Input tokens are bounded by the UTF-8 byte length of the canonical request (a token is at
     least one byte) plus a few tokens per message of chat formatting, so the reservation is an
-    upper bound of what the call can cost, not an estimate.
+    upper bound of what the call can cost, not an estimate.  ``request_bytes``: that length,
+    when the caller has the canonical text already (``jsonutil.dumps(request.to_json())``).
     """
-    input_tokens = len(jsonutil.dumps(request.to_json()).encode()) + 4 * len(request.messages)
+    if request_bytes is None:
+        request_bytes = len(jsonutil.dumps(request.to_json()).encode())
+    input_tokens = request_bytes + 4 * len(request.messages)
     output_tokens = request.max_tokens or DEFAULT_MAX_OUTPUT_TOKENS
     usd = prices.max_cost(provider, request.model, input_tokens, output_tokens)
     return {

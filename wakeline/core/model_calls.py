@@ -133,17 +133,19 @@ class ModelCalls:
     ) -> tuple[ModelCallRequested, Reservation, str]:
         """A call's request event (attempt 1), its worst-case reservation and its messages
         as JSON text (what the run's conversations are matched on)."""
-        reservation = reservation_for(self._core.app.prices, provider, request)
         messages_text = jsonutil.dumps(request_json["messages"])
-        requested = self._journaled(provider, request_json, messages_text, request.stream)
+        text = history.with_messages(request_json, messages_text)  # the request, encoded once
+        prices = self._core.app.prices
+        reservation = reservation_for(prices, provider, request, request_bytes=len(text.encode()))
+        requested = self._journaled(provider, request_json, messages_text, text, request.stream)
         return requested, reservation, messages_text
 
     def _journaled(
-        self, provider: str, request: dict[str, Any], messages_text: str, stream: bool
+        self, provider: str, request: dict[str, Any], messages_text: str, text: str, stream: bool
     ) -> ModelCallRequested:
-        """The call's event: the whole request's digest, and the request itself as the
-        messages it appends to an earlier request of the run, if any (see core.history)."""
-        text = history.with_messages(request, messages_text)
+        """The call's event: the whole request's digest (of ``text``, its canonical JSON), and
+        the request itself as the messages it appends to an earlier request of the run, if any
+        (see core.history)."""
         requested = ModelCallRequested(
             provider, request["model"], jsonutil.digest(text), text, stream
         )

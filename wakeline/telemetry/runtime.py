@@ -187,29 +187,47 @@ class Telemetry:
     def send(
         self, system: str, topic: str, partition: int, events: Sequence[ev.Event], group: str = ""
     ) -> Iterator[_Send]:
-        """A ``send {topic}`` producer span around an append of a run's events."""
+        """A ``send {topic}`` producer span around an append of a run's events.
+
+        The span is not made current (nothing inside an append starts spans), and the
+        attributes of one (system, topic, partition, group) are built once."""
         if not self.enabled or not events:
             yield _Send()
             return
         run_id = events[0].run_id
+        attributes = {
+            **self._send_attributes(system, topic, partition, group),
+            "messaging.kafka.message.key": run_id,
+            "messaging.batch.message_count": len(events),
+            "wakeline.run.id": run_id,
+            "wakeline.seq": events[0].seq,
+        }
+        span = self._tracer.start_span(
+            f"send {topic}", self.run_context(run_id), SpanKind.PRODUCER, attributes
+        )
+        try:
+            yield _Send(span)
+        except BaseException as exc:  # what ``trace.use_span`` would record
+            span.record_exception(exc)
+            span.set_status(Status(StatusCode.ERROR, f"{type(exc).__name__}: {exc}"))
+            raise
+        finally:
+            span.end()
+
+    @functools.lru_cache(maxsize=1024)  # noqa: B019 - one Telemetry per worker, kept alive
+    def _send_attributes(
+        self, system: str, topic: str, partition: int, group: str
+    ) -> Mapping[str, Any]:
         attributes: dict[str, Any] = {
             "messaging.system": system,
             "messaging.operation.type": "send",
             "messaging.operation.name": "send",
             "messaging.destination.name": topic,
             "messaging.destination.partition.id": str(partition),
-            "messaging.kafka.message.key": run_id,
-            "messaging.batch.message_count": len(events),
-            "wakeline.run.id": run_id,
-            "wakeline.seq": events[0].seq,
         }
         if group:
             attributes["messaging.consumer.group.name"] = group
-        span = self._tracer.start_span(
-            f"send {topic}", self.run_context(run_id), SpanKind.PRODUCER, attributes
-        )
-        with trace.use_span(span, end_on_exit=True):
-            yield _Send(span)
+        return attributes
 
     @contextlib.contextmanager
     def process(

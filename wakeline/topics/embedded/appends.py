@@ -4,16 +4,19 @@ Every function here runs on the write thread of a
 :class:`~wakeline.topics.embedded.store.SqliteStore` in its own ``BEGIN IMMEDIATE``
 transaction, so offsets are assigned under the database's write lock (dense and unique across
 processes) and a fenced append checks the writer's epoch in the transaction that writes.
+:func:`append_batch` runs many callers' appends in one such transaction (group commit).
 """
 
 from __future__ import annotations
 
 import sqlite3
 import struct
+import time
 from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import NamedTuple
 
 from wakeline.topics.embedded.schema import OFFSET_BITS, TopicMeta
-from wakeline.topics.embedded.store import now_ms
 from wakeline.topics.port import FencedError, Headers, OffsetCommit, OutRecord
 
 HEADER = struct.Struct("<II")
@@ -21,6 +24,22 @@ HEADER = struct.Struct("<II")
 
 Append = tuple[TopicMeta, Sequence[int], Sequence[OutRecord]]
 """Records of one topic and the partition of each."""
+
+_Row = tuple[int, bytes | None, bytes, bytes | None, int]
+
+
+def now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+@dataclass(frozen=True, slots=True)
+class AppendOp:
+    """One caller's atomic append: record groups, and offset commits, checked against
+    ``fence=(writer_id, epoch)`` when given."""
+
+    groups: Sequence[Append]
+    fence: tuple[str, int] | None
+    commits: Sequence[OffsetCommit]
 
 
 def encode_headers(headers: Headers) -> bytes | None:
@@ -33,69 +52,87 @@ def encode_headers(headers: Headers) -> bytes | None:
     return b"".join(parts)
 
 
-def append_groups(
-    conn: sqlite3.Connection,
-    groups: Sequence[Append],
-    fence: tuple[str, int] | None,
-    commits: Sequence[OffsetCommit],
-) -> list[list[int]]:
-    """Several appends (and offset commits) in ONE transaction: a group commit.
+class Appended(NamedTuple):
+    """What a committed :class:`AppendOp` got."""
 
-    With ``fence=(writer_id, epoch)`` nothing is written unless ``epoch`` is the writer's
-    current one.  Returns the offsets of each append's records.
+    offsets: list[list[int]]
+    """The offsets of each group's records."""
+    transaction: int
+    """The number of the transaction it went in (1, 2, ... for one store)."""
+    timestamp_ms: int
+    """The timestamp of its records."""
+
+
+def append_batch(
+    conn: sqlite3.Connection, ops: Sequence[AppendOp]
+) -> tuple[list[list[list[int]] | FencedError], int]:
+    """Several callers' appends in ONE transaction: a group commit.
+
+    Each op gets its own outcome: the offsets of each of its groups' records, or the
+    :class:`FencedError` of a fenced writer (checked before anything of that op is written,
+    so a fenced op writes nothing and the others still land).  Offsets follow the order of
+    ``ops``.  Also returns the records' timestamp.
     """
     conn.execute("BEGIN IMMEDIATE")
-    if fence is not None:
-        _check_fence(conn, *fence)
     ts = now_ms()
-    out = [_insert(conn, meta, parts, recs, ts) for meta, parts, recs in groups]
+    epochs: dict[str, int | None] = {}
+    ends: dict[int, int] = {}  # partitions.id -> next offset, as this transaction moves it
+    rows: list[_Row] = []
     latest: dict[tuple[str, str, int], int] = {}
-    for c in commits:
-        key = (c.group, c.topic, c.partition)
-        latest[key] = max(latest.get(key, -1), c.next_offset)
+    out: list[list[list[int]] | FencedError] = []
+    for op in ops:
+        if op.fence is not None:
+            error = _fenced(conn, epochs, *op.fence)
+            if error is not None:
+                out.append(error)
+                continue
+        out.append(
+            [_insert(conn, ends, rows, meta, parts, recs, ts) for meta, parts, recs in op.groups]
+        )
+        for c in op.commits:
+            key = (c.group, c.topic, c.partition)
+            latest[key] = max(latest.get(key, -1), c.next_offset)
+    conn.executemany(
+        "UPDATE partitions SET next_offset = ? WHERE id = ?", [(o, p) for p, o in ends.items()]
+    )
+    conn.executemany(
+        "INSERT INTO records (id, key, value, headers, timestamp_ms) VALUES (?, ?, ?, ?, ?)",
+        rows,
+    )
     for (group, topic, partition), next_offset in latest.items():
         _upsert_offsets(conn, group, topic, {partition: next_offset})
     conn.execute("COMMIT")
-    return out
+    return out, ts
 
 
 def _insert(
     conn: sqlite3.Connection,
+    ends: dict[int, int],
+    rows: list[_Row],
     meta: TopicMeta,
     partitions: Sequence[int],
     records: Sequence[OutRecord],
     ts: int,
 ) -> list[int]:
-    counts: dict[int, int] = {}
-    for partition in partitions:
-        counts[partition] = counts.get(partition, 0) + 1
-    next_offset: dict[int, int] = {}
-    for partition, count in counts.items():
-        pid = meta.ids[partition]
-        row = conn.execute("SELECT next_offset FROM partitions WHERE id = ?", (pid,)).fetchone()
-        next_offset[partition] = int(row[0])
-        conn.execute(
-            "UPDATE partitions SET next_offset = ? WHERE id = ?", (int(row[0]) + count, pid)
-        )
+    """Add the rows of ``records`` to ``rows``, each at the next offset of its partition."""
     offsets: list[int] = []
-    rows: list[tuple[int, bytes | None, bytes, bytes | None, int]] = []
     for partition, record in zip(partitions, records, strict=True):
-        offset = next_offset[partition]
-        next_offset[partition] = offset + 1
+        pid = meta.ids[partition]
+        offset = ends.get(pid)
+        if offset is None:
+            row = conn.execute("SELECT next_offset FROM partitions WHERE id = ?", (pid,))
+            offset = int(row.fetchone()[0])
+        ends[pid] = offset + 1
         offsets.append(offset)
         rows.append(
             (
-                (meta.ids[partition] << OFFSET_BITS) | offset,
+                (pid << OFFSET_BITS) | offset,
                 record.key,
                 record.value,
                 encode_headers(record.headers),
                 ts,
             )
         )
-    conn.executemany(
-        "INSERT INTO records (id, key, value, headers, timestamp_ms) VALUES (?, ?, ?, ?, ?)",
-        rows,
-    )
     return offsets
 
 
@@ -121,13 +158,21 @@ def open_writer(conn: sqlite3.Connection, writer_id: str, partition: int) -> int
     return int(row[0])
 
 
-def _check_fence(conn: sqlite3.Connection, writer_id: str, epoch: int) -> None:
-    row = conn.execute("SELECT epoch FROM writers WHERE writer_id = ?", (writer_id,)).fetchone()
-    current = None if row is None else int(row[0])
-    if current != epoch:
-        raise FencedError(
-            f"writer {writer_id!r} (epoch {epoch}) was fenced by a newer one (epoch {current})"
-        )
+def _fenced(
+    conn: sqlite3.Connection, epochs: dict[str, int | None], writer_id: str, epoch: int
+) -> FencedError | None:
+    """The error of an append by ``writer_id`` at ``epoch`` if a newer epoch fenced it
+    (``epochs`` caches what this transaction read)."""
+    if writer_id not in epochs:
+        row = conn.execute("SELECT epoch FROM writers WHERE writer_id = ?", (writer_id,))
+        found = row.fetchone()
+        epochs[writer_id] = None if found is None else int(found[0])
+    current = epochs[writer_id]
+    if current == epoch:
+        return None
+    return FencedError(
+        f"writer {writer_id!r} (epoch {epoch}) was fenced by a newer one (epoch {current})"
+    )
 
 
 def _upsert_offsets(

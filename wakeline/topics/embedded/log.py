@@ -22,10 +22,22 @@ IMMEDIATE`` write transaction, so concurrent writers never duplicate or skip one
 waits for the database lock (SQLite's busy handler, then retries) and raises
 :class:`LogUnavailableError` after ``lock_timeout_s``.
 
-No SQLite call runs on the event loop: each :class:`EmbeddedLog` has one write thread and one
-read thread, each with its own connection.  A :meth:`EmbeddedLog.read` that finds nothing waits:
-appends of the same :class:`EmbeddedLog` wake it at once, appends of other processes (or other
-:class:`EmbeddedLog` objects) are seen by polling, every 2 ms growing to 50 ms.
+No SQLite call that can wait runs on the event loop: each :class:`EmbeddedLog` has one write
+thread and one read thread, each with its own connection.  The one exception is the *probe*
+before a read: one primary-key lookup of the partition's end offset on a read-only connection
+that never waits for a lock, so a read that would find nothing makes no trip to the read
+thread.  A waiting read woken by an append of this :class:`EmbeddedLog` takes the new records
+from its *tail* (the last committed records of each partition,
+:mod:`~wakeline.topics.embedded.tail`), exactly as SQLite holds them; every other read reads
+the database.  Group commit: the appends that queue up on the write
+thread while it is busy -- from any task, writer or partition of this :class:`EmbeddedLog` --
+go in one transaction (one ``COMMIT``, so one fsync under ``sync="full"``); each is still
+atomic, a fenced one fails alone, and each caller is answered only once that ``COMMIT``
+returned, so an acknowledged append is as durable as the ``sync`` mode says.
+
+A :meth:`EmbeddedLog.read` that finds nothing waits: appends of the same :class:`EmbeddedLog`
+wake it at once, appends of other processes (or other :class:`EmbeddedLog` objects) are seen
+by polling, every 2 ms growing to 50 ms.
 
 Partitioning: a keyed record goes to :func:`~wakeline.topics.partitioner.partition_for` of its
 key, like Kafka's default partitioner; a record whose key is ``None`` goes to partition 0.
@@ -50,7 +62,6 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import sqlite3
 from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
@@ -65,6 +76,8 @@ from wakeline.topics.embedded.groups import EmbeddedConsumer
 from wakeline.topics.embedded.notify import Notifier, wait_event
 from wakeline.topics.embedded.schema import TopicMeta
 from wakeline.topics.embedded.store import SqliteStore, SyncMode
+from wakeline.topics.embedded.tail import Tail
+from wakeline.topics.embedded.threads import Job
 from wakeline.topics.embedded.writer import EmbeddedWriter
 from wakeline.topics.hosting import HostingSource, Pair
 from wakeline.topics.port import (
@@ -104,10 +117,14 @@ class EmbeddedLog:
         contract.check_max_record_bytes(max_record_bytes)
         self.data_dir = Path(data_dir)
         self.max_record_bytes = max_record_bytes
-        self._store = SqliteStore(
-            self.data_dir / DB_FILENAME, sync=sync, lock_timeout_s=lock_timeout_s
-        )
         self._notifier = Notifier()
+        self._tail = Tail()
+        self._store = SqliteStore(
+            self.data_dir / DB_FILENAME,
+            sync=sync,
+            lock_timeout_s=lock_timeout_s,
+            delivered=self._appended,
+        )
         self._consumers: set[EmbeddedConsumer] = set()
         self._closed = False
 
@@ -140,7 +157,6 @@ class EmbeddedLog:
         if not self._store.file.exists():  # a new log is signed from its first record
             await loop.run_in_executor(None, create_key_file, self.data_dir / KEY_FILE)
         await self._store.write(functools.partial(schema.init_schema, file=self._store.file))
-        self._notifier.bind(loop)
 
     async def __aenter__(self) -> Self:
         return self
@@ -192,17 +208,45 @@ class EmbeddedLog:
         fence: tuple[str, int] | None,
         commits: Sequence[OffsetCommit],
     ) -> list[list[int]]:
-        """Several appends and commits in one transaction; wakes readers of what it touched."""
-        store, notifier = self._store, self._notifier
+        """Several appends and commits, atomically (in a transaction the store may share with
+        other appends queued at the same time); wakes readers of what it touched."""
+        return (await self._store.append(appends.AppendOp(groups, fence, commits))).offsets
 
-        def op(conn: sqlite3.Connection) -> list[list[int]]:
-            out = appends.append_groups(conn, groups, fence, commits)
-            for meta, partitions, _ in groups:
-                if partitions:
-                    notifier.notify_threadsafe(meta.name, frozenset(partitions))
-            return out
+    def _appended(self, jobs: list[Job]) -> None:
+        """On the loop, once a batch of the write thread's jobs is answered: keep the records
+        that landed in the tail, then wake the readers of their partitions -- one callback
+        later, so that the appenders, woken first, hand their results on before readers run."""
+        for job in jobs:
+            if isinstance(job.op, appends.AppendOp) and job.error is None:
+                result: appends.Appended = job.result
+                for (meta, partitions, records), offsets in zip(
+                    job.op.groups, result.offsets, strict=True
+                ):
+                    self._keep(meta.name, partitions, records, offsets, result.timestamp_ms)
+        asyncio.get_running_loop().call_soon(self._notifier.appended, jobs)
 
-        return await store.write(op)
+    def _keep(
+        self,
+        topic: str,
+        partitions: Sequence[int],
+        records: Sequence[OutRecord],
+        offsets: Sequence[int],
+        ts: int,
+    ) -> None:
+        first = partitions[0] if partitions else 0
+        if all(p == first for p in partitions):  # a fenced writer's append: one partition
+            self._tail.add(topic, first, offsets, records, ts)
+            return
+        for partition in sorted(set(partitions)):
+            picked = [i for i, p in enumerate(partitions) if p == partition]
+            self._tail.add(
+                topic, partition, [offsets[i] for i in picked], [records[i] for i in picked], ts
+            )
+
+    @property
+    def tail(self) -> Tail:
+        """The records this log appended last (see :mod:`wakeline.topics.embedded.tail`)."""
+        return self._tail
 
     def check_sizes(self, topic: str, records: Sequence[OutRecord]) -> None:
         contract.check_record_sizes(topic, records, self.max_record_bytes)
@@ -219,21 +263,27 @@ class EmbeddedLog:
         meta = await self.meta(topic)
         meta.check(partition)
         contract.check_read_args(offset, max_records)
-        store = self._store
         op = functools.partial(
             reads.read_records, meta=meta, partition=partition, offset=offset, limit=max_records
         )
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout_s
         pause = _WAIT_MIN_S
+        waited = False
         while True:
             wake = self._notifier.event(topic, partition) if timeout_s > 0 else None
-            records = await store.read(op)
+            # The tail only once this read has waited: what it holds from ``offset`` on was
+            # committed after the database showed nothing there, so it is what the file holds
+            # (a read of records that were there already reads the file: an audit sees it).
+            records = self._tail.read(topic, partition, offset, max_records) if waited else None
+            if records is None:
+                found = self._store.probe(meta, partition, offset)
+                records = [] if found is False else await self._store.read(op)
             remaining = deadline - loop.time()
             if records or remaining <= 0 or wake is None:
                 return records
             await wait_event(wake, min(pause, remaining))
-            pause = min(pause * 2, _WAIT_MAX_S)
+            pause, waited = min(pause * 2, _WAIT_MAX_S), True
 
     async def end_offset(self, topic: str, partition: int) -> int:
         meta = await self.meta(topic)

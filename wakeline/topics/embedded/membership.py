@@ -10,7 +10,7 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Callable, Iterable, Mapping, Sequence
 
-from wakeline.topics.embedded.store import now_ms
+from wakeline.topics.embedded.appends import now_ms
 from wakeline.topics.hosting import range_assignment
 
 Assign = Callable[[Sequence[str], Mapping[int, str]], Mapping[int, str]]

@@ -6,6 +6,9 @@ import asyncio
 import contextlib
 from collections.abc import Iterable
 
+from wakeline.topics.embedded.appends import AppendOp
+from wakeline.topics.embedded.threads import Job
+
 
 class Notifier:
     """Wakes the readers of this process when records land (one event per waited-on key).
@@ -17,10 +20,6 @@ class Notifier:
 
     def __init__(self) -> None:
         self._events: dict[tuple[str, int | None], asyncio.Event] = {}
-        self._loop: asyncio.AbstractEventLoop | None = None
-
-    def bind(self, loop: asyncio.AbstractEventLoop) -> None:
-        self._loop = loop
 
     def event(self, topic: str, partition: int | None) -> asyncio.Event:
         key = (topic, partition)
@@ -35,12 +34,16 @@ class Notifier:
             if event is not None:
                 event.set()
 
-    def notify_threadsafe(self, topic: str, partitions: Iterable[int]) -> None:
-        """Called from the write thread after a commit; a no-op when nobody waits."""
-        loop = self._loop
-        if self._events and loop is not None:
-            with contextlib.suppress(RuntimeError):  # the loop is closed: nobody waits
-                loop.call_soon_threadsafe(self.notify, topic, partitions)
+    def appended(self, jobs: list[Job]) -> None:
+        """Called on the loop with a batch of the write thread's jobs once they are answered:
+        wakes the readers of the partitions the appends among them wrote to."""
+        if not self._events:
+            return
+        for job in jobs:
+            if isinstance(job.op, AppendOp) and job.error is None:
+                for meta, partitions, _ in job.op.groups:
+                    if partitions:
+                        self.notify(meta.name, set(partitions))
 
 
 async def wait_event(event: asyncio.Event, timeout_s: float) -> None:

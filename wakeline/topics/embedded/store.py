@@ -1,7 +1,8 @@
 """SQLite storage of the embedded log: the database file, its connections and threads.
 
 Everything that touches SQLite is blocking and runs on one of two dedicated threads of a
-:class:`SqliteStore` (one for writes, one for reads), each with its own connection;
+:class:`SqliteStore` (one for writes, one for reads, :mod:`~wakeline.topics.embedded.threads`),
+each with its own connection;
 :mod:`wakeline.topics.embedded.log` and :mod:`wakeline.topics.embedded.groups` only ``await``
 :meth:`SqliteStore.write` / :meth:`SqliteStore.read` with an operation of
 :mod:`~wakeline.topics.embedded.schema` (tables, topics),
@@ -11,27 +12,23 @@ Everything that touches SQLite is blocking and runs on one of two dedicated thre
 
 from __future__ import annotations
 
-import asyncio
 import os
 import sqlite3
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Literal, TypeVar
+from typing import Any, Literal, TypeVar, cast
 
 from wakeline.topics import contract
+from wakeline.topics.embedded.appends import Appended, AppendOp, append_batch
 from wakeline.topics.embedded.schema import TopicMeta, load_meta
+from wakeline.topics.embedded.threads import Delivered, Job, OpThread
 from wakeline.topics.port import LogError, LogUnavailableError
 
 SyncMode = Literal["normal", "full"]
 T = TypeVar("T")
 
 _BUSY_CODES = (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
-
-
-def now_ms() -> int:
-    return time.time_ns() // 1_000_000
 
 
 def _is_busy(exc: sqlite3.OperationalError) -> bool:
@@ -48,9 +45,22 @@ class SqliteStore:
     Write operations run on the write thread; read operations on the read thread.  Both retry
     ``SQLITE_BUSY``/``SQLITE_LOCKED`` (SQLite's busy handler waits first) and raise
     :class:`LogUnavailableError` once ``lock_timeout_s`` has passed.
+
+    Group commit: the appends (:meth:`append`) that queue up on the write thread while it is
+    busy run together in ONE transaction (one ``COMMIT``, so one fsync under ``sync=full``),
+    whichever writers and partitions they come from; each gets its own outcome (a fenced one
+    fails alone) and every caller is answered only after that ``COMMIT`` returned.
+    ``delivered`` is called on the loop with each answered batch of write jobs.
     """
 
-    def __init__(self, file: Path, *, sync: SyncMode, lock_timeout_s: float) -> None:
+    def __init__(
+        self,
+        file: Path,
+        *,
+        sync: SyncMode,
+        lock_timeout_s: float,
+        delivered: Delivered | None = None,
+    ) -> None:
         if sync not in ("normal", "full"):
             raise ValueError(f"sync must be 'normal' or 'full', not {sync!r}")
         self.file = file
@@ -59,37 +69,126 @@ class SqliteStore:
         self._topics: dict[str, TopicMeta] = {}
         self._wconn: sqlite3.Connection | None = None
         self._rconn: sqlite3.Connection | None = None
-        self._wpool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="wakeline-log-write")
-        self._rpool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="wakeline-log-read")
+        self._pconn: sqlite3.Connection | None = None  # the probe's, on the loop thread
+        self._wthread = OpThread("wakeline-log-write", self._write_batch, delivered)
+        self._rthread = OpThread("wakeline-log-read", self._read_batch)
         self.closed = False
         self._closing = False
+        self.transactions = 0
+        """Append transactions committed so far (each holds one or more appends)."""
+        self.appends = 0
+        """Appends (:meth:`append` calls) committed so far."""
 
     # -- threads ----------------------------------------------------------------------------
 
     async def write(self, op: Callable[[sqlite3.Connection], T]) -> T:
         """Run ``op`` with the write connection on the write thread (retried while busy)."""
         contract.check_open(self.closed or self._closing, f"embedded log {self.file}")
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._wpool, self._run, True, op)
+        return cast(T, await self._wthread.submit(op))
+
+    async def append(self, op: AppendOp) -> Appended:
+        """Run one append on the write thread, in a transaction it may share with the other
+        appends queued at the same time (group commit)."""
+        contract.check_open(self.closed or self._closing, f"embedded log {self.file}")
+        return cast(Appended, await self._wthread.submit(op))
 
     async def read(self, op: Callable[[sqlite3.Connection], T]) -> T:
         """Run ``op`` with the read connection on the read thread (retried while busy)."""
         contract.check_open(self.closed or self._closing, f"embedded log {self.file}")
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._rpool, self._run, False, op)
+        return cast(T, await self._rthread.submit(op))
+
+    def probe(self, meta: TopicMeta, partition: int, offset: int) -> bool | None:
+        """Whether ``partition`` has a record at ``offset``, asked on the calling (loop)
+        thread: one primary-key lookup of the partition's end offset on a read-only
+        connection that never waits for a lock (a WAL reader does not wait for writers).
+        ``None`` when it cannot tell right now (busy, closed): read on the read thread.
+
+        It spares a read that would find nothing the trip to the read thread and back.
+        """
+        if self._closing:
+            return None
+        try:
+            conn = self._pconn
+            if conn is None:
+                conn = sqlite3.connect(self.file, timeout=0, isolation_level=None)
+                conn.execute("PRAGMA query_only=1")
+                self._pconn = conn
+            rows = conn.execute(  # fetchall: the statement (its read snapshot) ends here
+                "SELECT next_offset FROM partitions WHERE id = ?", (meta.ids[partition],)
+            ).fetchall()
+        except sqlite3.Error:
+            return None
+        return bool(rows) and int(rows[0][0]) > offset
 
     async def close(self) -> None:
         if self.closed or self._closing:
             return
         self._closing = True
-        loop = asyncio.get_running_loop()
+        if self._pconn is not None:
+            self._pconn.close()
+            self._pconn = None
         try:
-            await loop.run_in_executor(self._wpool, self._close_conn, True)
-            await loop.run_in_executor(self._rpool, self._close_conn, False)
+            await self._wthread.submit(_CLOSE)
+            await self._rthread.submit(_CLOSE)
         finally:
             self.closed = True
-            self._wpool.shutdown(wait=False)
-            self._rpool.shutdown(wait=False)
+            self._wthread.stop()
+            self._rthread.stop()
+
+    @property
+    def read_trips(self) -> int:
+        """Batches the read thread ran so far (each one trip there and back for the loop)."""
+        return self._rthread.batches
+
+    @property
+    def queued_writes(self) -> int:
+        """Write operations queued and not yet taken by the write thread."""
+        return self._wthread.queued
+
+    # -- the threads' side ------------------------------------------------------------------
+
+    def _write_batch(self, jobs: list[Job]) -> None:
+        """Runs on the write thread: each run of consecutive appends in one transaction."""
+        start = 0
+        while start < len(jobs):
+            end = start
+            while end < len(jobs) and isinstance(jobs[end].op, AppendOp):
+                end += 1
+            if end > start:
+                self._append_together(jobs[start:end])
+                start = end
+            else:
+                self._one(jobs[start], writer=True)
+                start += 1
+
+    def _append_together(self, jobs: list[Job]) -> None:
+        ops = [cast(AppendOp, job.op) for job in jobs]
+        try:
+            outcomes, ts = self._run(True, lambda conn: append_batch(conn, ops))
+        except BaseException as exc:  # nothing of the transaction landed, or unknown
+            for job in jobs:
+                job.error = exc
+            return
+        self.transactions += 1
+        for job, outcome in zip(jobs, outcomes, strict=True):
+            if isinstance(outcome, BaseException):
+                job.error = outcome
+            else:
+                job.result = Appended(outcome, self.transactions, ts)
+                self.appends += 1
+
+    def _read_batch(self, jobs: list[Job]) -> None:
+        for job in jobs:
+            self._one(job, writer=False)
+
+    def _one(self, job: Job, *, writer: bool) -> None:
+        try:
+            if job.op is _CLOSE:
+                self._close_conn(writer)
+            else:
+                job.result = self._run(writer, job.op)
+        except BaseException as exc:
+            job.error = exc
 
     def _close_conn(self, writer: bool) -> None:
         conn = self._wconn if writer else self._rconn
@@ -126,7 +225,7 @@ class SqliteStore:
             raise
         return conn
 
-    def _run(self, writer: bool, op: Callable[[sqlite3.Connection], T]) -> T:
+    def _run(self, writer: bool, op: Callable[[sqlite3.Connection], Any]) -> Any:
         deadline = time.monotonic() + self.lock_timeout_s
         delay = 0.001
         while True:
@@ -166,6 +265,10 @@ class SqliteStore:
         if meta is None:
             meta = self._topics[topic] = load_meta(conn, topic)
         return meta
+
+
+_CLOSE = object()
+"""The job that closes a thread's connection."""
 
 
 def _rollback(conn: sqlite3.Connection | None) -> None:

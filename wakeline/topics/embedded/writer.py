@@ -1,18 +1,17 @@
 """The fenced writer of the embedded log (see :mod:`wakeline.topics.embedded.log`).
 
 ``EmbeddedLog.writer(writer_id, partition)`` bumps the epoch of ``writer_id``; every append of
-an :class:`EmbeddedWriter` checks that epoch in its own write transaction, so the appends of
-a fenced writer raise :class:`~wakeline.topics.port.FencedError` and write nothing.
+an :class:`EmbeddedWriter` checks that epoch in the write transaction that writes it, so the
+appends of a fenced writer raise :class:`~wakeline.topics.port.FencedError` and write nothing.
 """
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from wakeline.topics import contract
-from wakeline.topics.embedded.schema import TopicMeta
+from wakeline.topics.embedded.appends import AppendOp
 from wakeline.topics.port import OffsetCommit, OutRecord
 
 if TYPE_CHECKING:
@@ -22,10 +21,12 @@ if TYPE_CHECKING:
 class EmbeddedWriter:
     """A fenced :class:`~wakeline.topics.port.PartitionWriter` of the embedded log.
 
-    Appends are group-committed: the appends that queue up while one transaction runs go
-    together into the next one (one fence check, one ``COMMIT``), and every caller gets its
-    own offsets back.  Each append is still atomic on its own; a failed transaction fails every
-    append in it, and none of them landed.
+    Appends are group-committed by the log's write thread: the appends that queue up while one
+    transaction runs -- of this writer and of any other writer or caller of the same
+    :class:`~wakeline.topics.embedded.log.EmbeddedLog` -- go together into the next one (one
+    ``COMMIT``, one fsync under ``sync=full``), and every caller gets its own offsets back once
+    that ``COMMIT`` returned.  Each append is still atomic on its own; a fenced append fails
+    alone, a failed transaction fails every append in it, and none of them landed.
     """
 
     def __init__(self, log: EmbeddedLog, writer_id: str, partition: int, epoch: int) -> None:
@@ -33,11 +34,12 @@ class EmbeddedWriter:
         self.writer_id = writer_id
         self.epoch = epoch
         self._partition = partition
+        self._fence = (writer_id, epoch)
         self._closed = False
-        self._queue: list[_PendingAppend] = []
-        self._flusher: asyncio.Task[None] | None = None
+        self._last_transaction = 0
         self.transactions = 0
-        """Write transactions run so far (each holds one or more appends)."""
+        """Write transactions this writer's appends went in so far (each holds one or more
+        appends)."""
 
     @property
     def partition(self) -> int:
@@ -51,51 +53,19 @@ class EmbeddedWriter:
         commit: OffsetCommit | None = None,
     ) -> list[int]:
         contract.check_open(self._closed, f"writer {self.writer_id!r}")
-        meta = await self._log.meta(topic)
+        log = self._log
+        meta = log.store.cached_meta(topic) or await log.meta(topic)
         meta.check(self._partition)
-        self._log.check_sizes(topic, records)
+        log.check_sizes(topic, records)
         if commit is not None:
             contract.check_offsets([commit.next_offset])
-        pending = _PendingAppend(meta, list(records), commit)
-        self._queue.append(pending)
-        if self._flusher is None or self._flusher.done():
-            self._flusher = asyncio.create_task(self._flush())
-        return await pending.done
-
-    async def _flush(self) -> None:
-        while self._queue:
-            batch, self._queue = self._queue, []
-            groups = [(p.meta, [self._partition] * len(p.records), p.records) for p in batch]
-            commits = [p.commit for p in batch if p.commit is not None]
+        group = (meta, [self._partition] * len(records), list(records))
+        op = AppendOp((group,), self._fence, () if commit is None else (commit,))
+        [offsets], transaction, _ = await log.store.append(op)
+        if transaction != self._last_transaction:
+            self._last_transaction = transaction
             self.transactions += 1
-            try:
-                results = await self._log.write_groups(
-                    groups, fence=(self.writer_id, self.epoch), commits=commits
-                )
-            except BaseException as exc:
-                for p in batch:
-                    if not p.done.done():
-                        p.done.set_exception(exc)
-                if isinstance(exc, asyncio.CancelledError):
-                    raise
-                continue
-            for p, offsets in zip(batch, results, strict=True):
-                if not p.done.done():
-                    p.done.set_result(offsets)
+        return offsets
 
     async def close(self) -> None:
         self._closed = True
-        if self._flusher is not None:
-            await asyncio.gather(self._flusher, return_exceptions=True)
-
-
-class _PendingAppend:
-    __slots__ = ("commit", "done", "meta", "records")
-
-    def __init__(
-        self, meta: TopicMeta, records: list[OutRecord], commit: OffsetCommit | None
-    ) -> None:
-        self.meta = meta
-        self.records = records
-        self.commit = commit
-        self.done: asyncio.Future[list[int]] = asyncio.get_running_loop().create_future()
