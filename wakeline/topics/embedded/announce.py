@@ -15,9 +15,9 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from wakeline.fsutil import private_dir
+from wakeline.topics.embedded.appends import now_ms
 from wakeline.topics.embedded.liveness import is_dead, lock_path
 from wakeline.topics.embedded.membership import Assign
-from wakeline.topics.embedded.appends import now_ms
 from wakeline.topics.hosting import Hosting, Pair, assignment
 
 
