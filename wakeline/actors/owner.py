@@ -245,6 +245,18 @@ class PartitionOwner:
         elif not self.fenced:
             self.request_restart()
 
+    async def unload_waiting(self, run_id: str) -> bool:
+        """Stop the run's actor if only timers are in flight (nothing is lost: a resume arms
+        them again from the journal); False if a call is in flight.  True if none is loaded."""
+        actor = self.actors.get(run_id)
+        if actor is None:
+            return True
+        if not actor.only_waits():
+            return False
+        del self.actors[run_id]
+        await actor.stop()
+        return True
+
     async def _close_parts(self) -> None:
         actors = list(self.actors.values())
         self.actors.clear()

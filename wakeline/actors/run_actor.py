@@ -23,7 +23,14 @@ from wakeline.core.model import DeltaSink
 from wakeline.core.run_core import RunCore
 from wakeline.forking import Recorded
 from wakeline.ledger import Ledger, ledger_key
-from wakeline.schemas.events import Event, RunStarted, ToolCallCompleted, ToolCallRequested
+from wakeline.schemas.events import (
+    Event,
+    GateOpened,
+    RunStarted,
+    TimerScheduled,
+    ToolCallCompleted,
+    ToolCallRequested,
+)
 from wakeline.telemetry.runtime import Telemetry
 from wakeline.topics.port import OffsetCommit
 
@@ -93,6 +100,8 @@ class RunActor:
         self.host = host
         self._inbox: asyncio.Queue[Any] = asyncio.Queue()
         self._effects: set[asyncio.Task[None]] = set()
+        self._waits: set[asyncio.Task[None]] = set()  # timers, gate timeouts: see only_waits
+        self._idle = False  # the loop waits for its next message
         self._task: asyncio.Task[None] | None = None
         self._gone: BaseException | None = None
         self.evicted = False
@@ -121,6 +130,12 @@ class RunActor:
         """Nothing in flight and only people can move the run on: unload it from memory."""
         busy = any(not t.done() for t in self._effects) or not self._inbox.empty()
         return not busy and self.last is not None and isinstance(self.last.status, WaitingOnPeople)
+
+    def only_waits(self) -> bool:
+        """Nothing in flight but timers (and gate timeouts), and the loop idle: stopping the
+        actor now loses nothing, since a resume arms them again from the journal."""
+        calls = any(not t.done() for t in self._effects - self._waits)
+        return self._idle and self._inbox.empty() and not calls and not self.finished
 
     @property
     def finished(self) -> bool:
@@ -171,7 +186,9 @@ class RunActor:
                 if self._idle_waiting_on_humans():
                     self.evicted = True
                     break
+                self._idle = True
                 message = await self._inbox.get()
+                self._idle = False
                 if isinstance(message, _Command):
                     await self._apply_command(message)
                 else:
@@ -214,6 +231,9 @@ class RunActor:
             task = asyncio.create_task(self._run(effect), name=f"effect:{self.run_id}:{effect.seq}")
             self._effects.add(task)
             task.add_done_callback(self._effects.discard)
+            if isinstance(effect.request.payload, (TimerScheduled, GateOpened)):
+                self._waits.add(task)
+                task.add_done_callback(self._waits.discard)
 
     def _budgets(self) -> BudgetGate | None:
         """The run's shared budgets: its tenant's (always tracked) and its agent's (when the
