@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import functools
+from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -82,15 +85,51 @@ async def _follow_while_serving(
     return 130
 
 
-SESSION = click.option(
-    "--session", default="", help="start the next turn of this session (run SESSION:TURN)"
-)
-AGENT_VERSION = click.option(
-    "--agent-version",
-    "version",
-    default="",
-    help="the agent version to start (default: the starting worker's highest)",
-)
+@dataclass(frozen=True)
+class StartArgs:
+    """What ``run`` and ``start`` start: the options of :func:`start_options`."""
+
+    input: Any
+    run_id: str | None
+    tenant: str
+    session: str
+    version: str
+
+
+def start_options(command: Callable[..., None]) -> Callable[..., None]:
+    """The options of a start (``--input``, ``--run-id``, ``--tenant``, ``--session``,
+    ``--agent-version``), passed to ``command`` as one :class:`StartArgs` named ``start``."""
+
+    @functools.wraps(command)
+    def wrapped(
+        *args: Any,
+        input_: str,
+        run_id: str | None,
+        tenant: str,
+        session: str,
+        version: str,
+        **kwargs: Any,
+    ) -> None:
+        start = StartArgs(json_input(input_), run_id, tenant, session, version)
+        command(*args, start=start, **kwargs)
+
+    options = [
+        click.option("--input", "input_", default="null", help="the agent's input as JSON"),
+        click.option("--run-id", default=None),
+        click.option("--tenant", default=""),
+        click.option(
+            "--session", default="", help="start the next turn of this session (run SESSION:TURN)"
+        ),
+        click.option(
+            "--agent-version",
+            "version",
+            default="",
+            help="the agent version to start (default: the starting worker's highest)",
+        ),
+    ]
+    for option in reversed(options):
+        wrapped = option(wrapped)
+    return wrapped
 
 
 def _connect(settings: Settings) -> AbstractAsyncContextManager[Client]:
@@ -98,18 +137,15 @@ def _connect(settings: Settings) -> AbstractAsyncContextManager[Client]:
     return settings.connect(issuer=cli_issuer(), views_dir=settings.data / "state")
 
 
-async def _start(
-    client: Client,
-    agent: str,
-    value: Any,
-    run_id: str | None,
-    tenant: str,
-    session_version: tuple[str, str],
-) -> RunHandle:
-    session, version = session_version
+async def _start(client: Client, agent: str, start: StartArgs) -> RunHandle:
     try:
         return await client.start_run(
-            agent, value, run_id=run_id, tenant=tenant, session=session, version=version
+            agent,
+            start.input,
+            run_id=start.run_id,
+            tenant=start.tenant,
+            session=start.session,
+            version=start.version,
         )
     except SessionError as exc:
         raise click.UsageError(str(exc)) from exc
@@ -117,27 +153,14 @@ async def _start(
 
 @click.command()
 @click.argument("target")
-@click.option("--input", "input_", default="null", help="the agent's input as JSON")
-@click.option("--run-id", default=None)
-@click.option("--tenant", default="")
-@SESSION
-@AGENT_VERSION
+@start_options
 @click.pass_obj
-def run(
-    settings: Settings,
-    target: str,
-    input_: str,
-    run_id: str | None,
-    tenant: str,
-    session: str,
-    version: str,
-) -> None:
+def run(settings: Settings, target: str, start: StartArgs) -> None:
     """Run MODULE:AGENT in this process, streaming its events, and print the result (with
     --session, as the session's next turn)."""
     app, agent = target_app(target)
     if agent is None:
         raise click.UsageError("name the agent: MODULE:AGENT")
-    value = json_input(input_)
 
     async def go() -> int:
         async with _connect(settings) as client:
@@ -155,8 +178,8 @@ def run(
             )
             serving = asyncio.create_task(worker)
             try:
-                handle = await _start(client, agent, value, run_id, tenant, (session, version))
-                return await _follow_while_serving(client, handle, serving, bool(session))
+                handle = await _start(client, agent, start)
+                return await _follow_while_serving(client, handle, serving, bool(start.session))
             finally:
                 stop.set()
                 await serving
@@ -166,29 +189,16 @@ def run(
 
 @click.command()
 @click.argument("agent")
-@click.option("--input", "input_", default="null")
-@click.option("--run-id", default=None)
-@click.option("--tenant", default="")
-@SESSION
-@AGENT_VERSION
+@start_options
 @click.pass_obj
-def start(
-    settings: Settings,
-    agent: str,
-    input_: str,
-    run_id: str | None,
-    tenant: str,
-    session: str,
-    version: str,
-) -> None:
+def start(settings: Settings, agent: str, start: StartArgs) -> None:
     """Publish a start command for AGENT (a worker runs it); print the run id."""
-    value = json_input(input_)
     agent = agent.rpartition(":")[2]
 
     async def go() -> str:
         async with _connect(settings) as client:
             await client.create_topics()
-            handle = await _start(client, agent, value, run_id, tenant, (session, version))
+            handle = await _start(client, agent, start)
             return handle.run_id
 
     click.echo(render.plain(run_async(go)))
