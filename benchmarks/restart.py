@@ -8,12 +8,18 @@ membership the restarted process is the same group member (its state slot's inst
 dynamic membership it is a new one, and the dead member's partitions are free only once the log
 knows it is dead: from the kernel-released liveness lock at once, not after its 10 s session.
 The floor is the same process's start-up to its first step of a run started then (``cold``).
+
+``standby``: two CLI workers share the partitions (dynamic membership, a state slot each);
+one is SIGKILLed and the other, already running, takes its partitions over: measured is the
+kill to the survivor's first event for a run the killed one had open.  No process starts, so
+this is the membership's part alone.
 """
 
 from __future__ import annotations
 
 import statistics
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from benchmarks.harness import scratch_dir
@@ -88,6 +94,58 @@ async def _once(membership: str) -> tuple[float, float]:
     return resumed, cold
 
 
+def _two_done_by(inc: Incarnation) -> Callable[[Journals], bool]:
+    def holds(j: Journals) -> bool:
+        writer = inc.worker_id()
+        return any(
+            sum(isinstance(e.payload, ModelCallCompleted) and e.writer == writer for _, e in recs)
+            >= 2
+            for recs in j.records.values()
+        )
+
+    return holds
+
+
+def _taken_over(journals: Journals, dead: set[str], by: Incarnation, since_ms: float) -> float:
+    """The first time ``by`` appended to one of the runs in ``dead`` after ``since_ms``."""
+    writer = by.worker_id()
+    times = [
+        e.time_ms
+        for run_id in dead
+        for _, e in journals.records.get(run_id, [])
+        if e.writer == writer and e.time_ms >= since_ms
+    ]
+    return min(times, default=-1.0)
+
+
+async def _standby_once() -> float:
+    """SIGKILL one of two running workers -> the other's first step of its runs, in ms."""
+    with scratch_dir() as root, FakeLLMServer(latency_s=LATENCY_S) as server:
+        fleet = _fleet(root, server, "dynamic")
+        async with await Client.open(data=root / "data") as client:
+            await client.create_topics()
+            journals = Journals(client.log, client.topics.events)
+            try:
+                a, b = fleet.start("a"), fleet.start("b")
+                for i in range(2 * RUNS):
+                    await client.start_run(soak_agents.AGENT, f"r{i}", run_id=f"r{i}")
+                await journals.wait(_two_done_by(a), timeout_s=60)
+                await journals.wait(lambda j: _first_by(j, b, 0) is not None, timeout_s=60)
+                fleet.kill("a")
+                killed_ms = time.time() * 1000
+                writer = a.worker_id()
+                dead = {
+                    run_id
+                    for run_id, recs in journals.records.items()
+                    if any(e.writer == writer for _, e in recs) and not recs[-1][1].is_terminal
+                }
+                await journals.wait(lambda j: _taken_over(j, dead, b, killed_ms) >= 0, timeout_s=60)
+                return _taken_over(journals, dead, b, killed_ms) - killed_ms
+            finally:
+                await journals.aclose()
+                fleet.stop_all()
+
+
 @register(NAME)
 async def embedded_restart(profile: Profile) -> list[Row]:
     rows: list[Row] = []
@@ -109,4 +167,9 @@ async def embedded_restart(profile: Profile) -> list[Row]:
                 note,
             )
         )
+    standby = statistics.median([await _standby_once() for _ in range(repeats)])
+    note = f"target: <= 50; no process starts, the survivor was running; median of {repeats}"
+    rows.append(
+        Row(NAME, "SIGKILL -> resumed step, standby worker takes over", standby, "ms", note)
+    )
     return rows
