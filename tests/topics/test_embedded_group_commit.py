@@ -7,11 +7,9 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import random
-import signal
-import time
 from pathlib import Path
 
-from test_embedded_log import spawn
+from test_embedded_log import killed_midway
 
 from wakeline.topics.embedded.log import EmbeddedLog
 from wakeline.topics.port import OffsetCommit, OutRecord, TopicSpec
@@ -79,19 +77,8 @@ def test_acknowledged_group_committed_appends_survive_sigkill(tmp_path: Path) ->
     rng = random.Random(4321)
     acked: dict[int, tuple[int, int]] = {}  # offset -> (task, n)
     for round_ in range(3):
-        child = spawn(CRASHER, str(tmp_path), str(round_), str(TASKS))
-        assert child.stdout is not None
-        assert child.stdout.readline().strip() == "ready", child.stderr
-        kill_at = time.monotonic() + rng.uniform(0.2, 0.6)
-        lines = []
-        while time.monotonic() < kill_at:
-            line = child.stdout.readline()
-            assert line, child.stderr.read() if child.stderr else ""
-            lines.append(line)
-        child.send_signal(signal.SIGKILL)
-        out, _ = child.communicate(timeout=30)
-        assert child.returncode == -signal.SIGKILL
-        for line in lines + out.split("\n"):  # printed after its append returned
+        printed = killed_midway(rng, CRASHER, str(tmp_path), str(round_), str(TASKS))
+        for line in printed:  # printed after its append returned
             parts = line.split()
             if len(parts) != 4 or parts[3] != "acked":  # the kill cut this line short
                 continue

@@ -50,6 +50,24 @@ def spawn(script: str, *args: str) -> subprocess.Popen[str]:
     )
 
 
+def killed_midway(rng: random.Random, script: str, *args: str) -> list[str]:
+    """Run ``script`` (which prints ``ready``, then a line per acknowledged step), SIGKILL it
+    0.2 to 0.6 s after it is ready, and return every line it printed after ``ready``."""
+    child = spawn(script, *args)
+    assert child.stdout is not None
+    assert child.stdout.readline().strip() == "ready", child.stderr
+    kill_at = time.monotonic() + rng.uniform(0.2, 0.6)
+    lines = []
+    while time.monotonic() < kill_at:
+        line = child.stdout.readline()
+        assert line, child.stderr.read() if child.stderr else ""
+        lines.append(line)
+    child.send_signal(signal.SIGKILL)
+    out, _ = child.communicate(timeout=30)
+    assert child.returncode == -signal.SIGKILL
+    return lines + out.split("\n")
+
+
 class Listener:
     def __init__(self) -> None:
         self.calls: list[tuple[str, frozenset[int]]] = []

@@ -8,13 +8,11 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import random
-import signal
 import threading
-import time
 from pathlib import Path
 
 import pytest
-from test_embedded_log import spawn
+from test_embedded_log import killed_midway
 
 from wakeline.topics.embedded.log import EmbeddedLog
 from wakeline.topics.port import FencedError, OffsetCommit, OutRecord, TopicSpec
@@ -158,19 +156,10 @@ def test_acknowledged_appends_of_many_writers_survive_sigkill(tmp_path: Path) ->
     acked: dict[tuple[int, int], tuple[int, int]] = {}  # (partition, offset) -> (task, n)
     shared = False
     for round_ in range(3):
-        child = spawn(CRASHER, str(tmp_path), str(round_), str(PARTITIONS), str(TASKS))
-        assert child.stdout is not None
-        assert child.stdout.readline().strip() == "ready", child.stderr
-        kill_at = time.monotonic() + rng.uniform(0.2, 0.6)
-        lines = []
-        while time.monotonic() < kill_at:
-            line = child.stdout.readline()
-            assert line, child.stderr.read() if child.stderr else ""
-            lines.append(line)
-        child.send_signal(signal.SIGKILL)
-        out, _ = child.communicate(timeout=30)
-        assert child.returncode == -signal.SIGKILL
-        for task, n, partition, offset, txns, appends in _acked(lines + out.split("\n")):
+        printed = killed_midway(
+            rng, CRASHER, str(tmp_path), str(round_), str(PARTITIONS), str(TASKS)
+        )
+        for task, n, partition, offset, txns, appends in _acked(printed):
             assert (partition, offset) not in acked, "an offset acknowledged twice"
             acked[(partition, offset)] = (task, n)
             shared = shared or appends > txns  # some transaction held several appends
