@@ -16,6 +16,7 @@ from version_fleet import (
     at_gate,
     cli_process,
     finish,
+    left_by_v1,
     opened,  # noqa: F401  (the fixture ``fleet``)
     run_id_on,
     version_of,
@@ -79,13 +80,7 @@ async def test_a_run_no_live_worker_hosts_is_listed_orphaned_and_left_untouched(
     fleet: tuple[Path, Client, FakeLLMServer],
 ) -> None:
     data, client, server = fleet
-    old = await VersionWorker.spawn(data, server, "v1()", "old")
-    try:
-        await old.owns(ALL)
-        run_id = (await client.start_run("summarize", "kelp")).run_id
-        await at_gate(client, run_id, "start")
-    finally:
-        await old.stop()
+    run_id = await left_by_v1(data, client, server)
     row = await client.get(run_id)
     assert row is not None and row.version == "1" and not row.orphaned  # no live worker at all
 

@@ -13,7 +13,7 @@ from test_dashboard_browser import CHROMIUM_ARGS, OPERATOR, OPERATOR_SECRET, ens
 from version_fleet import (
     ALL,
     VersionWorker,
-    at_gate,
+    left_by_v1,
     opened,  # noqa: F401  (the fixture ``fleet``)
 )
 
@@ -27,13 +27,7 @@ async def test_an_orphaned_run_is_shown_as_such_over_http_and_on_the_dashboard(
     fleet: tuple[Path, Client, FakeLLMServer], tmp_path: Path
 ) -> None:
     data, client, server = fleet
-    old = await VersionWorker.spawn(data, server, "v1()", "old")
-    try:
-        await old.owns(ALL)
-        run_id = (await client.start_run("summarize", "kelp")).run_id
-        await at_gate(client, run_id, "start")
-    finally:
-        await old.stop()
+    run_id = await left_by_v1(data, client, server)
     new = await VersionWorker.spawn(data, server, "v2()", "new")
     api = create_app(
         client.log,

@@ -149,6 +149,19 @@ async def at_gate(client: Client, run_id: str, gate: str) -> Event:
     return await wait_for_event(client, run_id, GateOpened, where=named)
 
 
+async def left_by_v1(data: Path, client: Client, server: FakeLLMServer) -> str:
+    """A ``summarize`` run started by a version-1 worker, waiting at its ``start`` gate after
+    that worker stopped: the run's id."""
+    old = await VersionWorker.spawn(data, server, "v1()", "old")
+    try:
+        await old.owns(ALL)
+        run_id = (await client.start_run("summarize", "kelp")).run_id
+        await at_gate(client, run_id, "start")
+    finally:
+        await old.stop()
+    return run_id
+
+
 async def finish(client: Client, run_id: str) -> list[Event]:
     """Approve both gates of a waiting ``summarize`` run; its events once it completed."""
     await client.approve(run_id, "start")
