@@ -28,7 +28,11 @@ rebalance callbacks: the adapter keeps the first one and the next :meth:`poll` (
 :meth:`close`) raises it.  Listener calls run in aiokafka's background task, so :meth:`poll`
 waits for a call in progress before it returns records (like the embedded backend, whose
 poll runs them), and records of a partition not announced by ``on_assigned`` yet are not
-returned (the consumer seeks back to them instead).
+returned (the consumer seeks back to them instead).  Nor is any record while a new assignment
+is being announced: aiokafka starts fetching it (from the committed offsets) before the
+listener has heard of it, and a member that rejoined after its session expired still lists
+its old partitions -- their records must reach the owners ``on_assigned`` creates, not the
+old ones it is about to revoke.
 
 :meth:`commit` of partitions this member holds is a normal group commit (rejected with
 :class:`FencedError` if the group rebalanced meanwhile).  Other partitions (or a consumer that
@@ -172,6 +176,7 @@ class KafkaConsumer:
         self._instance_id = instance_id
         self._held: frozenset[int] = frozenset()
         self._held_as: str | None = None  # the broker's member id that was assigned _held
+        self._announcing = False  # a new assignment is being told to the listener
         self._lock = asyncio.Lock()
         self._consumer: Any = None
         self._starting: asyncio.Task[None] | None = None
@@ -222,7 +227,7 @@ class KafkaConsumer:
             for tp, batch in batches.items():
                 if not batch:
                     continue
-                if tp.partition not in self._held:  # not announced yet: read them later
+                if self._announcing or tp.partition not in self._held:  # read them later
                     with contextlib.suppress(Exception):
                         self._consumer.seek(tp, batch[0].offset)
                     continue
@@ -272,6 +277,13 @@ class KafkaConsumer:
         coordinator = getattr(self._consumer, "_coordinator", None)
         if coordinator is not None:
             await coordinator._stop_heartbeat_task()
+
+    async def _thaw(self) -> None:
+        """Tests: heartbeat again after :meth:`_freeze`, as a process woken up does (if its
+        session expired meanwhile, the heartbeat fails and the member rejoins as a new one)."""
+        coordinator = getattr(self._consumer, "_coordinator", None)
+        if coordinator is not None:
+            coordinator._start_heartbeat_task()
 
     # -- internals --------------------------------------------------------------------------
 
@@ -334,22 +346,30 @@ class KafkaConsumer:
     async def _on_assigned(self, partitions: set[int]) -> None:
         if not self._listening:
             return
-        # offsets this process committed in a transaction: visible before positions are read
-        tps = [TopicPartition(self.topic, p) for p in partitions]
-        await self._log.visibility.settle(tps, self.group)
-        async with self._lock:
-            if not self._listening:
-                return
-            new, member = frozenset(partitions), self.broker_member_id
-            if member == self._held_as:
-                gone, added = self._held - new, new - self._held
-            else:  # a new membership: what the old one held may have moved meanwhile
-                gone, added = self._held, new
-            self._held, self._held_as = new, member
-            if gone:
-                await self._call(self._listener.on_revoked, gone)
-            if added:
-                await self._call(self._listener.on_assigned, added)
+        # Set before the first await: aiokafka already fetches the new assignment, and until
+        # the listener is told, poll returns none of it (see the module docstring).
+        self._announcing = True
+        try:
+            # offsets this process committed in a transaction: visible before positions are read
+            tps = [TopicPartition(self.topic, p) for p in partitions]
+            await self._log.visibility.settle(tps, self.group)
+            async with self._lock:
+                if self._listening:
+                    await self._announce(frozenset(partitions))
+        finally:
+            self._announcing = False
+
+    async def _announce(self, new: frozenset[int]) -> None:
+        member = self.broker_member_id
+        if member == self._held_as:
+            gone, added = self._held - new, new - self._held
+        else:  # a new membership: what the old one held may have moved meanwhile
+            gone, added = self._held, new
+        self._held, self._held_as = new, member
+        if gone:
+            await self._call(self._listener.on_revoked, gone)
+        if added:
+            await self._call(self._listener.on_assigned, added)
 
     async def _call(
         self, callback: Callable[[frozenset[int]], Awaitable[None]], partitions: frozenset[int]
