@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from listeners import CallLog
 
 from wakeline.topics.embedded.groups import EmbeddedConsumer
 from wakeline.topics.embedded.log import DB_FILENAME, EmbeddedLog
@@ -66,17 +67,6 @@ def killed_midway(rng: random.Random, script: str, *args: str) -> list[str]:
     out, _ = child.communicate(timeout=30)
     assert child.returncode == -signal.SIGKILL
     return lines + out.split("\n")
-
-
-class Listener:
-    def __init__(self) -> None:
-        self.calls: list[tuple[str, frozenset[int]]] = []
-
-    async def on_assigned(self, partitions: frozenset[int]) -> None:
-        self.calls.append(("assigned", partitions))
-
-    async def on_revoked(self, partitions: frozenset[int]) -> None:
-        self.calls.append(("revoked", partitions))
 
 
 # -- several processes -----------------------------------------------------------------------
@@ -151,7 +141,7 @@ CONSUMER = """
 
 async def child_with_all_partitions(
     log: EmbeddedLog, tmp_path: Path, session_s: float
-) -> tuple[subprocess.Popen[str], EmbeddedConsumer, Listener]:
+) -> tuple[subprocess.Popen[str], EmbeddedConsumer, CallLog]:
     """A child process's member holding all 4 partitions, then this process's member joined
     (``parent`` sorts after ``child``: the range assignor gives it 2 and 3)."""
     await log.create_topics([TopicSpec("grp", 4)])
@@ -159,7 +149,7 @@ async def child_with_all_partitions(
     assert child.stdout is not None
     line = await asyncio.to_thread(child.stdout.readline)
     assert line.strip() == "assigned [0, 1, 2, 3]"
-    listener = Listener()
+    listener = CallLog()
     me = log.consumer("g", "grp", listener, session_timeout_s=1.0, instance_id="parent")
     deadline = time.monotonic() + 10
     while me.assignment() != {2, 3}:
@@ -402,7 +392,7 @@ async def test_poll_is_fair_across_partitions(tmp_path: Path) -> None:
     keys = {partition_for(f"k{i}".encode(), 4): f"k{i}".encode() for i in range(50)}
     for key in keys.values():
         await log.append("t", [OutRecord(key, b"v")] * 100)
-    consumer = log.consumer("g", "t", Listener(), session_timeout_s=1.0, max_poll_records=40)
+    consumer = log.consumer("g", "t", CallLog(), session_timeout_s=1.0, max_poll_records=40)
     first = await consumer.poll(1.0)
     assert len(first) == 40
     assert {r.partition for r in first} == {0, 1, 2, 3}
@@ -414,7 +404,7 @@ async def test_poll_is_fair_across_partitions(tmp_path: Path) -> None:
 
 
 async def test_listener_errors_propagate_from_poll(tmp_path: Path) -> None:
-    class Failing(Listener):
+    class Failing(CallLog):
         async def on_assigned(self, partitions: frozenset[int]) -> None:
             await super().on_assigned(partitions)
             raise RuntimeError("boom on assign")
@@ -435,7 +425,7 @@ async def test_listener_errors_propagate_from_poll(tmp_path: Path) -> None:
 async def test_resumed_member_learns_it_lost_its_partitions(tmp_path: Path) -> None:
     log = await EmbeddedLog.open(tmp_path)
     await log.create_topics([TopicSpec("t", 2)])
-    la, lb = Listener(), Listener()
+    la, lb = CallLog(), CallLog()
     a = log.consumer("g", "t", la, session_timeout_s=0.6, instance_id="a")
     b = log.consumer("g", "t", lb, session_timeout_s=0.6, instance_id="b")
     await a.poll(0.05)

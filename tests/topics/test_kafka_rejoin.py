@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterable
 
 import pytest
 from aiokafka.structs import TopicPartition
+from listeners import CallLog
 
 from wakeline.topics.kafka.groups import KafkaConsumer
 from wakeline.topics.kafka.log import KafkaLog
@@ -29,20 +30,6 @@ SESSION_S = 1.0
 @pytest.fixture
 def log(kafka_log: KafkaLog) -> KafkaLog:
     return kafka_log
-
-
-class Timeline:
-    def __init__(self) -> None:
-        self.calls: list[tuple[str, frozenset[int]]] = []
-
-    async def on_assigned(self, partitions: frozenset[int]) -> None:
-        self.calls.append(("assigned", partitions))
-
-    async def on_revoked(self, partitions: frozenset[int]) -> None:
-        self.calls.append(("revoked", partitions))
-
-    def assigned(self) -> int:
-        return sum(1 for kind, _ in self.calls if kind == "assigned")
 
 
 class HeldAnnouncement:
@@ -91,7 +78,7 @@ async def test_a_member_rejoining_after_its_session_expired_loses_no_record(
     await log.create_topics([TopicSpec(topic, 1)])
     group = f"g-{uuid.uuid4().hex[:8]}"
     first = await log.append(topic, [OutRecord(b"k", b"before %d" % i) for i in range(3)])
-    timeline = Timeline()
+    timeline = CallLog()
     a = log.consumer(group, topic, timeline, session_timeout_s=SESSION_S)
     assert isinstance(a, KafkaConsumer)
     try:
@@ -103,7 +90,7 @@ async def test_a_member_rejoining_after_its_session_expired_loses_no_record(
         await a.commit({0: got[-1].offset + 1})
 
         await a._freeze()  # paused: its session expires, another member takes the partition
-        b = log.consumer(group, topic, Timeline(), session_timeout_s=SESSION_S)
+        b = log.consumer(group, topic, CallLog(), session_timeout_s=SESSION_S)
         try:
             await poll_until(b, lambda: b.assignment() == frozenset({0}), 30)
             assert b.assignment() == frozenset({0})
