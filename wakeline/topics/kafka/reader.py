@@ -83,7 +83,7 @@ class Reader:
                     done = True
                     return [to_record(r) for r in records]
                 self.lso = max(self.lso, c.last_stable_offset(tp) or 0)
-                if timeout_s <= 0 and await c.position(tp) >= self.lso:
+                if timeout_s <= 0 and await self._position(deadline) >= self.lso:
                     done = True
                     return []  # only transaction markers or aborted records were left
                 if loop.time() >= deadline:
@@ -94,6 +94,16 @@ class Reader:
         finally:
             c.pause(tp)
             self.position = await c.position(tp) if done else -1
+
+    async def _position(self, deadline: float) -> int:
+        """The consumer's position, or -1 if it has none before ``deadline``: aiokafka's
+        ``position`` waits without a bound for a position being reset (after a fetch error,
+        e.g. while a restarted broker recovers), and a read must not hang on it."""
+        remaining = deadline - asyncio.get_running_loop().time()
+        try:
+            return int(await asyncio.wait_for(self.consumer.position(self.tp), max(0.0, remaining)))
+        except TimeoutError:
+            return -1
 
     async def _out_of_range(self, offset: int, pause: float) -> None:
         first = (await self.consumer.beginning_offsets([self.tp]))[self.tp]
