@@ -53,3 +53,9 @@ async def test_a_read_whose_position_never_comes_back_fails_at_its_deadline() ->
         await asyncio.wait_for(reader.read(5, 100, timeout_s=0, wait_s=0.2), 10)
     assert consumer.paused, "an idle reader is paused again"
     assert reader.position == -1, "its position is unknown: the next read seeks"
+
+
+async def test_a_waiting_read_that_times_out_does_not_wait_for_the_position() -> None:
+    reader = Reader(NoPosition(), TP, 5)
+    assert await asyncio.wait_for(reader.read(5, 100, timeout_s=0.1, wait_s=30), 10) == []
+    assert reader.position == -1

@@ -93,7 +93,8 @@ class Reader:
                     raise LogUnavailableError(f"no fetch response for {tp} in {wait_s}s")
         finally:
             c.pause(tp)
-            self.position = await c.position(tp) if done else -1
+            # -1 (unknown: the next read seeks) rather than wait for a position being reset
+            self.position = await self._position(loop.time() + 1.0) if done else -1
 
     async def _position(self, deadline: float) -> int:
         """The consumer's position, or -1 if it has none before ``deadline``: aiokafka's
