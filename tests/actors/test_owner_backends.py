@@ -4,17 +4,13 @@
   dead actor behind: the partition restarts, reads the command again, the run completes once;
 * a command arriving right behind a run's final event is answered, and the worker goes on
   serving its partitions (a command future left pending would stall all of them);
-* a shared-budget wake and a ``resume`` command for the same waiting run resume it once;
-* an owner fenced by a writer of no member (a paused process that reopened it on waking) asks
-  the group, finds the partition still its own and takes it back: the command that met the
-  fenced writer is read again and applied.
+* a shared-budget wake and a ``resume`` command for the same waiting run resume it once.
 """
 
 from __future__ import annotations
 
 import asyncio
 import itertools
-import logging
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractAsyncContextManager
 from decimal import Decimal
@@ -197,26 +193,3 @@ async def test_a_budget_wake_and_a_resume_command_resume_a_run_once(
     types = [e.type for e in events]
     assert types.count("ModelCallCompleted") == 1 and types.count("RunCompleted") == 1
     assert server.received == 1, "the run was resumed once: its call was sent once"
-
-
-async def test_an_owner_fenced_by_a_writer_of_no_member_takes_its_partition_back(
-    runtime: Runtime, caplog: pytest.LogCaptureFixture
-) -> None:
-    async with runtime(_app()) as rt:
-        handle = await rt.client.start_run("pay", 5)
-        await until(rt.client, handle.run_id, "GateOpened")
-        partitions = await rt.log.partition_count(rt.topics.events)
-        p = partition_for(handle.run_id.encode(), partitions)
-        zombie = await rt.log.writer(f"{rt.worker.group}.p{p}", p)  # fences the owner
-        try:
-            with caplog.at_level(logging.WARNING, logger="wakeline.actors.owner"):
-                await rt.client.approve(handle.run_id, "pay")  # its commit is refused: fenced
-                assert await asyncio.wait_for(rt.client.result(handle.run_id), 60) is True
-        finally:
-            await zombie.close()
-        messages = [r.getMessage() for r in caplog.records]
-        assert any(f"partition {p}: fenced" in m for m in messages), messages
-        assert any(f"partition {p}: still assigned here" in m for m in messages), messages
-        events = await journal(rt.log, rt.topics, handle.run_id)
-        assert [e.seq for e in events] == list(range(len(events)))
-        assert [e.type for e in events].count("RunCompleted") == 1

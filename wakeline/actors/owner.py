@@ -14,14 +14,7 @@ routes to them.  An owner does everything of its partition in one serial job que
 
 Fencing is an expected event: an owner whose writer was fenced (a newer owner exists) stops its
 runs without writing and goes quiet; commands routed to it are dropped (their offsets were not
-committed, so the new owner reads them).  Nothing here makes the worker exit.  While quiet it
-asks the group, with backoff, whether the partition is still assigned to this worker
-(:meth:`~wakeline.topics.port.GroupConsumer.holds`).  Normally the answer stays no until the
-revoke stops the owner.  Yes means the writer that fenced it belonged to no member -- a process
-paused past its session that reopened the writer when it woke up -- and the owner takes the
-partition back: it opens again, and the commands consumer reads on from the committed offset.
-A restart asks the same before it reopens the writer, so a worker woken up in the middle of one
-does not fence the partition's real owner.
+committed, so the new owner reads them).  Nothing here makes the worker exit.
 """
 
 from __future__ import annotations
@@ -29,7 +22,6 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
-import itertools
 import logging
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
@@ -50,7 +42,6 @@ from wakeline.topics.port import FencedError, LogError, OffsetCommit, PartitionW
 log = logging.getLogger(__name__)
 
 _BACKOFF_S = (0.05, 0.2, 0.5, 1.0, 2.0)
-_HELD_BACKOFF_S = (0.1, 0.25, 0.5, 1.0, 2.0)
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,17 +127,15 @@ class PartitionOwner:
     # -- the job loop -----------------------------------------------------------------------
     async def _run(self) -> None:
         await self._open()
-        while True:  # until stop() cancels it
-            while not self.fenced:
-                try:
-                    await self._step()
-                except Exception:  # a bug: never leave the partition stuck, never exit the worker
-                    log.exception(
-                        "partition %s: job failed; restarting it from the log", self.partition
-                    )
-                    self.request_restart()
-            self._jobs.clear()
-            await self._reclaim()
+        while not self.fenced:
+            try:
+                await self._step()
+            except Exception:  # a bug: never leave the partition stuck, never exit the worker
+                log.exception(
+                    "partition %s: job failed; restarting it from the log", self.partition
+                )
+                self.request_restart()
+        self._jobs.clear()
 
     async def _step(self) -> None:
         if self._restart_wanted:
@@ -187,8 +176,6 @@ class PartitionOwner:
     async def _open(self) -> None:
         for attempt in range(1_000_000):
             try:
-                if attempt:  # reopening: only while the partition is this worker's
-                    await self._until_held()
                 await self._open_once()
                 return
             except FencedError as exc:
@@ -243,45 +230,11 @@ class PartitionOwner:
         self.opened.clear()
         await self._close_parts()
         await asyncio.sleep(_BACKOFF_S[1])
-        await self._until_held()
-        await self._open()
-
-    async def _until_held(self) -> None:
-        """Return once the group says the partition is assigned to this worker (asked with
-        backoff; a revoke stops the owner meanwhile)."""
-        for attempt in itertools.count():
-            if await self.shared.holds(self.partition):
-                return
-            await asyncio.sleep(_HELD_BACKOFF_S[min(attempt, len(_HELD_BACKOFF_S) - 1)])
-
-    async def _reclaim(self) -> None:
-        """Fenced: once the group says the partition is still this worker's (see the module
-        docstring), open it again and read the commands on from the committed offset."""
-        self.opened.clear()
-        await self._close_parts()
-        await self._until_held()
-        s = self.shared
-        committed = await s.log.committed(s.group, s.topics.commands, self.partition)
-        start = committed if committed is not None else 0
-        s.rewind(self.partition, start)  # what was dropped while fenced is read again
-        self._accept_from = start
-        self.fenced = False
-        log.warning(
-            "partition %s: still assigned here after being fenced (by a writer of no member);"
-            " opening it again from command offset %s",
-            self.partition,
-            start,
-        )
         await self._open()
 
     def _lose(self, error: BaseException) -> None:
         if not self.fenced:
-            log.warning(
-                "partition %s: fenced (%s); its runs stop here (asking the group whether the"
-                " partition is still ours)",
-                self.partition,
-                error,
-            )
+            log.warning("partition %s: fenced (%s); its runs stop here", self.partition, error)
             self.fenced = True
             self._wake.set()
             self.shared.on_fenced(self)

@@ -180,10 +180,6 @@ class Worker:
         if consumer is not None and partition in consumer.assignment():
             consumer.seek(partition, offset)
 
-    async def holds(self, partition: int) -> bool:
-        consumer = self._consumer
-        return consumer is not None and await consumer.holds(partition)
-
     def on_opened(self, owner: PartitionOwner) -> None:
         if self._owners.get(owner.partition) is owner:
             self._update_ready()

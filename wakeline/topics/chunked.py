@@ -240,9 +240,6 @@ class ChunkedConsumer:
     def seek(self, partition: int, offset: int) -> None:
         self._inner.seek(partition, offset)
 
-    async def holds(self, partition: int) -> bool:
-        return await self._inner.holds(partition)
-
     async def commit(self, offsets: Any) -> None:
         await self._inner.commit(offsets)
 

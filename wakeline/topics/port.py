@@ -136,13 +136,6 @@ class GroupConsumer(Protocol):
 
     def seek(self, partition: int, offset: int) -> None: ...
 
-    async def holds(self, partition: int) -> bool:
-        """Whether the group assigns ``partition`` to this member *now*, asked of the group
-        (its coordinator, its tables), not remembered: a process that was paused past its
-        session still lists the partitions it had.  ``False`` while unsure (a rebalance in
-        progress, the group unreachable)."""
-        ...
-
     async def commit(self, offsets: Mapping[int, int]) -> None:
         """Commit ``partition -> next offset`` for this group (unfenced; see PartitionWriter)."""
         ...

@@ -41,12 +41,7 @@ from wakeline.topics import contract
 from wakeline.topics.embedded import appends, reads
 from wakeline.topics.embedded.announce import assigner, hosting_path, write_hosting
 from wakeline.topics.embedded.liveness import MemberLock, is_dead, lock_path
-from wakeline.topics.embedded.membership import (
-    sql_group_holds,
-    sql_group_release,
-    sql_group_sync,
-    sql_group_touch,
-)
+from wakeline.topics.embedded.membership import sql_group_release, sql_group_sync, sql_group_touch
 from wakeline.topics.embedded.notify import wait_event
 from wakeline.topics.hosting import HostingSource
 from wakeline.topics.port import AssignmentListener, Record
@@ -138,19 +133,6 @@ class EmbeddedConsumer:
     def seek(self, partition: int, offset: int) -> None:
         contract.check_seek(partition, offset, self._assignment, self._member_id)
         self._positions[partition] = offset
-
-    async def holds(self, partition: int) -> bool:
-        if partition not in self._assignment or self._closed:
-            return False
-        return await self._store.read(
-            functools.partial(
-                sql_group_holds,
-                group=self.group,
-                topic=self.topic,
-                member_id=self._member_id,
-                partition=partition,
-            )
-        )
 
     async def commit(self, offsets: Mapping[int, int]) -> None:
         contract.check_offsets(offsets.values())

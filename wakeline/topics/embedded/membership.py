@@ -99,21 +99,6 @@ def sql_group_touch(
     conn.execute("COMMIT")
 
 
-def sql_group_holds(
-    conn: sqlite3.Connection, group: str, topic: str, member_id: str, partition: int
-) -> bool:
-    """Whether the table has ``member_id`` as the owner of ``partition`` and its session has
-    not timed out (a read: nothing is claimed or expired)."""
-    row = conn.execute(
-        "SELECT 1 FROM group_owners o JOIN group_members m"
-        " ON m.grp = o.grp AND m.topic = o.topic AND m.member_id = o.member_id"
-        " WHERE o.grp = ? AND o.topic = ? AND o.partition = ? AND o.member_id = ?"
-        " AND m.heartbeat_ms + m.session_timeout_ms >= ?",
-        (group, topic, partition, member_id, now_ms()),
-    ).fetchone()
-    return row is not None
-
-
 def sql_group_release(
     conn: sqlite3.Connection,
     group: str,

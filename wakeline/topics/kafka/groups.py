@@ -46,22 +46,94 @@ import asyncio
 import contextlib
 import logging
 import uuid
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+from aiokafka import errors as kerrors
 from aiokafka.abc import ConsumerRebalanceListener
+from aiokafka.client import ConnectionGroup, CoordinationType
+from aiokafka.protocol.commit import OffsetCommitRequest, OffsetFetchRequest
 from aiokafka.structs import TopicPartition
 
 from wakeline.topics import contract
 from wakeline.topics.hosting import HostingSource
-from wakeline.topics.kafka.errors import map_error
+from wakeline.topics.kafka.errors import call_retrying, map_error
 from wakeline.topics.kafka.hosting import Announcer
-from wakeline.topics.port import AssignmentListener, Record
+from wakeline.topics.port import AssignmentListener, FencedError, Record
 
 if TYPE_CHECKING:
     from wakeline.topics.kafka.log import KafkaLog
 
 log = logging.getLogger(__name__)
+
+_COORDINATOR_ERRORS = (14, 15, 16)  # loading, not available, not coordinator: look it up again
+_MEMBER_ERRORS = (22, 25, 27)  # ILLEGAL_GENERATION, UNKNOWN_MEMBER_ID, REBALANCE_IN_PROGRESS
+
+
+class GroupOffsets:
+    """Committed offsets of any group, through raw requests to its coordinator."""
+
+    def __init__(self, client: Any, timeout_s: float) -> None:
+        self._client = client  # a bootstrapped AIOKafkaClient
+        self._timeout_s = timeout_s
+        self._coordinators: dict[str, int] = {}
+
+    async def fetch(self, group: str, tps: Sequence[TopicPartition]) -> dict[TopicPartition, int]:
+        """The committed offsets of ``tps`` (missing: never committed)."""
+        by_topic: dict[str, list[int]] = {}
+        for tp in tps:
+            by_topic.setdefault(tp.topic, []).append(tp.partition)
+        request = OffsetFetchRequest(group, list(by_topic.items()))
+        response = await self._request(group, request)
+        found: dict[TopicPartition, int] = {}
+        for topic, results in response.topics:
+            for partition, offset, _, code in results:
+                if code:
+                    raise map_error(kerrors.for_code(code)(), f"offsets of group {group!r}")
+                if offset >= 0:
+                    found[TopicPartition(topic, partition)] = offset
+        return found
+
+    async def simple_commit(self, group: str, topic: str, offsets: Mapping[int, int]) -> None:
+        """Commit outside group membership: accepted while the group has no active member."""
+        parts = [(p, o, "") for p, o in sorted(offsets.items())]
+        request = OffsetCommitRequest(group, -1, "", -1, [(topic, parts)])
+        response = await self._request(group, request)
+        for _, results in response.topics:
+            for partition, code in results:
+                if code in _MEMBER_ERRORS:
+                    raise FencedError(
+                        f"group {group!r} has active members: partition {partition} must be"
+                        " committed by the member that holds it"
+                    )
+                if code:
+                    raise map_error(kerrors.for_code(code)(), f"commit of group {group!r}")
+
+    async def _request(self, group: str, request: Any) -> Any:
+        """Send ``request`` to the group's coordinator, retrying coordinator errors."""
+
+        async def attempt() -> Any:
+            node = self._coordinators.get(group)
+            if node is None:
+                node = await self._client.coordinator_lookup(CoordinationType.GROUP, group)
+                self._coordinators[group] = node
+            try:
+                response = await self._client.send(
+                    node, request, group=ConnectionGroup.COORDINATION
+                )
+            except Exception:
+                self._coordinators.pop(group, None)
+                raise
+            codes = [getattr(response, "error_code", 0)]
+            codes += [c for _, results in response.topics for *_, c in results]
+            for code in codes:
+                if code in _COORDINATOR_ERRORS:
+                    self._coordinators.pop(group, None)
+                    raise kerrors.for_code(code)()
+            return response
+
+        what = f"request to the coordinator of group {group!r}"
+        return await call_retrying(self._timeout_s, attempt, what)
 
 
 class _Adapter(ConsumerRebalanceListener):  # type: ignore[misc]  # aiokafka has no types
@@ -105,7 +177,6 @@ class KafkaConsumer:
         self._held: frozenset[int] = frozenset()
         self._held_as: str | None = None  # the broker's member id that was assigned _held
         self._announcing = False  # a new assignment is being told to the listener
-        self._held_generation = -1  # the group generation that assigned _held
         self._lock = asyncio.Lock()
         self._consumer: Any = None
         self._starting: asyncio.Task[None] | None = None
@@ -166,16 +237,6 @@ class KafkaConsumer:
     def seek(self, partition: int, offset: int) -> None:
         contract.check_seek(partition, offset, self._held, self._member_id)
         self._consumer.seek(TopicPartition(self.topic, partition), offset)
-
-    async def holds(self, partition: int) -> bool:
-        member = self._held_as
-        if self._announcing or partition not in self._held or member is None or self._closed:
-            return False
-        try:
-            return await self._log.offsets.is_member(self.group, self._held_generation, member)
-        except Exception as exc:  # unsure: not held, the caller asks again
-            log.info("consumer %s: could not ask the group (%r)", self._member_id, exc)
-            return False
 
     async def commit(self, offsets: Mapping[int, int]) -> None:
         contract.check_offsets(offsets.values())
@@ -305,7 +366,6 @@ class KafkaConsumer:
         else:  # a new membership: what the old one held may have moved meanwhile
             gone, added = self._held, new
         self._held, self._held_as = new, member
-        self._held_generation = getattr(self._consumer._coordinator, "generation", -1)
         if gone:
             await self._call(self._listener.on_revoked, gone)
         if added:

@@ -50,9 +50,8 @@ from wakeline.topics import contract
 from wakeline.topics.hosting import HostingSource
 from wakeline.topics.kafka.admin import TopicAdmin
 from wakeline.topics.kafka.errors import call_retrying, map_error, producer_failed
-from wakeline.topics.kafka.groups import KafkaConsumer
+from wakeline.topics.kafka.groups import GroupOffsets, KafkaConsumer
 from wakeline.topics.kafka.hosting import hosted as kafka_hosted
-from wakeline.topics.kafka.offsets import GroupOffsets
 from wakeline.topics.kafka.reader import ReaderPool
 from wakeline.topics.kafka.visibility import Visibility
 from wakeline.topics.kafka.writer import KafkaWriter, shorten_concurrent_transactions_backoff
