@@ -145,7 +145,9 @@ async def test_a_revoke_between_commit_and_fold_leaves_no_hole(tmp_path: Path) -
     first.cancel()  # the caller goes away: the append is not cancelled with it
     await asyncio.sleep(0)
     await appender.close()  # revoked while "first" landed but was never folded
-    assert broken and first.cancelled() and second.done()
+    # broken (nothing more is appended), but closing reports nothing: the owner is stopping
+    assert appender.broken is not None and broken == []
+    assert first.cancelled() and second.done()
     assert store.offset(TOPICS.events, 0) == 0  # the watermark did not move past "first"
     await JournalSync(log, store, journal, topic=TOPICS.events, topic_names=NAMES).agree_with_log(0)
     assert journal.has_run("first") and not journal.has_run("second")
@@ -248,4 +250,29 @@ async def test_a_state_dir_of_an_older_format_is_refolded_from_the_log(tmp_path:
     store.close()
     async with worker_running(app, log, state) as worker:
         assert len(worker.journal.load("x")) == len(keys)
+    await log.close()
+
+
+async def test_closing_an_appender_is_not_breaking_it(tmp_path: Path) -> None:
+    """An owner closes its appender each time it restarts; if closing a healthy appender
+    reported it broken, the report asked for the next restart, for ever (a Kafka writer whose
+    producer died put a partition in that loop: its runs never went on)."""
+    log = await EmbeddedLog.open(tmp_path / "log")
+    await ensure_topics(log, partitions=1)
+    store = ProjectionStore(tmp_path / "state")
+    broken: list[BaseException] = []
+    appender = JournalAppender(
+        await log.writer("w.p0", 0),
+        topic=TOPICS.events,
+        system="embedded",
+        store=store,
+        journal=JournalProjection(store),
+        topic_names=NAMES,
+        telemetry=Telemetry(),
+        on_broken=broken.append,
+    )
+    await appender.append([_event("first", 0)])  # its pump is running, idle now
+    await appender.close()
+    assert broken == []
+    store.close()
     await log.close()

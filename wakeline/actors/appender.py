@@ -90,6 +90,7 @@ class JournalAppender:
         self._queue: list[_Append] = []
         self._wake = asyncio.Event()
         self._pump: asyncio.Task[None] | None = None
+        self._closing = False
         self.broken: BaseException | None = None
 
     @property
@@ -112,7 +113,10 @@ class JournalAppender:
         return await item.future
 
     async def close(self) -> None:
-        """Stop the pump (appends in its round keep whatever outcome the writer gives them)."""
+        """Stop the pump (appends in its round keep whatever outcome the writer gives them).
+        Closing is not breaking: ``on_broken`` is not called for it (the owner closes its
+        appender when it restarts; a callback would ask for the next restart, for ever)."""
+        self._closing = True
         pump, self._pump = self._pump, None
         if pump is not None:
             pump.cancel()
@@ -217,7 +221,8 @@ class JournalAppender:
     def _break(self, error: BaseException) -> None:
         if self.broken is None:
             self.broken = error
-            self._on_broken(error)
+            if not self._closing:
+                self._on_broken(error)
 
     def _fail_queued(self, error: BaseException) -> None:
         queued, self._queue = self._queue, []
